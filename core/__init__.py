@@ -1,0 +1,71 @@
+"""taskloom: task orchestration with a minimal core; everything else is a plugin."""
+
+from __future__ import annotations
+
+from taskloom._version import __version__
+from taskloom.clock import Clock, FakeClock, SystemClock
+from taskloom.decisions import Fail, Fallback, Retry
+from taskloom.engine import Attempt, Engine, Run, RunSummary, TaskContext
+from taskloom.errors import (
+    CircuitOpenError,
+    ConfigError,
+    CycleError,
+    DuplicateTaskError,
+    GraphError,
+    InvalidTransition,
+    PluginError,
+    QueueFullError,
+    TaskCancelled,
+    TaskloomError,
+    TaskNotFoundError,
+    TaskTimeout,
+    UnknownComponentError,
+    UnknownDependencyError,
+    UpstreamFailed,
+)
+from taskloom.executor import CancelToken, Executor
+from taskloom.graph import DependencyGraph
+from taskloom.manager import TaskManager
+from taskloom.pluginmanager import PluginSet, hookimpl, load_plugins
+from taskloom.states import TRANSITIONS, TaskState
+from taskloom.task import Task
+
+__all__ = [
+    "TRANSITIONS",
+    "Attempt",
+    "CancelToken",
+    "CircuitOpenError",
+    "Clock",
+    "ConfigError",
+    "CycleError",
+    "DependencyGraph",
+    "DuplicateTaskError",
+    "Engine",
+    "Executor",
+    "Fail",
+    "FakeClock",
+    "Fallback",
+    "GraphError",
+    "InvalidTransition",
+    "PluginError",
+    "PluginSet",
+    "QueueFullError",
+    "Retry",
+    "Run",
+    "RunSummary",
+    "SystemClock",
+    "Task",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskManager",
+    "TaskNotFoundError",
+    "TaskState",
+    "TaskTimeout",
+    "TaskloomError",
+    "UnknownComponentError",
+    "UnknownDependencyError",
+    "UpstreamFailed",
+    "__version__",
+    "hookimpl",
+    "load_plugins",
+]

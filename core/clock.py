@@ -1,0 +1,209 @@
+"""Time, injectable: the engine's timer (retries, timeouts) and the scheduler read a Clock.
+
+:class:`SystemClock` is real time with one timer thread per clock. :class:`FakeClock` moves
+only when a test calls :meth:`FakeClock.advance`, firing every timer that falls due, so no
+test has to sleep for time to pass.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Protocol, runtime_checkable
+
+
+class TimerHandle:
+    """A scheduled callback; :meth:`cancel` stops it from firing."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def time(self) -> float:
+        """Seconds since the epoch (wall clock)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (durations, timers)."""
+
+    def now(self) -> datetime:
+        """The current time as an aware UTC datetime."""
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
+        """Run ``callback`` once, ``delay`` seconds from now, on the clock's timer."""
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        """Wait until ``event`` is set or ``timeout`` clock-seconds pass; True if set."""
+
+
+class _TimerHeap:
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, TimerHandle]] = []
+        self.counter = itertools.count()
+
+    def push(self, handle: TimerHandle) -> None:
+        heapq.heappush(self.heap, (handle.when, next(self.counter), handle))
+
+    def pop_due(self, now: float) -> list[TimerHandle]:
+        due = []
+        while self.heap and self.heap[0][0] <= now:
+            handle = heapq.heappop(self.heap)[2]
+            if not handle.cancelled:
+                due.append(handle)
+        return due
+
+    def next_when(self) -> float | None:
+        while self.heap and self.heap[0][2].cancelled:
+            heapq.heappop(self.heap)
+        return self.heap[0][0] if self.heap else None
+
+
+def _fire(handle: TimerHandle) -> None:
+    try:
+        handle.callback()
+    except Exception:  # a timer callback must never kill the timer thread
+        import logging
+
+        logging.getLogger("taskloom.clock").exception("timer callback failed")
+
+
+class SystemClock:
+    """Real time. Timers run on one daemon thread, started on first use."""
+
+    def __init__(self) -> None:
+        self._timers = _TimerHeap()
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
+        handle = TimerHandle(time.monotonic() + max(0.0, delay), callback)
+        with self._cond:
+            self._timers.push(handle)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="taskloom-timer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return handle
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    nxt = self._timers.next_when()
+                    now = time.monotonic()
+                    if nxt is not None and nxt <= now:
+                        due = self._timers.pop_due(now)
+                        break
+                    self._cond.wait(None if nxt is None else nxt - now)
+            for handle in due:
+                _fire(handle)
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        return event.wait(timeout)
+
+
+class FakeClock:
+    """A clock that moves only when told to; timers fire inside :meth:`advance`.
+
+    Threads blocked in :meth:`wait` wake when the clock passes their deadline.
+    """
+
+    def __init__(self, start: float | datetime = 1_700_000_000.0) -> None:
+        self._now = start.timestamp() if isinstance(start, datetime) else float(start)
+        self._mono = 0.0
+        self._timers = _TimerHeap()
+        self._cond = threading.Condition()
+
+    def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._now, timezone.utc)
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
+        handle = TimerHandle(self._mono + max(0.0, delay), callback)
+        with self._cond:
+            self._timers.push(handle)
+        if delay <= 0:
+            self.advance(0)
+        return handle
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward, firing due timers in order (each at its own instant)."""
+        if seconds < 0:
+            raise ValueError("a clock does not go back")
+        target = self._mono + seconds
+        while True:
+            with self._cond:
+                nxt = self._timers.next_when()
+                if nxt is None or nxt > target:
+                    break
+                self._now += nxt - self._mono
+                self._mono = nxt
+                due = self._timers.pop_due(nxt)
+                self._cond.notify_all()
+            for handle in due:
+                _fire(handle)
+        with self._cond:
+            self._now += target - self._mono
+            self._mono = target
+            self._cond.notify_all()
+
+    def set(self, when: datetime | float) -> None:
+        """Jump to a wall-clock time (forward only), firing timers on the way."""
+        ts = when.timestamp() if isinstance(when, datetime) else float(when)
+        self.advance(ts - self._now)
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        deadline = None if timeout is None else self._mono + timeout
+        with self._cond:
+            while not event.is_set():
+                if deadline is not None and self._mono >= deadline:
+                    return False
+                # Short real waits so an event set from another thread is noticed promptly.
+                self._cond.wait(0.01)
+        return True
+
+    def pending_timers(self) -> int:
+        with self._cond:
+            return sum(1 for _, _, h in self._timers.heap if not h.cancelled)
+
+
+_default: SystemClock | None = None
+_default_lock = threading.Lock()
+
+
+def system_clock() -> SystemClock:
+    """The process-wide real clock (one timer thread for every engine that uses it)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = SystemClock()
+    return _default

@@ -1,0 +1,266 @@
+"""The task: one unit of work, its metadata and its lifecycle state."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from taskloom.errors import TaskloomError
+from taskloom.states import TERMINAL, TaskState, check_transition
+
+if TYPE_CHECKING:
+    from taskloom.engine import Run
+
+TRIGGER_RULES = frozenset({"all_success", "all_done", "one_failed", "always"})
+
+_PENDING = TaskState.PENDING
+
+
+def validate_priority(name: str, priority: object) -> int:
+    """Return ``priority`` if it is an int from 1 (highest) to 10 (lowest); else ValueError."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
+        raise ValueError(
+            f"task {name!r}: priority must be an integer from 1 (highest) to 10 (lowest), "
+            f"got {priority!r}"
+        )
+    return priority
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+
+
+class Task:
+    """A unit of work.
+
+    ``fn`` is the body (sync or ``async def``); a subclass may override :meth:`execute`
+    instead. A task with neither completes with result ``None``. Parameters of the body named
+    like a dependency receive that dependency's result; a parameter named ``context``
+    receives the :class:`~taskloom.engine.TaskContext` of the attempt.
+
+    Policy options (``retry``, ``timeout``, ``cache``, ``circuit_breaker``, ``fallback``,
+    ``error_handlers``, ``executor``, ``deadline``) are read by the plugins that implement
+    them; ``options`` holds keys for third-party plugins.
+    """
+
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_attempt",
+        "_completed",
+        "_created",
+        "_dependents",
+        "_id",
+        "_plan",
+        "_run",
+        "_seq",
+        "_started",
+        "_status",
+        "_waiting_on",
+        "attempts",
+        "config",
+        "dependencies",
+        "description",
+        "duration",
+        "error",
+        "error_traceback",
+        "error_type",
+        "exception",
+        "fn",
+        "name",
+        "options",
+        "priority",
+        "result",
+        "tags",
+        "trigger_rule",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        priority: int = 1,
+        dependencies: Iterable[str] | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        fn: Callable[..., Any] | None = None,
+        tags: Iterable[str] = (),
+        trigger_rule: str = "all_success",
+        retry: Any = None,
+        timeout: float | Mapping[str, Any] | None = None,
+        cache: Any = None,
+        circuit_breaker: Any = None,
+        fallback: Any = None,
+        error_handlers: Mapping[Any, Any] | None = None,
+        executor: str | None = None,
+        deadline: float | datetime | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a task name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.description = description
+        self.priority = validate_priority(name, priority)
+        self.dependencies: list[str] = list(dependencies) if dependencies else []
+        self.config: dict[str, Any] = dict(config) if config else {}
+        if fn is not None and not callable(fn):
+            raise TypeError(f"task {name!r}: fn must be callable, got {fn!r}")
+        self.fn = fn
+        self.tags: frozenset[str] = frozenset(tags)
+        if trigger_rule not in TRIGGER_RULES:
+            raise ValueError(
+                f"task {name!r}: unknown trigger_rule {trigger_rule!r}; "
+                f"one of {', '.join(sorted(TRIGGER_RULES))}"
+            )
+        self.trigger_rule = trigger_rule
+        opts: dict[str, Any] = dict(options) if options else {}
+        for key, value in (
+            ("retry", retry),
+            ("timeout", timeout),
+            ("cache", cache),
+            ("circuit_breaker", circuit_breaker),
+            ("fallback", fallback),
+            ("error_handlers", error_handlers),
+            ("executor", executor),
+            ("deadline", deadline),
+        ):
+            if value is not None:
+                opts[key] = value
+        self.options = opts
+        self._id: str | None = None
+        self._status = _PENDING
+        self.result: Any = None
+        self.error: str | None = None
+        self.error_type: str | None = None
+        self.exception: BaseException | None = None
+        self.error_traceback: str | None = None
+        self.attempts = 0
+        self.duration: float | None = None
+        self._created = time.time()
+        self._started: float | None = None
+        self._completed: float | None = None
+        self._run: Run | None = None
+        self._plan: Any = None
+        self._attempt: Any = None
+        self._waiting_on = 0
+        self._dependents: list[Task] = []
+        self._seq = 0
+
+    # -- identity and metadata ------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """A unique id, generated on first use (uuid4 hex)."""
+        if self._id is None:
+            self._id = uuid.uuid4().hex
+        return self._id
+
+    @property
+    def status(self) -> TaskState:
+        return self._status
+
+    @property
+    def executor(self) -> str | None:
+        """Name of the executor this task asks for (None: the run's default)."""
+        return self.options.get("executor")
+
+    @property
+    def deadline(self) -> float | None:
+        """Deadline as a POSIX timestamp, for the ``deadline`` queue strategy."""
+        value = self.options.get("deadline")
+        if isinstance(value, datetime):
+            return value.timestamp()
+        return value  # type: ignore[no-any-return]
+
+    @property
+    def created_at(self) -> datetime:
+        return _utc(self._created)  # type: ignore[return-value]
+
+    @property
+    def started_at(self) -> datetime | None:
+        return _utc(self._started)
+
+    @property
+    def completed_at(self) -> datetime | None:
+        return _utc(self._completed)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} {self._status.value} priority={self.priority}>"
+
+    # -- the documented methods -------------------------------------------------------------
+    def execute(self, **kwargs: Any) -> Any:
+        """The task's body: call ``fn`` (awaiting it if it is ``async def``) and return its result.
+
+        Override this in a subclass for custom logic. Calling it directly only runs the body;
+        the lifecycle (states, retries, hooks) is driven by an engine run.
+        """
+        fn = self.fn
+        if fn is None:
+            return None
+        result = fn(**kwargs)
+        if type(result).__name__ == "coroutine":
+            import asyncio  # only async bodies pay for the import
+
+            return asyncio.run(result)
+        return result
+
+    def cancel(self) -> None:
+        """Cancel the task: at once when not running, by its cancellation token when running."""
+        run = self._run
+        if run is not None:
+            run.cancel_task(self)
+        elif self._status not in TERMINAL:
+            self._move(TaskState.CANCELLED)
+
+    def retry(self) -> None:
+        """Move a failed task to ``retrying``; in a live run it is queued for another attempt."""
+        run = self._run
+        if run is not None:
+            run.retry_task(self)
+        else:
+            self._move(TaskState.RETRYING)
+
+    def get_status(self) -> str:
+        return self._status.value
+
+    def get_result(self) -> Any:
+        return self.result
+
+    def get_duration(self) -> float | None:
+        return self.duration
+
+    def add_dependency(self, task_name: str) -> None:
+        self._check_editable()
+        if task_name == self.name:
+            raise ValueError(f"task {self.name!r} cannot depend on itself")
+        if task_name not in self.dependencies:
+            self.dependencies.append(task_name)
+
+    def remove_dependency(self, task_name: str) -> None:
+        self._check_editable()
+        try:
+            self.dependencies.remove(task_name)
+        except ValueError:
+            raise ValueError(f"task {self.name!r} has no dependency {task_name!r}") from None
+
+    # -- internals ---------------------------------------------------------------------------
+    def _check_editable(self) -> None:
+        if self._run is not None and self._status not in TERMINAL:
+            raise TaskloomError(f"task {self.name!r} is in a live run; its dependencies are fixed")
+
+    def _move(self, new: TaskState) -> None:
+        """Transition outside any run (no hooks to call)."""
+        check_transition(self.name, self._status, new)
+        self._status = new
+
+    def _reset_outcome(self) -> None:
+        self.result = None
+        self.error = None
+        self.error_type = None
+        self.exception = None
+        self.error_traceback = None
+        self.duration = None
+        self._started = None
+        self._completed = None

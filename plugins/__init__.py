@@ -1,0 +1,1 @@
+"""The standard plugins. Each subpackage is one entry point in the ``taskloom`` group."""

@@ -1,0 +1,14 @@
+"""Queue strategies: which ready task runs next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskloom import hookimpl
+from taskloom.plugins.queues.strategies import FifoQueue, PriorityQueue
+
+
+@hookimpl
+def taskloom_register(registry: Any) -> None:
+    registry.add("queue", "fifo", FifoQueue)
+    registry.add("queue", "priority", PriorityQueue)
