@@ -392,6 +392,18 @@ class Run:
                     self._task_done.wait(0.05 if remaining is None else min(0.05, remaining))
         return True
 
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every attempt handed to an executor has returned (even cancelled or
+        timed-out ones still running in a worker); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._task_done:
+            while self._inflight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._task_done.wait(0.05 if remaining is None else min(0.05, remaining))
+        return True
+
     @functools.cached_property
     def _task_done(self) -> threading.Condition:
         return threading.Condition(self._lock)
@@ -649,6 +661,8 @@ class Run:
             self.hook.taskloom_attempt_finish(task=task, attempt=attempt, error=error, run=self)
         with self._lock:
             self._inflight -= 1
+            if self._inflight == 0 and "_task_done" in self.__dict__:
+                self._task_done.notify_all()
             if self._limiter is not None:
                 for t in self._limiter.release(task):
                     if t._status is READY or t._status is RETRYING:
