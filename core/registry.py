@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from taskloom.errors import PluginError, UnknownComponentError
@@ -24,7 +24,28 @@ class Registry:
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, tuple[Callable[..., Any], str]]] = {k: {} for k in KINDS}
+        self._sections: dict[str, tuple[dict[str, Any] | None, str]] = {}
         self.current_plugin = "<direct>"
+
+    def add_config_section(self, name: str, keys: Mapping[str, Any] | None = None) -> None:
+        """Declare the ``[taskloom.<name>]`` configuration section this plugin reads.
+
+        ``keys`` maps each key to its type: a Python type (``str``, ``int``, ``bool``,
+        ``dict``, ``(int, float)``) or a TOML kind name (``"number"``, ``"table"``). With
+        ``None`` any keys are accepted and the plugin checks them in ``taskloom_configure``.
+        A section nobody declared is a configuration error.
+        """
+        have = self._sections.get(name)
+        if have is not None and have[1] != self.current_plugin:
+            raise PluginError(
+                f"config section [taskloom.{name}] declared twice: by plugin {have[1]!r} "
+                f"and by plugin {self.current_plugin!r}"
+            )
+        self._sections[name] = (None if keys is None else dict(keys), self.current_plugin)
+
+    def config_sections(self) -> dict[str, dict[str, Any] | None]:
+        """Declared ``[taskloom.<name>]`` sections and their keys."""
+        return {name: keys for name, (keys, _) in sorted(self._sections.items())}
 
     def add(self, kind: str, name: str, factory: Callable[..., Any]) -> None:
         if kind not in self._items:
