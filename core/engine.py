@@ -8,7 +8,6 @@ thread executor keeps it, no hand-off). Hooks nobody implements are not called.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import threading
 import time
@@ -98,9 +97,12 @@ class Plan:
             self.is_async = False
             return
         names, varkw, self.is_async = _signature(body)
-        self.deps = tuple(
-            d for d in dict.fromkeys(task.dependencies) if varkw or d in names
-        )
+        if names or varkw:
+            self.deps = tuple(
+                d for d in dict.fromkeys(task.dependencies) if varkw or d in names
+            )
+        else:
+            self.deps = ()
         self.wants_context = "context" in names
 
 
@@ -145,16 +147,28 @@ class TaskContext:
 class Attempt:
     """One try at running a task; executors receive these."""
 
-    __slots__ = ("__dict__", "finished", "number", "run", "started", "task", "token", "value")
+    __slots__ = ("__dict__", "_token", "finished", "number", "run", "started", "task", "value")
 
     def __init__(self, task: Task, number: int, run: Run) -> None:
         self.task = task
         self.number = number
         self.run = run
-        self.token = CancelToken()
+        self._token: CancelToken | None = None
         self.started = 0.0
         self.finished: float | None = None
         self.value: Any = None
+
+    @property
+    def token(self) -> CancelToken:
+        """The attempt's cancellation token, made on first use (most attempts never need
+        one); the canceller and the body always see the same token."""
+        token = self._token
+        if token is None:
+            with _token_lock:
+                token = self._token
+                if token is None:
+                    token = self._token = CancelToken()
+        return token
 
     @property
     def duration(self) -> float | None:
@@ -248,7 +262,7 @@ class ResultsView(Mapping[str, Any]):
         return sum(1 for _ in self)
 
 
-_run_counter = itertools.count(1)
+_token_lock = threading.Lock()
 
 
 class Run:

@@ -157,11 +157,25 @@ def validate_tasks(tasks: Sequence[Task], known: Iterable[str] = ()) -> None:
             raise DuplicateTaskError(t.name)
         names[t.name] = t
     known_set = known if isinstance(known, (set, frozenset, dict)) else set(known)
+    # Tasks listed after their dependencies cannot form a cycle: one linear pass proves it
+    # for the common case; only a forward reference needs the full check.
+    seen: set[str] = set()
+    forward = False
     for t in tasks:
         for dep in t.dependencies:
-            if dep not in names and dep not in known_set:
+            if dep in seen or dep in known_set:
+                continue
+            if dep in names:
+                forward = True
+            else:
                 raise UnknownDependencyError(t.name, dep)
-    # Kahn's algorithm over the new tasks only; a leftover means a cycle.
+        seen.add(t.name)
+    if forward:
+        _check_acyclic(tasks)
+
+
+def _check_acyclic(tasks: Sequence[Task]) -> None:
+    """Kahn's algorithm over the batch; a leftover means a cycle, reported as a path."""
     indegree = {t.name: 0 for t in tasks}
     succ: dict[str, list[str]] = {t.name: [] for t in tasks}
     for t in tasks:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 TRIGGER_RULES = frozenset({"all_success", "all_done", "one_failed", "always"})
 
 _PENDING = TaskState.PENDING
+_NO_TAGS: frozenset[str] = frozenset()
 
 
 def validate_priority(name: str, priority: object) -> int:
@@ -103,13 +104,16 @@ class Task:
             raise ValueError(f"a task name must be a non-empty string, got {name!r}")
         self.name = name
         self.description = description
-        self.priority = validate_priority(name, priority)
+        # The common case (a small int) skips the validation call.
+        if type(priority) is not int or not 1 <= priority <= 10:
+            validate_priority(name, priority)
+        self.priority = priority
         self.dependencies: list[str] = list(dependencies) if dependencies else []
         self.config: dict[str, Any] = dict(config) if config else {}
         if fn is not None and not callable(fn):
             raise TypeError(f"task {name!r}: fn must be callable, got {fn!r}")
         self.fn = fn
-        self.tags: frozenset[str] = frozenset(tags)
+        self.tags: frozenset[str] = frozenset(tags) if tags else _NO_TAGS
         if trigger_rule not in TRIGGER_RULES:
             raise ValueError(
                 f"task {name!r}: unknown trigger_rule {trigger_rule!r}; "
@@ -117,18 +121,21 @@ class Task:
             )
         self.trigger_rule = trigger_rule
         opts: dict[str, Any] = dict(options) if options else {}
-        for key, value in (
-            ("retry", retry),
-            ("timeout", timeout),
-            ("cache", cache),
-            ("circuit_breaker", circuit_breaker),
-            ("fallback", fallback),
-            ("error_handlers", error_handlers),
-            ("executor", executor),
-            ("deadline", deadline),
-        ):
-            if value is not None:
-                opts[key] = value
+        if (retry is not None or timeout is not None or cache is not None
+                or circuit_breaker is not None or fallback is not None
+                or error_handlers is not None or executor is not None or deadline is not None):
+            for key, value in (
+                ("retry", retry),
+                ("timeout", timeout),
+                ("cache", cache),
+                ("circuit_breaker", circuit_breaker),
+                ("fallback", fallback),
+                ("error_handlers", error_handlers),
+                ("executor", executor),
+                ("deadline", deadline),
+            ):
+                if value is not None:
+                    opts[key] = value
         self.options = opts
         self._id: str | None = None
         self._status = _PENDING
@@ -146,7 +153,7 @@ class Task:
         self._plan: Any = None
         self._attempt: Any = None
         self._waiting_on = 0
-        self._dependents: list[Task] = []
+        self._dependents: list[Task] = []  # set by the run the task joins
         self._seq = 0
 
     # -- identity and metadata ------------------------------------------------------------

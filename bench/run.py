@@ -1,0 +1,119 @@
+"""Run the benchmark suite and print (and write) a Markdown table of ratios.
+
+    python bench/run.py            # full run, writes bench/RESULTS.md
+    python bench/run.py --quick    # small version (CI: reporting only)
+    python bench/run.py --only core,queue
+
+Every figure compares taskloom with a baseline measured in the same process run (warm-up,
+then repetitions; median [min..max]). Ratios > 1 mean taskloom is better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import platform
+import sys
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from common import Row  # noqa: E402
+
+#: suite name -> module (in bench/, or a path to a contrib package's bench file)
+SUITES = {
+    "core": "bench_core",
+    "queue": "bench_queue",
+    "policies": "bench_policies",
+    "scheduler": "bench_scheduler",
+    "store": "bench_store",
+    "otel": "bench_otel",
+    "dask": str(ROOT / "contrib" / "taskloom-dask" / "bench_dask.py"),
+}
+
+
+def _load(spec: str):
+    if spec.endswith(".py"):
+        path = Path(spec)
+        if not path.exists():
+            return None
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert module_spec and module_spec.loader
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+    if importlib.util.find_spec(spec) is None:
+        return None
+    return importlib.import_module(spec)
+
+
+def machine() -> str:
+    import multiprocessing
+
+    mem = ""
+    try:
+        import psutil
+
+        mem = f", {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    except ImportError:
+        pass
+    return (f"{platform.system()} {platform.machine()}, {multiprocessing.cpu_count()} cores{mem}, "
+            f"Python {platform.python_version()}")
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| workload | unit | taskloom | baseline | baseline figure | ratio | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        digits = 0 if r.taskloom.median >= 100 else 3
+        base = r.baseline.fmt(digits) if r.baseline else "-"
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
+        lines.append(f"| {r.workload} | {r.unit} | {r.taskloom.fmt(digits)} | "
+                     f"{r.baseline_name or '-'} | {base} | {ratio} | {r.target} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small workloads (CI)")
+    parser.add_argument("--only", default="", help="comma-separated suites: " + ", ".join(SUITES))
+    parser.add_argument("--out", default=None, help="Markdown output (default bench/RESULTS.md "
+                        "for a full run, nothing for --quick)")
+    args = parser.parse_args()
+    wanted = [s for s in args.only.split(",") if s] or list(SUITES)
+    all_rows: list[Row] = []
+    failures = []
+    for name in wanted:
+        module = _load(SUITES[name])
+        if module is None:
+            print(f"[{name}] not available, skipped", flush=True)
+            continue
+        print(f"[{name}] running...", flush=True)
+        try:
+            rows = module.rows(args.quick)
+        except Exception:
+            failures.append(name)
+            traceback.print_exc()
+            continue
+        print(table(rows), flush=True)
+        all_rows += rows
+    header = (f"Measured on {machine()}; {'quick' if args.quick else 'full'} run; "
+              "median [min..max]; ratio > 1 means taskloom is better.")
+    report = header + "\n\n" + table(all_rows) + "\n"
+    print("\n" + report)
+    out = args.out or (None if args.quick else str(HERE / "RESULTS.md"))
+    if out:
+        Path(out).write_text(report)
+        print(f"written to {os.path.relpath(out)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
