@@ -1,0 +1,247 @@
+"""Each engine hook, exercised through a real engine and observed with ``hook_recorder``."""
+
+import threading
+
+import pytest
+
+from taskloom import ConfigError, Retry, Task, TaskState, hookimpl
+
+
+def test_taskloom_register_adds_components_attributed_to_the_plugin(
+    taskloom_plugins, register_plugin
+):
+    class Lifo(list):
+        def push(self, item):
+            self.append(item)
+
+        def remove(self, item):
+            list.remove(self, item)
+
+    class Plugin:
+        @hookimpl
+        def taskloom_register(self, registry):
+            registry.add("queue", "test-lifo", Lifo)
+
+    register_plugin(Plugin(), name="test-lifo-plugin")
+    assert "test-lifo" in taskloom_plugins.registry.names("queue")
+    assert taskloom_plugins.registry.owner("queue", "test-lifo") == "test-lifo-plugin"
+
+
+@pytest.mark.taskloom(config={"greeting": {"text": "hi"}})
+def test_taskloom_configure_is_historic_and_recorded(
+    taskloom_plugins, register_plugin, hook_recorder
+):
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def taskloom_configure(self, config):
+            seen.append(dict(config))
+
+    register_plugin(Plugin(), name="late")
+    # Registered after configuration: the historic hook replays the table at once.
+    assert seen == [{"greeting": {"text": "hi"}}]
+
+    replay = hook_recorder.getcall("taskloom_configure")
+    assert replay.plugins == ("late",)
+    assert replay.config == {"greeting": {"text": "hi"}}
+
+    taskloom_plugins.configure({"greeting": {"text": "again"}})
+    again = hook_recorder.calls("taskloom_configure")[-1]
+    assert again.config == {"greeting": {"text": "again"}}
+    assert "late" in again.plugins
+    assert seen[-1] == {"greeting": {"text": "again"}}
+
+
+def test_run_start_and_finish_bracket_the_run(taskloom_engine, hook_recorder):
+    summary = taskloom_engine.run([Task("a", fn=lambda: 1)], name="nightly")
+
+    start = hook_recorder.getcall("taskloom_run_start")
+    finish = hook_recorder.getcall("taskloom_run_finish")
+    assert start.run is finish.run
+    assert start.run.name == "nightly"
+    assert finish.summary is summary
+    assert finish.summary.results == {"a": 1}
+    hook_recorder.assert_order(
+        "taskloom_run_start", "taskloom_task_transition", "taskloom_run_finish"
+    )
+    names = hook_recorder.names()
+    assert names.index("taskloom_run_finish") == len(names) - 1
+
+
+def test_task_transition_reports_every_state_change_in_order(taskloom_engine, hook_recorder):
+    taskloom_engine.run([
+        Task("a", fn=lambda: 1),
+        Task("b", fn=lambda a: a + 1, dependencies=["a"]),
+    ])
+    assert hook_recorder.transitions("a") == [
+        ("a", "pending", "ready"),
+        ("a", "ready", "running"),
+        ("a", "running", "completed"),
+    ]
+    assert hook_recorder.transitions("b") == [
+        ("b", "pending", "waiting"),
+        ("b", "waiting", "ready"),
+        ("b", "ready", "running"),
+        ("b", "running", "completed"),
+    ]
+    for call in hook_recorder.calls("taskloom_task_transition"):
+        assert isinstance(call.old, TaskState)
+        assert call.run is not None
+
+
+def test_task_transition_for_an_upstream_failure(taskloom_engine, hook_recorder):
+    def boom():
+        raise RuntimeError("no data")
+
+    summary = taskloom_engine.run([Task("a", fn=boom), Task("b", dependencies=["a"])])
+    assert summary.status == "failed"
+    assert hook_recorder.transitions("b")[-1] == ("b", "waiting", "failed")
+    assert hook_recorder.calls("taskloom_task_transition", task="b", new="failed")
+
+
+def test_task_prepare_only_for_tasks_with_options_and_can_reject_the_run(
+    taskloom_engine, register_plugin, hook_recorder
+):
+    class Validator:
+        @hookimpl
+        def taskloom_task_prepare(self, task, run):
+            if task.options.get("sla", 0) < 0:
+                raise ConfigError(f"task {task.name!r}: sla must be >= 0")
+
+    register_plugin(Validator())
+    taskloom_engine.run([Task("plain"), Task("with", options={"sla": 5})])
+    hook_recorder.assert_called("taskloom_task_prepare", times=1, task="with")
+    hook_recorder.assert_not_called("taskloom_task_prepare", task="plain")
+
+    ran = []
+    with pytest.raises(ConfigError, match="sla must be >= 0"):
+        taskloom_engine.run([
+            Task("ok", fn=lambda: ran.append("ok")),
+            Task("bad", options={"sla": -1}),
+        ])
+    assert ran == []
+    assert isinstance(hook_recorder.calls("taskloom_task_prepare", task="bad")[0].exception,
+                      ConfigError)
+
+
+def test_task_wrappers_wrap_every_attempt(taskloom_engine, register_plugin, hook_recorder):
+    events = []
+
+    def around(call, attempt):
+        events.append(("before", attempt.task.name, attempt.number))
+        result = call()
+        events.append(("after", result))
+        return result * 10
+
+    class Wrapping:
+        @hookimpl
+        def taskloom_task_wrappers(self, task, run):
+            return around if "wrap" in task.tags else None
+
+    register_plugin(Wrapping())
+    summary = taskloom_engine.run([Task("a", fn=lambda: 4, tags=["wrap"]), Task("b", fn=lambda: 5)])
+    assert summary.results == {"a": 40, "b": 5}
+    assert events == [("before", "a", 1), ("after", 4)]
+    assert hook_recorder.getcall("taskloom_task_wrappers", task="a").result == [around]
+    assert hook_recorder.getcall("taskloom_task_wrappers", task="b").result == []
+
+
+def test_task_error_decides_and_attempt_finish_reports_each_attempt(
+    taskloom_engine, register_plugin, hook_recorder
+):
+    def flaky(context):
+        if context.attempt.number < 3:
+            raise ConnectionError(f"try {context.attempt.number}")
+        return "ok"
+
+    class RetryTwice:
+        @hookimpl
+        def taskloom_task_error(self, task, error, attempt, run):
+            return Retry(0) if attempt.number < 3 else None
+
+    register_plugin(RetryTwice())
+    summary = taskloom_engine.run([Task("flaky", fn=flaky)])
+    assert summary.results == {"flaky": "ok"}
+
+    errors = hook_recorder.calls("taskloom_task_error")
+    assert [c.attempt.number for c in errors] == [1, 2]
+    assert [str(c.error) for c in errors] == ["try 1", "try 2"]
+    assert all(isinstance(c.result, Retry) for c in errors)
+
+    finishes = hook_recorder.calls("taskloom_attempt_finish", task="flaky")
+    assert [c.attempt.number for c in finishes] == [1, 2, 3]
+    assert [type(c.error).__name__ for c in finishes] == [
+        "ConnectionError", "ConnectionError", "NoneType"
+    ]
+    assert finishes[-1].attempt.value == "ok"
+    assert ("flaky", "running", "retrying") in hook_recorder.transitions("flaky")
+
+
+def test_task_error_retry_delay_waits_for_the_clock(
+    taskloom_engine, register_plugin, hook_recorder, fake_clock
+):
+    class RetryLater:
+        @hookimpl
+        def taskloom_task_error(self, task, error, attempt, run):
+            return Retry(30.0) if attempt.number == 1 else None
+
+    def once_broken(context):
+        if context.attempt.number == 1:
+            raise TimeoutError("slow upstream")
+        return context.attempt.number
+
+    retrying = threading.Event()
+
+    class Watcher:
+        @hookimpl
+        def taskloom_task_transition(self, task, old, new, run):
+            if new is TaskState.RETRYING:
+                retrying.set()
+
+    register_plugin(RetryLater())
+    register_plugin(Watcher())
+    run = taskloom_engine.open_run()
+    task = Task("t", fn=once_broken)
+    run.add([task])
+    run.start()
+    assert retrying.wait(10)
+    # The retry is on the engine's timer: nothing runs until the clock reaches it.
+    fake_clock.advance(29.0)
+    assert task.status is TaskState.RETRYING
+    fake_clock.advance(1.0)
+    assert run.wait(5)
+    assert run.close().results == {"t": 2}
+    hook_recorder.assert_called("taskloom_attempt_finish", times=2)
+
+
+def test_task_overrun_reports_the_late_return_of_a_cancelled_attempt(
+    taskloom_engine, register_plugin, hook_recorder
+):
+    started, release, overran = threading.Event(), threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(10)
+        return "late"
+
+    class Watcher:
+        @hookimpl
+        def taskloom_task_overrun(self, task, attempt, run):
+            overran.set()
+
+    register_plugin(Watcher())
+    run = taskloom_engine.open_run()
+    task = Task("slow", fn=slow)
+    run.add([task])
+    run.start()
+    assert started.wait(10)
+    run.cancel_task(task)
+    assert task.status is TaskState.CANCELLED
+    release.set()
+    assert overran.wait(10)
+    call = hook_recorder.getcall("taskloom_task_overrun")
+    assert call.task is task
+    assert call.attempt.value == "late"
+    run.close()
+    assert task.result is None
