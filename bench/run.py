@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from common import Row  # noqa: E402
+from common import Row
 
 #: suite name -> module (in bench/, or a path to a contrib package's bench file)
 SUITES = {

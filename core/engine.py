@@ -72,9 +72,8 @@ def _signature(fn: Callable[..., Any]) -> tuple[frozenset[str], bool, bool]:
     names = frozenset(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
     varkw = any(p.kind is p.VAR_KEYWORD for p in params)
     target = getattr(fn, "func", fn)  # functools.partial
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)
-    )
+    call = type(target).__call__ if not inspect.isroutine(target) else target
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call)
     return names, varkw, is_async
 
 
@@ -189,10 +188,7 @@ class Attempt:
         body = plan.body
         if body is None:
             return None
-        if plan.deps or plan.wants_context:
-            result = body(**self.kwargs())
-        else:
-            result = body()
+        result = body(**self.kwargs()) if plan.deps or plan.wants_context else body()
         if plan.is_async:
             import asyncio
 
@@ -634,7 +630,8 @@ class Run:
                 verdict = limiter.admit(task)
                 if verdict is not True:
                     if verdict is not False:  # seconds until a rate limit allows it
-                        self.clock.call_later(float(verdict), functools.partial(self._requeue, task))
+                        later = functools.partial(self._requeue, task)
+                        self.clock.call_later(float(verdict), later)
                     continue
             self._start(task)
 
@@ -822,7 +819,7 @@ class Engine:
         ex = self.plugins.registry.create("executor", name, **options)
         if not isinstance(ex, Executor):
             raise PluginError(f"executor {name!r} is not a taskloom.Executor")
-        return ex  # type: ignore[no-any-return]
+        return ex
 
     def create_limiter(self) -> Any:
         if not self.limits and not self.rate_limits:

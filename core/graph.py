@@ -114,7 +114,7 @@ class DependencyGraph:
                     nxt = todo.pop(0)
                     state = color.get(nxt)
                     if state == 1:
-                        return path[path.index(nxt):] + [nxt]
+                        return [*path[path.index(nxt):], nxt]
                     if state is None:
                         color[nxt] = 1
                         path.append(nxt)

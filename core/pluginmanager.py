@@ -141,10 +141,14 @@ class PluginSet:
             for impl in caller.get_hookimpls():
                 if impl.plugin is not plugin or getattr(impl.function, "_taskloom_guard", False):
                     continue
+                # pluggy calls impl.function; swapping it in is the least intrusive way to
+                # give each plugin its own error boundary.
                 if caller.name in hookspecs.OBSERVER_HOOKS:
-                    impl.function = _observer_guard(impl.function, plugin_name, caller.name)
+                    guarded = _observer_guard(impl.function, plugin_name, caller.name)
+                    impl.function = guarded  # type: ignore[misc]
                 elif caller.name in hookspecs.POLICY_HOOKS:
-                    impl.function = _policy_guard(impl.function, plugin_name, caller.name)
+                    guarded = _policy_guard(impl.function, plugin_name, caller.name)
+                    impl.function = guarded  # type: ignore[misc]
 
     def _refresh_flags(self) -> None:
         f, h = self.flags, self.hook

@@ -179,7 +179,7 @@ class Task:
         value = self.options.get("deadline")
         if isinstance(value, datetime):
             return value.timestamp()
-        return value  # type: ignore[no-any-return]
+        return value
 
     @property
     def created_at(self) -> datetime:
@@ -251,6 +251,21 @@ class Task:
             self.dependencies.remove(task_name)
         except ValueError:
             raise ValueError(f"task {self.name!r} has no dependency {task_name!r}") from None
+
+    def register_error_handler(
+        self, error_type: type[BaseException] | str, handler: Callable[..., Any]
+    ) -> None:
+        """Handle errors of ``error_type`` (or a subclass) with ``handler(error, task)``.
+
+        Its return value becomes the task's result once retries are exhausted; the most
+        specific registered type wins. Stored in ``options["error_handlers"]`` for the
+        ``fallback`` plugin.
+        """
+        if not callable(handler):
+            raise TypeError(f"task {self.name!r}: error handler must be callable")
+        handlers = dict(self.options.get("error_handlers") or {})
+        handlers[error_type] = handler
+        self.options["error_handlers"] = handlers
 
     # -- internals ---------------------------------------------------------------------------
     def _check_editable(self) -> None:

@@ -67,9 +67,8 @@ def dags(draw, allow_cycles=False):
     edges = set()
     for j in range(n):
         for i in draw(st.lists(st.integers(0, n - 1), max_size=4)):
-            if allow_cycles or i < j:
-                if i != j:
-                    edges.add((names[i], names[j]))
+            if (allow_cycles or i < j) and i != j:
+                edges.add((names[i], names[j]))
     prios = draw(st.lists(st.integers(1, 10), min_size=n, max_size=n))
     return names, sorted(edges), prios
 
