@@ -1,12 +1,63 @@
-"""The scheduler: jobs in a heap by next fire time, fired through an engine.
+"""The scheduler: jobs in a heap by next fire time, fired through a :class:`TaskManager`.
 
-This module starts with the durable-state protocol the stores implement.
+Triggers are plugins (kind ``trigger``: ``date``, ``interval``, ``cron``, ``conditional``);
+the scheduler needs only ``next_fire_time(after)`` from them (:class:`Trigger`).
+
+Choices worth knowing:
+
+* **Times.** Every time the scheduler hands out is an aware UTC datetime. A naive
+  ``schedule_time`` is read as the machine's local time.
+* **What runs.** Each fire runs the job's own :class:`Task` object in the manager's live run,
+  so the object you scheduled shows the latest run's status and result (the live run re-runs
+  finished tasks, and its unfinished dependencies run first). When ``max_instances > 1`` lets a
+  fire overlap a run still in progress, that fire runs a copy of the task in a run of its own
+  (a task with dependencies cannot overlap).
+* **Heap.** Entries are ``(due, seq, version, job)``; removing, pausing or rescheduling a job
+  bumps its version, and stale entries are dropped when they reach the top (lazy deletion),
+  so add and reschedule are O(log n) and the next due job is read in O(1).
+* **Late runs.** A due time later than ``misfire_grace_time`` is skipped and reported through
+  ``taskloom_schedule_misfire``; with ``coalesce`` (default) many missed runs of one job make
+  one run, without it each missed run runs. ``None`` grace means "run however late".
+* **Durable state.** Each job's next due time is saved in a :class:`ScheduleState` before it
+  fires; a scheduler restarted on the same state resumes from it (missed runs are handled as
+  late runs), and :meth:`ScheduleState.claim` makes sure two schedulers sharing the state
+  never fire the same run twice. Job ids are stable (the task name by default) so the state
+  finds its job again after a restart.
 """
 
 from __future__ import annotations
 
+import enum
+import heapq
+import itertools
+import logging
+import random
 import threading
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, runtime_checkable
+
+from taskloom.clock import Clock, system_clock
+from taskloom.engine import Engine, Run
+from taskloom.errors import ConfigError, TaskloomError
+from taskloom.manager import TaskManager
+from taskloom.pluginmanager import PluginSet
+from taskloom.states import TERMINAL
+from taskloom.task import Task
+
+log = logging.getLogger("taskloom.scheduler")
+
+UTC = timezone.utc
+
+
+class _Unset(enum.Enum):
+    DEFAULT = "default"
+
+
+#: Most missed runs of one job replayed in one pass without coalescing; beyond this the job
+#: jumps to its next future time (a one-second job down for a week is not replayed 600k times).
+MAX_CATCH_UP = 1000
 
 
 @runtime_checkable
@@ -58,3 +109,620 @@ class MemoryScheduleState:
                 return False
             self._claims[key] = owner
             return True
+
+
+@runtime_checkable
+class Trigger(Protocol):
+    """What the scheduler needs from a trigger.
+
+    Optional extras the scheduler uses when present: ``first_fire_time(now)`` (the first due
+    time of a new job; default ``next_fire_time(now)``), ``next_fire_ts(after: float)`` (a
+    float fast path), ``jitter`` (seconds; each fire is delayed by a random ``[0, jitter)``
+    drawn from ``rng``), ``check() -> bool`` (asked at each due time; the task runs only if
+    True, which is how ``conditional`` polls) and ``once`` (remove the job after it fires).
+    """
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        """The first fire instant strictly after ``after`` (aware UTC), or None when done."""
+
+
+class Job:
+    """A scheduled task: its trigger, run control and next fire time."""
+
+    __slots__ = (
+        "_base",
+        "_due",
+        "_instances",
+        "_scheduler",
+        "_version",
+        "coalesce",
+        "id",
+        "max_instances",
+        "misfire_grace_time",
+        "paused",
+        "task",
+        "trigger",
+    )
+
+    def __init__(
+        self,
+        scheduler: TaskScheduler,
+        job_id: str,
+        task: Task,
+        trigger: Any,
+        misfire_grace_time: float | None,
+        coalesce: bool,
+        max_instances: int,
+    ) -> None:
+        self._scheduler = scheduler
+        self.id = job_id
+        self.task = task
+        self.trigger = trigger
+        self.misfire_grace_time = misfire_grace_time
+        self.coalesce = coalesce
+        self.max_instances = max_instances
+        self.paused = False
+        self._base: float | None = None  # the trigger's time (before jitter)
+        self._due: float | None = None  # when it runs (base + jitter)
+        self._version = 0
+        self._instances: list[Task] = []
+
+    @property
+    def name(self) -> str:
+        name: str = self.task.name
+        return name
+
+    @property
+    def next_fire_time(self) -> datetime | None:
+        """When the job runs next (aware UTC); None when paused or finished."""
+        if self.paused or self._due is None:
+            return None
+        return datetime.fromtimestamp(self._due, UTC)
+
+    @property
+    def running(self) -> int:
+        """Runs of this job still in progress."""
+        self._instances = [t for t in self._instances if t.status not in TERMINAL]
+        return len(self._instances)
+
+    def pause(self) -> None:
+        self._scheduler.pause_job(self.id)
+
+    def resume(self) -> None:
+        self._scheduler.resume_job(self.id)
+
+    def remove(self) -> None:
+        self._scheduler.remove_job(self.id)
+
+    def __repr__(self) -> str:
+        nxt = self.next_fire_time
+        when = "paused" if self.paused else (nxt.isoformat() if nxt else "done")
+        return f"<Job {self.id!r} {self.trigger!r} next={when}>"
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.astimezone()  # naive: the machine's local time (documented)
+    return value.astimezone(UTC)
+
+
+def _ts_dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _clone(task: Task) -> Task:
+    copy = Task(task.name, task.description, task.priority, None, task.config, fn=task.fn,
+                tags=task.tags, trigger_rule=task.trigger_rule, options=task.options)
+    if type(task).execute is not Task.execute:
+        # A subclass overriding execute: run the original's body.
+        setattr(copy, "execute", task.execute)  # noqa: B010 - an instance override
+    return copy
+
+
+class TaskScheduler:
+    """Runs tasks at times, at intervals, on cron expressions or when conditions hold.
+
+    ``manager`` (or ``engine``, wrapped in a manager) runs the fired tasks; without either a
+    manager with the default engine is made. ``clock`` (default: the engine's) tells the time
+    and does the waiting, so a :class:`~taskloom.FakeClock` drives it in tests. ``plugins``
+    supplies the triggers and receives the ``taskloom_schedule_*`` hooks (default: the
+    engine's). ``state`` keeps job progress across restarts (default in memory).
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        engine: Engine | None = None,
+        manager: TaskManager | None = None,
+        plugins: PluginSet | None = None,
+        state: ScheduleState | None = None,
+        *,
+        misfire_grace_time: float | None = None,
+        coalesce: bool = True,
+        max_instances: int = 1,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if manager is None:
+            manager = TaskManager(engine=engine, plugins=plugins, clock=clock)
+        self.manager = manager
+        self.engine = manager.engine
+        self.plugins = plugins or self.engine.plugins
+        self.clock: Clock = clock or self.engine.clock or system_clock()
+        self.state: ScheduleState = state if state is not None else MemoryScheduleState()
+        self.owner = owner or uuid.uuid4().hex
+        self.misfire_grace_time = misfire_grace_time
+        self.coalesce = coalesce
+        self.max_instances = max_instances
+        self.rng = rng or random.Random()
+        self._jobs: dict[str, Job] = {}
+        self._heap: list[tuple[float, int, int, Job]] = []
+        self._seq = itertools.count()
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._overlap_runs: list[Run] = []
+        self._active: list[Task] = []
+
+    # -- adding jobs ------------------------------------------------------------------------
+    def add_job(
+        self,
+        task: Task,
+        trigger: Any,
+        *,
+        id: str | None = None,
+        misfire_grace_time: float | _Unset | None = _Unset.DEFAULT,
+        coalesce: bool | None = None,
+        max_instances: int | None = None,
+        **trigger_options: Any,
+    ) -> Job:
+        """Schedule ``task`` on ``trigger``: a trigger object, or a registered trigger name
+        (``"cron"``, ``"interval"``, ...) built with ``trigger_options``.
+
+        ``id`` (default: the task's name, made unique) names the job in the durable state.
+        Run control defaults to the scheduler's settings.
+        """
+        if isinstance(trigger, str):
+            trigger = self.plugins.registry.create("trigger", trigger, **trigger_options)
+        elif trigger_options:
+            raise TypeError(f"options {sorted(trigger_options)} given with a trigger object")
+        if not callable(getattr(trigger, "next_fire_time", None)):
+            raise TypeError(f"{trigger!r} is not a trigger (no next_fire_time)")
+        grace = (self.misfire_grace_time if isinstance(misfire_grace_time, _Unset)
+                 else misfire_grace_time)
+        if grace is not None and grace < 0:
+            raise ConfigError(f"task {task.name!r}: misfire_grace_time must be >= 0")
+        instances = self.max_instances if max_instances is None else max_instances
+        if instances < 1:
+            raise ConfigError(f"task {task.name!r}: max_instances must be >= 1")
+        if instances > 1 and task.dependencies:
+            raise ConfigError(
+                f"task {task.name!r}: max_instances > 1 needs a task without dependencies "
+                "(overlapping runs run alone)"
+            )
+        with self._lock:
+            job_id = self._unique_id(id or task.name, explicit=id is not None)
+            job = Job(self, job_id, task, trigger, grace,
+                      self.coalesce if coalesce is None else coalesce, instances)
+            saved = self.state.load(job_id)
+            if saved is not None and saved.get("next_fire_time") is not None:
+                base = float(saved["next_fire_time"])
+                job._base = base
+                job._due = float(saved.get("due", base))
+                job.paused = bool(saved.get("paused", False))
+            else:
+                job._base = self._first_base(trigger)
+                job._due = None if job._base is None else self._jittered(job, job._base)
+            self._jobs[job_id] = job
+            if job._due is not None and not job.paused:
+                self._push(job)
+        self._wake.set()
+        return job
+
+    def _unique_id(self, wanted: str, explicit: bool) -> str:
+        if wanted not in self._jobs:
+            return wanted
+        if explicit:
+            raise TaskloomError(f"a job with id {wanted!r} already exists")
+        for n in itertools.count(2):
+            candidate = f"{wanted}#{n}"
+            if candidate not in self._jobs:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def add_task(self, task: Task, schedule_time: datetime | None = None, **options: Any) -> Job:
+        """Run ``task`` once at ``schedule_time`` (None: due now). Naive times are local."""
+        at = self.clock.now() if schedule_time is None else _to_utc(schedule_time)
+        return self.add_job(task, "date", at=at, **options)
+
+    def schedule_recurring(self, task: Task, interval: timedelta | float, **options: Any) -> Job:
+        """Run ``task`` every ``interval`` (a timedelta or seconds), first one interval from now.
+
+        ``start``, ``end`` and ``jitter`` are passed to the ``interval`` trigger.
+        """
+        trigger_keys = {"start", "end", "jitter", "rng"}
+        trigger_opts = {k: options.pop(k) for k in list(options) if k in trigger_keys}
+        trigger_opts.setdefault("rng", self.rng)
+        return self.add_job(task, "interval", interval=interval, **trigger_opts, **options)
+
+    def schedule_cron(
+        self, task: Task, expression: str, timezone: str | None = None, **options: Any
+    ) -> Job:
+        """Run ``task`` at the times of a cron expression in ``timezone`` (IANA, default UTC).
+
+        ``ambiguous="both"`` runs a local time repeated at fall back twice (default once).
+        """
+        trigger_opts = {k: options.pop(k) for k in ("ambiguous", "jitter") if k in options}
+        return self.add_job(task, "cron", expression=expression, timezone=timezone,
+                            **trigger_opts, **options)
+
+    def add_conditional_task(
+        self,
+        task: Task,
+        condition: Callable[[], object],
+        *,
+        poll: float | timedelta = 1.0,
+        repeat: bool = False,
+        once: bool = True,
+        **options: Any,
+    ) -> Job:
+        """Run ``task`` when ``condition()`` becomes true, checking every ``poll`` seconds.
+
+        By default the job runs once and is removed (as documented); ``once=False`` keeps it,
+        firing on every false -> true edge (every true poll with ``repeat``).
+        """
+        return self.add_job(task, "conditional", condition=condition, poll=poll,
+                            repeat=repeat, once=once, **options)
+
+    # -- removing, pausing, listing ----------------------------------------------------------
+    def _find(self, key: str) -> Job | None:
+        job = self._jobs.get(key)
+        if job is not None:
+            return job
+        for job in self._jobs.values():
+            if job.task.id == key or job.task.name == key:
+                return job
+        return None
+
+    def remove_job(self, job_id: str) -> None:
+        """Remove a job by job id, task id or task name (KeyError when unknown)."""
+        with self._lock:
+            job = self._find(job_id)
+            if job is None:
+                raise KeyError(f"no scheduled job {job_id!r}")
+            del self._jobs[job.id]
+            job._version += 1
+        self._wake.set()
+
+    def remove_task(self, task_id: str) -> None:
+        """Unschedule every job of a task (by task id, task name or job id)."""
+        with self._lock:
+            found = [j for j in self._jobs.values()
+                     if task_id in (j.id, j.task.id, j.task.name)]
+            if not found:
+                raise KeyError(f"no scheduled task {task_id!r}")
+            for job in found:
+                del self._jobs[job.id]
+                job._version += 1
+        self._wake.set()
+
+    def pause_job(self, job_id: str) -> None:
+        """Stop firing a job until :meth:`resume_job`; its next due time is kept."""
+        with self._lock:
+            job = self._get(job_id)
+            if job.paused:
+                return
+            job.paused = True
+            job._version += 1
+            self._save(job)
+
+    def resume_job(self, job_id: str) -> None:
+        """Fire a paused job again. Runs due while it was paused count as late runs."""
+        with self._lock:
+            job = self._get(job_id)
+            if not job.paused:
+                return
+            job.paused = False
+            if job._due is not None:
+                self._push(job)
+            self._save(job)
+        self._wake.set()
+
+    def _get(self, job_id: str) -> Job:
+        job = self._find(job_id)
+        if job is None:
+            raise KeyError(f"no scheduled job {job_id!r}")
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._find(job_id)
+
+    def get_jobs(self) -> list[Job]:
+        """Every job, soonest first (paused and finished ones last)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        inf = float("inf")
+        return sorted(jobs, key=lambda j: inf if j.paused or j._due is None else j._due)
+
+    def get_scheduled_tasks(self) -> list[Task]:
+        """The tasks of every job that will still fire, soonest first."""
+        return [j.task for j in self.get_jobs() if j.next_fire_time is not None]
+
+    def next_due(self) -> Job | None:
+        """The job due first (O(1) after stale heap entries are dropped)."""
+        with self._lock:
+            entry = self._peek()
+            return None if entry is None else entry[3]
+
+    # -- running ----------------------------------------------------------------------------
+    def run_pending(self, wait: bool = True) -> list[str]:
+        """Run every job due now (per the clock); return the task names run, in due order.
+
+        With ``wait`` (default) it returns when those runs have finished.
+        """
+        fired = self._fire_due(block=True)
+        if wait:
+            self.wait_for(fired)
+        return [t.name for t in fired]
+
+    def check_conditions(self) -> list[str]:
+        """Evaluate every conditional job now and run those whose condition holds.
+
+        Returns the names of the tasks run (after they finished).
+        """
+        fired: list[Task] = []
+        now = self.clock.time()
+        with self._lock:
+            jobs = [j for j in self._jobs.values()
+                    if not j.paused and callable(getattr(j.trigger, "check", None))]
+        for job in jobs:
+            if job.trigger.check():
+                task = self._start(job, now, now, block=True)
+                if task is not None:
+                    fired.append(task)
+                if getattr(job.trigger, "once", False):
+                    self._finish(job)
+        self.wait_for(fired)
+        return [t.name for t in fired]
+
+    def wait_for(self, tasks: Iterable[Task], timeout: float | None = None) -> bool:
+        """Wait until the given fired runs have finished; False on timeout."""
+        ok = True
+        for task in tasks:
+            run = task._run
+            if run is not None and not run.wait(timeout, tasks=[task]):
+                ok = False
+        return ok
+
+    def _fire_due(self, block: bool) -> list[Task]:
+        fired: list[Task] = []
+        now = self.clock.time()
+        while True:
+            with self._lock:
+                entry = self._peek()
+                if entry is None or entry[0] > now:
+                    break
+                heapq.heappop(self._heap)
+                job = entry[3]
+                runs = self._collect_due(job, now)
+            for due in runs:
+                task = self._fire_one(job, due, now, block)
+                if task is not None:
+                    fired.append(task)
+        return fired
+
+    def _collect_due(self, job: Job, now: float) -> list[float]:
+        """Advance ``job`` past ``now``; return the due times to run (coalesced, in grace)."""
+        assert job._due is not None and job._base is not None
+        missed: list[float] = [job._due]
+        base: float | None = job._base
+        check = callable(getattr(job.trigger, "check", None))
+        while True:
+            base = self._next_base(job.trigger, base)  # type: ignore[arg-type]
+            if base is None:
+                job._base = job._due = None
+                break
+            due = self._jittered(job, base)
+            if due > now:
+                job._base, job._due = base, due
+                break
+            if check:  # a poll that is already late is simply the next poll
+                continue
+            missed.append(due)
+            if len(missed) >= MAX_CATCH_UP:
+                base = self._next_base(job.trigger, _ts_dt(now).timestamp() - 1e-6)
+                if base is None:
+                    job._base = job._due = None
+                else:
+                    job._base, job._due = base, self._jittered(job, base)
+                    if job._due <= now:
+                        job._due = now + 1e-3
+                break
+        if job.coalesce and len(missed) > 1:
+            missed = missed[-1:]
+        runnable = []
+        grace = job.misfire_grace_time
+        for due in missed:
+            if grace is not None and now - due > grace:
+                log.warning("job %r: run due %s skipped, %.3fs late (grace %gs)",
+                            job.id, _ts_dt(due).isoformat(), now - due, grace)
+                self.plugins.hook.taskloom_schedule_misfire(
+                    job=job, scheduled_for=_ts_dt(due), fired_at=_ts_dt(now))
+                continue
+            runnable.append(due)
+        if not runnable:
+            self._claim_and_save(job, missed[-1], claim=False)
+        if job._due is not None:
+            if not job.paused:
+                self._push(job)
+        elif self._jobs.get(job.id) is job:
+            del self._jobs[job.id]  # finished: its trigger has no further time
+        return runnable
+
+    def _fire_one(self, job: Job, due: float, now: float, block: bool) -> Task | None:
+        if not self._claim_and_save(job, due, claim=True):
+            log.info("job %r: run due %s already claimed by another scheduler",
+                     job.id, _ts_dt(due).isoformat())
+            return None
+        check = getattr(job.trigger, "check", None)
+        if callable(check) and not check():
+            return None
+        task = self._start(job, due, now, block)
+        if getattr(job.trigger, "once", False) and task is not None:
+            self._finish(job)
+        return task
+
+    def _finish(self, job: Job) -> None:
+        with self._lock:
+            if self._jobs.get(job.id) is job:
+                del self._jobs[job.id]
+            job._version += 1
+            job._due = job._base = None
+
+    def _claim_and_save(self, job: Job, due: float, claim: bool) -> bool:
+        state: dict[str, Any] = {
+            "next_fire_time": job._base,
+            "due": job._due,
+            "paused": job.paused,
+            "last_fire_time": due,
+        }
+        if claim and not self.state.claim(job.id, due, self.owner):
+            return False
+        self.state.save(job.id, state)
+        return True
+
+    def _save(self, job: Job) -> None:
+        self.state.save(job.id, {"next_fire_time": job._base, "due": job._due,
+                                 "paused": job.paused})
+
+    def _start(self, job: Job, due: float, now: float, block: bool) -> Task | None:
+        if job.running >= job.max_instances:
+            if not block:
+                log.warning("job %r: run due %s skipped, %d instance(s) still running",
+                            job.id, _ts_dt(due).isoformat(), job.max_instances)
+                return None
+            self.wait_for(job._instances[:1])
+        task = job.task
+        if task.status in TERMINAL or task._run is None:
+            self.manager.submit_task(task)
+        else:
+            task = _clone(task)
+            run = self.engine.open_run(name=f"schedule:{job.id}")
+            run.add([task])
+            run.start()
+            with self._lock:
+                self._overlap_runs = [r for r in self._overlap_runs if r.status != "idle"]
+                self._overlap_runs.append(run)
+        job._instances.append(task)
+        with self._lock:
+            self._active = [t for t in self._active if t.status not in TERMINAL]
+            self._active.append(task)
+        fired_at = self.clock.now()
+        log.info("fired job %r (task %r) due %s", job.id, task.name, _ts_dt(due).isoformat())
+        self.plugins.hook.taskloom_schedule_fire(job=job, scheduled_for=_ts_dt(due),
+                                                 fired_at=fired_at)
+        return task
+
+    # -- the heap ---------------------------------------------------------------------------
+    def _push(self, job: Job) -> None:
+        job._version += 1
+        assert job._due is not None
+        heapq.heappush(self._heap, (job._due, next(self._seq), job._version, job))
+
+    def _peek(self) -> tuple[float, int, int, Job] | None:
+        heap = self._heap
+        while heap:
+            top = heap[0]
+            job = top[3]
+            if top[2] == job._version and not job.paused and self._jobs.get(job.id) is job:
+                return top
+            heapq.heappop(heap)
+        return None
+
+    def _first_base(self, trigger: Any) -> float | None:
+        now = self.clock.now()
+        first = getattr(trigger, "first_fire_time", None)
+        when = first(now) if callable(first) else trigger.next_fire_time(now)
+        return None if when is None else _to_utc(when).timestamp()
+
+    @staticmethod
+    def _next_base(trigger: Any, base: float) -> float | None:
+        fast = getattr(trigger, "next_fire_ts", None)
+        if fast is not None:
+            nxt: float | None = fast(base)
+            return nxt
+        when = trigger.next_fire_time(_ts_dt(base))
+        return None if when is None else _to_utc(when).timestamp()
+
+    def _jittered(self, job: Job, base: float) -> float:
+        jitter = getattr(job.trigger, "jitter", 0.0)
+        if not jitter:
+            return base
+        rng = getattr(job.trigger, "rng", None) or self.rng
+        return base + rng.uniform(0.0, jitter)
+
+    # -- the background thread ---------------------------------------------------------------
+    def start(self) -> None:
+        """Fire jobs on a background thread until :meth:`stop` (idempotent)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._loop, name="taskloom-scheduler",
+                                            daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._fire_due(block=False)
+            except Exception:
+                log.exception("scheduler pass failed")
+            with self._lock:
+                entry = self._peek()
+                timeout = None if entry is None else max(0.0, entry[0] - self.clock.time())
+                self._wake.clear()
+            if timeout is None or timeout > 0:
+                self.clock.wait(self._wake, timeout)
+
+    def stop(self, wait: bool = True, cancel_running: bool = False) -> None:
+        """Stop the background thread (idempotent).
+
+        With ``wait`` the fired runs still going are waited for; ``cancel_running`` cancels
+        them instead.
+        """
+        with self._lock:
+            thread = self._thread
+            self._thread = None
+        self._stopping.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
+            active = [t for t in self._active if t.status not in TERMINAL]
+            overlap = list(self._overlap_runs)
+        if cancel_running:
+            for task in active:
+                task.cancel()
+        if wait:
+            self.wait_for(active)
+        for run in overlap:
+            if wait or cancel_running:
+                run.close()
+
+    def shutdown(self, cancel_running: bool = False) -> None:
+        """Stop, then close the manager's run."""
+        self.stop(wait=True, cancel_running=cancel_running)
+        self.manager.shutdown()
+
+    def __enter__(self) -> TaskScheduler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -1,0 +1,205 @@
+"""The ``cron`` trigger: cron expressions in an IANA time zone, with an explicit DST policy.
+
+Matching is cronsim's (standard cron: weekday 0 or 7 = Sunday, 1 = Monday; names ``MON``,
+``JAN``; ``L`` last day of month, ``LW`` last weekday of month, ``5L`` last Friday, ``1#2``
+second Monday). Six fields put **seconds first**: ``sec min hour dom month dow``.
+
+The expression is matched against local wall-clock times of the zone; each local time is then
+mapped to an instant:
+
+* a local time that does not exist (spring forward) runs **once**, at the first valid
+  instant after the gap (``02:30`` on a Berlin spring-forward day runs at ``03:00`` CEST);
+  several missing times collapse into that one run;
+* a local time that occurs twice (fall back) runs **once**, at its first occurrence, unless
+  ``ambiguous="both"``, which runs it at both.
+
+Every-minute and every-hour expressions follow the same rule: the hour repeated at fall back
+does not run again, and the hour skipped at spring forward runs once when it ends.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from taskloom.errors import ConfigError
+
+UTC = timezone.utc
+_MINUTE = timedelta(minutes=1)
+# Larger than any UTC offset change (the largest in the tz database is 2 hours).
+_MAX_SHIFT = timedelta(hours=3)
+
+_FIELDS5 = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_FIELDS6 = ("second", *_FIELDS5)
+_AMBIGUOUS = ("once", "both")
+
+
+def resolve_timezone(name: str | tzinfo | None, what: str = "") -> tzinfo:
+    """An IANA zone by name (``Europe/Berlin``), a tzinfo as is, None as UTC."""
+    if name is None:
+        return UTC
+    if isinstance(name, tzinfo):
+        return name
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        prefix = f"{what}: " if what else ""
+        raise ConfigError(
+            f"{prefix}unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')"
+        ) from None
+
+
+def _bad_field(expression: str, parts: list[str], message: str) -> ConfigError:
+    names = _FIELDS6 if len(parts) == 6 else _FIELDS5
+    for i, name in enumerate(names):
+        if message == f"Bad {name}" or (i == 0 and len(parts) == 6 and message == "Bad second"):
+            return ConfigError(
+                f"cron expression {expression!r}: field {i + 1} ({name}) is invalid: "
+                f"{parts[i]!r}"
+            )
+    return ConfigError(f"cron expression {expression!r}: {message}")
+
+
+def _parse(expression: str) -> CronSim:
+    if not isinstance(expression, str):
+        raise ConfigError(f"cron expression must be a string, got {expression!r}")
+    parts = expression.split()
+    if len(parts) not in (5, 6):
+        raise ConfigError(
+            f"cron expression {expression!r}: expected 5 fields (minute hour day-of-month "
+            f"month day-of-week) or 6 (second first), got {len(parts)}"
+        )
+    try:
+        return CronSim(expression, datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise _bad_field(expression, parts, str(exc)) from None
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ConfigError(f"cron expression {expression!r}: {exc}") from None
+
+
+def _utc_naive(dt: datetime) -> datetime:
+    if dt.tzinfo is None:
+        raise ValueError("after must be an aware datetime")
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+class CronTrigger:
+    """Fires at the instants a cron expression names in ``timezone`` (default UTC)."""
+
+    kind = "cron"
+
+    def __init__(
+        self,
+        expression: str,
+        timezone: str | tzinfo | None = None,
+        *,
+        ambiguous: str = "once",
+        jitter: float = 0.0,
+    ) -> None:
+        self._template = _parse(expression)
+        self.expression = expression
+        self.tz = resolve_timezone(timezone, f"cron expression {expression!r}")
+        self.timezone = timezone if isinstance(timezone, str) else str(self.tz)
+        if ambiguous not in _AMBIGUOUS:
+            raise ConfigError(
+                f"cron expression {expression!r}: ambiguous must be 'once' or 'both', "
+                f"got {ambiguous!r}"
+            )
+        self.ambiguous = ambiguous
+        if jitter < 0:
+            raise ConfigError(f"cron expression {expression!r}: jitter must be >= 0")
+        self.jitter = float(jitter)
+        self._utc = self.tz is UTC
+        # The scheduler asks for the fire after the previous fire almost every time; keep
+        # the iterator that produced it so that costs one step, not a fresh search.
+        self._last: datetime | None = None
+        self._iter: Iterator[datetime] | None = None
+
+    def __repr__(self) -> str:
+        return f"CronTrigger({self.expression!r}, timezone={self.timezone!r})"
+
+    def _sim(self, start: datetime) -> CronSim:
+        # A fresh parse costs far more than a step; copy the parsed fields instead.
+        sim = CronSim.__new__(CronSim)
+        sim.__dict__.update(self._template.__dict__)
+        sim.dt = start.replace(microsecond=0)
+        sim.skip_initial_tick = False
+        sim.tick_direction = 1
+        sim.fixup_tz = None
+        return sim
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        """The first instant strictly after ``after`` (aware), as an aware UTC datetime."""
+        if self._iter is not None and after == self._last:
+            found = next(self._iter, None)
+        else:
+            self._iter = self._instants(after)
+            found = next(self._iter, None)
+        if found is None:
+            self._iter = None
+        self._last = found
+        return found
+
+    def iter_from(self, after: datetime) -> Iterator[datetime]:
+        """Every fire instant after ``after``, in order (independent of the cached state)."""
+        return self._instants(after)
+
+    def _instants(self, after: datetime) -> Iterator[datetime]:
+        if self._utc:
+            return self._instants_utc(after)
+        return self._instants_zoned(after)
+
+    def _instants_utc(self, after: datetime) -> Iterator[datetime]:
+        start = _utc_naive(after)
+        sim = self._sim(start)
+        for naive in sim:
+            yield naive.replace(tzinfo=UTC)
+
+    def _instants_zoned(self, after: datetime) -> Iterator[datetime]:
+        tz = self.tz
+        after = after.astimezone(UTC)
+        local = after.astimezone(tz)
+        start = local.replace(tzinfo=None)
+        both = self.ambiguous == "both"
+        if both:
+            # Second occurrences of times earlier on the wall clock may still lie ahead.
+            start -= _MAX_SHIFT
+        last = after
+        extras: list[datetime] = []  # second occurrences (ambiguous="both"), by instant
+        for naive in self._sim(start):
+            first = naive.replace(tzinfo=tz, fold=0)
+            second = naive.replace(tzinfo=tz, fold=1)
+            off0, off1 = first.utcoffset(), second.utcoffset()
+            if off0 == off1:
+                primary = first.astimezone(UTC)
+            elif first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+                primary = _after_gap(naive, tz)
+            else:
+                primary = first.astimezone(UTC)
+                if both:
+                    heapq.heappush(extras, second.astimezone(UTC))
+            while extras and extras[0] <= primary:
+                extra = heapq.heappop(extras)
+                if extra > last:
+                    last = extra
+                    yield extra
+            if primary > last:
+                last = primary
+                yield primary
+
+
+def _after_gap(naive: datetime, tz: tzinfo) -> datetime:
+    """The first valid instant after a local time that a spring-forward skipped."""
+    probe = naive.replace(second=0)
+    for _ in range(24 * 60):
+        probe += _MINUTE
+        aware = probe.replace(tzinfo=tz)
+        if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == probe:
+            return aware.astimezone(UTC)
+    raise ValueError(f"no valid local time after {naive} in {tz}")
