@@ -27,6 +27,7 @@ from taskloom.executor import CancelToken, Executor
 from taskloom.graph import DependencyGraph
 from taskloom.manager import TaskManager
 from taskloom.pluginmanager import PluginSet, hookimpl, load_plugins
+from taskloom.scheduler import Job, MemoryScheduleState, ScheduleState, TaskScheduler
 from taskloom.states import TRANSITIONS, TaskState
 from taskloom.task import Task
 
@@ -47,18 +48,22 @@ __all__ = [
     "Fallback",
     "GraphError",
     "InvalidTransition",
+    "Job",
+    "MemoryScheduleState",
     "PluginError",
     "PluginSet",
     "QueueFullError",
     "Retry",
     "Run",
     "RunSummary",
+    "ScheduleState",
     "SystemClock",
     "Task",
     "TaskCancelled",
     "TaskContext",
     "TaskManager",
     "TaskNotFoundError",
+    "TaskScheduler",
     "TaskState",
     "TaskTimeout",
     "TaskloomError",
