@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskloom import hookimpl
+from taskloom import Executor, hookimpl
 from taskloom.plugins.executors.inline import InlineExecutor
 from taskloom.plugins.executors.thread import ThreadExecutor
+
+
+def _process(**options: Any) -> Executor:
+    # Imported on first use: multiprocessing and asyncio are not free at plugin load.
+    from taskloom.plugins.executors.process import ProcessExecutor
+
+    return ProcessExecutor(**options)
+
+
+def _asyncio(**options: Any) -> Executor:
+    from taskloom.plugins.executors.asyncio_exec import AsyncioExecutor
+
+    return AsyncioExecutor(**options)
 
 
 @hookimpl
 def taskloom_register(registry: Any) -> None:
     registry.add("executor", "thread", ThreadExecutor)
     registry.add("executor", "inline", InlineExecutor)
+    registry.add("executor", "process", _process)
+    registry.add("executor", "asyncio", _asyncio)
