@@ -320,11 +320,18 @@ class Run:
     def executors(self) -> dict[str, Executor]:
         return {self._default_executor.name: self._default_executor, **self._executors}
 
-    def add(self, tasks: Iterable[Task], restored: Mapping[str, Any] | None = None) -> None:
+    def add(
+        self,
+        tasks: Iterable[Task],
+        restored: Mapping[str, Any] | None = None,
+        skipped: Iterable[str] = (),
+    ) -> None:
         """Add tasks (validated together with what the run already has) and queue the ready.
 
         A task already in this run and finished is run again. ``restored`` maps task names
         to results recorded by an earlier run: those tasks start ``completed`` (resume).
+        ``skipped`` names tasks of the batch that are not to run (a condition not taken):
+        they end ``skipped`` and their dependents follow their trigger rules.
         """
         batch = list(tasks)
         with self._lock:
@@ -361,8 +368,9 @@ class Run:
                 for dep in dict.fromkeys(t.dependencies):
                     known[dep]._dependents.append(t)
             restored = restored or {}
+            skip = frozenset(skipped)
             for t in batch:
-                self._admit(t, restored)
+                self._admit(t, restored, skip)
             if self._open:
                 self._idle.clear()
             if self._started:
@@ -497,12 +505,19 @@ class Run:
         if self._flags.transition:
             self.hook.taskloom_task_transition(task=task, old=old, new=new, run=self)
 
-    def _admit(self, task: Task, restored: Mapping[str, Any]) -> None:
+    def _admit(
+        self, task: Task, restored: Mapping[str, Any], skip: frozenset[str] = frozenset()
+    ) -> None:
         if task._status in TERMINAL:
             self._set(task, PENDING)
             task._reset_outcome()
         elif task._status is RETRYING:
             self._set(task, PENDING)
+        if task.name in skip:
+            self._open += 1
+            self._set(task, SKIPPED)
+            self._terminal(task)
+            return
         if task.name in restored:
             # Resume: the result was recorded by an earlier run; no attempt is made.
             task.result = restored[task.name]
