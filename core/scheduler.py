@@ -59,6 +59,8 @@ class _Unset(enum.Enum):
 #: jumps to its next future time (a one-second job down for a week is not replayed 600k times).
 MAX_CATCH_UP = 1000
 
+_INTERVAL_KEYS = frozenset({"start", "end", "jitter", "rng"})
+
 
 @runtime_checkable
 class ScheduleState(Protocol):
@@ -94,9 +96,8 @@ class MemoryScheduleState:
         self._claims: dict[tuple[str, float], str] = {}
 
     def load(self, job_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            state = self._states.get(job_id)
-            return None if state is None else dict(state)
+        state = self._states.get(job_id)  # one dict read: atomic, no lock needed
+        return None if state is None else dict(state)
 
     def save(self, job_id: str, state: dict[str, Any]) -> None:
         with self._lock:
@@ -264,6 +265,7 @@ class TaskScheduler:
         self._thread: threading.Thread | None = None
         self._overlap_runs: list[Run] = []
         self._active: list[Task] = []
+        self._interval: Callable[..., Any] | None = None
 
     # -- adding jobs ------------------------------------------------------------------------
     def add_job(
@@ -317,7 +319,8 @@ class TaskScheduler:
             self._jobs[job_id] = job
             if job._due is not None and not job.paused:
                 self._push(job)
-        self._wake.set()
+            if self._thread is not None:
+                self._wake.set()
         return job
 
     def _unique_id(self, wanted: str, explicit: bool) -> str:
@@ -341,10 +344,15 @@ class TaskScheduler:
 
         ``start``, ``end`` and ``jitter`` are passed to the ``interval`` trigger.
         """
-        trigger_keys = {"start", "end", "jitter", "rng"}
-        trigger_opts = {k: options.pop(k) for k in list(options) if k in trigger_keys}
-        trigger_opts.setdefault("rng", self.rng)
-        return self.add_job(task, "interval", interval=interval, **trigger_opts, **options)
+        factory = self._interval
+        if factory is None:
+            factory = self._interval = self.plugins.registry.get("trigger", "interval")
+        if options:
+            trigger_opts = {k: options.pop(k) for k in _INTERVAL_KEYS & options.keys()}
+            trigger = factory(interval, **trigger_opts)
+        else:
+            trigger = factory(interval)
+        return self.add_job(task, trigger, **options)
 
     def schedule_cron(
         self, task: Task, expression: str, timezone: str | None = None, **options: Any
@@ -642,6 +650,10 @@ class TaskScheduler:
         return None
 
     def _first_base(self, trigger: Any) -> float | None:
+        fast = getattr(trigger, "first_fire_ts", None)
+        if fast is not None:
+            ts: float | None = fast(self.clock.time())
+            return ts
         now = self.clock.now()
         first = getattr(trigger, "first_fire_time", None)
         when = first(now) if callable(first) else trigger.next_fire_time(now)

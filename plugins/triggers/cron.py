@@ -20,8 +20,9 @@ does not run again, and the hour skipped at spring forward runs once when it end
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -30,6 +31,8 @@ from taskloom.errors import ConfigError
 
 UTC = timezone.utc
 _MINUTE = timedelta(minutes=1)
+_SECOND = timedelta(seconds=1)
+_DAY = timedelta(days=1)
 # Larger than any UTC offset change (the largest in the tz database is 2 hours).
 _MAX_SHIFT = timedelta(hours=3)
 
@@ -120,6 +123,12 @@ class CronTrigger:
         # the iterator that produced it so that costs one step, not a fresh search.
         self._last: datetime | None = None
         self._iter: Iterator[datetime] | None = None
+        tpl = self._template
+        # Within a day the matches are a fixed grid of times of day, in seconds.
+        self._tods = sorted(h * 3600 + m * 60 + s
+                            for h in tpl.hours for m in tpl.minutes for s in tpl.seconds)
+        self._day: date | None = None
+        self._day_ok = False
 
     def __repr__(self) -> str:
         return f"CronTrigger({self.expression!r}, timezone={self.timezone!r})"
@@ -134,12 +143,43 @@ class CronTrigger:
         sim.fixup_tz = None
         return sim
 
+    def _next_naive(self, after: datetime) -> datetime | None:
+        """The first matching wall-clock time strictly after ``after`` (naive).
+
+        Within a day the matches are the fixed hour x minute x second grid, so a day that
+        cronsim says matches is searched by bisection; cronsim finds the next matching day.
+        """
+        tods = self._tods
+        day = after.date()
+        if day != self._day:
+            tpl = self._template
+            self._day = day
+            self._day_ok = day.month in tpl.months and tpl.match_day(day)
+        if self._day_ok:
+            i = bisect_right(tods, after.hour * 3600 + after.minute * 60 + after.second)
+            if i < len(tods):
+                tod = tods[i]
+                return datetime(day.year, day.month, day.day, tod // 3600, tod // 60 % 60,
+                                tod % 60)
+        midnight = datetime(day.year, day.month, day.day) + _DAY
+        try:
+            return next(self._sim(midnight - _SECOND))
+        except StopIteration:
+            return None
+
     def next_fire_time(self, after: datetime) -> datetime | None:
         """The first instant strictly after ``after`` (aware), as an aware UTC datetime."""
+        if self._utc:
+            if after.tzinfo is None:
+                raise ValueError("after must be an aware datetime")
+            if after.tzinfo is not UTC:
+                after = after.astimezone(UTC)
+            naive = self._next_naive(after.replace(tzinfo=None))
+            return None if naive is None else naive.replace(tzinfo=UTC)
         if self._iter is not None and after == self._last:
             found = next(self._iter, None)
         else:
-            self._iter = self._instants(after)
+            self._iter = self._instants_zoned(after)
             found = next(self._iter, None)
         if found is None:
             self._iter = None
@@ -148,17 +188,18 @@ class CronTrigger:
 
     def iter_from(self, after: datetime) -> Iterator[datetime]:
         """Every fire instant after ``after``, in order (independent of the cached state)."""
-        return self._instants(after)
-
-    def _instants(self, after: datetime) -> Iterator[datetime]:
         if self._utc:
             return self._instants_utc(after)
         return self._instants_zoned(after)
 
+    def _naive_iter(self, start: datetime) -> Iterator[datetime]:
+        nxt = self._next_naive(start)
+        while nxt is not None:
+            yield nxt
+            nxt = self._next_naive(nxt)
+
     def _instants_utc(self, after: datetime) -> Iterator[datetime]:
-        start = _utc_naive(after)
-        sim = self._sim(start)
-        for naive in sim:
+        for naive in self._naive_iter(_utc_naive(after)):
             yield naive.replace(tzinfo=UTC)
 
     def _instants_zoned(self, after: datetime) -> Iterator[datetime]:
@@ -172,7 +213,7 @@ class CronTrigger:
             start -= _MAX_SHIFT
         last = after
         extras: list[datetime] = []  # second occurrences (ambiguous="both"), by instant
-        for naive in self._sim(start):
+        for naive in self._naive_iter(start):
             first = naive.replace(tzinfo=tz, fold=0)
             second = naive.replace(tzinfo=tz, fold=1)
             off0, off1 = first.utcoffset(), second.utcoffset()

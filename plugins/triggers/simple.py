@@ -81,25 +81,35 @@ class IntervalTrigger:
     ) -> None:
         if interval is None:
             total = seconds + 60 * minutes + 3600 * hours + 86400 * days
+        elif type(interval) is int or type(interval) is float:
+            total = interval
         else:
             total = as_seconds(interval, "interval trigger")
-        if not math.isfinite(total) or total <= 0:
+        if not 0 < total < math.inf:
             raise ConfigError(f"interval trigger: interval must be > 0 seconds, got {total!r}")
-        self.seconds = total
-        self.interval = timedelta(seconds=total)
-        self.start = None if start is None else as_utc(start, "interval trigger start")
-        self.end = None if end is None else as_utc(end, "interval trigger end")
+        self.seconds = float(total)
+        self.start = self.end = None
+        self._start_ts = self._end_ts = None
+        if start is not None:
+            self.start = as_utc(start, "interval trigger start")
+            self._start_ts = self.start.timestamp()
+        if end is not None:
+            self.end = as_utc(end, "interval trigger end")
+            self._end_ts = self.end.timestamp()
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ConfigError("interval trigger: end is before start")
-        self.jitter = as_seconds(jitter, "interval trigger jitter")
-        if not 0 <= self.jitter < total:
+        self.jitter = jitter if type(jitter) is float else as_seconds(jitter, "jitter")
+        if self.jitter and not 0 < self.jitter < total:
             raise ConfigError(
                 f"interval trigger: jitter must be >= 0 and shorter than the interval "
                 f"({total:g}s), got {self.jitter:g}"
             )
-        self.rng = rng or random.Random()
-        self._start_ts = None if self.start is None else self.start.timestamp()
-        self._end_ts = None if self.end is None else self.end.timestamp()
+        # Only jittered triggers draw numbers; a Random of their own would cost a urandom read.
+        self.rng = rng if rng is not None else (random.Random() if self.jitter else None)
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
 
     def __repr__(self) -> str:
         return f"IntervalTrigger({self.seconds:g}s)"
@@ -110,6 +120,18 @@ class IntervalTrigger:
         if self.start >= now:
             return self._bounded(self.start)
         return self.next_fire_time(now)
+
+    def first_fire_ts(self, now: float) -> float | None:
+        """:meth:`first_fire_time` on epoch seconds (the scheduler's fast path)."""
+        start = self._start_ts
+        if start is None:
+            first = now + self.seconds
+        elif start >= now:
+            first = start
+        else:
+            return self.next_fire_ts(now)
+        end = self._end_ts
+        return None if end is not None and first > end else first
 
     def next_fire_time(self, after: datetime) -> datetime | None:
         if self.start is None:
