@@ -5,10 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from taskloom import hookimpl
-from taskloom.plugins.queues.strategies import FifoQueue, PriorityQueue
+from taskloom.plugins.queues.strategies import (
+    DeadlineQueue,
+    FairQueue,
+    FifoQueue,
+    LifoQueue,
+    PriorityQueue,
+)
 
 
 @hookimpl
 def taskloom_register(registry: Any) -> None:
+    registry.add("queue", "deadline", DeadlineQueue)
+    registry.add("queue", "fair", FairQueue)
     registry.add("queue", "fifo", FifoQueue)
+    registry.add("queue", "lifo", LifoQueue)
     registry.add("queue", "priority", PriorityQueue)

@@ -1,14 +1,19 @@
 """Queue strategy implementations.
 
 A strategy holds items with ``priority``, ``tags`` and ``deadline`` attributes (tasks) and is
-used under its owner's lock: no locking here. ``pop`` on an empty strategy raises IndexError.
+used under its owner's lock: no locking here. ``pop`` and ``peek`` on an empty strategy raise
+IndexError. The owner never pushes an item that is already queued. Iterating yields the items
+in the order ``pop`` would return them.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import operator
 from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -19,6 +24,7 @@ class FifoQueue:
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
+        # Bound methods as attributes: the engine's dispatch loop calls these per task.
         self.push = self._items.append
         self.pop = self._items.popleft
 
@@ -28,8 +34,13 @@ class FifoQueue:
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    def __iter__(self) -> Any:
-        return iter(self._items)
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._items))
+
+    def peek(self) -> Any:
+        if not self._items:
+            raise IndexError("peek at an empty queue")
+        return self._items[0]
 
     def remove(self, item: Any) -> bool:
         try:
@@ -42,19 +53,57 @@ class FifoQueue:
         self._items.clear()
 
 
-class PriorityQueue:
-    """Lowest priority number first; first in, first out among equal priorities.
+class LifoQueue:
+    """Last in, first out: the most recently queued item runs next."""
 
-    A min-heap of ``[priority, seq, item]`` entries. ``reorder`` and ``remove`` mark the old
-    entry dead and push a new one: O(log n), no heap rebuild.
-    """
-
-    name = "priority"
+    name = "lifo"
 
     def __init__(self) -> None:
+        self._items: list[Any] = []
+        self.push = self._items.append
+        self.pop = self._items.pop
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __iter__(self) -> Iterator[Any]:
+        items: list[Any] = self._items[::-1]
+        return iter(items)
+
+    def peek(self) -> Any:
+        if not self._items:
+            raise IndexError("peek at an empty queue")
+        return self._items[-1]
+
+    def remove(self, item: Any) -> bool:
+        items = self._items
+        # Search from the top: recently queued items are the likeliest to be withdrawn.
+        for i in range(len(items) - 1, -1, -1):
+            if items[i] is item:
+                del items[i]
+                return True
+        return False
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class _LazyHeap:
+    """A min-heap of ``[key, seq, item]`` entries with O(log n) removal by marking.
+
+    A removed entry has its item set to None and is dropped when it reaches the top; when dead
+    entries outnumber live ones the heap is rebuilt, so memory stays proportional to ``len``.
+    """
+
+    def __init__(self, key: Callable[[Any], Any]) -> None:
+        self._key = key
         self._heap: list[list[Any]] = []
         self._entries: dict[int, list[Any]] = {}
         self._seq = itertools.count()
+        self._dead = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -62,28 +111,29 @@ class PriorityQueue:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
-    def __iter__(self) -> Any:
-        return (e[2] for e in sorted(self._entries.values()))
+    def __iter__(self) -> Iterator[Any]:
+        return (e[2] for e in sorted(self._entries.values(), key=lambda e: (e[0], e[1])))
 
     def push(self, item: Any) -> None:
-        entry = [item.priority, next(self._seq), item]
+        entry = [self._key(item), next(self._seq), item]
         self._entries[id(item)] = entry
         heapq.heappush(self._heap, entry)
 
     def pop(self) -> Any:
         heap = self._heap
         while heap:
-            entry = heapq.heappop(heap)
-            item = entry[2]
+            item = heapq.heappop(heap)[2]
             if item is not None:
                 del self._entries[id(item)]
                 return item
+            self._dead -= 1
         raise IndexError("pop from an empty queue")
 
     def peek(self) -> Any:
         heap = self._heap
         while heap and heap[0][2] is None:
             heapq.heappop(heap)
+            self._dead -= 1
         if not heap:
             raise IndexError("peek at an empty queue")
         return heap[0][2]
@@ -92,19 +142,146 @@ class PriorityQueue:
         entry = self._entries.pop(id(item), None)
         if entry is None:
             return False
-        entry[2] = None
+        self._kill(entry)
         return True
+
+    def _kill(self, entry: list[Any]) -> None:
+        entry[2] = None
+        self._dead += 1
+        if self._dead > 64 and self._dead > len(self._entries):
+            self._heap = [e for e in self._heap if e[2] is not None]
+            heapq.heapify(self._heap)
+            self._dead = 0
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self._entries.clear()
+        self._dead = 0
+
+
+class PriorityQueue(_LazyHeap):
+    """Lowest priority number first; first in, first out among equal priorities.
+
+    ``reorder`` and ``remove`` mark the old entry dead and push a new one: O(log n), no heap
+    rebuild on the spot.
+    """
+
+    name = "priority"
+
+    def __init__(self) -> None:
+        super().__init__(operator.attrgetter("priority"))
 
     def reorder(self, item: Any, priority: int) -> None:
         """Give a queued item a new priority; it keeps its place among equals by arrival."""
         entry = self._entries.get(id(item))
         if entry is None:
             raise KeyError(item)
-        entry[2] = None
         new = [priority, entry[1], item]
         self._entries[id(item)] = new
+        self._kill(entry)
         heapq.heappush(self._heap, new)
 
+
+class DeadlineQueue(_LazyHeap):
+    """Earliest deadline first; items without a deadline after all that have one.
+
+    First in, first out among equal deadlines (and among items without one). The deadline is
+    read when the item is queued.
+    """
+
+    name = "deadline"
+
+    def __init__(self) -> None:
+        super().__init__(_deadline_key)
+
+
+def _deadline_key(item: Any) -> float:
+    deadline = item.deadline
+    return math.inf if deadline is None else float(deadline)
+
+
+_UNTAGGED: Any = object()
+
+
+class FairQueue:
+    """Round-robin across tags, so one tag's flood cannot starve another.
+
+    An item's lane is its first tag in sorted order; untagged items share one lane. Each pop
+    takes the oldest item of the lane at the front of the rotation and sends that lane to the
+    back. Within a lane, first in, first out.
+    """
+
+    name = "fair"
+
+    def __init__(self) -> None:
+        self._lanes: dict[Any, deque[Any]] = {}
+        self._rotation: deque[Any] = deque()
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def __iter__(self) -> Iterator[Any]:
+        lanes = [list(self._lanes[key]) for key in self._rotation]
+        depth = max(map(len, lanes), default=0)
+        for i in range(depth):
+            for lane in lanes:
+                if i < len(lane):
+                    yield lane[i]
+
+    @staticmethod
+    def lane_of(item: Any) -> Any:
+        tags = item.tags
+        return min(tags) if tags else _UNTAGGED
+
+    def push(self, item: Any) -> None:
+        key = self.lane_of(item)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = deque()
+            self._rotation.append(key)
+        lane.append(item)
+        self._len += 1
+
+    def pop(self) -> Any:
+        if not self._len:
+            raise IndexError("pop from an empty queue")
+        key = self._rotation.popleft()
+        lane = self._lanes[key]
+        item = lane.popleft()
+        if lane:
+            self._rotation.append(key)
+        else:
+            del self._lanes[key]
+        self._len -= 1
+        return item
+
+    def peek(self) -> Any:
+        if not self._len:
+            raise IndexError("peek at an empty queue")
+        return self._lanes[self._rotation[0]][0]
+
+    def remove(self, item: Any) -> bool:
+        key = self.lane_of(item)
+        lane = self._lanes.get(key)
+        if lane is None:
+            return False
+        for i, queued in enumerate(lane):
+            if queued is item:
+                del lane[i]
+                break
+        else:
+            return False
+        if not lane:
+            del self._lanes[key]
+            self._rotation.remove(key)
+        self._len -= 1
+        return True
+
     def clear(self) -> None:
-        self._heap.clear()
-        self._entries.clear()
+        self._lanes.clear()
+        self._rotation.clear()
+        self._len = 0
