@@ -1,0 +1,170 @@
+"""Soft timeouts on the engine's clock: threads get their token set, coroutines are cancelled."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from taskloom import (
+    ConfigError,
+    Engine,
+    FakeClock,
+    Task,
+    TaskState,
+    TaskTimeout,
+    UpstreamFailed,
+    hookimpl,
+    load_plugins,
+)
+
+
+def wait_until(predicate, timeout=5.0):
+    """Wait for another thread to make ``predicate`` true (not for time to pass)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        threading.Event().wait(0.001)
+
+
+class Overruns:
+    def __init__(self):
+        self.seen = []
+        self.event = threading.Event()
+
+    @hookimpl
+    def taskloom_task_overrun(self, task, attempt, run):
+        self.seen.append((task.name, attempt.number))
+        self.event.set()
+
+
+def test_soft_timeout_fails_the_task_sets_the_token_and_reports_the_overrun():
+    clock = FakeClock()
+    overruns = Overruns()
+    engine = Engine(plugins=load_plugins(plugins=[overruns]), clock=clock, max_workers=4)
+    started = threading.Event()
+    observed = {}
+
+    def stuck(context):
+        started.set()
+        observed["cancelled"] = context.token.wait(5)  # a real wait, ended by the token
+        return "too late"
+
+    slow = Task("slow", fn=stuck, timeout=30)
+    after = Task("after", fn=lambda slow: slow, dependencies=["slow"])
+    cleanup = Task("cleanup", fn=lambda: "cleaned", dependencies=["slow"],
+                   trigger_rule="all_done")
+    run = engine.open_run()
+    run.add([slow, after, cleanup])
+    run.start()
+    assert started.wait(5)
+    clock.advance(29.9)
+    assert slow.status is TaskState.RUNNING
+    clock.advance(0.1)
+    assert run.wait(5)
+    summary = run.close()
+    assert slow.status is TaskState.FAILED
+    assert isinstance(slow.exception, TaskTimeout) and slow.error_type == "TaskTimeout"
+    assert "timed out after 30s" in slow.error
+    assert isinstance(after.exception, UpstreamFailed) and after.status is TaskState.FAILED
+    assert summary.results == {"cleanup": "cleaned"}
+    assert overruns.event.wait(5)
+    assert observed["cancelled"] is True and overruns.seen == [("slow", 1)]
+    assert slow.result is None  # the late return is discarded
+
+
+def test_timer_is_disarmed_when_the_call_returns_in_time():
+    clock = FakeClock()
+    engine = Engine(clock=clock)
+    s = engine.run([Task(f"t{i}", fn=lambda: 1, timeout=5) for i in range(20)])
+    assert s.ok and clock.pending_timers() == 0
+
+
+def test_a_timed_out_attempt_is_retried():
+    clock = FakeClock()
+    engine = Engine(clock=clock, max_workers=2)
+    calls = []
+
+    def body(context):
+        calls.append(context.attempt.number)
+        if len(calls) == 1:
+            context.token.wait(5)
+            return "first"
+        return "second"
+
+    task = Task("t", fn=body, timeout={"soft": 10},
+                retry={"max_retries": 1, "backoff": "fixed", "base_delay": 0})
+    run = engine.open_run()
+    run.add([task])
+    run.start()
+    wait_until(lambda: calls == [1])
+    clock.advance(10)
+    assert run.wait(5)
+    assert run.close().ok and task.result == "second" and task.attempts == 2
+
+
+def test_hard_limit_acts_as_soft_on_threads():
+    clock = FakeClock()
+    engine = Engine(clock=clock)
+    started = threading.Event()
+
+    def body(context):
+        started.set()
+        context.token.wait(5)
+
+    task = Task("t", fn=body, timeout={"hard": 3})
+    run = engine.open_run()
+    run.add([task])
+    run.start()
+    assert started.wait(5)
+    clock.advance(3)
+    assert run.wait(5)
+    run.close()
+    assert isinstance(task.exception, TaskTimeout)
+
+
+def test_async_body_is_cancelled_at_the_deadline():
+    clock = FakeClock()
+    engine = Engine(clock=clock, executor="asyncio")
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    async def waits_forever():
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    task = Task("co", fn=waits_forever, timeout=2)
+    run = engine.open_run()
+    run.add([task])
+    run.start()
+    assert started.wait(5)
+    clock.advance(2)
+    assert run.wait(5)
+    assert cancelled.wait(5)
+    run.close()
+    assert isinstance(task.exception, TaskTimeout)
+
+
+@pytest.mark.parametrize(("timeout", "message"), [
+    (-1, "task 'load': timeout must be a number >= 0"),
+    (0, "task 'load': timeout must be a number > 0"),
+    ("soon", "task 'load': timeout must be a number"),
+    ({"soft": 5, "hard": 2}, "task 'load': timeout.soft must not be later than"),
+    ({"medium": 3}, "task 'load': timeout.medium: unknown key"),
+    ({}, "task 'load': timeout needs soft or hard"),
+])
+def test_invalid_timeouts_name_task_and_key(timeout, message):
+    with pytest.raises(ConfigError) as info:
+        Engine().run([Task("load", fn=lambda: 1, timeout=timeout)])
+    assert message in str(info.value)
+
+
+def test_disabled_timeout_plugin_leaves_tasks_alone():
+    clock = FakeClock()
+    engine = Engine(plugins=load_plugins(disable=["timeout"]), clock=clock)
+    s = engine.run([Task("t", fn=lambda: "done", timeout=1)])
+    assert s.ok and clock.pending_timers() == 0
