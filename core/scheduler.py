@@ -59,6 +59,8 @@ class _Unset(enum.Enum):
 #: jumps to its next future time (a one-second job down for a week is not replayed 600k times).
 MAX_CATCH_UP = 1000
 
+_RESOLUTION = 1e-6
+
 _INTERVAL_KEYS = frozenset({"start", "end", "jitter", "rng"})
 
 
@@ -506,7 +508,9 @@ class TaskScheduler:
 
     def _fire_due(self, block: bool) -> list[Task]:
         fired: list[Task] = []
-        now = self.clock.time()
+        # Due times shown as datetimes are rounded to the microsecond; a clock set to one
+        # must find the job due.
+        now = self.clock.time() + _RESOLUTION
         while True:
             with self._lock:
                 entry = self._peek()

@@ -1,0 +1,264 @@
+"""The standard triggers: date, interval, cron, conditional; errors; a plugin's own trigger."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from cronsim import CronSim, CronSimError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import taskloom
+from taskloom import ConfigError, FakeClock, Task, TaskScheduler, hookimpl
+from taskloom.plugins.triggers import (
+    ConditionalTrigger,
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+)
+
+UTC = timezone.utc
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_registered_as_trigger_plugins() -> None:
+    plugins = taskloom.load_plugins()
+    assert {"date", "interval", "cron", "conditional"} <= set(plugins.registry.names("trigger"))
+    assert plugins.registry.owner("trigger", "cron") == "triggers"
+
+
+# -- date --------------------------------------------------------------------------------------
+def test_date_fires_once() -> None:
+    trigger = DateTrigger(T0)
+    assert trigger.next_fire_time(T0 - timedelta(seconds=1)) == T0
+    assert trigger.next_fire_time(T0) is None
+    assert trigger.first_fire_time(T0 + timedelta(days=1)) == T0  # past: due, late
+
+
+def test_date_accepts_iso_strings_and_reads_naive_as_local() -> None:
+    assert DateTrigger("2024-05-01T12:00:00+00:00").at == T0
+    naive = datetime(2024, 5, 1, 12, 0)
+    assert DateTrigger(naive).at == naive.astimezone().astimezone(UTC)
+    with pytest.raises(ConfigError, match="not an ISO datetime"):
+        DateTrigger("tomorrow")
+
+
+# -- interval ------------------------------------------------------------------------------------
+def test_interval_grid_from_start_to_end() -> None:
+    trigger = IntervalTrigger(timedelta(minutes=10), start=T0, end=T0 + timedelta(minutes=30))
+    assert trigger.first_fire_time(T0 - timedelta(hours=1)) == T0
+    times = [T0]
+    while (nxt := trigger.next_fire_time(times[-1])) is not None:
+        times.append(nxt)
+    assert times == [T0 + timedelta(minutes=m) for m in (0, 10, 20, 30)]
+    # Asked from the middle of a slot, it keeps the grid.
+    assert trigger.next_fire_time(T0 + timedelta(minutes=14)) == T0 + timedelta(minutes=20)
+
+
+def test_interval_without_start_is_one_interval_after_now() -> None:
+    trigger = IntervalTrigger(seconds=90)
+    assert trigger.first_fire_time(T0) == T0 + timedelta(seconds=90)
+    assert trigger.next_fire_time(T0) == T0 + timedelta(seconds=90)
+    assert IntervalTrigger(minutes=1, hours=1).seconds == 3660
+
+
+def test_interval_jitter_uses_the_injected_rng() -> None:
+    clock = FakeClock(T0)
+    trigger = IntervalTrigger(60, jitter=5.0, rng=random.Random(7))
+    with TaskScheduler(clock=clock) as scheduler:
+        job = scheduler.add_job(Task("j"), trigger)
+        dues = []
+        for _ in range(20):
+            due = job.next_fire_time
+            assert due is not None
+            dues.append(due)
+            clock.set(due)
+            scheduler.run_pending()
+    expected_rng = random.Random(7)
+    expected = [T0 + timedelta(seconds=60 * (i + 1) + expected_rng.uniform(0, 5))
+                for i in range(20)]
+    assert [(d - T0).total_seconds() for d in dues] == pytest.approx(
+        [(e - T0).total_seconds() for e in expected], abs=1e-5)
+    assert all(0 <= (d - T0).total_seconds() - 60 * (i + 1) < 5 for i, d in enumerate(dues))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"interval": 0}, "interval must be > 0"),
+    ({"interval": -5}, "interval must be > 0"),
+    ({"interval": 10, "jitter": 10.0}, "jitter must be"),
+    ({"interval": 10, "start": T0, "end": T0 - timedelta(1)}, "end is before start"),
+])
+def test_interval_bad_options(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        IntervalTrigger(**kwargs)
+
+
+# -- cron ----------------------------------------------------------------------------------------
+def fires(trigger: CronTrigger, after: datetime, n: int) -> list[datetime]:
+    out = []
+    for _ in range(n):
+        nxt = trigger.next_fire_time(after)
+        assert nxt is not None
+        out.append(nxt)
+        after = nxt
+    return out
+
+
+def test_cron_names_last_nth_and_seconds() -> None:
+    assert fires(CronTrigger("0 9 * * MON-FRI"), datetime(2024, 5, 3, 10, tzinfo=UTC), 2) == [
+        datetime(2024, 5, 6, 9, tzinfo=UTC), datetime(2024, 5, 7, 9, tzinfo=UTC)]
+    # Weekday 1 is Monday (standard cron).
+    assert CronTrigger("0 9 * * 1").next_fire_time(T0).weekday() == 0  # type: ignore[union-attr]
+    assert fires(CronTrigger("0 0 L * *"), T0, 2) == [
+        datetime(2024, 5, 31, tzinfo=UTC), datetime(2024, 6, 30, tzinfo=UTC)]
+    assert fires(CronTrigger("0 0 LW * *"), T0, 2) == [
+        datetime(2024, 5, 31, tzinfo=UTC), datetime(2024, 6, 28, tzinfo=UTC)]
+    assert CronTrigger("0 12 * * 5L").next_fire_time(T0) == datetime(2024, 5, 31, 12, tzinfo=UTC)
+    assert CronTrigger("0 9 * * 1#2").next_fire_time(T0) == datetime(2024, 5, 13, 9, tzinfo=UTC)
+    assert CronTrigger("0 0 1 jan,jul *").next_fire_time(T0) == datetime(2024, 7, 1, tzinfo=UTC)
+    # Six fields: seconds first.
+    assert fires(CronTrigger("*/20 * * * * *"), T0, 3) == [
+        T0 + timedelta(seconds=s) for s in (20, 40, 60)]
+
+
+def test_cron_in_a_time_zone() -> None:
+    trigger = CronTrigger("30 2 * * *", "Asia/Tokyo")
+    assert trigger.next_fire_time(T0) == datetime(2024, 5, 1, 17, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("expression,field", [
+    ("61 * * * *", "field 1 (minute)"),
+    ("* 24 * * *", "field 2 (hour)"),
+    ("* * 0 * *", "field 3 (day-of-month)"),
+    ("* * * 13 *", "field 4 (month)"),
+    ("* * * * FUNDAY", "field 5 (day-of-week)"),
+    ("61 * * * * *", "field 1 (second)"),
+    ("0 61 * * * *", "field 2 (minute)"),
+    ("*/0 * * * *", "field 1 (minute)"),
+])
+def test_cron_bad_field_is_named(expression: str, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        CronTrigger(expression)
+    assert repr(expression) in str(info.value)
+    assert field in str(info.value)
+
+
+def test_cron_bad_field_count_and_zone() -> None:
+    with pytest.raises(ConfigError, match=r"'\* \* \*': expected 5 fields .* got 3"):
+        CronTrigger("* * *")
+    with pytest.raises(ConfigError, match="unknown time zone 'Mars/Olympus'") as info:
+        CronTrigger("0 9 * * *", "Mars/Olympus")
+    assert "'0 9 * * *'" in str(info.value)
+    with pytest.raises(ConfigError, match="ambiguous"):
+        CronTrigger("0 9 * * *", ambiguous="twice")
+
+
+def test_cron_rare_and_impossible_dates() -> None:
+    # February 30th does not exist; cronsim rejects it outright.
+    with pytest.raises(ConfigError, match="day-of-month"):
+        CronTrigger("0 0 30 2 *")
+    nxt = CronTrigger("0 0 29 2 *").next_fire_time(T0)
+    assert nxt is not None and nxt.date().isoformat() == "2028-02-29"
+
+
+# -- cron against cronsim on random expressions ----------------------------------------------
+def _field(values: range, names: list[str] | None = None) -> st.SearchStrategy[str]:
+    lo, hi = values.start, values.stop - 1
+    number = st.integers(lo, hi)
+    single = number.map(str)
+    if names:
+        single = single | st.sampled_from(names)
+    span = st.tuples(number, number).map(lambda p: f"{min(p)}-{max(p)}")
+    step = st.tuples(st.sampled_from(["*"]) | span, st.integers(1, max(1, hi - lo))).map(
+        lambda p: f"{p[0]}/{p[1]}")
+    term = single | span | step
+    return st.just("*") | st.lists(term, min_size=1, max_size=3).map(",".join)
+
+
+DOW = _field(range(0, 8), ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]) | st.sampled_from(
+    ["5L", "1#2", "SUN#1", "0L"])
+DOM = _field(range(1, 32)) | st.sampled_from(["L", "LW"])
+MONTH = _field(range(1, 13), ["JAN", "MAR", "FEB", "DEC"])
+FIVE = st.tuples(_field(range(0, 60)), _field(range(0, 24)), DOM, MONTH, DOW).map(" ".join)
+SIX = st.tuples(_field(range(0, 60)), FIVE).map(" ".join)
+AFTER = st.datetimes(datetime(2000, 1, 1), datetime(2040, 1, 1)).map(
+    lambda d: d.replace(tzinfo=UTC))
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expression=FIVE | SIX, after=AFTER)
+def test_cron_matches_cronsim(expression: str, after: datetime) -> None:
+    try:
+        reference = CronSim(expression, after.replace(tzinfo=None))
+    except CronSimError:
+        with pytest.raises(ConfigError):
+            CronTrigger(expression)
+        return
+    trigger = CronTrigger(expression)
+    expected = []
+    for when in reference:
+        expected.append(when.replace(tzinfo=UTC))
+        if len(expected) == 5:
+            break
+    assert fires(trigger, after, len(expected)) == expected
+    # Asked afresh from any point, it agrees too.
+    if expected:
+        middle = expected[0] + (expected[-1] - expected[0]) / 2
+        want = next(e for e in expected if e > middle)
+        assert trigger.next_fire_time(middle) == want
+
+
+# -- conditional -------------------------------------------------------------------------------
+def test_conditional_fires_on_rising_edges() -> None:
+    values = iter([False, True, True, False, True])
+    trigger = ConditionalTrigger(lambda: next(values), poll=5)
+    assert [trigger.check() for _ in range(5)] == [False, True, False, False, True]
+    assert trigger.next_fire_time(T0) == T0 + timedelta(seconds=5)
+
+
+def test_conditional_repeat_and_raising_condition() -> None:
+    values = iter([True, True, False])
+    trigger = ConditionalTrigger(lambda: next(values), repeat=True)
+    assert [trigger.check() for _ in range(3)] == [True, True, False]
+
+    def broken() -> bool:
+        raise OSError("disk gone")
+
+    assert ConditionalTrigger(broken).check() is False
+    with pytest.raises(ConfigError, match="poll must be > 0"):
+        ConditionalTrigger(lambda: True, poll=0)
+
+
+# -- a plugin adds a trigger type -------------------------------------------------------------
+class EveryOtherDay:
+    """A calendar-like trigger from a third-party plugin: noon on listed dates."""
+
+    def __init__(self, dates: list[str]) -> None:
+        self.times = sorted(datetime.fromisoformat(d + "T12:00:00+00:00") for d in dates)
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        return next((t for t in self.times if t > after), None)
+
+
+class CalendarPlugin:
+    @hookimpl
+    def taskloom_register(self, registry: Any) -> None:
+        registry.add("trigger", "calendar", EveryOtherDay)
+
+
+def test_a_plugin_trigger_fires_through_the_scheduler() -> None:
+    clock = FakeClock(T0)
+    plugins = taskloom.load_plugins(plugins=[CalendarPlugin()])
+    ran: list[datetime] = []
+    task = Task("report", fn=lambda: ran.append(clock.now()))
+    with TaskScheduler(clock=clock, plugins=plugins) as scheduler:
+        job = scheduler.add_job(task, "calendar", dates=["2024-05-03", "2024-05-05"])
+        assert isinstance(job.trigger, EveryOtherDay)
+        while job.next_fire_time is not None:
+            clock.set(job.next_fire_time)
+            assert scheduler.run_pending() == ["report"]
+    assert ran == [datetime(2024, 5, 3, 12, tzinfo=UTC), datetime(2024, 5, 5, 12, tzinfo=UTC)]
+    assert scheduler.get_jobs() == []
