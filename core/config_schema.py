@@ -1,0 +1,164 @@
+"""The configuration schema: every known key, its TOML type and what it means, in one table.
+
+The tables here are data, so the configuration reference can be generated from them and the
+validator reads them instead of hard-coding checks. A plugin declares its own
+``[taskloom.<name>]`` section with ``registry.add_config_section(name, keys)``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+#: TOML value kinds; ``number`` accepts integers and floats.
+KINDS = ("string", "integer", "float", "number", "boolean", "array", "table", "datetime", "any")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key.
+
+    ``kinds``: the TOML kinds accepted. ``doc``: one line for the reference.
+    ``component``: the registry kind whose registered names a string value must be
+    (``queue``, ``executor``, ``store``...). ``items``: the kind of an array's items.
+    ``minimum``/``maximum``: bounds of a number. ``choices``: allowed string values.
+    """
+
+    kinds: tuple[str, ...]
+    doc: str
+    component: str | None = None
+    items: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    required: bool = False
+
+
+ENGINE_KEYS: dict[str, Key] = {
+    "queue": Key(("string",), "queue strategy that orders ready tasks", component="queue"),
+    "executor": Key(
+        ("string", "table"),
+        'default executor: a name, or {kind = "thread", max_workers = 8, ...} with its options',
+        component="executor",
+    ),
+    "max_workers": Key(("integer",), "attempts running at once", minimum=1),
+    "store": Key(("string",), "where runs and results are recorded", component="store"),
+    "store_options": Key(("table",), "options of the store (path, durability, ...)"),
+    "disable_plugins": Key(("array",), "plugins (entry-point names) not to load", items="string"),
+    "strict": Key(("boolean",), "a plugin that fails to load is an error, not a warning"),
+    "limits": Key(("table",), "per-tag concurrency limits: {db = 2}"),
+    "rate_limits": Key(("table",), "per-tag start rates: {api = {n = 10, period = 1.0}}"),
+    "executors": Key(("table",), "options of executors that tasks ask for by name"),
+}
+
+#: Keys of ``executor = {...}`` the core reads; the rest are the executor's own options.
+EXECUTOR_TABLE_KEYS: dict[str, Key] = {
+    "kind": Key(("string",), "executor name", component="executor", required=True),
+    "max_workers": Key(("integer",), "attempts running at once", minimum=1),
+}
+
+TRIGGER_RULES = ("all_success", "all_done", "one_failed", "always")
+
+TASK_KEYS: dict[str, Key] = {
+    "call": Key(("string",), 'the body, "module:function" (imported when the run starts)'),
+    "description": Key(("string",), "what the task does"),
+    "priority": Key(("integer",), "1 (highest) to 10 (lowest)", minimum=1, maximum=10),
+    "depends_on": Key(("array",), "names of the tasks this one needs", items="string"),
+    "tags": Key(("array",), "labels for limits, fair queueing and breakers", items="string"),
+    "config": Key(("table",), "free-form settings the body reads (context.config)"),
+    "trigger_rule": Key(("string",), "when to run given upstream outcomes", choices=TRIGGER_RULES),
+    "retry": Key(("integer", "table"), "retries: a count or {max_retries, backoff, ...}"),
+    "timeout": Key(("number", "table"), "seconds, or {seconds, hard}"),
+    "cache": Key(("boolean", "number", "table"), "result cache: true, a TTL, or {ttl, key}"),
+    "circuit_breaker": Key(("boolean", "table"), "{failure_threshold, recovery_timeout, ...}"),
+    "fallback": Key(("any",), "result to use when every attempt failed"),
+    "executor": Key(("string",), "run this task on another executor", component="executor"),
+    "deadline": Key(("number", "datetime"), "for the deadline queue: POSIX seconds or a date"),
+    "when": Key(("string",), '"module:predicate": run only when it returns true, else skip'),
+    "options": Key(("table",), "options for third-party plugins"),
+}
+
+SCHEDULE_KEYS: dict[str, Key] = {
+    "task": Key(("string",), "the task to run (with what it depends on)", required=True),
+    "id": Key(("string",), "a stable job id (default: the task name and trigger)"),
+    "cron": Key(("string",), 'cron expression, "30 2 * * *"'),
+    "interval": Key(("number", "table"), "seconds, or {weeks, days, hours, minutes, seconds}"),
+    "at": Key(("datetime", "string"), "run once at this time"),
+    "trigger": Key(("string",), "a trigger type registered by a plugin", component="trigger"),
+    "options": Key(("table",), "options of that trigger"),
+    "timezone": Key(("string",), "IANA time zone of cron and at, e.g. Europe/Berlin"),
+    "misfire_grace_time": Key(("number",), "seconds late a run may still start", minimum=0),
+    "coalesce": Key(("boolean",), "many missed runs become one"),
+    "max_instances": Key(("integer",), "runs of this job at once", minimum=1),
+    "jitter": Key(("number",), "random delay up to this many seconds", minimum=0),
+}
+
+INTERVAL_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
+
+#: The root of a configuration file.
+ROOT_KEYS = ("taskloom", "tasks", "schedules")
+
+
+def kind_of(value: Any) -> str:
+    """The TOML kind of a parsed value."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return "datetime"
+    return type(value).__name__
+
+
+def accepts(kinds: tuple[str, ...], value: Any) -> bool:
+    kind = kind_of(value)
+    if "any" in kinds or kind in kinds:
+        return True
+    return "number" in kinds and kind in ("integer", "float")
+
+
+_ARTICLE = {"integer": "an integer", "array": "an array", "any": "any value"}
+
+
+def describe(kinds: tuple[str, ...]) -> str:
+    return " or ".join(_ARTICLE.get(k, f"a {k}") for k in kinds)
+
+
+_PY_KINDS: dict[type, tuple[str, ...]] = {
+    str: ("string",),
+    int: ("integer",),
+    float: ("number",),
+    bool: ("boolean",),
+    list: ("array",),
+    tuple: ("array",),
+    dict: ("table",),
+    _dt.datetime: ("datetime",),
+    object: ("any",),
+}
+
+
+def kinds_from_python(spec: Any) -> tuple[str, ...]:
+    """Turn what a plugin declared (``str``, ``(int, float)``, ``"string"``) into kinds."""
+    if isinstance(spec, Key):
+        return spec.kinds
+    if spec is None or spec is Any:
+        return ("any",)
+    if isinstance(spec, str):
+        return (spec,)
+    specs = spec if isinstance(spec, tuple) else (spec,)
+    out: list[str] = []
+    for s in specs:
+        if isinstance(s, str):
+            out.append(s)
+        else:
+            out.extend(_PY_KINDS.get(s, ("any",)))
+    return tuple(dict.fromkeys(out))
