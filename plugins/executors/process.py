@@ -24,6 +24,7 @@ import functools
 import multiprocessing
 import os
 import pickle
+import sys
 import threading
 import traceback
 from collections import deque
@@ -61,7 +62,20 @@ def _child_main(conn: Any) -> None:
 
 
 def _child_run(message: bytes) -> bytes:
-    name, call = pickle.loads(message)
+    name, call, carrier = pickle.loads(message)
+    if not carrier:
+        return _child_call(name, call)
+    # The parent's trace context (the attempt's span): spans the body opens nest under it.
+    from opentelemetry import context, propagate
+
+    token = context.attach(propagate.extract(carrier))
+    try:
+        return _child_call(name, call)
+    finally:
+        context.detach(token)
+
+
+def _child_call(name: str, call: bytes) -> bytes:
     try:
         fn, kwargs = pickle.loads(call)
     except Exception as exc:
@@ -136,7 +150,12 @@ class ProcessExecutor(Executor):
                 f"process executor: context must be 'forkserver' or 'spawn' (available here: "
                 f"{', '.join(m for m in methods if m != 'fork')}), got {context!r}"
             )
+        self._method = context
         self._ctx = multiprocessing.get_context(context)
+        if context == "forkserver":
+            # Children forked from a server that already imported this module start in
+            # milliseconds instead of importing taskloom each. No effect once it runs.
+            self._ctx.set_forkserver_preload([__name__])
         self._work: deque[Any] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._threads: list[threading.Thread] = []
@@ -211,7 +230,7 @@ class ProcessExecutor(Executor):
             )
         try:
             call = pickle.dumps((plan.body, attempt.kwargs()), _PROTOCOL)
-            message = pickle.dumps((task.name, call), _PROTOCOL)
+            message = pickle.dumps((task.name, call, _trace_carrier()), _PROTOCOL)
         except Exception as exc:
             raise ProcessPicklingError(
                 f"task {task.name!r}: its callable or arguments cannot be pickled for the "
@@ -263,6 +282,10 @@ class ProcessExecutor(Executor):
         raise value
 
     def _start_child(self, slot: _Slot) -> None:
+        spare = _take_spare(self._method)
+        if spare is not None:
+            slot.proc, slot.conn = spare
+            return
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(  # type: ignore[attr-defined]
             target=_child_main, args=(child,), name="taskloom-worker", daemon=True
@@ -275,7 +298,7 @@ class ProcessExecutor(Executor):
         with slot.lock:
             proc, conn = slot.proc, slot.conn
             slot.proc = slot.conn = None
-        if proc is None:
+        if proc is None or _give_spare(self._method, proc, conn):
             return
         try:
             conn.send_bytes(_STOP)
@@ -303,6 +326,47 @@ class ProcessExecutor(Executor):
         for t in self._threads:
             if t is not me:
                 t.join()
+
+
+def _trace_carrier() -> dict[str, str] | None:
+    """The current trace context as W3C headers (``traceparent``), when OpenTelemetry is
+    in use here; the child attaches it around the body."""
+    if "opentelemetry.context" not in sys.modules:
+        return None
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+# Idle worker processes left by finished runs, reused by the next executor of the same kind:
+# an engine that runs again (a manager, a scheduler) does not pay for new processes.
+_spares: dict[str, list[tuple[Any, Any]]] = {}
+_spares_lock = threading.Lock()
+_MAX_SPARES = max(2, os.cpu_count() or 1)
+
+
+def _take_spare(method: str) -> tuple[Any, Any] | None:
+    with _spares_lock:
+        pool = _spares.get(method, [])
+        while pool:
+            proc, conn = pool.pop()
+            if proc.is_alive():
+                return proc, conn
+            conn.close()
+    return None
+
+
+def _give_spare(method: str, proc: Any, conn: Any) -> bool:
+    if not proc.is_alive():
+        return False
+    with _spares_lock:
+        pool = _spares.setdefault(method, [])
+        if len(pool) >= _MAX_SPARES:
+            return False
+        pool.append((proc, conn))
+    return True
 
 
 def _hard_timeout(task: Any) -> float | None:
