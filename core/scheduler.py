@@ -470,9 +470,10 @@ class TaskScheduler:
     def run_pending(self, wait: bool = True) -> list[str]:
         """Run every job due now (per the clock); return the task names run, in due order.
 
-        With ``wait`` (default) it returns when those runs have finished.
+        With ``wait`` (default) it returns when those runs have finished, and a job at its
+        ``max_instances`` waits for a run to end; without, such a run is skipped (and logged).
         """
-        fired = self._fire_due(block=True)
+        fired = self._fire_due(block=wait)
         if wait:
             self.wait_for(fired)
         return [t.name for t in fired]
@@ -510,11 +511,12 @@ class TaskScheduler:
         fired: list[Task] = []
         # Due times shown as datetimes are rounded to the microsecond; a clock set to one
         # must find the job due.
-        now = self.clock.time() + _RESOLUTION
+        now = self.clock.time()
+        limit = now + _RESOLUTION
         while True:
             with self._lock:
                 entry = self._peek()
-                if entry is None or entry[0] > now:
+                if entry is None or entry[0] > limit:
                     break
                 heapq.heappop(self._heap)
                 job = entry[3]
@@ -537,7 +539,7 @@ class TaskScheduler:
                 job._base = job._due = None
                 break
             due = self._jittered(job, base)
-            if due > now:
+            if due > now + _RESOLUTION:
                 job._base, job._due = base, due
                 break
             if check:  # a poll that is already late is simply the next poll

@@ -1,0 +1,380 @@
+"""TaskScheduler: the documented API, run control, the background thread, durable state."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+import taskloom
+from taskloom import (
+    ConfigError,
+    FakeClock,
+    MemoryScheduleState,
+    Task,
+    TaskManager,
+    TaskScheduler,
+    TaskState,
+    hookimpl,
+)
+
+UTC = timezone.utc
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.fired: list[tuple[str, datetime, datetime]] = []
+        self.missed: list[tuple[str, datetime, datetime]] = []
+
+    @hookimpl
+    def taskloom_schedule_fire(self, job: Any, scheduled_for: datetime, fired_at: datetime) -> None:
+        self.fired.append((job.id, scheduled_for, fired_at))
+
+    @hookimpl
+    def taskloom_schedule_misfire(self, job: Any, scheduled_for: datetime,
+                                  fired_at: datetime) -> None:
+        self.missed.append((job.id, scheduled_for, fired_at))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def scheduler(clock: FakeClock, recorder: Recorder) -> Iterator[TaskScheduler]:
+    plugins = taskloom.load_plugins(plugins=[recorder])
+    sched = TaskScheduler(clock=clock, manager=TaskManager(plugins=plugins, clock=clock))
+    yield sched
+    sched.shutdown()
+
+
+def counter(name: str, into: list[str]) -> Task:
+    return Task(name, fn=lambda: into.append(name) or len(into))
+
+
+# -- the documented examples -------------------------------------------------------------------
+def test_documented_time_based_and_recurring(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    ran: list[str] = []
+    data_task, backup_task = counter("load_data", ran), counter("backup", ran)
+    future_time = clock.now() + timedelta(hours=2)
+    scheduler.add_task(data_task, schedule_time=future_time)
+    scheduler.schedule_recurring(task=backup_task, interval=timedelta(hours=24))
+    assert scheduler.run_pending() == []
+    assert scheduler.get_scheduled_tasks() == [data_task, backup_task]
+
+    clock.advance(2 * 3600)
+    assert scheduler.run_pending() == ["load_data"]
+    assert data_task.status is TaskState.COMPLETED and data_task.result == 1
+    assert scheduler.get_scheduled_tasks() == [backup_task]  # a one-off job is done
+
+    clock.advance(22 * 3600)
+    assert scheduler.run_pending() == ["backup"]
+    clock.advance(24 * 3600)
+    assert scheduler.run_pending() == ["backup"]
+    assert ran == ["load_data", "backup", "backup"]
+
+
+def test_documented_conditional(scheduler: TaskScheduler) -> None:
+    available = threading.Event()
+
+    def data_available() -> bool:
+        return available.is_set()
+
+    ran: list[str] = []
+    process = counter("process_new_data", ran)
+    scheduler.add_conditional_task(process, data_available)
+    assert scheduler.check_conditions() == []
+    available.set()
+    assert scheduler.check_conditions() == ["process_new_data"]
+    assert scheduler.check_conditions() == []  # ran once, then removed (as documented)
+    assert ran == ["process_new_data"] and scheduler.get_jobs() == []
+
+
+def test_conditional_polled_by_the_clock(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    level = {"value": 0}
+    ran: list[str] = []
+    scheduler.add_conditional_task(counter("alert", ran), lambda: level["value"] > 5,
+                                   poll=10, once=False)
+    names = []
+    for value in (1, 7, 8, 2, 9):
+        level["value"] = value
+        clock.advance(10)
+        names.append(scheduler.run_pending())
+    # Fires on each false -> true edge only.
+    assert names == [[], ["alert"], [], [], ["alert"]]
+
+
+def test_documented_cron_jobs_fire(scheduler: TaskScheduler, clock: FakeClock,
+                                   recorder: Recorder) -> None:
+    ran: list[str] = []
+    daily = scheduler.schedule_cron(counter("daily_report", ran), "30 2 * * *")
+    weekly = scheduler.schedule_cron(counter("weekly_backup", ran), "0 9 * * 1")
+    assert daily.next_fire_time == datetime(2024, 5, 2, 2, 30, tzinfo=UTC)
+    assert weekly.next_fire_time == datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday
+    for _ in range(6):
+        job = scheduler.next_due()
+        assert job is not None and job.next_fire_time is not None
+        clock.set(job.next_fire_time)
+        scheduler.run_pending()
+    assert ran == ["daily_report"] * 5 + ["weekly_backup"]
+    assert [f[1] for f in recorder.fired][-2:] == [
+        datetime(2024, 5, 6, 2, 30, tzinfo=UTC), datetime(2024, 5, 6, 9, 0, tzinfo=UTC)]
+
+
+def test_cron_with_timezone_and_bad_expression(scheduler: TaskScheduler) -> None:
+    job = scheduler.schedule_cron(Task("t"), "0 9 * * *", timezone="Europe/Berlin")
+    assert job.next_fire_time == datetime(2024, 5, 2, 7, 0, tzinfo=UTC)  # 09:00 CEST
+    with pytest.raises(ConfigError, match=r"'0 25 \* \* \*': field 2 \(hour\)"):
+        scheduler.schedule_cron(Task("u"), "0 25 * * *")
+    with pytest.raises(ConfigError, match="unknown time zone 'Europe/Berlln'"):
+        scheduler.schedule_cron(Task("v"), "0 9 * * *", timezone="Europe/Berlln")
+
+
+# -- the basic API ---------------------------------------------------------------------------------
+def test_due_now_and_due_order(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    ran: list[str] = []
+    scheduler.add_task(counter("c", ran), clock.now() + timedelta(seconds=30))
+    scheduler.add_task(counter("a", ran))  # None: due now
+    scheduler.add_task(counter("b", ran), clock.now() + timedelta(seconds=10))
+    assert scheduler.run_pending() == ["a"]
+    clock.advance(60)
+    assert scheduler.run_pending() == ["b", "c"]
+
+
+def test_naive_schedule_time_is_local(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    naive = datetime(2024, 5, 1, 12, 0)
+    job = scheduler.add_task(Task("t"), naive)
+    assert job.next_fire_time == naive.astimezone().astimezone(UTC)
+
+
+def test_remove_task_by_id_or_name(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    ran: list[str] = []
+    a, b = counter("a", ran), counter("b", ran)
+    scheduler.schedule_recurring(a, 60)
+    scheduler.schedule_recurring(b, 60)
+    scheduler.remove_task(a.id)
+    scheduler.remove_task("b")
+    with pytest.raises(KeyError, match="no scheduled task 'zzz'"):
+        scheduler.remove_task("zzz")
+    clock.advance(120)
+    assert scheduler.run_pending() == [] and ran == []
+
+
+def test_heap_lazy_deletion_and_next_due(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    jobs = [scheduler.add_task(Task(f"t{i}"), clock.now() + timedelta(seconds=i + 1))
+            for i in range(5)]
+    assert scheduler.next_due() is jobs[0]
+    jobs[0].remove()
+    jobs[1].pause()
+    assert scheduler.next_due() is jobs[2]
+    jobs[1].resume()
+    assert scheduler.next_due() is jobs[1]
+    assert [j.id for j in scheduler.get_jobs()] == ["t1", "t2", "t3", "t4"]
+
+
+def test_same_task_object_runs_each_fire(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    ran: list[str] = []
+    task = counter("tick", ran)
+    scheduler.schedule_recurring(task, timedelta(minutes=1))
+    for expected in (1, 2, 3):
+        clock.advance(60)
+        assert scheduler.run_pending() == ["tick"]
+        assert task.status is TaskState.COMPLETED and task.result == expected
+
+
+def test_failing_task_keeps_its_schedule(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    def boom() -> None:
+        raise RuntimeError("nope")
+
+    task = Task("flaky", fn=boom)
+    job = scheduler.schedule_recurring(task, 60)
+    clock.advance(60)
+    assert scheduler.run_pending() == ["flaky"]
+    assert task.status is TaskState.FAILED
+    assert job.next_fire_time == T0 + timedelta(seconds=120)
+    clock.advance(60)
+    assert scheduler.run_pending() == ["flaky"]
+
+
+def test_hooks_report_fires(scheduler: TaskScheduler, clock: FakeClock,
+                            recorder: Recorder) -> None:
+    scheduler.add_task(Task("t"), clock.now() + timedelta(seconds=5))
+    clock.advance(7)
+    scheduler.run_pending()
+    assert recorder.fired == [("t", T0 + timedelta(seconds=5), T0 + timedelta(seconds=7))]
+
+
+# -- run control ------------------------------------------------------------------------------------
+def test_misfire_grace_skips_and_reports(scheduler: TaskScheduler, clock: FakeClock,
+                                         recorder: Recorder) -> None:
+    ran: list[str] = []
+    scheduler.add_task(counter("late", ran), clock.now() + timedelta(seconds=10),
+                       misfire_grace_time=5)
+    scheduler.add_task(counter("on_time", ran), clock.now() + timedelta(seconds=10),
+                       misfire_grace_time=60)
+    clock.advance(30)
+    assert scheduler.run_pending() == ["on_time"]
+    assert recorder.missed == [("late", T0 + timedelta(seconds=10), T0 + timedelta(seconds=30))]
+
+
+@pytest.mark.parametrize("coalesce,runs", [(True, 1), (False, 5)])
+def test_coalesce(scheduler: TaskScheduler, clock: FakeClock, recorder: Recorder,
+                  coalesce: bool, runs: int) -> None:
+    ran: list[str] = []
+    scheduler.schedule_recurring(counter("poll", ran), 60, coalesce=coalesce)
+    clock.advance(5 * 60 + 30)
+    assert scheduler.run_pending() == ["poll"] * runs
+    assert len(ran) == runs
+    due = [f[1] for f in recorder.fired]
+    if coalesce:
+        assert due == [T0 + timedelta(minutes=5)]  # the most recent missed run
+    else:
+        assert due == [T0 + timedelta(minutes=m) for m in range(1, 6)]
+
+
+@pytest.mark.parametrize("max_instances,overlapping", [(1, 1), (2, 2)])
+def test_max_instances(scheduler: TaskScheduler, clock: FakeClock, max_instances: int,
+                       overlapping: int) -> None:
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def slow() -> None:
+        started.release()
+        release.wait(10)
+
+    job = scheduler.schedule_recurring(Task("slow", fn=slow), 60, max_instances=max_instances)
+    fired = []
+    for _ in range(3):
+        clock.advance(60)
+        fired += scheduler.run_pending(wait=False)
+    assert len(fired) == overlapping
+    for _ in range(overlapping):
+        assert started.acquire(timeout=5)
+    assert job.running == overlapping
+    release.set()
+    scheduler.stop()
+    assert job.running == 0
+
+
+def test_pause_resume(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    ran: list[str] = []
+    job = scheduler.schedule_recurring(counter("p", ran), 60)
+    job.pause()
+    assert job.paused and job.next_fire_time is None
+    assert scheduler.get_scheduled_tasks() == []
+    clock.advance(300)
+    assert scheduler.run_pending() == []
+    job.resume()
+    # Runs missed while paused are late runs: coalesced into one.
+    assert scheduler.run_pending() == ["p"]
+    assert job.next_fire_time == T0 + timedelta(seconds=360)
+
+
+def test_max_instances_with_dependencies_is_rejected(scheduler: TaskScheduler) -> None:
+    with pytest.raises(ConfigError, match="max_instances > 1"):
+        scheduler.schedule_recurring(Task("b", dependencies=["a"]), 60, max_instances=2)
+
+
+def test_scheduled_task_runs_its_dependencies(clock: FakeClock) -> None:
+    manager = TaskManager(clock=clock)
+    extract = manager.create_task("extract", fn=lambda: 20)
+    manager.create_task("load", fn=lambda extract: extract + 1, dependencies=["extract"])
+    with TaskScheduler(clock=clock, manager=manager) as scheduler:
+        job = scheduler.add_task(manager.get_task("load"))  # type: ignore[arg-type]
+        assert scheduler.run_pending() == ["load"]
+        assert job.task.result == 21 and extract.status is TaskState.COMPLETED
+
+
+# -- background thread --------------------------------------------------------------------------
+def test_background_thread_fires_on_the_fake_clock(scheduler: TaskScheduler,
+                                                   clock: FakeClock) -> None:
+    fired = threading.Semaphore(0)
+    scheduler.schedule_recurring(Task("bg", fn=fired.release), 60)
+    scheduler.start()
+    scheduler.start()  # idempotent
+    assert scheduler.running
+    assert not fired.acquire(timeout=0.05)  # not due yet
+    clock.advance(60)
+    assert fired.acquire(timeout=5)
+    # A job added while the thread waits wakes it.
+    scheduler.add_task(Task("now", fn=fired.release))
+    assert fired.acquire(timeout=5)
+    scheduler.stop()
+    scheduler.stop()  # idempotent
+    assert not scheduler.running
+
+
+def test_stop_cancels_running_when_asked(scheduler: TaskScheduler, clock: FakeClock) -> None:
+    started = threading.Event()
+
+    def long(context: Any) -> None:
+        started.set()
+        context.token.wait(10)
+
+    task = Task("long", fn=long)
+    scheduler.add_task(task)
+    scheduler.start()
+    assert started.wait(5)
+    scheduler.stop(cancel_running=True)
+    assert task.status is TaskState.CANCELLED
+
+
+# -- durable state --------------------------------------------------------------------------------
+def test_restart_resumes_without_losing_or_doubling(clock: FakeClock, recorder: Recorder) -> None:
+    state = MemoryScheduleState()
+    plugins = taskloom.load_plugins(plugins=[recorder])
+
+    def start() -> TaskScheduler:
+        return TaskScheduler(clock=clock, state=state,
+                             manager=TaskManager(plugins=plugins, clock=clock))
+
+    first = start()
+    first.schedule_recurring(Task("job"), 60, coalesce=False)
+    clock.advance(60)
+    assert first.run_pending() == ["job"]
+    first.shutdown()
+
+    clock.advance(150)  # down across the runs due at +120 and +180
+    second = start()
+    job = second.schedule_recurring(Task("job"), 60, coalesce=False)
+    assert job.next_fire_time == T0 + timedelta(seconds=120)  # resumed, not recomputed
+    assert second.run_pending() == ["job", "job"]
+    second.shutdown()
+    assert [f[1] for f in recorder.fired] == [T0 + timedelta(seconds=s) for s in (60, 120, 180)]
+
+
+def test_two_schedulers_on_one_state_fire_each_run_once(clock: FakeClock) -> None:
+    state = MemoryScheduleState()
+    ran: list[str] = []
+    a = TaskScheduler(clock=clock, state=state, owner="a")
+    b = TaskScheduler(clock=clock, state=state, owner="b")
+    try:
+        a.schedule_recurring(counter("job", ran), 60)
+        b.schedule_recurring(counter("job", ran), 60)
+        totals = []
+        for _ in range(3):
+            clock.advance(60)
+            totals.append(len(a.run_pending()) + len(b.run_pending()))
+        assert totals == [1, 1, 1] and len(ran) == 3
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+def test_duplicate_explicit_job_id_is_rejected(scheduler: TaskScheduler) -> None:
+    scheduler.schedule_recurring(Task("x"), 60, id="nightly")
+    with pytest.raises(taskloom.TaskloomError, match="already exists"):
+        scheduler.schedule_recurring(Task("y"), 60, id="nightly")
+    # Without an id, a second job of the same task gets a derived one.
+    assert scheduler.schedule_recurring(Task("x"), 30).id == "x"
+    assert scheduler.schedule_recurring(Task("x"), 45).id == "x#2"
