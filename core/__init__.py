@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskloom._version import __version__
 from taskloom.clock import Clock, FakeClock, SystemClock
+from taskloom.config import Config, load_config, validate_config
 from taskloom.decisions import Fail, Fallback, Retry
 from taskloom.engine import Attempt, Engine, Run, RunSummary, TaskContext
 from taskloom.errors import (
@@ -30,6 +31,7 @@ from taskloom.pluginmanager import PluginSet, hookimpl, load_plugins
 from taskloom.scheduler import Job, MemoryScheduleState, ScheduleState, TaskScheduler
 from taskloom.states import TRANSITIONS, TaskState
 from taskloom.task import Task
+from taskloom.workflows import ConditionalWorkflow, ParallelWorkflow, SequentialWorkflow
 
 __all__ = [
     "TRANSITIONS",
@@ -37,6 +39,8 @@ __all__ = [
     "CancelToken",
     "CircuitOpenError",
     "Clock",
+    "ConditionalWorkflow",
+    "Config",
     "ConfigError",
     "CycleError",
     "DependencyGraph",
@@ -50,6 +54,7 @@ __all__ = [
     "InvalidTransition",
     "Job",
     "MemoryScheduleState",
+    "ParallelWorkflow",
     "PluginError",
     "PluginSet",
     "QueueFullError",
@@ -57,6 +62,7 @@ __all__ = [
     "Run",
     "RunSummary",
     "ScheduleState",
+    "SequentialWorkflow",
     "SystemClock",
     "Task",
     "TaskCancelled",
@@ -72,5 +78,7 @@ __all__ = [
     "UpstreamFailed",
     "__version__",
     "hookimpl",
+    "load_config",
     "load_plugins",
+    "validate_config",
 ]
