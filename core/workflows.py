@@ -14,7 +14,6 @@ trigger rules.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -245,6 +244,8 @@ class ParallelWorkflow(_Workflow):
 
     async def execute_async(self) -> dict[str, Any]:
         """Run the workflow without blocking the event loop."""
+        import asyncio  # only async callers pay for the import
+
         return await asyncio.to_thread(self.execute_parallel)
 
 
