@@ -92,7 +92,10 @@ class LifoQueue:
 
 
 class _LazyHeap:
-    """A min-heap of ``[key, seq, item]`` entries with O(log n) removal by marking.
+    """A min-heap of ``[key, seq, gen, item]`` entries with O(log n) removal by marking.
+
+    ``seq`` is the arrival number (kept by ``reorder``); ``gen`` is unique per entry so that
+    a live entry and a dead one with the same key and arrival never compare their items.
 
     A removed entry has its item set to None and is dropped when it reaches the top; when dead
     entries outnumber live ones the heap is rebuilt, so memory stays proportional to ``len``.
@@ -103,6 +106,7 @@ class _LazyHeap:
         self._heap: list[list[Any]] = []
         self._entries: dict[int, list[Any]] = {}
         self._seq = itertools.count()
+        self._gen = itertools.count()
         self._dead = 0
 
     def __len__(self) -> int:
@@ -112,17 +116,18 @@ class _LazyHeap:
         return bool(self._entries)
 
     def __iter__(self) -> Iterator[Any]:
-        return (e[2] for e in sorted(self._entries.values(), key=lambda e: (e[0], e[1])))
+        return (e[3] for e in sorted(self._entries.values()))
 
     def push(self, item: Any) -> None:
-        entry = [self._key(item), next(self._seq), item]
+        seq = next(self._seq)
+        entry = [self._key(item), seq, seq, item]
         self._entries[id(item)] = entry
         heapq.heappush(self._heap, entry)
 
     def pop(self) -> Any:
         heap = self._heap
         while heap:
-            item = heapq.heappop(heap)[2]
+            item = heapq.heappop(heap)[3]
             if item is not None:
                 del self._entries[id(item)]
                 return item
@@ -131,12 +136,12 @@ class _LazyHeap:
 
     def peek(self) -> Any:
         heap = self._heap
-        while heap and heap[0][2] is None:
+        while heap and heap[0][3] is None:
             heapq.heappop(heap)
             self._dead -= 1
         if not heap:
             raise IndexError("peek at an empty queue")
-        return heap[0][2]
+        return heap[0][3]
 
     def remove(self, item: Any) -> bool:
         entry = self._entries.pop(id(item), None)
@@ -146,10 +151,10 @@ class _LazyHeap:
         return True
 
     def _kill(self, entry: list[Any]) -> None:
-        entry[2] = None
+        entry[3] = None
         self._dead += 1
         if self._dead > 64 and self._dead > len(self._entries):
-            self._heap = [e for e in self._heap if e[2] is not None]
+            self._heap = [e for e in self._heap if e[3] is not None]
             heapq.heapify(self._heap)
             self._dead = 0
 
@@ -176,7 +181,7 @@ class PriorityQueue(_LazyHeap):
         entry = self._entries.get(id(item))
         if entry is None:
             raise KeyError(item)
-        new = [priority, entry[1], item]
+        new = [priority, entry[1], -1 - next(self._gen), item]
         self._entries[id(item)] = new
         self._kill(entry)
         heapq.heappush(self._heap, new)
