@@ -90,3 +90,29 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None) ->
         fail(problems, str(config.path) if config.path else None)
     except TaskloomError as exc:
         fail([str(exc)], str(config.path) if config.path else None)
+
+
+def start_exporters(engine: Any, config: Config) -> list[Any]:
+    """Set up the exporters whose ``[taskloom.<name>]`` section the configuration has.
+
+    An exporter component is a factory called with ``config=`` (the ``[taskloom]`` table)
+    that returns a handle with ``flush()`` and ``shutdown()``; the CLI calls both when the
+    command ends.
+    """
+    handles = []
+    registry = engine.plugins.registry
+    for name in registry.names("exporter"):
+        if isinstance(config.settings.get(name), dict):
+            try:
+                handles.append(registry.create("exporter", name, config=config.settings))
+            except (TaskloomError, ImportError) as exc:
+                fail([f"taskloom.{name}: {exc}"], str(config.path) if config.path else None)
+    return handles
+
+
+def stop_exporters(handles: Sequence[Any]) -> None:
+    for handle in handles:
+        for method in ("flush", "shutdown"):
+            fn = getattr(handle, method, None)
+            if callable(fn):
+                fn()

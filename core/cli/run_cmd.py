@@ -18,6 +18,8 @@ from taskloom.cli._common import (
     config_path,
     fail,
     load,
+    start_exporters,
+    stop_exporters,
 )
 from taskloom.config import validate_config
 from taskloom.errors import ConfigError, TaskloomError
@@ -95,6 +97,16 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
         fail(["no tasks to run (declare [tasks.NAME] tables)"],
              str(config.path) if config.path else None)
     engine = build_engine(config, store=store)
+    exporters = start_exporters(engine, config)
+    try:
+        code = _execute(engine, config, tasks, conditions, verbose)
+    finally:
+        stop_exporters(exporters)
+    raise SystemExit(code)
+
+
+def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
+             verbose: int) -> int:
     from taskloom.cli.progress import ProgressObserver, ProgressView
     from taskloom.workflows import Flow
 
@@ -140,8 +152,8 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
     held = [t.name for t in flow.held]
     _report(view, summary, held, flow.errors)
     if interrupted:
-        raise SystemExit(EXIT_INTERRUPTED)
-    raise SystemExit(EXIT_OK if summary.ok and not flow.errors else EXIT_FAILED)
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.ok and not flow.errors else EXIT_FAILED
 
 
 def _closure(tasks: list[Any], only: Sequence[str], source: str | None) -> list[Any]:
