@@ -229,7 +229,8 @@ class TaskScheduler:
     manager with the default engine is made. ``clock`` (default: the engine's) tells the time
     and does the waiting, so a :class:`~taskloom.FakeClock` drives it in tests. ``plugins``
     supplies the triggers and receives the ``taskloom_schedule_*`` hooks (default: the
-    engine's). ``state`` keeps job progress across restarts (default in memory).
+    engine's). ``state`` keeps job progress across restarts (default: the engine's store's
+    ``schedule_state()``, else in memory).
     """
 
     def __init__(
@@ -252,7 +253,12 @@ class TaskScheduler:
         self.engine = manager.engine
         self.plugins = plugins or self.engine.plugins
         self.clock: Clock = clock or self.engine.clock or system_clock()
-        self.state: ScheduleState = state if state is not None else MemoryScheduleState()
+        if state is None:
+            # The engine's store keeps schedule state when it can (sqlite: across restarts
+            # and across schedulers sharing the database).
+            factory = getattr(getattr(self.engine, "store", None), "schedule_state", None)
+            state = factory() if callable(factory) else MemoryScheduleState()
+        self.state: ScheduleState = state
         self.owner = owner or uuid.uuid4().hex
         self.misfire_grace_time = misfire_grace_time
         self.coalesce = coalesce

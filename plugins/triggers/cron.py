@@ -235,6 +235,19 @@ class CronTrigger:
                 yield primary
 
 
+def localize(naive: datetime, tz: tzinfo) -> datetime:
+    """A wall-clock time in ``tz`` as an aware UTC instant, by the DST policy above.
+
+    A time in a spring-forward gap becomes the first valid instant after it; a time that
+    occurs twice is its first occurrence.
+    """
+    aware = naive.replace(tzinfo=tz, fold=0)
+    instant = aware.astimezone(UTC)
+    if instant.astimezone(tz).replace(tzinfo=None) != naive.replace(tzinfo=None):
+        return _after_gap(naive.replace(tzinfo=None), tz)
+    return instant
+
+
 def _after_gap(naive: datetime, tz: tzinfo) -> datetime:
     """The first valid instant after a local time that a spring-forward skipped."""
     probe = naive.replace(second=0)

@@ -30,6 +30,13 @@ def as_utc(value: datetime | str | float, what: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def _has_offset(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return True  # let as_utc report it
+
+
 def as_seconds(value: timedelta | float, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
@@ -38,13 +45,37 @@ def as_seconds(value: timedelta | float, what: str) -> float:
 
 
 class DateTrigger:
-    """Fires once, at ``at``. A time already past is due at once (late by the difference)."""
+    """Fires once, at ``at``. A time already past is due at once (late by the difference).
+
+    A naive ``at`` is read in ``timezone`` when given (an IANA name), else as local time.
+    ``run_date`` is another name for ``at``.
+    """
 
     kind = "date"
-    jitter = 0.0
 
-    def __init__(self, at: datetime | str | float) -> None:
-        self.at = as_utc(at, "date trigger")
+    def __init__(
+        self,
+        at: datetime | str | float | None = None,
+        *,
+        run_date: datetime | str | float | None = None,
+        timezone: str | None = None,
+        jitter: float = 0.0,
+    ) -> None:
+        when = at if at is not None else run_date
+        if when is None:
+            raise ConfigError("date trigger: needs a time (at)")
+        if timezone is not None:
+            from taskloom.plugins.triggers.cron import localize, resolve_timezone
+
+            if isinstance(when, str):
+                when = as_utc(when, "date trigger") if _has_offset(when) else \
+                    datetime.fromisoformat(when)
+            if isinstance(when, datetime) and when.tzinfo is None:
+                when = localize(when, resolve_timezone(timezone, "date trigger"))
+        self.at = as_utc(when, "date trigger")
+        self.jitter = float(jitter)
+        if self.jitter < 0:
+            raise ConfigError("date trigger: jitter must be >= 0")
 
     def __repr__(self) -> str:
         return f"DateTrigger({self.at.isoformat()})"
