@@ -175,7 +175,9 @@ class HookRecorder:
             kwargs=dict(kwargs),
             result=outcome.get_result() if outcome.exception is None else None,
             exception=outcome.exception,
-            plugins=tuple(i.plugin_name for i in impls if not i.plugin_name.startswith(_INTERNAL)),
+            # pluggy lists implementations in registration order and calls them last first.
+            plugins=tuple(i.plugin_name for i in reversed(impls)
+                          if not i.plugin_name.startswith(_INTERNAL)),
         )
         with self._lock:
             self._calls.append(call)
