@@ -11,7 +11,7 @@ from taskloom.engine import Engine, Run
 from taskloom.errors import TaskloomError, TaskNotFoundError
 from taskloom.pluginmanager import PluginSet
 from taskloom.states import TERMINAL, TaskState
-from taskloom.task import Task
+from taskloom.task import Task, stats_component
 
 
 class TaskManager:
@@ -175,6 +175,12 @@ class TaskManager:
             self._launch([task])
         else:
             task._run.retry_task(task)
+
+    def get_performance_stats(self, task_name: str | None = None) -> dict[str, Any]:
+        """Attempt statistics of one task name, or of every task this manager's plugins saw
+        (the ``stats`` plugin): the keys of :meth:`Task.get_performance_stats`."""
+        stats: dict[str, Any] = stats_component(self.plugins).performance(task_name)
+        return stats
 
     def shutdown(self) -> None:
         """Close the manager's run: wait for running tasks and stop the workers."""

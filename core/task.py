@@ -30,6 +30,19 @@ def validate_priority(name: str, priority: object) -> int:
     return priority
 
 
+def stats_component(plugins: Any) -> Any:
+    """The ``stats`` plugin's collector of a plugin set (found by name, never imported)."""
+    from taskloom.errors import UnknownComponentError
+
+    try:
+        return plugins.registry.create("exporter", "stats")
+    except UnknownComponentError:
+        raise TaskloomError(
+            "performance statistics come from the 'stats' plugin, which is not loaded "
+            "(disabled in config or TASKLOOM_DISABLE_PLUGINS?)"
+        ) from None
+
+
 def _utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
 
@@ -266,6 +279,28 @@ class Task:
         handlers = dict(self.options.get("error_handlers") or {})
         handlers[error_type] = handler
         self.options["error_handlers"] = handlers
+
+    def get_performance_stats(self) -> dict[str, Any]:
+        """Attempts of this task's name and their durations (from the ``stats`` plugin).
+
+        ``execution_count`` (failures included), ``average_duration``, ``min_duration``,
+        ``max_duration``, ``total_duration``, ``error_rate`` (0 to 1), ``last_execution``;
+        ``{"status": "no_executions"}`` before the first attempt.
+        """
+        run = self._run
+        if run is None:
+            return {"status": "no_executions"}
+        stats: dict[str, Any] = stats_component(run.plugins).performance(self.name)
+        return stats
+
+    def get_debug_report(self) -> dict[str, Any]:
+        """``task_name``, ``debug_info`` (recent attempts, readable), ``config``, ``status``."""
+        run = self._run
+        if run is None:
+            return {"task_name": self.name, "debug_info": [], "config": dict(self.config),
+                    "status": self._status.value}
+        report: dict[str, Any] = stats_component(run.plugins).debug_report(self)
+        return report
 
     # -- internals ---------------------------------------------------------------------------
     def _check_editable(self) -> None:

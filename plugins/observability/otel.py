@@ -1,0 +1,546 @@
+"""OpenTelemetry traces and metrics of runs (the ``otel`` plugin).
+
+The plugin only speaks the OpenTelemetry API and costs next to nothing until an SDK is
+configured: when a run starts it looks once for a real tracer or meter provider (the global
+ones, or providers handed in as ``config["otel"]["tracer_provider"]`` /
+``["meter_provider"]``); with none, the run is not observed and no task gets a wrapper.
+``opentelemetry`` is not even imported unless some code imported it first.
+
+The trace of a run::
+
+    run <name>                      from the run's first task to taskloom_run_finish
+    ├── task <name>                 one span per attempt, current where the body runs
+    │   └── <spans the task opens>  nest under the attempt (threads, processes, asyncio)
+    ├── task <name>                 a retry: a new span, linked to the first attempt's
+    └── task <name>                 zero length: skipped, cancelled, or failed upstream
+
+Attempt spans carry ``taskloom.task.{name,id,priority,tags,executor,attempt,state}``; a
+failed attempt records its exception and has status ERROR. Metrics: ``taskloom.tasks``
+(final states), ``taskloom.task.retries``, ``taskloom.task.duration`` (attempts, seconds),
+``taskloom.circuit.changes``, ``taskloom.schedule.lateness``, ``taskloom.schedule.misfires``
+and the observable gauges ``taskloom.queue.depth`` and ``taskloom.tasks.running``.
+
+Scheduler fires and circuit-breaker changes happen outside a run: they use the global
+providers, or the providers of the most recently configured plugin set.
+
+:func:`setup_sdk` installs an SDK with the exporter chosen in ``[taskloom.otel]`` or by the
+standard ``OTEL_*`` variables (the CLI calls it; the registry offers it as the ``exporter``
+component ``otel``). It never replaces a provider the application installed itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from taskloom import ConfigError, TaskState, hookimpl
+from taskloom._version import __version__
+from taskloom.plugins.observability import _observers
+
+RUNNING, RETRYING = TaskState.RUNNING, TaskState.RETRYING
+COMPLETED, FAILED = TaskState.COMPLETED, TaskState.FAILED
+CANCELLED, SKIPPED = TaskState.CANCELLED, TaskState.SKIPPED
+_FINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED})
+_WITHOUT_ATTEMPT = frozenset({FAILED, CANCELLED, SKIPPED})
+
+#: ``Run.__dict__``: the run's :class:`_Traced`, or False when the run is not observed.
+RUN_KEY = "_taskloom_otel"
+#: ``Task.__dict__``: the span of the attempt in flight (ended at the task's next state).
+SPAN_KEY = "_taskloom_otel_span"
+#: ``Task.__dict__``: (run state, span context) of the task's first attempt in that run.
+FIRST_KEY = "_taskloom_otel_first"
+#: Name of the per-task observer registered while an observed run is going.
+OBSERVER = "otel-tasks"
+
+EXPORTERS = ("console", "otlp", "memory", "none")
+CONFIG_KEYS = {
+    "exporter": "string",
+    "metrics_exporter": "string",
+    "service_name": "string",
+    "endpoint": "string",
+    "traces": "boolean",
+    "metrics": "boolean",
+    "tracer_provider": "any",
+    "meter_provider": "any",
+}
+
+_lock = threading.Lock()
+_telemetry: dict[tuple[int, int], _Telemetry] = {}
+# The otel section of the most recently configured plugin set, for hooks outside a run.
+_last_section: Mapping[str, Any] = {}
+
+
+# -- finding a provider -----------------------------------------------------------------------
+def _section(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    section = (config or {}).get("otel") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[taskloom.otel] must be a table, got {section!r}")
+    return section
+
+
+def tracer_provider(section: Mapping[str, Any]) -> Any | None:
+    """The tracer provider to use, or None when only the API (no SDK) is there."""
+    if section.get("traces", True) is False:
+        return None
+    injected = section.get("tracer_provider")
+    if injected is not None:
+        return injected
+    # Nobody can have installed a provider without importing the API first.
+    if "opentelemetry.trace" not in sys.modules and not os.environ.get(
+        "OTEL_PYTHON_TRACER_PROVIDER"
+    ):
+        return None
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return None
+    return provider
+
+
+def meter_provider(section: Mapping[str, Any]) -> Any | None:
+    """The meter provider to use, or None when only the API (no SDK) is there."""
+    if section.get("metrics", True) is False:
+        return None
+    injected = section.get("meter_provider")
+    if injected is not None:
+        return injected
+    if "opentelemetry.metrics" not in sys.modules and not os.environ.get(
+        "OTEL_PYTHON_METER_PROVIDER"
+    ):
+        return None
+    from opentelemetry import metrics
+
+    provider = metrics.get_meter_provider()
+    # The API's own providers (proxy, no-op) live in opentelemetry.metrics.
+    if type(provider).__module__.startswith("opentelemetry.metrics"):
+        return None
+    return provider
+
+
+def _telemetry_for(tp: Any | None, mp: Any | None) -> _Telemetry | None:
+    if tp is None and mp is None:
+        return None
+    key = (id(tp), id(mp))
+    with _lock:
+        tel = _telemetry.get(key)
+        if tel is None or tel.tracer_provider is not tp or tel.meter_provider is not mp:
+            tel = _telemetry[key] = _Telemetry(tp, mp)
+        return tel
+
+
+def _ns(when: Any) -> int:
+    timestamp = getattr(when, "timestamp", None)
+    return int(timestamp() * 1e9) if timestamp is not None else time.time_ns()
+
+
+# -- instruments, one set per provider pair ---------------------------------------------------
+_OK = {"taskloom.outcome": "ok"}
+_ERROR = {"taskloom.outcome": "error"}
+_STATE_ATTRS = {s: {"taskloom.task.state": s.value} for s in _FINAL}
+
+
+class _Telemetry:
+    """A tracer and the instruments of one (tracer provider, meter provider) pair."""
+
+    def __init__(self, tp: Any | None, mp: Any | None) -> None:
+        self.tracer_provider = tp
+        self.meter_provider = mp
+        self.runs: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.tracer: Any = None
+        if tp is not None:
+            from opentelemetry import context, trace
+
+            self.tracer = tp.get_tracer("taskloom", __version__)
+            self.attach = context.attach
+            self.detach = context.detach
+            self.set_span_in_context = trace.set_span_in_context
+            self.get_current_span = trace.get_current_span
+            self.link = trace.Link
+            self.status = trace.Status
+            self.error_code = trace.StatusCode.ERROR
+        self.tasks: Any = None
+        self.retries: Any = None
+        self.duration: Any = None
+        self.circuit: Any = None
+        self.lateness: Any = None
+        self.misfires: Any = None
+        if mp is not None:
+            self._instruments(mp)
+
+    def _instruments(self, mp: Any) -> None:
+        from opentelemetry.metrics import Observation
+
+        meter = mp.get_meter("taskloom", __version__)
+        self.tasks = meter.create_counter(
+            "taskloom.tasks", unit="{task}", description="Tasks that reached a final state"
+        )
+        self.retries = meter.create_counter(
+            "taskloom.task.retries", unit="{retry}", description="Attempts that will be retried"
+        )
+        self.duration = meter.create_histogram(
+            "taskloom.task.duration", unit="s", description="Duration of task attempts"
+        )
+        self.circuit = meter.create_counter(
+            "taskloom.circuit.changes", unit="{change}",
+            description="Circuit breaker state changes",
+        )
+        self.lateness = meter.create_histogram(
+            "taskloom.schedule.lateness", unit="s",
+            description="How late a scheduled job started",
+        )
+        self.misfires = meter.create_counter(
+            "taskloom.schedule.misfires", unit="{fire}",
+            description="Scheduled runs skipped as too late",
+        )
+        runs = self.runs
+
+        def by_run(value: Any) -> Any:
+            def observe(_options: Any) -> list[Any]:
+                totals: dict[str, int] = {}
+                for run in list(runs):
+                    name = run.name or "run"
+                    totals[name] = totals.get(name, 0) + value(run)
+                return [Observation(v, {"taskloom.run.name": k}) for k, v in totals.items()]
+
+            return observe
+
+        meter.create_observable_gauge(
+            "taskloom.queue.depth", [by_run(lambda run: len(run._queue))], unit="{task}",
+            description="Ready tasks waiting for a worker",
+        )
+        meter.create_observable_gauge(
+            "taskloom.tasks.running", [by_run(lambda run: run._inflight)], unit="{task}",
+            description="Attempts handed to executors and not yet returned",
+        )
+
+
+# -- one observed run ---------------------------------------------------------------------------
+def task_attributes(task: Any, run: Any) -> dict[str, Any]:
+    return {
+        "taskloom.task.name": task.name,
+        "taskloom.task.id": task.id,
+        "taskloom.task.priority": task.priority,
+        "taskloom.task.tags": sorted(task.tags),
+        "taskloom.task.executor": task.executor or run.executor.name,
+        "taskloom.run.id": run.id,
+    }
+
+
+class _Traced:
+    """The span and instruments of one observed run."""
+
+    def __init__(self, telemetry: _Telemetry, run: Any) -> None:
+        self.telemetry = telemetry
+        self.run = weakref.proxy(run)
+        self.span: Any = None
+        self.context: Any = None
+        if telemetry.tracer is not None:
+            self.span = telemetry.tracer.start_span(
+                f"run {run.name or run.id}",
+                attributes={"taskloom.run.id": run.id, "taskloom.run.name": run.name or ""},
+            )
+            self.context = telemetry.set_span_in_context(self.span)
+
+    def transition(self, task: Any, old: TaskState, new: TaskState) -> None:
+        tel = self.telemetry
+        if old is RUNNING:
+            span = task.__dict__.pop(SPAN_KEY, None)
+            if span is not None:
+                span.set_attribute("taskloom.task.state", new.value)
+                span.end()
+            elif tel.tracer is not None:
+                self.mark(task, new)  # the attempt ended before its body started
+            if new is RETRYING and tel.retries is not None:
+                tel.retries.add(1)
+        elif new in _WITHOUT_ATTEMPT and tel.tracer is not None:
+            self.mark(task, new)
+        if new in _FINAL and tel.tasks is not None:
+            tel.tasks.add(1, _STATE_ATTRS[new])
+
+    def mark(self, task: Any, state: TaskState) -> None:
+        """A zero-length span for a task that reached ``state`` without a running attempt."""
+        tel = self.telemetry
+        attrs = task_attributes(task, self.run)
+        attrs["taskloom.task.state"] = state.value
+        now = time.time_ns()
+        span = tel.tracer.start_span(
+            f"task {task.name}", context=self.context, attributes=attrs, start_time=now
+        )
+        if state is FAILED:
+            span.set_status(tel.status(tel.error_code, task.error or "an upstream task failed"))
+        span.end(end_time=now)
+
+    def finish(self, summary: Any) -> None:
+        span = self.span
+        if span is not None:
+            attrs: dict[str, Any] = {"taskloom.run.status": summary.status}
+            for state, count in summary.counts.items():
+                attrs[f"taskloom.run.tasks.{state}"] = count
+            span.set_attributes(attrs)
+            if summary.status != "completed":
+                tel = self.telemetry
+                span.set_status(tel.status(tel.error_code, f"run {summary.status}"))
+            span.end()
+
+
+class AttemptSpan:
+    """Wraps each attempt of one task: a span current where the body runs, its duration."""
+
+    __slots__ = ("attributes", "name", "traced")
+
+    def __init__(self, traced: _Traced, task: Any, run: Any) -> None:
+        self.traced = traced
+        self.name = f"task {task.name}"
+        self.attributes = task_attributes(task, run) if traced.span is not None else {}
+
+    def _open(self, attempt: Any) -> Any:
+        task = attempt.task
+        traced = self.traced
+        tel = traced.telemetry
+        if tel.tracer is None or task._attempt is not attempt:
+            return None  # metrics only, or cancelled / timed out before it started
+        td = task.__dict__
+        first = td.get(FIRST_KEY)
+        links = None
+        if first is not None and first[0] is traced:
+            links = (tel.link(first[1]),)
+        attrs = self.attributes.copy()
+        attrs["taskloom.task.attempt"] = attempt.number
+        span = tel.tracer.start_span(
+            self.name, context=traced.context, attributes=attrs, links=links
+        )
+        if links is None:
+            td[FIRST_KEY] = (traced, span.get_span_context())
+        td[SPAN_KEY] = span
+        if task._attempt is not attempt and td.pop(SPAN_KEY, None) is span:
+            span.end()  # cancelled meanwhile, and the state change found no span to end
+        return span, tel.attach(tel.set_span_in_context(span))
+
+    def _close(self, opened: Any, started: float, error: BaseException | None) -> None:
+        tel = self.traced.telemetry
+        if opened is not None:
+            span, token = opened
+            tel.detach(token)
+            if error is not None and span.is_recording():
+                span.record_exception(error)
+                span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
+        if tel.duration is not None:
+            tel.duration.record(time.perf_counter() - started, _OK if error is None else _ERROR)
+
+    def __call__(self, call: Any, attempt: Any) -> Any:
+        opened = self._open(attempt)
+        started = time.perf_counter()
+        try:
+            result = call()
+        except BaseException as exc:
+            self._close(opened, started, exc)
+            raise
+        self._close(opened, started, None)
+        return result
+
+    async def acall(self, acall: Any, attempt: Any) -> Any:
+        opened = self._open(attempt)
+        started = time.perf_counter()
+        try:
+            result = await acall()
+        except BaseException as exc:
+            self._close(opened, started, exc)
+            raise
+        self._close(opened, started, None)
+        return result
+
+
+def traced(run: Any) -> _Traced | None:
+    """The run's tracing state, decided once per run (None: the run is not observed)."""
+    state = run.__dict__.get(RUN_KEY)
+    if state is None:
+        state = _activate(run)
+    return state or None
+
+
+_activation_lock = threading.Lock()
+
+
+def _activate(run: Any) -> _Traced | bool:
+    with _activation_lock:
+        state = run.__dict__.get(RUN_KEY)
+        if state is not None:
+            return state  # type: ignore[no-any-return]
+        section = _section(run.plugins.config)
+        tel = None
+        if section.get("enabled", True) is not False:
+            tel = _telemetry_for(tracer_provider(section), meter_provider(section))
+        if tel is None:
+            run.__dict__[RUN_KEY] = False
+            return False
+        state = _Traced(tel, run)
+        tel.runs.add(run)
+        _observers.acquire(run.plugins, OBSERVER, _OBSERVER_PLUGIN)
+        run.__dict__[RUN_KEY] = state
+        return state
+
+
+def _ambient(task: Any = None) -> _Telemetry | None:
+    """Telemetry for events outside a run: the task's run's, else the configured providers."""
+    run = getattr(task, "_run", None)
+    state = run.__dict__.get(RUN_KEY) if run is not None else None
+    if state:
+        return state.telemetry  # type: ignore[no-any-return]
+    section = _last_section
+    if section.get("enabled", True) is False:
+        return None
+    return _telemetry_for(tracer_provider(section), meter_provider(section))
+
+
+class _TaskObserver:
+    """Registered only while an observed run is going (see ``_observers``)."""
+
+    @hookimpl
+    def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
+        state = run.__dict__.get(RUN_KEY) if run is not None else None
+        if state:
+            state.transition(task, old, new)
+
+
+_OBSERVER_PLUGIN = _TaskObserver()
+
+
+# -- hooks ------------------------------------------------------------------------------------
+@hookimpl
+def taskloom_register(registry: Any) -> None:
+    registry.add_config_section("otel", CONFIG_KEYS)
+    registry.add("exporter", "otel", setup_sdk)
+
+
+@hookimpl
+def taskloom_configure(config: Any) -> None:
+    global _last_section
+    section = _section(config)
+    for key in ("exporter", "metrics_exporter"):
+        value = section.get(key)
+        if value is not None and value not in EXPORTERS:
+            raise ConfigError(
+                f"otel.{key}: unknown exporter {value!r}; one of {', '.join(EXPORTERS)}"
+            )
+    _last_section = section
+
+
+@hookimpl
+def taskloom_run_start(run: Any) -> None:
+    traced(run)  # a run that starts empty (TaskManager) gets its span now
+
+
+@hookimpl(tryfirst=True)
+def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+    state = run.__dict__.get(RUN_KEY)
+    if state is None:
+        state = traced(run)
+    if not state:
+        return None
+    return AttemptSpan(state, task, run)
+
+
+@hookimpl
+def taskloom_run_finish(run: Any, summary: Any) -> None:
+    state = run.__dict__.get(RUN_KEY)
+    if not state:
+        return
+    state.finish(summary)
+    state.telemetry.runs.discard(run)
+    _observers.release(run.plugins, OBSERVER)
+
+
+def _job_fields(job: Any, scheduled_for: Any, fired_at: Any) -> dict[str, Any]:
+    task = getattr(job, "task", None)
+    attrs: dict[str, Any] = {
+        "taskloom.job.id": str(getattr(job, "id", job)),
+        "taskloom.job.task": str(getattr(task, "name", task)),
+        "taskloom.schedule.scheduled_for": str(scheduled_for),
+    }
+    trigger = getattr(job, "trigger", None)
+    if trigger is not None:
+        attrs["taskloom.job.trigger"] = str(trigger)
+    return attrs
+
+
+def _lateness(scheduled_for: Any, fired_at: Any) -> float:
+    try:
+        return max(0.0, float((fired_at - scheduled_for).total_seconds()))
+    except (TypeError, AttributeError):
+        return 0.0
+
+
+@hookimpl
+def taskloom_schedule_fire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
+    tel = _ambient()
+    if tel is None:
+        return
+    lateness = _lateness(scheduled_for, fired_at)
+    attrs = _job_fields(job, scheduled_for, fired_at)
+    if tel.lateness is not None:
+        tel.lateness.record(lateness, {"taskloom.job.id": attrs["taskloom.job.id"]})
+    if tel.tracer is not None:
+        attrs["taskloom.schedule.lateness"] = lateness
+        at = _ns(fired_at)
+        span = tel.tracer.start_span(
+            f"schedule {attrs['taskloom.job.id']}", attributes=attrs, start_time=at
+        )
+        span.end(end_time=at)
+
+
+@hookimpl
+def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
+    tel = _ambient()
+    if tel is None:
+        return
+    attrs = _job_fields(job, scheduled_for, fired_at)
+    if tel.misfires is not None:
+        tel.misfires.add(1, {"taskloom.job.id": attrs["taskloom.job.id"]})
+    if tel.tracer is not None:
+        attrs["taskloom.schedule.misfire"] = True
+        attrs["taskloom.schedule.lateness"] = _lateness(scheduled_for, fired_at)
+        at = _ns(fired_at)
+        span = tel.tracer.start_span(
+            f"schedule {attrs['taskloom.job.id']}", attributes=attrs, start_time=at
+        )
+        span.set_status(tel.status(tel.error_code, "misfire: too late to run"))
+        span.end(end_time=at)
+
+
+@hookimpl
+def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
+    tel = _ambient(task)
+    if tel is None:
+        return
+    if tel.circuit is not None:
+        tel.circuit.add(1, {"taskloom.circuit.key": key, "taskloom.circuit.state": new})
+    if tel.tracer is not None:
+        # The attempt that caused the change still has its span open.
+        span = task.__dict__.get(SPAN_KEY) if task is not None else None
+        if span is None:
+            span = tel.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "taskloom.circuit_change",
+                {"taskloom.circuit.key": key, "taskloom.circuit.old": old,
+                 "taskloom.circuit.new": new},
+            )
+
+
+def setup_sdk(config: Mapping[str, Any] | None = None, *, install: bool = True) -> Any:
+    """Set up an OpenTelemetry SDK from ``[taskloom.otel]`` and the ``OTEL_*`` variables.
+
+    ``config`` is the ``[taskloom]`` table. Returns an :class:`~._sdk.SdkHandle`: call
+    ``flush()`` at the end of a run and ``shutdown()`` at exit. With ``install`` (default) the
+    providers become the global ones, unless the application already installed its own, which
+    is then used and never replaced.
+    """
+    from taskloom.plugins.observability._sdk import setup
+
+    return setup(_section(config), install=install)

@@ -1,0 +1,184 @@
+"""Performance statistics and debug reports of tasks (the ``stats`` plugin).
+
+Every attempt that ends (``taskloom_attempt_finish``, one call per attempt: the only hook this
+plugin implements) updates the figures of its task's name in the plugin set's collector. The
+collector is the ``exporter`` component named ``stats``, which is how the core's
+``Task.get_performance_stats()``, ``Task.get_debug_report()`` and
+``TaskManager.get_performance_stats()`` find it without importing this module.
+
+``get_performance_stats()`` gives ``execution_count`` (attempts, failed ones included),
+``average_duration``, ``min_duration``, ``max_duration``, ``total_duration`` (seconds, every
+attempt), ``error_rate`` (failed attempts / attempts, in [0, 1]) and ``last_execution``
+(POSIX time the last attempt started); ``{"status": "no_executions"}`` before any attempt.
+Attempts that were cancelled or abandoned after a timeout never report, so they are not
+counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from taskloom import hookimpl
+
+#: ``Run.__dict__``: the collector of the run's plugin set.
+RUN_KEY = "_taskloom_stats"
+#: Failed attempts kept per task name for its debug report.
+KEEP_FAILURES = 10
+
+NO_EXECUTIONS = {"status": "no_executions"}
+
+
+class _TaskStats:
+    __slots__ = (
+        "count", "errors", "failures", "last_duration", "last_error", "last_number",
+        "last_run", "last_start", "max", "min", "total",
+    )
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.total = 0.0
+        self.min = float("inf")
+        self.max = 0.0
+        self.last_start = 0.0
+        self.last_duration = 0.0
+        self.last_number = 0
+        self.last_error: str | None = None
+        self.last_run: str | None = None
+        # (attempt, started, duration, error, run id) of recent failures, made on the first
+        self.failures: list[tuple[int, float, float, str, str | None]] | None = None
+
+
+def _summary(count: int, errors: int, total: float, low: float, high: float,
+             last: float) -> dict[str, Any]:
+    return {
+        "execution_count": count,
+        "average_duration": total / count,
+        "min_duration": low,
+        "max_duration": high,
+        "error_rate": errors / count,
+        "total_duration": total,
+        "last_execution": last,
+    }
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class StatsCollector:
+    """Per task name: attempts, failures and durations. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: dict[str, _TaskStats] = {}
+
+    def record(self, name: str, number: int, started: float, duration: float,
+               error: BaseException | None, run_id: str | None = None) -> None:
+        """One attempt of task ``name`` ended; ``started`` is its POSIX start time."""
+        message = None if error is None else f"{type(error).__name__}: {error}"
+        with self._lock:
+            st = self._tasks.get(name)
+            if st is None:
+                st = self._tasks[name] = _TaskStats()
+            st.count += 1
+            st.total += duration
+            if duration < st.min:
+                st.min = duration
+            if duration > st.max:
+                st.max = duration
+            st.last_start = started
+            st.last_duration = duration
+            st.last_number = number
+            st.last_error = message
+            st.last_run = run_id
+            if message is not None:
+                st.errors += 1
+                failures = st.failures
+                if failures is None:
+                    failures = st.failures = []
+                failures.append((number, started, duration, message, run_id))
+                if len(failures) > KEEP_FAILURES:
+                    del failures[0]
+
+    def performance(self, task_name: str | None = None) -> dict[str, Any]:
+        """The documented statistics of one task name, or of every task together."""
+        with self._lock:
+            if task_name is not None:
+                st = self._tasks.get(task_name)
+                if st is None or not st.count:
+                    return dict(NO_EXECUTIONS)
+                return _summary(st.count, st.errors, st.total, st.min, st.max, st.last_start)
+            every = list(self._tasks.values())
+            if not every:
+                return dict(NO_EXECUTIONS)
+            return _summary(
+                sum(s.count for s in every),
+                sum(s.errors for s in every),
+                sum(s.total for s in every),
+                min(s.min for s in every),
+                max(s.max for s in every),
+                max(s.last_start for s in every),
+            )
+
+    def task_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._tasks)
+
+    def debug_info(self, task_name: str) -> list[str]:
+        """Readable lines about the task's recent attempts, oldest first."""
+        with self._lock:
+            st = self._tasks.get(task_name)
+            if st is None:
+                return []
+            failures = list(st.failures or ())
+            last = (st.last_number, st.last_start, st.last_duration, st.last_error, st.last_run)
+            count, errors = st.count, st.errors
+        lines = [f"{count} attempt(s), {errors} failed"]
+        for number, started, duration, message, run_id in failures:
+            if (number, started, run_id) == (last[0], last[1], last[4]):
+                continue
+            lines.append(f"attempt {number} (run {run_id}) started {_when(started)}: "
+                         f"failed after {duration:.6f}s: {message}")
+        number, started, duration, last_error, run_id = last
+        outcome = f"completed in {duration:.6f}s" if last_error is None else (
+            f"failed after {duration:.6f}s: {last_error}"
+        )
+        lines.append(f"attempt {number} (run {run_id}) started {_when(started)}: {outcome}")
+        return lines
+
+    def debug_report(self, task: Any) -> dict[str, Any]:
+        """The documented debug report: ``task_name``, ``debug_info``, ``config``, ``status``."""
+        info = self.debug_info(task.name)
+        if task.error is not None and task.status.value in ("failed", "cancelled"):
+            info.append(f"final error: {task.error_type}: {task.error}")
+        return {
+            "task_name": task.name,
+            "debug_info": info,
+            "config": dict(task.config),
+            "status": task.status.value,
+        }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._tasks.clear()
+
+
+@hookimpl
+def taskloom_register(registry: Any) -> None:
+    collector = StatsCollector()
+    registry.add("exporter", "stats", lambda: collector)
+
+
+@hookimpl
+def taskloom_attempt_finish(
+    task: Any, attempt: Any, error: BaseException | None, run: Any
+) -> None:
+    collector = run.__dict__.get(RUN_KEY)
+    if collector is None:
+        collector = run.__dict__[RUN_KEY] = run.plugins.registry.create("exporter", "stats")
+    duration = attempt.duration or 0.0
+    collector.record(task.name, attempt.number, run.clock.time() - duration, duration, error,
+                     run.id)
