@@ -28,6 +28,7 @@ from taskloom.executor import CancelToken, Executor
 from taskloom.graph import DependencyGraph
 from taskloom.manager import TaskManager
 from taskloom.pluginmanager import PluginSet, hookimpl, load_plugins
+from taskloom.queue import TaskQueue
 from taskloom.scheduler import Job, MemoryScheduleState, ScheduleState, TaskScheduler
 from taskloom.states import TRANSITIONS, TaskState
 from taskloom.task import Task
@@ -69,6 +70,7 @@ __all__ = [
     "TaskContext",
     "TaskManager",
     "TaskNotFoundError",
+    "TaskQueue",
     "TaskScheduler",
     "TaskState",
     "TaskTimeout",

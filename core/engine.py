@@ -29,6 +29,7 @@ from taskloom.errors import (
 )
 from taskloom.executor import CancelToken, Executor
 from taskloom.graph import validate_tasks
+from taskloom.limits import TagLimiter, normalise_limits
 from taskloom.states import TERMINAL, TRANSITIONS, TaskState, check_transition
 from taskloom.task import Task
 
@@ -634,21 +635,36 @@ class Run:
         """Start ready tasks while there is room. Called with the lock held."""
         if not self._started or self._cancelling:
             return
+        if self._limiter is not None:
+            self._dispatch_limited(self._limiter)
+            return
         queue = self._queue
-        limiter = self._limiter
         while self._inflight < self._max_inflight and queue:
             task = queue.pop()
             status = task._status
             if status is not READY and status is not RETRYING:
                 continue  # cancelled while queued
-            if limiter is not None:
-                verdict = limiter.admit(task)
-                if verdict is not True:
-                    if verdict is not False:  # seconds until a rate limit allows it
-                        later = functools.partial(self._requeue, task)
-                        self.clock.call_later(float(verdict), later)
-                    continue
             self._start(task)
+
+    def _dispatch_limited(self, limiter: TagLimiter) -> None:
+        """``_dispatch`` under per-tag limits: tasks woken by a freed slot go before the queue."""
+        queue, woken = self._queue, limiter.woken
+        while self._inflight < self._max_inflight:
+            if woken:
+                task = woken.popleft()
+            elif queue:
+                task = queue.pop()
+            else:
+                return
+            status = task._status
+            if status is not READY and status is not RETRYING:
+                limiter.discard(task)  # cancelled while waiting: pass on what it held
+                continue
+            verdict = limiter.admit(task)
+            if verdict is True:
+                self._start(task)
+            elif verdict is not False:  # seconds until a rate limit allows it
+                self.clock.call_later(float(verdict), functools.partial(self._requeue, task))
 
     def _start(self, task: Task) -> None:
         self._set(task, RUNNING)
@@ -666,6 +682,8 @@ class Run:
             if task._status is READY or task._status is RETRYING:
                 self._push(task)
                 self._dispatch()
+            elif self._limiter is not None:
+                self._limiter.discard(task)
 
     def _decide(self, attempt: Attempt, error: BaseException) -> Any:
         if not self._flags.task_error or self._cancelling:
@@ -690,9 +708,7 @@ class Run:
             if self._inflight == 0 and "_task_done" in self.__dict__:
                 self._task_done.notify_all()
             if self._limiter is not None:
-                for t in self._limiter.release(task):
-                    if t._status is READY or t._status is RETRYING:
-                        self._queue.push(t)
+                self._limiter.release(task)
             if task._attempt is not attempt or task._status is not RUNNING:
                 self.hook.taskloom_task_overrun(task=task, attempt=attempt, run=self)
             else:
@@ -816,8 +832,7 @@ class Engine:
         if max_workers is not None:
             self.executor_options["max_workers"] = max_workers
         self.executors_options = {k: dict(v) for k, v in (executors or {}).items()}
-        self.limits = dict(limits or {})
-        self.rate_limits = dict(rate_limits or {})
+        self.limits, self.rate_limits = normalise_limits(limits, rate_limits)
         # Fail fast on unknown names and bad options, before any run.
         plugins.registry.get("queue", queue)
         self.create_executor(None).shutdown()
@@ -836,11 +851,9 @@ class Engine:
             raise PluginError(f"executor {name!r} is not a taskloom.Executor")
         return ex
 
-    def create_limiter(self) -> Any:
+    def create_limiter(self) -> TagLimiter | None:
         if not self.limits and not self.rate_limits:
             return None
-        from taskloom.limits import TagLimiter
-
         return TagLimiter(self.limits, self.rate_limits, clock=self.clock)
 
     def open_run(
