@@ -145,9 +145,29 @@ def policy_for(task: Any, run: Any) -> RetryPolicy | None:
     cached = _parsed.get(task)
     if cached is not None and cached[0] is raw:
         return cached[1]
-    policy = parse_policy(raw, f"task {task.name!r}: retry")
+    key = _content_key(raw)
+    policy = _by_content.get(key) if key is not None else None
+    if policy is None:
+        policy = parse_policy(raw, f"task {task.name!r}: retry")
+        if key is not None and policy is not None and len(_by_content) < 1024:
+            _by_content[key] = policy
     _parsed[task] = (raw, policy)
     return policy
+
+
+# Many tasks carry equal option mappings (one per task, same content): parse each once.
+_by_content: dict[Any, RetryPolicy] = {}
+
+
+def _content_key(raw: Any) -> Any:
+    if not isinstance(raw, Mapping) or "seed" in raw or "rng" in raw:
+        return None  # a seeded generator must not be shared between tasks
+    try:
+        key = tuple(sorted((k, type(v), v) for k, v in raw.items()))
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _default_for(plugins: Any) -> RetryPolicy | None:
