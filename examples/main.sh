@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's main job: run the example workflow.
+# The README's main job: run the ETL example workflow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python examples/quickstart/pipeline.py
+taskloom run examples/etl/taskloom.toml
