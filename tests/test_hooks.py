@@ -245,3 +245,114 @@ def test_task_overrun_reports_the_late_return_of_a_cancelled_attempt(
     assert call.attempt.value == "late"
     run.close()
     assert task.result is None
+
+
+def test_transition_observers_see_why_a_task_failed_or_was_cancelled(
+    taskloom_engine, register_plugin
+):
+    seen = {}
+
+    class Watcher:
+        @hookimpl
+        def taskloom_task_transition(self, task, old, new, run):
+            if new in (TaskState.FAILED, TaskState.CANCELLED):
+                seen[task.name] = (new.value, task.error_type, task.error)
+
+    def boom():
+        raise ValueError("bad row")
+
+    register_plugin(Watcher())
+    taskloom_engine.run([Task("a", fn=boom), Task("b", dependencies=["a"])])
+    assert seen["a"] == ("failed", "ValueError", "bad row")
+    assert seen["b"][:2] == ("failed", "UpstreamFailed")
+    assert "'a'" in seen["b"][2]
+
+    run = taskloom_engine.open_run()
+    queued = Task("queued")
+    run.add([queued])
+    run.cancel_task(queued)
+    assert seen["queued"][:2] == ("cancelled", "TaskCancelled")
+    run.close()
+
+
+def _order_probe(label, calls, **opts):
+    class Probe:
+        @hookimpl(**opts)
+        def taskloom_run_start(self, run):
+            calls.append(label)
+
+    return Probe()
+
+
+@pytest.mark.taskloom(only=["queues", "executors"])
+def test_documented_order_lifo_then_tryfirst_trylast(taskloom_engine, register_plugin,
+                                                     hook_recorder):
+    """docs/plugins.md: the plugin registered last runs first; tryfirst/trylast override."""
+    calls = []
+    register_plugin(_order_probe("late", calls, trylast=True), name="late")
+    register_plugin(_order_probe("first", calls), name="first")
+    register_plugin(_order_probe("second", calls), name="second")
+    register_plugin(_order_probe("early", calls, tryfirst=True), name="early")
+    taskloom_engine.run([])
+    assert calls == ["early", "second", "first", "late"]
+    assert hook_recorder.getcall("taskloom_run_start").plugins == (
+        "early", "second", "first", "late"
+    )
+
+
+def test_entry_points_register_sorted_by_name(taskloom_plugins):
+    """Entry points are registered in name order, so later names are called first."""
+    names = [i.plugin_name for i in taskloom_plugins.hook.taskloom_register.get_hookimpls()
+             if i.plugin_name in taskloom_plugins.infos]
+    assert names == sorted(names)
+    assert len(names) >= 2
+
+
+def test_tryfirst_error_policy_decides_before_others(taskloom_engine, register_plugin):
+    from taskloom import Fallback
+
+    class Default:
+        @hookimpl
+        def taskloom_task_error(self, task, error, attempt, run):
+            return Fallback("default")
+
+    class Mine:
+        @hookimpl(tryfirst=True)
+        def taskloom_task_error(self, task, error, attempt, run):
+            return Fallback("mine") if isinstance(error, ConnectionError) else None
+
+    def refuse():
+        raise ConnectionError("refused")
+
+    register_plugin(Mine())
+    register_plugin(Default())  # registered later: would be first without tryfirst
+    summary = taskloom_engine.run([Task("a", fn=refuse), Task("b", fn=_fail_value)])
+    assert summary.results == {"a": "mine", "b": "default"}
+
+
+def _fail_value():
+    raise ValueError("x")
+
+
+def test_optionalhook_lets_a_plugin_implement_a_hook_taskloom_lacks(taskloom_plugins,
+                                                                   register_plugin):
+    from taskloom import PluginError
+
+    class FromTheFuture:
+        @hookimpl(optionalhook=True)
+        def taskloom_task_teleport(self, task):
+            raise AssertionError("never called")
+
+        @hookimpl
+        def taskloom_run_start(self, run):
+            pass
+
+    class Misspelled:
+        @hookimpl
+        def taskloom_task_transiton(self, task):
+            pass
+
+    register_plugin(FromTheFuture(), name="future")
+    with pytest.raises(PluginError, match="taskloom_task_transiton"):
+        register_plugin(Misspelled(), name="typo")
+    assert taskloom_plugins.pm.get_plugin("typo") is None
