@@ -213,3 +213,22 @@ def test_tasks_sharing_a_breaker_must_agree():
     engine.run([Task("a", fn=lambda: 1, circuit_breaker={"tag": "x", "failure_threshold": 2})])
     with pytest.raises(ConfigError, match="breaker tag:x already exists"):
         engine.run([Task("b", fn=lambda: 1, circuit_breaker={"tag": "x", "failure_threshold": 9})])
+
+
+def test_a_timed_out_attempt_counts_as_a_failure():
+    engine, clock, _ = setup()
+    started = threading.Event()
+
+    def hangs(context):
+        started.set()
+        context.token.wait(5)
+
+    task = Task("slow", fn=hangs, timeout=5, circuit_breaker={"failure_threshold": 1})
+    run = engine.open_run()
+    run.add([task])
+    run.start()
+    assert started.wait(5)
+    clock.advance(5)
+    assert run.wait(5)
+    run.close()
+    assert breaker_state(engine.plugins, "task:slow") == "open"

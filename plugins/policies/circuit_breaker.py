@@ -325,6 +325,10 @@ def taskloom_task_prepare(task: Any, run: Any) -> None:
 
 @hookimpl
 def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+    if not (task.options and "circuit_breaker" in task.options) and not (
+        task.tags and board(run.plugins).tag_settings
+    ):
+        return None
     breakers = _breakers_for(task, run)
     return BreakerWrapper(breakers) if breakers else None
 
