@@ -69,7 +69,7 @@ TASK_KEYS: dict[str, Key] = {
     "config": Key(("table",), "free-form settings the body reads (context.config)"),
     "trigger_rule": Key(("string",), "when to run given upstream outcomes", choices=TRIGGER_RULES),
     "retry": Key(("integer", "table"), "retries: a count or {max_retries, backoff, ...}"),
-    "timeout": Key(("number", "table"), "seconds, or {seconds, hard}"),
+    "timeout": Key(("number", "table"), "seconds, or {soft, hard}"),
     "cache": Key(("boolean", "number", "table"), "result cache: true, a TTL, or {ttl, key}"),
     "circuit_breaker": Key(("boolean", "table"), "{failure_threshold, recovery_timeout, ...}"),
     "fallback": Key(("any",), "result to use when every attempt failed"),
