@@ -313,6 +313,11 @@ def _wrapper_breakers(attempt: Any) -> list[Breaker]:
 
 
 @hookimpl
+def taskloom_register(registry: Any) -> None:
+    registry.add_config_section("circuit_breaker")  # keys checked in taskloom_configure
+
+
+@hookimpl
 def taskloom_configure(config: Any) -> None:
     parse_config(config)
 

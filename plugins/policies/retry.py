@@ -181,6 +181,11 @@ def _default_for(plugins: Any) -> RetryPolicy | None:
 
 
 @hookimpl
+def taskloom_register(registry: Any) -> None:
+    registry.add_config_section("retry")  # keys checked in taskloom_configure
+
+
+@hookimpl
 def taskloom_configure(config: Any) -> None:
     parse_policy(config.get("retry"), "[taskloom.retry]")
 

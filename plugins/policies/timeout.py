@@ -35,7 +35,7 @@ def parse_timeout(value: Any, where: str) -> tuple[float | None, float | None]:
         _positive(soft, f"{where}.soft")
         _positive(hard, f"{where}.hard")
         if soft is not None and hard is not None and soft > hard:
-            raise ConfigError(f"{where}.soft must not be later than {where}.hard")
+            raise ConfigError(f"{where}.soft must not be later than hard ({soft} > {hard})")
         return soft, hard
     _positive(value, where)
     return float(value), None
