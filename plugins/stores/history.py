@@ -222,32 +222,3 @@ def _attempts(
             current = AttemptRecord(number, t, None, "running")
     if current is not None:
         yield current
-
-
-def _label(text: str) -> str:
-    return "".join(c if c.isalnum() or c in " _-.()" else "_" for c in text)[:60] or "_"
-
-
-def gantt(record: RunRecord, max_tasks: int = 200) -> str:
-    """The run's attempts as a Mermaid Gantt chart (one section per task)."""
-    title = record.workflow or "run"
-    lines = [
-        "gantt",
-        f"    title {_label(title)} run {_label(record.id)}",
-        "    dateFormat x",
-        "    axisFormat %H:%M:%S",
-    ]
-    shown = [t for t in record.tasks if t.attempts][:max_tasks]
-    for i, task in enumerate(shown):
-        lines.append(f"    section {_label(task.name)}")
-        for a in task.attempts:
-            start = int(a.started * 1000)
-            end = int((a.finished if a.finished is not None else a.started) * 1000)
-            end = max(end, start + 1)
-            tag = {"completed": "done, ", "failed": "crit, ", "retrying": "crit, ",
-                   "running": "active, "}.get(a.state, "")
-            lines.append(f"    #{a.number} {a.state} :{tag}t{i}a{a.number}, {start}, {end}")
-    hidden = len([t for t in record.tasks if t.attempts]) - len(shown)
-    if hidden > 0:
-        lines.append(f"    %% {hidden} more tasks not shown")
-    return "\n".join(lines) + "\n"
