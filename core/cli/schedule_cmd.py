@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from taskloom.errors import ConfigError, PluginError, TaskloomError, UnknownComp
 from taskloom.pluginmanager import hookimpl
 
 #: How often the main thread looks at the stop flag, in seconds (signals land in between).
-_TICK = 0.2
+_TICK = 0.05
 
 
 def _stamp(when: datetime) -> str:
@@ -49,10 +50,13 @@ class FireLog:
 
 
 class _StopSignals:
-    """SIGTERM and SIGINT set an event instead of raising."""
+    """SIGTERM and SIGINT set a flag instead of raising.
+
+    Only a plain attribute is touched in the handler: setting a threading.Event there could
+    deadlock with the main thread waiting on that same event's lock.
+    """
 
     def __init__(self) -> None:
-        self.stop = threading.Event()
         self.received: str | None = None
         self._old: dict[int, Any] = {}
 
@@ -63,7 +67,6 @@ class _StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = signal.Signals(signum).name
-        self.stop.set()
 
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
@@ -133,8 +136,8 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
     sys.stdout.flush()
     with _StopSignals() as signals:
         scheduler.start()
-        while not signals.stop.wait(_TICK):
-            pass
+        while signals.received is None:
+            time.sleep(_TICK)
         click.echo(f"{signals.received}: stopping"
                    + (", cancelling running tasks" if cancel_running else
                       ", waiting for running tasks"))
