@@ -128,6 +128,7 @@ def test_open_runs_are_cancelled_after_the_test(pytester):
 
         from taskloom import Task
 
+        pytestmark = pytest.mark.taskloom(only=["queues", "executors"])
         left_open = []
         release = threading.Event()
 
@@ -158,3 +159,14 @@ def test_open_runs_are_cancelled_after_the_test(pytester):
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*takes keywords*bogus*"])
+
+
+def test_the_core_does_not_import_the_kit_or_pytest():
+    import subprocess
+    import sys
+
+    code = ("import sys, taskloom; taskloom.Engine().run([taskloom.Task('a')]); "
+            "print('pytest' in sys.modules, 'taskloom.testing' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.split() == ["False", "False"]
