@@ -20,12 +20,10 @@ Validation reports every problem at once, each with its key path.
 from __future__ import annotations
 
 import datetime as _dt
-import difflib
 import importlib
 import os
 import re
 import sys
-import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +45,6 @@ from taskloom.config_schema import (
 from taskloom.errors import ConfigError, PluginError, UnknownComponentError
 from taskloom.task import Task
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 if TYPE_CHECKING:
     from taskloom.pluginmanager import PluginSet
 
@@ -62,15 +55,25 @@ RESERVED_ENV = frozenset({"TASKLOOM_DISABLE_PLUGINS", "TASKLOOM_TRACE_HOOKS", "T
 
 KeyPath = tuple[str | int, ...]
 
+
+def _toml() -> Any:
+    """The TOML parser, imported on first use so ``import taskloom`` stays cheap."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    return tomllib
+
 _REF = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 # -- finding and reading ------------------------------------------------------------------------
-def find_config(start: str | os.PathLike[str] | None = None) -> Path | None:
+def find_config(start: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Path | None:
     """``taskloom.toml``, or a ``pyproject.toml`` with ``[tool.taskloom]``, in ``start`` or
     its parents (``TASKLOOM_CONFIG`` names the file directly)."""
-    named = os.environ.get("TASKLOOM_CONFIG")
+    named = (os.environ if env is None else env).get("TASKLOOM_CONFIG")
     if named:
         return Path(named)
     here = Path(start or os.getcwd()).resolve()
@@ -86,8 +89,8 @@ def find_config(start: str | os.PathLike[str] | None = None) -> Path | None:
 
 def _has_tool_table(path: Path) -> bool:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        data = _toml().loads(path.read_text(encoding="utf-8"))
+    except (OSError, _toml().TOMLDecodeError, UnicodeDecodeError):
         return False
     return isinstance(data.get("tool"), dict) and "taskloom" in data["tool"]
 
@@ -104,8 +107,8 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError([f"cannot read the configuration: {exc.strerror or exc}"],
                           source=str(path)) from exc
     try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data: dict[str, Any] = _toml().loads(text)
+    except _toml().TOMLDecodeError as exc:
         raise ConfigError([f"invalid TOML: {exc}"], source=str(path)) from exc
     if not _is_pyproject(path):
         return data
@@ -125,8 +128,8 @@ def _read(path: Path) -> dict[str, Any]:
 def parse_value(text: str) -> Any:
     """A TOML value (``4``, ``true``, ``[1, 2]``, ``{a = 1}``, ``"x"``), else the text itself."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        return _toml().loads(f"v = {text}")["v"]
+    except _toml().TOMLDecodeError:
         return text
 
 
@@ -162,8 +165,8 @@ def parse_set(items: Iterable[str] | Mapping[str, Any]) -> list[tuple[KeyPath, A
 def _split_key(key: str) -> KeyPath:
     """A dotted key, TOML style: ``tasks."my.task".retry`` has three parts."""
     try:
-        parsed = tomllib.loads(f"{key} = 0")
-    except tomllib.TOMLDecodeError:
+        parsed = _toml().loads(f"{key} = 0")
+    except _toml().TOMLDecodeError:
         raise ConfigError([f"--set: {key!r} is not a valid dotted key"]) from None
     parts: list[str | int] = []
     node: Any = parsed
@@ -225,6 +228,8 @@ def format_path(path: KeyPath, pyproject: bool = False) -> str:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {match[0]!r}?" if match else ""
 
@@ -657,6 +662,8 @@ class _Checker:
                          + (f"; got {', '.join(which)}" if which else ""))
             tz = good.get("timezone")
             if tz is not None:
+                import zoneinfo
+
                 try:
                     zoneinfo.ZoneInfo(tz)
                 except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -829,7 +836,7 @@ def load_config(
     ``plugins``: the plugin set whose registered names are valid (default: the plugins the
     configuration selects).
     """
-    file = Path(path) if path is not None else find_config()
+    file = Path(path) if path is not None else find_config(env=env)
     config, problems = _check(file, overrides, env, plugins, imports=False)
     if problems:
         raise ConfigError(problems, source=str(file) if file is not None else None)
@@ -848,7 +855,7 @@ def validate_config(
 
     With ``imports`` (the default) the ``call`` and ``when`` references are imported too.
     """
-    file = Path(path) if path is not None else find_config()
+    file = Path(path) if path is not None else find_config(env=env)
     try:
         _, problems = _check(file, overrides, env, plugins, imports=imports)
     except ConfigError as exc:

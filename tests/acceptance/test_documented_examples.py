@@ -20,12 +20,24 @@ def test_every_documented_pattern_has_an_example() -> None:
     assert {p.stem for p in PATTERNS} == EXPECTED
 
 
+@pytest.fixture(scope="module")
+def pattern_runs() -> dict[str, tuple[int, str, str]]:
+    """Every pattern script started at once, each in its own process: (status, out, err)."""
+    procs = {p.stem: subprocess.Popen([sys.executable, str(p)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=p.parent)
+             for p in PATTERNS}
+    done = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=60)
+        done[name] = (proc.returncode, out, err)
+    return done
+
+
 @pytest.mark.parametrize("script", PATTERNS, ids=lambda p: p.stem)
-def test_pattern_example_runs(script: Path) -> None:
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60, cwd=script.parent)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip()
+def test_pattern_example_runs(script: Path, pattern_runs: dict[str, tuple[int, str, str]]) -> None:
+    status, out, err = pattern_runs[script.stem]
+    assert status == 0, err
+    assert out.strip()
 
 
 def test_documented_sequential_usage() -> None:
