@@ -69,6 +69,8 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None) ->
     from taskloom.pluginmanager import load_plugins
 
     kwargs = config.engine_kwargs()
+    kwargs.pop("store", None)
+    kwargs.pop("store_options", None)
     try:
         plugins = load_plugins(config=config.settings)
         name = store or config.settings.get("store")
@@ -77,7 +79,9 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None) ->
         if name is not None and name != "none" and engine_accepts("store"):
             options = dict(config.settings.get("store_options", {}))
             if name == "sqlite":
-                options.setdefault("path", str(config.base_dir / ".taskloom" / "taskloom.db"))
+                # A relative database path is read from the configuration file's folder.
+                db = Path(options.get("path", Path(".taskloom") / "taskloom.db"))
+                options["path"] = str(db if db.is_absolute() else config.base_dir / db)
                 if config.path is not None:
                     options.setdefault("config_path", str(config.path))
             kwargs["store"] = name
