@@ -88,8 +88,9 @@ def attach(plugins: PluginSet) -> Sender | None:
         events = (_TaskEvents if "task_failed" in settings.events else _Events)(sender)
         plugins.register(events, name=_PLUGIN_NAME)
         _attached[plugins] = events
-        # A plugin set that goes away stops its thread once the queue is sent.
-        weakref.finalize(plugins, sender.close, 0)
+        # A plugin set that goes away stops its thread once the queue is sent. Not at exit:
+        # there the sender's own handler drains the queue first.
+        weakref.finalize(plugins, sender.close, 0).atexit = False
         return sender
 
 

@@ -271,3 +271,22 @@ def test_bad_configuration_lists_every_problem(section, problems):
 def test_bad_configuration_is_an_error_when_plugins_load():
     with pytest.raises(ConfigError, match=r"taskloom\.webhook\.url"):
         load_plugins(config={"webhook": {"url": "not a url"}})
+
+
+def test_messages_queued_when_the_process_exits_are_delivered(webhook_server):
+    import os
+    import subprocess
+
+    script = (
+        "import sys\n"
+        "from taskloom import Engine, Task\n"
+        "engine = Engine(config={'webhook': {'url': sys.argv[1], 'events': ['run_finished']}})\n"
+        "engine.run([Task('only')], name='last-words')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    subprocess.run([sys.executable, "-c", script, webhook_server.url], env=env, check=True,
+                   timeout=60)
+    (message,) = webhook_server.wait_for(1)
+    assert (message["event"], message["run_name"], message["status"]) == (
+        "run_finished", "last-words", "completed"
+    )
