@@ -468,6 +468,13 @@ class TaskScheduler:
 
     def next_due(self) -> Job | None:
         """The job due first (O(1) after stale heap entries are dropped)."""
+        try:
+            top = self._heap[0]  # a snapshot; a live top entry needs no lock
+        except IndexError:
+            return None
+        job = top[3]
+        if top[2] == job._version and not job.paused and self._jobs.get(job.id) is job:
+            return job
         with self._lock:
             entry = self._peek()
             return None if entry is None else entry[3]
