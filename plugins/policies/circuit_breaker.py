@@ -314,7 +314,11 @@ def _wrapper_breakers(attempt: Any) -> list[Breaker]:
 
 @hookimpl
 def taskloom_register(registry: Any) -> None:
-    registry.add_config_section("circuit_breaker")  # keys checked in taskloom_configure
+    from taskloom.config_schema import Key
+
+    keys = {"tags": Key(("table",), "a breaker per tag: {api = {failure_threshold = 3, "
+                        "recovery_timeout = 30, half_open_trials = 1, wait = false}}")}
+    registry.add_config_section("circuit_breaker", keys)
 
 
 @hookimpl

@@ -180,9 +180,26 @@ def _default_for(plugins: Any) -> RetryPolicy | None:
     return policy
 
 
+def _config_keys() -> dict[str, Any]:
+    from taskloom.config_schema import Key
+
+    return {
+        "max_retries": Key(("integer",), "retries after the first attempt", minimum=0),
+        "backoff": Key(("string",), "how delays grow", choices=BACKOFFS),
+        "backoff_factor": Key(("number",), "exponential growth per retry", minimum=1),
+        "base_delay": Key(("number",), "seconds before the first retry", minimum=0),
+        "max_delay": Key(("number",), "cap on any delay, in seconds", minimum=0),
+        "jitter": Key(("boolean", "number"), "random spread: true (0.25) or a fraction"),
+        "retry_on": Key(("string", "array"), 'exception names to retry ("builtins.OSError")'),
+        "give_up_on": Key(("string", "array"), "exception names never retried"),
+        "seed": Key(("integer",), "seed of the jitter's random generator"),
+    }
+
+
 @hookimpl
 def taskloom_register(registry: Any) -> None:
-    registry.add_config_section("retry")  # keys checked in taskloom_configure
+    # The default policy of every task without its own; checked again in taskloom_configure.
+    registry.add_config_section("retry", _config_keys())
 
 
 @hookimpl
