@@ -208,7 +208,8 @@ def _key_rows(keys: Mapping[str, Any]) -> Iterator[str]:
             constraints, doc = _constraints(spec), spec.doc
         else:
             constraints, doc = "", ""
-        doc = doc.replace("|", "\\|")
+        # Table cells are Markdown: a cron expression's stars must not turn into emphasis.
+        doc = doc.replace("|", "\\|").replace("*", "\\*")
         yield f"| `{name}` | {' or '.join(kinds)} | {constraints} | {doc} |"
 
 
