@@ -115,45 +115,55 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
     name = config.path.stem if config.path and config.path.name != "taskloom.toml" else (
         config.path.parent.name if config.path else "taskloom")
     view = ProgressView(observer, len(tasks), name, verbose)
-    interrupted = False
     try:
         run_ = engine.open_run(name=name)
     except TaskloomError as exc:
         fail([str(exc)])
     flow = Flow(run_, tasks, {k: v for k, v in conditions.items()
                               if k in {t.name for t in tasks}})
-    try:
-        flow.start()
-    except TaskloomError as exc:
-        run_.cancel()
-        run_.close()
-        fail([str(exc)], str(config.path) if config.path else None)
-    with _Interrupts() as interrupts, view:
-        stage = 0
-        while True:
-            finished = flow.step(_TICK)
-            if interrupts.count > stage:
-                stage = interrupts.count
-                interrupted = True
-                if stage == 1:
-                    flow.stop()
-                    running = _stop_new_starts(run_)
-                    view.print(f"[yellow]Interrupted: starting nothing new, waiting for "
-                               f"{running} running task(s); Ctrl-C again to cancel them.[/]")
-                else:
-                    view.print("[red]Cancelling running tasks.[/]")
-                    run_.cancel()
-            elif stage == 1:
-                _stop_new_starts(run_)  # a retry decided meanwhile must not start either
-            view.update()
-            if finished:
-                break
+    # The handler is in place before the first task starts: no Ctrl-C is ever a traceback.
+    with _Interrupts() as interrupts:
+        try:
+            flow.start()
+        except TaskloomError as exc:
+            run_.cancel()
+            run_.close()
+            fail([str(exc)], str(config.path) if config.path else None)
+        try:
+            with view:
+                _drive(flow, run_, view, interrupts)
+        except BaseException:
+            run_.cancel()
+            run_.close()
+            raise
         summary = run_.close()
     held = [t.name for t in flow.held]
     _report(view, summary, held, flow.errors)
-    if interrupted:
+    if interrupts.count:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok and not flow.errors else EXIT_FAILED
+
+
+def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
+    """Step the run, redraw, and act on Ctrl-C: the first stops new starts, the next cancel."""
+    stage = 0
+    while True:
+        finished = flow.step(_TICK)
+        if interrupts.count > stage:
+            stage = interrupts.count
+            if stage == 1:
+                flow.stop()
+                running = _stop_new_starts(run)
+                view.print(f"[yellow]Interrupted: starting nothing new, waiting for "
+                           f"{running} running task(s); Ctrl-C again to cancel them.[/]")
+            else:
+                view.print("[red]Cancelling running tasks.[/]")
+                run.cancel()
+        elif stage == 1:
+            _stop_new_starts(run)  # a retry decided meanwhile must not start either
+        view.update()
+        if finished:
+            return
 
 
 def _closure(tasks: list[Any], only: Sequence[str], source: str | None) -> list[Any]:
