@@ -1,8 +1,9 @@
 """A workflow for the crash tests: every execution of a task appends its name to a log file.
 
-``python crash_workflow.py DB LOG RUN_ID`` runs it with the SQLite store (durability safe)
-and blocks inside task ``gate`` after printing ``gate`` on stdout, so the test can kill the
-process at that point. Without ``TASKLOOM_CRASH_BLOCK`` set, ``gate`` does not block.
+``python crash_workflow.py DB LOG RUN_ID`` runs it with the SQLite store (durability safe).
+With ``TASKLOOM_CRASH_BLOCK`` set, task ``gate`` writes ``gate`` (to stdout when the variable
+is ``stdout``, else to the named pipe it names) and blocks, so the test can kill the process
+at that point. Without it, ``gate`` does not block.
 
 The workflow also works as TOML tasks: ``call = "crash_workflow:step"`` with
 ``config = { log = "..." }``.
@@ -33,8 +34,13 @@ def step(context: Any) -> dict[str, Any]:
     """A task body: log the execution, return a result built from the dependencies."""
     name = context.task.name
     _append(context.config["log"], name)
-    if name == "gate" and os.environ.get("TASKLOOM_CRASH_BLOCK"):
-        print("gate", flush=True)
+    block = os.environ.get("TASKLOOM_CRASH_BLOCK")
+    if name == "gate" and block:
+        if block == "stdout":
+            print("gate", flush=True)
+        else:  # a named pipe the test reads from
+            with open(block, "w") as f:
+                f.write("gate\n")
         _never.wait()
     upstream = sum(context.results[d]["n"] for d in context.task.dependencies)
     return {"task": name, "n": upstream + 1}

@@ -23,7 +23,7 @@ def _executions(log: Path) -> Counter[str]:
 
 
 def _run_until_gate_then_kill(db: Path, log: Path, run_id: str) -> None:
-    env = {**os.environ, "TASKLOOM_CRASH_BLOCK": "1", "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "TASKLOOM_CRASH_BLOCK": "stdout", "PYTHONPATH": str(HERE)}
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "crash_workflow.py"), str(db), str(log), run_id],
         stdout=subprocess.PIPE, text=True, env=env,

@@ -94,6 +94,14 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts[k]} {k}" for k in keys if counts[k])
 
 
+def _console() -> Any:
+    """A console; piped output is not wrapped at 80 columns (tables stay one line a row)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 200))
+
+
 _STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "interrupted": "red",
           "running": "cyan"}
 
@@ -109,7 +117,6 @@ def runs(db: str | None, limit: int, config_file: str | None) -> None:
     A run whose process died before it finished shows as ``interrupted``; ``taskloom resume
     RUN`` finishes it.
     """
-    from rich.console import Console
     from rich.table import Table
 
     with open_store(db, config_file) as store:
@@ -127,7 +134,7 @@ def runs(db: str | None, limit: int, config_file: str | None) -> None:
             r.id, r.workflow or "-", f"[{style}]{r.status}[/]" if style else r.status,
             _when(r.started), _seconds(r.duration), _counts(r.counts),
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @click.command()
@@ -143,7 +150,6 @@ def show(run: str, db: str | None, config_file: str | None, gantt_only: bool,
          max_tasks: int) -> None:
     """Show a recorded run: every task's attempts, errors with tracebacks, and a Gantt
     chart of the run as Mermaid (RUN may be an unambiguous id prefix)."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -153,7 +159,7 @@ def show(run: str, db: str | None, config_file: str | None, gantt_only: bool,
     if gantt_only:
         click.echo(chart, nl=False)
         return
-    console = Console()
+    console = _console()
     console.print(
         f"[bold]run {record.id}[/]  workflow {escape(record.workflow or '-')}  "
         f"status [{_STYLE.get(record.status, 'white')}]{record.status}[/]"

@@ -36,7 +36,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ _HEADER = b"SQLite format 3\x00"
 _COMPLETED = TaskState.COMPLETED
 _ERRORISH = frozenset({TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED})
 _CHUNK = 20_000
+_CACHE_IN_MEMORY = 1000
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
 
 
@@ -109,7 +110,7 @@ class SqliteStore(RunHistory):
         self._results_append = self._results.append
         self._errors_append = self._errors.append
         self._retry: list[tuple[str, list[tuple[Any, ...]]]] = []
-        self._cache_mem: dict[str, tuple[float, Any]] = {}
+        self._cache_mem: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -528,14 +529,21 @@ class SqliteStore(RunHistory):
         if row is None or row[2] <= now:
             return False, None
         value = decode(row[0], row[1])
-        with self._cache_lock:
-            self._cache_mem[key] = (row[2], value)
+        self._remember(key, row[2], value)
         return True, value
 
     def cache_put(self, key: str, task: str, value: Any, expires: float) -> None:
-        with self._cache_lock:
-            self._cache_mem[key] = (expires, value)
+        self._remember(key, expires, value)
         self._ops.append(("cache_put", key, task, value, time.time(), expires))
+
+    def _remember(self, key: str, expires: float, value: Any) -> None:
+        """Keep recent entries in memory too: hits then cost no query."""
+        with self._cache_lock:
+            mem = self._cache_mem
+            mem[key] = (expires, value)
+            mem.move_to_end(key)
+            if len(mem) > _CACHE_IN_MEMORY:
+                mem.popitem(last=False)
 
     @contextlib.contextmanager
     def read_nowait(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,143 @@
+"""Resume and idempotency: recorded outcomes are kept, the rest runs again."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from taskloom import Engine, Task, TaskloomError
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def engine(request, tmp_path):
+    options = {"path": str(tmp_path / "t.db")} if request.param == "sqlite" else {}
+    e = Engine(max_workers=2, store=request.param, store_options=options)
+    yield e
+    e.close()
+
+
+class Workflow:
+    """a -> b -> c, and d alone; ``b`` fails while ``broken`` is set. Counts executions."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.broken = True
+
+    def tasks(self, order: str = "abcd") -> list[Task]:
+        def a():
+            self.calls["a"] += 1
+            return {"a": 1}
+
+        def b(a):
+            self.calls["b"] += 1
+            if self.broken:
+                raise RuntimeError("b is broken")
+            return a["a"] + 1
+
+        def c(b):
+            self.calls["c"] += 1
+            return b * 10
+
+        def d():
+            self.calls["d"] += 1
+            return "d"
+
+        made = {
+            "a": Task("a", fn=a), "b": Task("b", fn=b, dependencies=["a"]),
+            "c": Task("c", fn=c, dependencies=["b"]), "d": Task("d", fn=d),
+        }
+        return [made[n] for n in order]
+
+
+def test_failed_tasks_stay_failed_unless_retry_failed(engine):
+    wf = Workflow()
+    first = engine.run(wf.tasks(), run_id="r")
+    assert first.status == "failed" and first.results == {"a": {"a": 1}, "d": "d"}
+
+    wf.broken = False
+    again = engine.resume("r", wf.tasks())
+    assert again.status == "failed"
+    assert again.errors["b"] == "b is broken"
+    assert again.counts == {"completed": 2, "failed": 2}
+    assert wf.calls == {"a": 1, "b": 1, "d": 1}
+
+    fixed = engine.resume("r", wf.tasks(), retry_failed=True)
+    assert fixed.ok and fixed.results == {"a": {"a": 1}, "b": 2, "c": 20, "d": "d"}
+    assert wf.calls == {"a": 1, "b": 2, "c": 1, "d": 1}
+
+
+def test_a_completed_run_id_is_not_run_again(engine):
+    wf = Workflow()
+    wf.broken = False
+    first = engine.run(wf.tasks(), run_id="once", name="wf")
+    second = engine.run(wf.tasks(), run_id="once", name="wf")
+    assert first.ok and second.ok
+    assert second.results == first.results
+    assert second.id == "once" and second.name == "wf"
+    assert wf.calls == {"a": 1, "b": 1, "c": 1, "d": 1}
+    assert engine.resume("once", wf.tasks()).results == first.results
+    assert wf.calls == {"a": 1, "b": 1, "c": 1, "d": 1}
+
+
+def test_an_unfinished_run_id_is_resumed_by_run(engine):
+    wf = Workflow()
+    engine.run(wf.tasks(), run_id="k")
+    wf.broken = False
+    again = engine.run(wf.tasks(), run_id="k")  # resume without retrying failures
+    assert again.status == "failed"
+    assert wf.calls == {"a": 1, "b": 1, "d": 1}
+
+
+def test_resume_takes_tasks_in_any_order(engine):
+    wf = Workflow()
+    engine.run(wf.tasks(), run_id="o")
+    wf.broken = False
+    summary = engine.resume("o", wf.tasks(order="cdba"), retry_failed=True)
+    assert summary.ok and summary.results["c"] == 20
+    assert wf.calls == {"a": 1, "b": 2, "c": 1, "d": 1}
+
+
+def test_resume_of_an_unknown_run_is_an_error(engine):
+    with pytest.raises(TaskloomError, match="no recorded run 'nope'"):
+        engine.resume("nope", [Task("a")])
+
+
+def test_resume_needs_a_store():
+    engine = Engine(max_workers=1, store="memory")
+    engine.close()
+    with pytest.raises(TaskloomError, match="need an engine with a store"):
+        engine.resume("r", [Task("a")])
+
+
+def test_a_result_the_store_could_not_keep_runs_again(tmp_path):
+    engine = Engine(max_workers=2, store="sqlite",
+                    store_options={"path": str(tmp_path / "t.db")})
+    calls: Counter[str] = Counter()
+
+    def lock():
+        import threading
+
+        calls["lock"] += 1
+        return threading.Lock()  # neither JSON nor picklable
+
+    def after(lock):
+        calls["after"] += 1
+        raise RuntimeError("fails once")
+
+    tasks = lambda: [Task("lock", fn=lock), Task("after", fn=after, dependencies=["lock"])]  # noqa: E731
+    try:
+        engine.run(tasks(), run_id="u")
+        engine.resume("u", tasks(), retry_failed=True)
+    finally:
+        engine.close()
+    assert calls == {"lock": 2, "after": 2}
+
+
+def test_new_tasks_in_the_rebuilt_workflow_run(engine):
+    wf = Workflow()
+    engine.run(wf.tasks(), run_id="n")
+    wf.broken = False
+    extra = Task("e", fn=lambda d: d + "!", dependencies=["d"])
+    summary = engine.resume("n", [*wf.tasks(), extra], retry_failed=True)
+    assert summary.ok and summary.results["e"] == "d!"
