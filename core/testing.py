@@ -93,7 +93,8 @@ class HookCall:
     """One hook call: its name, keyword arguments, and what it returned or raised.
 
     Hook arguments read as attributes too: ``call.task``, ``call.error``. ``plugins`` names
-    the plugins that implemented the hook at the time, in call order."""
+    the plugins that implemented the hook at the time, in call order.
+    """
 
     name: str
     kwargs: Mapping[str, Any]
@@ -381,7 +382,8 @@ def register_plugin(request: pytest.FixtureRequest) -> Iterator[PluginRegistrar]
 def taskloom_engine(request: pytest.FixtureRequest, taskloom_plugins: PluginSet,
                     fake_clock: FakeClock) -> Iterator[Engine]:
     """An engine on ``taskloom_plugins`` and ``fake_clock`` (marker keyword ``engine``:
-    options such as ``max_workers`` or ``queue``). Open runs are cancelled after the test.
+    options such as ``max_workers`` or ``queue``). Runs started on it and still open after
+    the test are cancelled and closed.
 
     Timers (retry delays, timeouts) wait for ``fake_clock.advance()``.
     """
