@@ -193,7 +193,7 @@ class Attempt:
         if plan.is_async:
             import asyncio
 
-            result = asyncio.run(result)
+            result = asyncio.run(_cancellable(result, self.token))
         return result
 
     def call(self) -> Any:
@@ -216,6 +216,23 @@ class Attempt:
 
     def __repr__(self) -> str:
         return f"<Attempt {self.task.name!r} #{self.number}>"
+
+
+async def _cancellable(coro: Any, token: CancelToken) -> Any:
+    """Await ``coro``, cancelling it when ``token`` is (a timeout, a cancel from any thread)."""
+    import asyncio
+
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+
+    def cancel() -> None:
+        try:
+            loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:  # the loop already finished: nothing left to cancel
+            pass
+
+    token.add_callback(cancel)
+    return await task
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,11 +14,12 @@ if TYPE_CHECKING:
 class CancelToken:
     """Cooperative cancellation for one attempt; cheap until somebody waits on it."""
 
-    __slots__ = ("_cancelled", "_event", "reason")
+    __slots__ = ("_callbacks", "_cancelled", "_event", "reason")
 
     def __init__(self) -> None:
         self._cancelled = False
         self._event: threading.Event | None = None
+        self._callbacks: list[Callable[[], Any]] | None = None
         self.reason: str | None = None
 
     @property
@@ -25,12 +27,31 @@ class CancelToken:
         return self._cancelled
 
     def cancel(self, reason: str = "cancelled") -> None:
+        callbacks = None
         if not self._cancelled:
-            self.reason = reason
-            self._cancelled = True
+            with _event_lock:  # pairs with add_callback: no callback is missed
+                if not self._cancelled:
+                    self.reason = reason
+                    self._cancelled = True
+                    callbacks, self._callbacks = self._callbacks, None
         event = self._event
         if event is not None:
             event.set()
+        for fn in callbacks or ():
+            fn()
+
+    def add_callback(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` once when the token is cancelled (at once if it already is).
+
+        It runs in the cancelling thread, possibly under the run's lock: it must not block.
+        """
+        with _event_lock:
+            if not self._cancelled:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        fn()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled or ``timeout`` seconds pass; True when cancelled."""

@@ -123,9 +123,10 @@ def test_hard_limit_acts_as_soft_on_threads():
     assert isinstance(task.exception, TaskTimeout)
 
 
-def test_async_body_is_cancelled_at_the_deadline():
+@pytest.mark.parametrize("executor", ["asyncio", "thread"])
+def test_async_body_is_cancelled_at_the_deadline(executor):
     clock = FakeClock()
-    engine = Engine(clock=clock, executor="asyncio")
+    engine = Engine(clock=clock, executor=executor)
     started = threading.Event()
     cancelled = threading.Event()
 
