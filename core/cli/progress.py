@@ -52,7 +52,7 @@ class ProgressView:
                  verbose: int = 0, console: Console | None = None) -> None:
         self.observer = observer
         self.total = total
-        self.console = console or Console(highlight=False)
+        self.console = console or Console(highlight=False, soft_wrap=True)
         self.live = self.console.is_terminal
         # Without a terminal there is no live bar, so finished tasks are listed as they end.
         self.lines = verbose > 0 or not self.live
