@@ -232,3 +232,14 @@ def test_a_timed_out_attempt_counts_as_a_failure():
     assert run.wait(5)
     run.close()
     assert breaker_state(engine.plugins, "task:slow") == "open"
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"tagz": {}}, "[taskloom.circuit_breaker].tagz: unknown key"),
+    ({"tags": {"api": {"failure_threshold": -1}}},
+     "[taskloom.circuit_breaker].tags.api.failure_threshold must be an integer >= 1"),
+])
+def test_invalid_section_is_reported(section, message):
+    with pytest.raises(ConfigError) as info:
+        Engine(config={"circuit_breaker": section})
+    assert message in str(info.value)
