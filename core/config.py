@@ -623,10 +623,20 @@ class _Checker:
                      "dependency cycle: " + " -> ".join(cycle))
 
     def policies(self, tasks: dict[str, dict[str, Any]]) -> None:
-        """Let policy plugins check task options now (``taskloom_task_prepare``)."""
+        """Let each policy plugin check task options now (``taskloom_task_prepare``).
+
+        Every implementation is called on its own, so each plugin's complaint is reported.
+        """
         ps = self.plugins
         if ps is None or not ps.flags.task_prepare:
             return
+        impls = ps.hook.taskloom_task_prepare.get_hookimpls()
+        try:  # a run that never starts: plugins that keep per-run state can look at it
+            from taskloom.engine import Engine
+
+            run: Any = Engine(plugins=ps).open_run(name="validate")
+        except Exception:
+            run = None
         for name, spec in tasks.items():
             try:
                 task = _task(name, spec, None)
@@ -634,13 +644,27 @@ class _Checker:
                 continue
             if not task.options:
                 continue
-            try:
-                ps.hook.taskloom_task_prepare(task=task, run=None)
-            except ConfigError as exc:
-                for problem in exc.problems:
-                    self.add(("tasks", name), problem)
-            except Exception:  # a plugin that needs a live run checks when the run starts
-                continue
+            args = {"task": task, "run": run}
+            for impl in impls:
+                try:
+                    impl.function(*[args[a] for a in impl.argnames])
+                except ConfigError as exc:
+                    for problem in exc.problems:
+                        self.task_problem(name, problem)
+                except Exception:  # a plugin that needs a live run checks when the run starts
+                    continue
+
+    def task_problem(self, name: str, problem: str) -> None:
+        """A plugin's ``task 'x': retry.max_retries: ...`` as ``tasks.x.retry.max_retries``."""
+        prefix = f"task {name!r}: "
+        message = problem[len(prefix):] if problem.startswith(prefix) else problem
+        for sep in (": ", " "):
+            head, found, rest = message.partition(sep)
+            keys = head.split(".")
+            if found and keys[0] in TASK_KEYS and all(_BARE.match(k) for k in keys):
+                self.add(("tasks", name, *keys), rest)
+                return
+        self.add(("tasks", name), message)
 
     def schedules_(self, tasks: Mapping[str, Any]) -> None:
         entries = self.raw.get("schedules", [])
@@ -808,8 +832,7 @@ def _check(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
     checker.engine()
     tasks = checker.tasks()
     checker.schedules_(raw.get("tasks", {}) if isinstance(raw.get("tasks"), dict) else {})
-    if not checker.problems:
-        checker.policies(tasks)
+    checker.policies(tasks)
     config = Config(path, raw, checker.schedules)
     if imports and not checker.problems:
         for build in (config.build_tasks, config.conditions):

@@ -245,3 +245,18 @@ def test_invalid_toml_is_reported_with_the_file(tmp_path: Path) -> None:
         load_config(path)
     assert info.value.problems[0].startswith("invalid TOML")
     assert info.value.source == str(path)
+
+
+def test_policy_plugins_check_task_options_at_validation(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [tasks.x]
+        retry = { max_retries = 2, backof = "linear" }
+        circuit_breaker = { failure_threshold = 0 }
+        cache = { ttl = -5 }
+    """)
+    problems = validate_config(path)
+    assert "tasks.x.cache.ttl: must be a number >= 0, got -5" in problems
+    assert "tasks.x.circuit_breaker.failure_threshold: must be an integer >= 1, got 0" \
+        in problems
+    assert any(p.startswith("tasks.x.retry.backof: unknown key") for p in problems)
+    assert len(problems) == 3
