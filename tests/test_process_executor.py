@@ -8,7 +8,15 @@ import time
 import psutil
 import pytest
 
-from taskloom import Engine, FakeClock, Task, TaskCancelled, TaskState, TaskTimeout
+from taskloom import (
+    Engine,
+    FakeClock,
+    Task,
+    TaskCancelled,
+    TaskState,
+    TaskTimeout,
+    load_plugins,
+)
 from taskloom.plugins.executors.process import ProcessPicklingError, WorkerCrashed
 
 
@@ -114,10 +122,15 @@ def test_a_crashed_worker_fails_only_its_task():
     assert a.result != b.result  # the slot replaced its dead process
 
 
-@pytest.mark.parametrize("timeout", [{"hard": 30}, 30], ids=["hard", "soft"])
-def test_timeout_kills_and_replaces_the_worker(tmp_path, timeout):
+@pytest.mark.parametrize(("timeout", "disable"), [
+    ({"hard": 30}, ()),
+    (30, ()),
+    ({"hard": 30}, ("timeout",)),  # hard limits are the executor's own
+], ids=["hard", "soft", "hard-without-timeout-plugin"])
+def test_timeout_kills_and_replaces_the_worker(tmp_path, timeout, disable):
     clock = FakeClock()
-    engine = Engine(executor="process", max_workers=1, clock=clock)
+    engine = Engine(executor="process", max_workers=1, clock=clock,
+                    plugins=load_plugins(disable=disable))
     marker = tmp_path / "pid"
     path_task = Task("path", fn=_path_of(marker))
     stuck = Task("stuck", fn=park, dependencies=["path"], timeout=timeout)
