@@ -12,6 +12,8 @@ the dispatcher, around that round trip.
 * A child that dies (a crash, ``os._exit``, a signal) fails only the task it was running
   (:class:`WorkerCrashed`); the slot starts a new child for its next task.
 * ``cancel`` (task cancel, soft timeout) kills the child at once; the slot replaces it.
+* Idle workers outlive their run and serve the next one (up to one per CPU are kept), as a
+  pool's workers do: module-level state in a worker can outlive a run.
 * A ``hard`` timeout (``timeout = {hard = 60}``) is enforced here, even without the timeout
   plugin: at the deadline the attempt fails with :class:`~taskloom.TaskTimeout` and the child
   is killed and replaced. Nothing else is disturbed.
