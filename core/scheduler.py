@@ -85,17 +85,23 @@ class ScheduleState(Protocol):
         """Claim the run of ``job_id`` due at ``fire_time`` (epoch seconds) for ``owner``.
 
         True exactly once per ``(job_id, fire_time)`` across every scheduler sharing the
-        state; every later claim of the same run returns False, whoever asks.
+        state; every later claim of the same run returns False, whoever asks. A scheduler
+        claims a job's runs in increasing ``fire_time`` (the trigger's time, before jitter),
+        so an implementation may also refuse any claim at or before the job's latest one.
         """
 
 
 class MemoryScheduleState:
-    """:class:`ScheduleState` in memory: shared by schedulers of one process, lost on exit."""
+    """:class:`ScheduleState` in memory: shared by schedulers of one process, lost on exit.
+
+    A job's runs are claimed in time order, so only its latest claimed time is kept: a claim
+    at or before it is refused (memory stays one entry per job however long it runs).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._states: dict[str, dict[str, Any]] = {}
-        self._claims: dict[tuple[str, float], str] = {}
+        self._claims: dict[str, float] = {}
 
     def load(self, job_id: str) -> dict[str, Any] | None:
         state = self._states.get(job_id)  # one dict read: atomic, no lock needed
@@ -107,10 +113,10 @@ class MemoryScheduleState:
 
     def claim(self, job_id: str, fire_time: float, owner: str) -> bool:
         with self._lock:
-            key = (job_id, fire_time)
-            if key in self._claims:
+            last = self._claims.get(job_id)
+            if last is not None and fire_time <= last:
                 return False
-            self._claims[key] = owner
+            self._claims[job_id] = fire_time
             return True
 
 
@@ -247,6 +253,8 @@ class TaskScheduler:
         owner: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        self._owns_manager = manager is None
+        self._owns_engine = manager is None and engine is None
         if manager is None:
             manager = TaskManager(engine=engine, plugins=plugins, clock=clock)
         self.manager = manager
@@ -534,18 +542,19 @@ class TaskScheduler:
                 heapq.heappop(self._heap)
                 job = entry[3]
                 runs = self._collect_due(job, now)
-            for due in runs:
-                task = self._fire_one(job, due, now, block)
+            for base, due in runs:
+                task = self._fire_one(job, base, due, now, block)
                 if task is not None:
                     fired.append(task)
         return fired
 
-    def _collect_due(self, job: Job, now: float) -> list[float]:
-        """Advance ``job`` past ``now``; return the due times to run (coalesced, in grace)."""
+    def _collect_due(self, job: Job, now: float) -> list[tuple[float, float]]:
+        """Advance ``job`` past ``now``; return the runs to start as (trigger time, due time):
+        coalesced, and without those later than the grace time."""
         assert job._due is not None and job._base is not None
-        missed: list[float] = [job._due]
+        missed: list[tuple[float, float]] = [(job._base, job._due)]
         base: float | None = job._base
-        check = callable(getattr(job.trigger, "check", None))
+        polled = callable(getattr(job.trigger, "check", None))
         while True:
             base = self._next_base(job.trigger, base)  # type: ignore[arg-type]
             if base is None:
@@ -555,32 +564,28 @@ class TaskScheduler:
             if due > now + _RESOLUTION:
                 job._base, job._due = base, due
                 break
-            if check:  # a poll that is already late is simply the next poll
+            if polled:  # a poll that is already late is simply the next poll
                 continue
-            missed.append(due)
+            missed.append((base, due))
             if len(missed) >= MAX_CATCH_UP:
-                base = self._next_base(job.trigger, _ts_dt(now).timestamp() - 1e-6)
-                if base is None:
-                    job._base = job._due = None
-                else:
-                    job._base, job._due = base, self._jittered(job, base)
-                    if job._due <= now:
-                        job._due = now + 1e-3
+                base = self._next_base(job.trigger, now)
+                job._base = base
+                job._due = None if base is None else self._jittered(job, base)
                 break
         if job.coalesce and len(missed) > 1:
             missed = missed[-1:]
         runnable = []
         grace = job.misfire_grace_time
-        for due in missed:
+        for base, due in missed:
             if grace is not None and now - due > grace:
                 log.warning("job %r: run due %s skipped, %.3fs late (grace %gs)",
                             job.id, _ts_dt(due).isoformat(), now - due, grace)
                 self.plugins.hook.taskloom_schedule_misfire(
                     job=job, scheduled_for=_ts_dt(due), fired_at=_ts_dt(now))
                 continue
-            runnable.append(due)
-        if not runnable:
-            self._claim_and_save(job, missed[-1], claim=False)
+            runnable.append((base, due))
+        if not runnable and not polled:
+            self._save(job)
         if job._due is not None:
             if not job.paused:
                 self._push(job)
@@ -588,14 +593,20 @@ class TaskScheduler:
             del self._jobs[job.id]  # finished: its trigger has no further time
         return runnable
 
-    def _fire_one(self, job: Job, due: float, now: float, block: bool) -> Task | None:
-        if not self._claim_and_save(job, due, claim=True):
+    def _fire_one(self, job: Job, base: float, due: float, now: float,
+                  block: bool) -> Task | None:
+        check = getattr(job.trigger, "check", None)
+        if callable(check):
+            # Polled conditions are local to this process: nothing to claim or save.
+            if not check():
+                return None
+        elif not self.state.claim(job.id, base, self.owner):
+            # Claimed by trigger time, not the jittered time, which differs per scheduler.
             log.info("job %r: run due %s already claimed by another scheduler",
                      job.id, _ts_dt(due).isoformat())
             return None
-        check = getattr(job.trigger, "check", None)
-        if callable(check) and not check():
-            return None
+        else:
+            self._save(job, last=due)
         task = self._start(job, due, now, block)
         if getattr(job.trigger, "once", False) and task is not None:
             self._finish(job)
@@ -608,21 +619,12 @@ class TaskScheduler:
             job._version += 1
             job._due = job._base = None
 
-    def _claim_and_save(self, job: Job, due: float, claim: bool) -> bool:
-        state: dict[str, Any] = {
-            "next_fire_time": job._base,
-            "due": job._due,
-            "paused": job.paused,
-            "last_fire_time": due,
-        }
-        if claim and not self.state.claim(job.id, due, self.owner):
-            return False
+    def _save(self, job: Job, last: float | None = None) -> None:
+        state: dict[str, Any] = {"next_fire_time": job._base, "due": job._due,
+                                 "paused": job.paused}
+        if last is not None:
+            state["last_fire_time"] = last
         self.state.save(job.id, state)
-        return True
-
-    def _save(self, job: Job) -> None:
-        self.state.save(job.id, {"next_fire_time": job._base, "due": job._due,
-                                 "paused": job.paused})
 
     def _start(self, job: Job, due: float, now: float, block: bool) -> Task | None:
         if job.running >= job.max_instances:
@@ -748,9 +750,14 @@ class TaskScheduler:
                 run.close()
 
     def shutdown(self, cancel_running: bool = False) -> None:
-        """Stop, then close the manager's run."""
+        """Stop, then close the manager's run and the engine if this scheduler made them."""
         self.stop(wait=True, cancel_running=cancel_running)
-        self.manager.shutdown()
+        if self._owns_manager:
+            self.manager.shutdown()
+        if self._owns_engine:
+            close = getattr(self.engine, "close", None)
+            if callable(close):
+                close()
 
     def __enter__(self) -> TaskScheduler:
         return self

@@ -40,8 +40,7 @@ def drive(expression: str, tz: ZoneInfo, start: datetime, until: datetime,
     plugins = taskloom.load_plugins(plugins=[fires])
     ran: list[datetime] = []
     task = Task("job", fn=lambda: ran.append(clock.now()))
-    with TaskScheduler(clock=clock, plugins=plugins, manager=taskloom.TaskManager(
-            plugins=plugins, clock=clock)) as scheduler:
+    with TaskScheduler(clock=clock, plugins=plugins) as scheduler:
         job = scheduler.schedule_cron(task, expression, timezone=str(tz), **options)
         while job.next_fire_time is not None and job.next_fire_time <= until:
             clock.set(job.next_fire_time)

@@ -53,9 +53,11 @@ def recorder() -> Recorder:
 @pytest.fixture
 def scheduler(clock: FakeClock, recorder: Recorder) -> Iterator[TaskScheduler]:
     plugins = taskloom.load_plugins(plugins=[recorder])
-    sched = TaskScheduler(clock=clock, manager=TaskManager(plugins=plugins, clock=clock))
+    manager = TaskManager(plugins=plugins, clock=clock)
+    sched = TaskScheduler(clock=clock, manager=manager)
     yield sched
     sched.shutdown()
+    manager.shutdown()
 
 
 def counter(name: str, into: list[str]) -> Task:
@@ -293,6 +295,7 @@ def test_scheduled_task_runs_its_dependencies(clock: FakeClock) -> None:
         job = scheduler.add_task(manager.get_task("load"))  # type: ignore[arg-type]
         assert scheduler.run_pending() == ["load"]
         assert job.task.result == 21 and extract.status is TaskState.COMPLETED
+    manager.shutdown()
 
 
 # -- background thread --------------------------------------------------------------------------
@@ -335,8 +338,7 @@ def test_restart_resumes_without_losing_or_doubling(clock: FakeClock, recorder: 
     plugins = taskloom.load_plugins(plugins=[recorder])
 
     def start() -> TaskScheduler:
-        return TaskScheduler(clock=clock, state=state,
-                             manager=TaskManager(plugins=plugins, clock=clock))
+        return TaskScheduler(clock=clock, state=state, plugins=plugins)
 
     first = start()
     first.schedule_recurring(Task("job"), 60, coalesce=False)

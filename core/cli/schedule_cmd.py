@@ -143,6 +143,7 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
                       ", waiting for running tasks"))
         sys.stdout.flush()
         scheduler.shutdown(cancel_running=cancel_running)
+        manager.shutdown()
     _close(engine)
     click.echo("stopped")
     raise SystemExit(EXIT_OK)

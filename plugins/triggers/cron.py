@@ -124,9 +124,10 @@ class CronTrigger:
         self._last: datetime | None = None
         self._iter: Iterator[datetime] | None = None
         tpl = self._template
-        # Within a day the matches are a fixed grid of times of day, in seconds.
-        self._tods = sorted(h * 3600 + m * 60 + s
-                            for h in tpl.hours for m in tpl.minutes for s in tpl.seconds)
+        # Within a matching day the matches are the grid hours x minutes x seconds.
+        self._hours = sorted(tpl.hours)
+        self._minutes = sorted(tpl.minutes)
+        self._seconds = sorted(tpl.seconds)
         self._day: date | None = None
         self._day_ok = False
 
@@ -146,26 +147,40 @@ class CronTrigger:
     def _next_naive(self, after: datetime) -> datetime | None:
         """The first matching wall-clock time strictly after ``after`` (naive).
 
-        Within a day the matches are the fixed hour x minute x second grid, so a day that
-        cronsim says matches is searched by bisection; cronsim finds the next matching day.
+        Within a day the matches are the fixed hour x minute x second grid, searched by
+        bisection on each field; cronsim says which days match and finds the next one.
         """
-        tods = self._tods
         day = after.date()
         if day != self._day:
             tpl = self._template
             self._day = day
             self._day_ok = day.month in tpl.months and tpl.match_day(day)
         if self._day_ok:
-            i = bisect_right(tods, after.hour * 3600 + after.minute * 60 + after.second)
-            if i < len(tods):
-                tod = tods[i]
-                return datetime(day.year, day.month, day.day, tod // 3600, tod // 60 % 60,
-                                tod % 60)
+            found = self._next_time_of_day(after.hour, after.minute, after.second)
+            if found is not None:
+                h, m, sec = found
+                return datetime(day.year, day.month, day.day, h, m, sec)
         midnight = datetime(day.year, day.month, day.day) + _DAY
         try:
             return next(self._sim(midnight - _SECOND))
         except StopIteration:
             return None
+
+    def _next_time_of_day(self, h: int, m: int, sec: int) -> tuple[int, int, int] | None:
+        """The smallest grid time strictly after ``h:m:sec`` on the same day."""
+        hours, minutes, seconds = self._hours, self._minutes, self._seconds
+        if h in self._template.hours:
+            if m in self._template.minutes:
+                i = bisect_right(seconds, sec)
+                if i < len(seconds):
+                    return h, m, seconds[i]
+            i = bisect_right(minutes, m)
+            if i < len(minutes):
+                return h, minutes[i], seconds[0]
+        i = bisect_right(hours, h)
+        if i < len(hours):
+            return hours[i], minutes[0], seconds[0]
+        return None
 
     def next_fire_time(self, after: datetime) -> datetime | None:
         """The first instant strictly after ``after`` (aware), as an aware UTC datetime."""
