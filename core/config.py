@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib
+import json
 import os
 import re
 import sys
@@ -42,7 +43,7 @@ from taskloom.config_schema import (
     kind_of,
     kinds_from_python,
 )
-from taskloom.errors import ConfigError, PluginError, UnknownComponentError
+from taskloom.errors import ConfigError, PluginError, TaskloomError, UnknownComponentError
 from taskloom.task import Task
 
 if TYPE_CHECKING:
@@ -163,7 +164,10 @@ def parse_set(items: Iterable[str] | Mapping[str, Any]) -> list[tuple[KeyPath, A
 
 
 def _split_key(key: str) -> KeyPath:
-    """A dotted key, TOML style: ``tasks."my.task".retry`` has three parts."""
+    """A dotted key, TOML style: ``tasks."my.task".retry`` has three parts. An array index
+    is a number part: ``schedules.0.cron``, or ``schedules[0].cron`` as problems print it."""
+    if '"' not in key and "'" not in key:
+        key = re.sub(r"\[(\d+)\]", r".\1", key)
     try:
         parsed = _toml().loads(f"{key} = 0")
     except _toml().TOMLDecodeError:
@@ -222,7 +226,9 @@ def format_path(path: KeyPath, pyproject: bool = False) -> str:
         if isinstance(p, int):
             out += f"[{p}]"
         else:
-            text = p if _BARE.match(p) else '"' + p.replace('"', '\\"') + '"'
+            # json quoting is a valid TOML basic string, once DEL is escaped as well
+            text = p if _BARE.match(p) else json.dumps(p, ensure_ascii=False).replace(
+                "\x7f", "\\u007f")
             out += f".{text}" if out else text
     return out
 
@@ -692,21 +698,44 @@ class _Checker:
                     zoneinfo.ZoneInfo(tz)
                 except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                     self.add((*path, "timezone"), f"unknown time zone {tz!r}")
-            cron = good.get("cron")
-            if cron is not None:
-                self.check_cron((*path, "cron"), cron)
+                    good.pop("timezone")  # the trigger is still checked, in UTC
             seconds = self.interval((*path, "interval"), good.get("interval"))
             at = self.at((*path, "at"), good.get("at"))
-            if len(self.problems) == before and len(which) == 1 and isinstance(task, str):
-                self.schedules.append(_schedule(i, good, which[0], seconds, at))
+            if len(which) != 1 or not isinstance(task, str) or (
+                    which[0] in ("interval", "at") and (seconds or at) is None):
+                continue
+            schedule = _schedule(i, good, which[0], seconds, at)
+            if self.check_trigger((*path, which[0]), schedule) and len(self.problems) == before:
+                self.schedules.append(schedule)
 
-    def check_cron(self, path: KeyPath, expression: str) -> None:
+    def check_trigger(self, path: KeyPath, schedule: Schedule) -> bool:
+        """Build the trigger as the scheduler will, so its own checks (cron fields, time
+        zones, jitter) are reported now; without trigger plugins, cron is checked here."""
+        registry = self.plugins.registry if self.plugins is not None else None
+        if registry is None or schedule.trigger not in registry.names("trigger"):
+            if schedule.cron is not None:
+                return self.check_cron(path, schedule.cron)
+            return True
+        options = dict(schedule.options)
+        if schedule.jitter is not None:
+            options["jitter"] = schedule.jitter
+        try:
+            registry.create("trigger", schedule.trigger, **options)
+        except (TaskloomError, ValueError, TypeError) as exc:
+            self.add(path if schedule.trigger != "interval" or "jitter" not in str(exc)
+                     else (*path[:-1], "jitter"), str(exc))
+            return False
+        return True
+
+    def check_cron(self, path: KeyPath, expression: str) -> bool:
         from cronsim import CronSim, CronSimError
 
         try:
             CronSim(expression, _dt.datetime(2000, 1, 1))
         except CronSimError as exc:
             self.add(path, f"invalid cron expression {expression!r}: {exc}")
+            return False
+        return True
 
     def interval(self, path: KeyPath, value: Any) -> float | None:
         if value is None:

@@ -6,9 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from taskloom import ConfigError, Engine, load_config, validate_config
-from taskloom.config import env_overrides, format_path, parse_value
+from taskloom.config import _split_key, env_overrides, format_path, parse_value
 
 
 def write(tmp_path: Path, text: str, name: str = "taskloom.toml") -> Path:
@@ -103,7 +105,8 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
     assert "tasks.transform.priority: must be >= 1 and <= 10, got 11" in problems
     assert "tasks.transform.call: expected 'module:function', got 'not a reference'" in problems
     assert "tasks.a.depends_on: dependency cycle: a -> b -> a" in problems
-    assert "schedules[0].cron: invalid cron expression '61 * * * *': Bad minute" in problems
+    assert "schedules[0].cron: cron expression '61 * * * *': field 1 (minute) is invalid: '61'" \
+        in problems
     assert "schedules[0].timezone: unknown time zone 'Europe/Berln'" in problems
     assert "schedules[1].task: unknown task 'nope'" in problems
     assert "schedules[1].interval: must be more than 0 seconds" in problems
@@ -260,3 +263,19 @@ def test_policy_plugins_check_task_options_at_validation(tmp_path: Path) -> None
         in problems
     assert any(p.startswith("tasks.x.retry.backof: unknown key") for p in problems)
     assert len(problems) == 3
+
+
+@given(st.lists(st.text(min_size=1, max_size=8).filter(lambda s: not s.isdigit()),
+                min_size=1, max_size=5))
+def test_a_formatted_key_path_reads_back_as_the_same_path(path: list[str]) -> None:
+    assert _split_key(format_path(tuple(path))) == tuple(path)
+
+
+def test_set_accepts_paths_as_problems_print_them(tmp_path: Path) -> None:
+    path = write(tmp_path, '[tasks.job]\n[[schedules]]\ntask = "job"\ncron = "61 * * * *"\n')
+    assert validate_config(path) == [
+        "schedules[0].cron: cron expression '61 * * * *': field 1 (minute) is invalid: '61'"]
+    config = load_config(path, ['schedules[0].cron="0 3 * * *"'], env={})
+    assert config.schedules[0].cron == "0 3 * * *"
+    config = load_config(path, ["schedules.0.jitter=5", "schedules.0.cron='0 4 * * *'"], env={})
+    assert config.schedules[0].jitter == 5
