@@ -121,6 +121,7 @@ class SqliteStore(RunHistory):
         self._closed = False
         self._read_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
+        self._schedule: Any = None
         self._writer = threading.Thread(target=self._write_loop, name="taskloom-store", daemon=True)
         self._writer.start()
         atexit.register(_close_at_exit, weakref.ref(self))
@@ -465,6 +466,8 @@ class SqliteStore(RunHistory):
         self._conn.close()
         if self._reader is not None:
             self._reader.close()
+        if self._schedule is not None:
+            self._schedule.close()
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
@@ -554,9 +557,13 @@ class SqliteStore(RunHistory):
             yield self._reader
 
     def schedule_state(self) -> Any:
+        """The :class:`taskloom.scheduler.ScheduleState` on this database (one per store)."""
         from taskloom.plugins.stores.schedule import SqliteScheduleState
 
-        return SqliteScheduleState(self)
+        with self._read_lock:
+            if self._schedule is None:
+                self._schedule = SqliteScheduleState(self)
+            return self._schedule
 
 
 class SafeSqliteStore(SqliteStore):
