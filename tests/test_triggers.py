@@ -138,6 +138,7 @@ def test_cron_in_a_time_zone() -> None:
     ("61 * * * * *", "field 1 (second)"),
     ("0 61 * * * *", "field 2 (minute)"),
     ("*/0 * * * *", "field 1 (minute)"),
+    ("0 0 15W * *", "field 3 (day-of-month)"),  # nearest weekday: only LW is supported
 ])
 def test_cron_bad_field_is_named(expression: str, field: str) -> None:
     with pytest.raises(ConfigError) as info:

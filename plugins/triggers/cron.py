@@ -2,7 +2,8 @@
 
 Matching is cronsim's (standard cron: weekday 0 or 7 = Sunday, 1 = Monday; names ``MON``,
 ``JAN``; ``L`` last day of month, ``LW`` last weekday of month, ``5L`` last Friday, ``1#2``
-second Monday). Six fields put **seconds first**: ``sec min hour dom month dow``.
+second Monday). Six fields put **seconds first**: ``sec min hour dom month dow``. The
+nearest-weekday form ``15W`` is not supported (cronsim has only ``LW``) and is rejected.
 
 The expression is matched against local wall-clock times of the zone; each local time is then
 mapped to an instant:
