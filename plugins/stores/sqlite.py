@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -67,6 +68,17 @@ _ERRORISH = frozenset({TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED
 _CHUNK = 20_000
 _CACHE_IN_MEMORY = 1000
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
+
+
+_ROWS_PER_INSERT = 256
+
+
+@functools.lru_cache(maxsize=8)
+def _results_insert(rows: int) -> str:
+    return (
+        "INSERT OR REPLACE INTO results(run_id, task, kind, value, note, cache_hit, t) VALUES "
+        + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    )
 
 
 def _is_locked(exc: BaseException) -> bool:
@@ -371,18 +383,20 @@ class SqliteStore(RunHistory):
 
     def _write_results(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         limit = self.result_limit
-        out: list[tuple[Any, ...]] = []
+        flat: list[Any] = []
+        add = flat.extend
         for run_id, task, value, t, hit in rows:
             if value is None:
-                out.append((run_id, task, "none", None, None, 1 if hit else 0, t))
+                add((run_id, task, "none", None, None, 1 if hit else 0, t))
                 continue
             kind, data, note = encode(value, limit)
-            out.append((run_id, task, kind, data, note, 1 if hit else 0, t))
-        conn.executemany(
-            "INSERT OR REPLACE INTO results(run_id, task, kind, value, note, cache_hit, t)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            out,
-        )
+            add((run_id, task, kind, data, note, 1 if hit else 0, t))
+        # Many rows per statement: each statement step releases and retakes the GIL, which
+        # the worker threads would otherwise feel once per row.
+        step = _ROWS_PER_INSERT * 7
+        for i in range(0, len(flat), step):
+            chunk = flat[i:i + step]
+            conn.execute(_results_insert(len(chunk) // 7), chunk)
 
     def _write_ops(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         for op in rows:
