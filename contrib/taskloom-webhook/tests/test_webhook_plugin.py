@@ -213,7 +213,7 @@ def test_a_slow_webhook_never_holds_up_a_run(webhook_server):
     assert webhook_server.requests == []
     assert sender.dropped >= 20 + 1 - 3 - 1
     webhook_server.hold.set()
-    assert sender.flush(10)
+    assert sender.close(10)
     assert sender.sent + sender.dropped == 21
 
 
