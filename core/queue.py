@@ -67,6 +67,9 @@ class TaskQueue:
         self.queue_type = queue_type
         self.max_size = max_size
         self._strategy: Any = registry.create("queue", queue_type)
+        self._reorder: Callable[[Task, int], None] | None = getattr(
+            self._strategy, "reorder", None
+        )
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._clock = clock
@@ -107,11 +110,14 @@ class TaskQueue:
         ``timeout=0`` (default): None at once when no task is eligible. A positive
         ``timeout`` waits up to that many seconds for one; ``None`` waits as long as it takes.
         """
+        if timeout == 0:
+            with self._lock:
+                return self._take()
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
         with self._lock:
             task = self._take()
-            if task is not None or timeout == 0:
+            if task is not None:
                 return task
             return self._wait_and_take(timeout)
 
@@ -168,7 +174,7 @@ class TaskQueue:
         with self._lock:
             task = self._find(task_id)
             priority = validate_priority(task.name, new_priority)
-            reorder = getattr(self._strategy, "reorder", None)
+            reorder = self._reorder
             if reorder is not None and task.name not in self._held:
                 reorder(task, priority)
             task.priority = priority
@@ -180,9 +186,12 @@ class TaskQueue:
     def _take(self) -> Task | None:
         if self._watch:
             self._release_completed()
-        strategy = self._strategy
-        while strategy:
-            task: Task = strategy.pop()
+        pop = self._strategy.pop
+        while True:
+            try:
+                task: Task = pop()
+            except IndexError:  # empty: cheaper than asking first on every dequeue
+                return None
             if task.dependencies:
                 dep = self._unmet(task)
                 if dep is not None:
@@ -197,7 +206,6 @@ class TaskQueue:
                 if waiting:
                     self._watch.setdefault(name, []).extend(waiting)
             return task
-        return None
 
     def _wait_and_take(self, timeout: float | None) -> Task | None:
         monotonic = self._monotonic
@@ -259,7 +267,7 @@ class TaskQueue:
             if self._queued.get(task_id.name) is task_id:
                 return task_id
             raise TaskNotFoundError(task_id.name)
-        task = self._queued.get(task_id) or self._by_id.get(task_id)
+        task = self._by_id.get(task_id) or self._queued.get(task_id)
         if task is not None:
             return task
         # Ids are made on first use, possibly after the task was queued: look once, remember.

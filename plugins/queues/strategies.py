@@ -11,9 +11,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import operator
 from collections import deque
 from collections.abc import Callable, Iterator
+from heapq import heappop, heappush
 from typing import Any
 
 
@@ -92,21 +92,22 @@ class LifoQueue:
 
 
 class _LazyHeap:
-    """A min-heap of ``[key, seq, gen, item]`` entries with O(log n) removal by marking.
+    """A min-heap of ``(key, gen, item)`` entries with O(log n) removal by replacement.
 
-    ``seq`` is the arrival number (kept by ``reorder``); ``gen`` is unique per entry so that
-    a live entry and a dead one with the same key and arrival never compare their items.
-
-    A removed entry has its item set to None and is dropped when it reaches the top; when dead
-    entries outnumber live ones the heap is rebuilt, so memory stays proportional to ``len``.
+    ``key`` orders the entries and includes the arrival number, so ties go to the earlier
+    arrival (``reorder`` keeps it). ``gen`` is unique per entry, so two entries never get as
+    far as comparing their items. ``_entries`` maps each queued item to its one live entry;
+    an entry that is not it (removed, or replaced by ``reorder``) is dead and is dropped when
+    it reaches the top. When dead entries outnumber live ones the heap is rebuilt, so memory
+    stays proportional to ``len``. Entries are tuples: a comparison reads them in place.
     """
 
-    def __init__(self, key: Callable[[Any], Any]) -> None:
+    def __init__(self, key: Callable[[Any, int], Any]) -> None:
         self._key = key
-        self._heap: list[list[Any]] = []
-        self._entries: dict[int, list[Any]] = {}
+        self._heap: list[tuple[Any, int, Any]] = []
+        self._entries: dict[int, tuple[Any, int, Any]] = {}
         self._seq = itertools.count()
-        self._gen = itertools.count()
+        self._gen = itertools.count(-1, -1)  # reorder entries; pushes use their seq (>= 0)
         self._dead = 0
 
     def __len__(self) -> int:
@@ -116,45 +117,48 @@ class _LazyHeap:
         return bool(self._entries)
 
     def __iter__(self) -> Iterator[Any]:
-        return (e[3] for e in sorted(self._entries.values()))
+        return (e[2] for e in sorted(self._entries.values()))
 
     def push(self, item: Any) -> None:
         seq = next(self._seq)
-        entry = [self._key(item), seq, seq, item]
+        entry = (self._key(item, seq), seq, item)
         self._entries[id(item)] = entry
-        heapq.heappush(self._heap, entry)
+        heappush(self._heap, entry)
 
     def pop(self) -> Any:
-        heap = self._heap
+        heap, entries = self._heap, self._entries
         while heap:
-            item = heapq.heappop(heap)[3]
-            if item is not None:
-                del self._entries[id(item)]
+            entry = heappop(heap)
+            item = entry[2]
+            key = id(item)
+            live = entries.pop(key, None)
+            if live is entry:
                 return item
+            if live is not None:  # a dead entry of an item still queued: keep the live one
+                entries[key] = live
             self._dead -= 1
         raise IndexError("pop from an empty queue")
 
     def peek(self) -> Any:
-        heap = self._heap
-        while heap and heap[0][3] is None:
-            heapq.heappop(heap)
+        heap, entries = self._heap, self._entries
+        while heap and entries.get(id(heap[0][2])) is not heap[0]:
+            heappop(heap)
             self._dead -= 1
         if not heap:
             raise IndexError("peek at an empty queue")
-        return heap[0][3]
+        return heap[0][2]
 
     def remove(self, item: Any) -> bool:
-        entry = self._entries.pop(id(item), None)
-        if entry is None:
+        if self._entries.pop(id(item), None) is None:
             return False
-        self._kill(entry)
+        self._one_dead()
         return True
 
-    def _kill(self, entry: list[Any]) -> None:
-        entry[3] = None
+    def _one_dead(self) -> None:
         self._dead += 1
-        if self._dead > 64 and self._dead > len(self._entries):
-            self._heap = [e for e in self._heap if e[3] is not None]
+        entries = self._entries
+        if self._dead > 64 and self._dead > len(entries):
+            self._heap = [e for e in self._heap if entries.get(id(e[2])) is e]
             heapq.heapify(self._heap)
             self._dead = 0
 
@@ -164,27 +168,43 @@ class _LazyHeap:
         self._dead = 0
 
 
+# Priority and arrival folded into one int: one comparison per heap step, not two.
+_ARRIVALS = 1 << 48
+
+
 class PriorityQueue(_LazyHeap):
     """Lowest priority number first; first in, first out among equal priorities.
 
-    ``reorder`` and ``remove`` mark the old entry dead and push a new one: O(log n), no heap
-    rebuild on the spot.
+    Priorities are integers. ``reorder`` and ``remove`` replace the entry and leave the old
+    one dead in the heap: O(log n), no heap rebuild on the spot.
     """
 
     name = "priority"
 
     def __init__(self) -> None:
-        super().__init__(operator.attrgetter("priority"))
+        super().__init__(_priority_key)
+
+    def push(self, item: Any) -> None:  # _LazyHeap.push with the key inlined: the hot path
+        seq = next(self._seq)
+        entry = (item.priority * _ARRIVALS + seq, seq, item)
+        self._entries[id(item)] = entry
+        heappush(self._heap, entry)
 
     def reorder(self, item: Any, priority: int) -> None:
         """Give a queued item a new priority; it keeps its place among equals by arrival."""
-        entry = self._entries.get(id(item))
+        entries = self._entries
+        key = id(item)
+        entry = entries.get(key)
         if entry is None:
             raise KeyError(item)
-        new = [priority, entry[1], -1 - next(self._gen), item]
-        self._entries[id(item)] = new
-        self._kill(entry)
-        heapq.heappush(self._heap, new)
+        new = (priority * _ARRIVALS + entry[0] % _ARRIVALS, next(self._gen), item)
+        entries[key] = new
+        heappush(self._heap, new)
+        self._one_dead()
+
+
+def _priority_key(item: Any, seq: int) -> Any:
+    return item.priority * _ARRIVALS + seq
 
 
 class DeadlineQueue(_LazyHeap):
@@ -200,9 +220,9 @@ class DeadlineQueue(_LazyHeap):
         super().__init__(_deadline_key)
 
 
-def _deadline_key(item: Any) -> float:
+def _deadline_key(item: Any, seq: int) -> tuple[float, int]:
     deadline = item.deadline
-    return math.inf if deadline is None else float(deadline)
+    return (math.inf if deadline is None else float(deadline), seq)
 
 
 _UNTAGGED: Any = object()
