@@ -320,7 +320,9 @@ class TaskScheduler:
                 "(overlapping runs run alone)"
             )
         with self._lock:
-            job_id = self._unique_id(id or task.name, explicit=id is not None)
+            job_id = id or task.name
+            if job_id in self._jobs:
+                job_id = self._unique_id(job_id, explicit=id is not None)
             job = Job(self, job_id, task, trigger, grace,
                       self.coalesce if coalesce is None else coalesce, instances)
             saved = self.state.load(job_id)
@@ -330,11 +332,16 @@ class TaskScheduler:
                 job._due = float(saved.get("due", base))
                 job.paused = bool(saved.get("paused", False))
             else:
-                job._base = self._first_base(trigger)
-                job._due = None if job._base is None else self._jittered(job, job._base)
+                base = self._first_base(trigger)
+                job._base = base
+                if base is None or not getattr(trigger, "jitter", 0.0):
+                    job._due = base
+                else:
+                    job._due = self._jittered(job, base)
             self._jobs[job_id] = job
             if job._due is not None and not job.paused:
-                self._push(job)
+                job._version = 1
+                heapq.heappush(self._heap, (job._due, next(self._seq), 1, job))
             if self._thread is not None:
                 self._wake.set()
         return job
