@@ -227,7 +227,7 @@ def format_path(path: KeyPath, pyproject: bool = False) -> str:
             out += f"[{p}]"
         else:
             # json quoting is a valid TOML basic string, once DEL is escaped as well
-            text = p if _BARE.match(p) else json.dumps(p, ensure_ascii=False).replace(
+            text = p if _BARE.fullmatch(p) else json.dumps(p, ensure_ascii=False).replace(
                 "\x7f", "\\u007f")
             out += f".{text}" if out else text
     return out
@@ -594,7 +594,8 @@ class _Checker:
             good_tasks[name] = good
             for key in ("call", "when"):
                 ref = good.get(key)
-                if ref is not None and (not _REF.match(ref) or (":" not in ref and "." not in ref)):
+                if ref is not None and (not _REF.fullmatch(ref)
+                                        or (":" not in ref and "." not in ref)):
                     self.add((*path, key), f"expected 'module:function', got {ref!r}")
             for i, dep in enumerate(good.get("depends_on", ())):
                 if not isinstance(dep, str):
@@ -667,7 +668,7 @@ class _Checker:
         for sep in (": ", " "):
             head, found, rest = message.partition(sep)
             keys = head.split(".")
-            if found and keys[0] in TASK_KEYS and all(_BARE.match(k) for k in keys):
+            if found and keys[0] in TASK_KEYS and all(_BARE.fullmatch(k) for k in keys):
                 self.add(("tasks", name, *keys), rest)
                 return
         self.add(("tasks", name), message)

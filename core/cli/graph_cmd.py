@@ -52,7 +52,7 @@ def to_mermaid(tasks: Iterable[Task], conditional: Collection[str] = (),
     ids: dict[str, str] = {}
     lines = [f"flowchart {direction}"]
     for i, t in enumerate(ordered):
-        safe = _MERMAID_ID.match(t.name) and t.name not in _MERMAID_RESERVED
+        safe = _MERMAID_ID.fullmatch(t.name) and t.name not in _MERMAID_RESERVED
         node_id = t.name if safe else f"task{i + 1}"
         ids[t.name] = node_id
         label = t.name.replace('"', "#quot;")
