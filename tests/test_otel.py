@@ -160,6 +160,7 @@ def test_span_tree_of_a_run_with_a_retry_a_failure_a_skip_and_a_user_span(
     run_span = named["run wf"][0]
     assert run_span.attributes["taskloom.run.status"] == "failed"
     assert run_span.attributes["taskloom.run.tasks.completed"] == 2
+    assert run_span.attributes["taskloom.run.id"] == summary.id
 
     extract_span = named["task extract"][0]
     assert dict(extract_span.attributes) | {"taskloom.task.id": "-"} == {
@@ -168,7 +169,6 @@ def test_span_tree_of_a_run_with_a_retry_a_failure_a_skip_and_a_user_span(
         "taskloom.task.priority": 2,
         "taskloom.task.tags": ("db", "etl"),
         "taskloom.task.executor": executor,
-        "taskloom.run.id": summary.id,
         "taskloom.task.attempt": 1,
         "taskloom.task.state": "completed",
     }

@@ -28,7 +28,6 @@ log = logging.getLogger("taskloom.events")
 #: ``Run.__dict__``: the level this run logs at, when it is logged.
 RUN_KEY = "_taskloom_logging"
 OBSERVER = "logging-tasks"
-CONFIG_KEYS = {"enabled": "boolean", "level": "string"}
 
 
 def _level(config: Mapping[str, Any]) -> int | None:
@@ -104,7 +103,12 @@ _TASK_EVENTS = _TaskEvents()
 
 @hookimpl
 def taskloom_register(registry: Any) -> None:
-    registry.add_config_section("logging", CONFIG_KEYS)
+    from taskloom.config_schema import Key
+
+    registry.add_config_section("logging", {
+        "enabled": Key(("boolean",), "false: never log lifecycle events"),
+        "level": Key(("string",), 'level of the event records ("INFO", "DEBUG", ...)'),
+    })
 
 
 @hookimpl

@@ -58,16 +58,25 @@ FIRST_KEY = "_taskloom_otel_first"
 OBSERVER = "otel-tasks"
 
 EXPORTERS = ("console", "otlp", "memory", "none")
-CONFIG_KEYS = {
-    "exporter": "string",
-    "metrics_exporter": "string",
-    "service_name": "string",
-    "endpoint": "string",
-    "traces": "boolean",
-    "metrics": "boolean",
-    "tracer_provider": "any",
-    "meter_provider": "any",
-}
+
+
+def config_keys() -> dict[str, Any]:
+    from taskloom.config_schema import Key
+
+    return {
+        "exporter": Key(("string",), "where the CLI sends spans (and metrics)", choices=EXPORTERS),
+        "metrics_exporter": Key(("string",), "where metrics go, when not where spans go",
+                                choices=EXPORTERS),
+        "service_name": Key(("string",), 'service.name of the traces (else OTEL_SERVICE_NAME, '
+                                         'else "taskloom")'),
+        "endpoint": Key(("string",), "OTLP endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT)"),
+        "enabled": Key(("boolean",), "false: never trace or measure, whatever is installed"),
+        "traces": Key(("boolean",), "false: no spans"),
+        "metrics": Key(("boolean",), "false: no metrics"),
+        "tracer_provider": Key(("any",), "a TracerProvider object to use (from Python only)"),
+        "meter_provider": Key(("any",), "a MeterProvider object to use (from Python only)"),
+    }
+
 
 _lock = threading.Lock()
 _telemetry: dict[tuple[int, int], _Telemetry] = {}
@@ -222,14 +231,17 @@ class _Telemetry:
 
 # -- one observed run ---------------------------------------------------------------------------
 def task_attributes(task: Any, run: Any) -> dict[str, Any]:
-    return {
+    # Each attribute costs the SDK a validation per span: the run's id is on the parent span,
+    # and tags only when there are some.
+    attrs = {
         "taskloom.task.name": task.name,
         "taskloom.task.id": task.id,
         "taskloom.task.priority": task.priority,
-        "taskloom.task.tags": sorted(task.tags),
         "taskloom.task.executor": task.executor or run.executor.name,
-        "taskloom.run.id": run.id,
     }
+    if task.tags:
+        attrs["taskloom.task.tags"] = sorted(task.tags)
+    return attrs
 
 
 class _Traced:
@@ -292,12 +304,13 @@ class _Traced:
 class AttemptSpan:
     """Wraps each attempt of one task: a span current where the body runs, its duration."""
 
-    __slots__ = ("attributes", "name", "traced")
+    __slots__ = ("attributes", "first", "name", "traced")
 
     def __init__(self, traced: _Traced, task: Any, run: Any) -> None:
         self.traced = traced
         self.name = f"task {task.name}"
         self.attributes = task_attributes(task, run) if traced.span is not None else {}
+        self.first = {**self.attributes, "taskloom.task.attempt": 1}
 
     def _open(self, attempt: Any) -> Any:
         task = attempt.task
@@ -310,8 +323,12 @@ class AttemptSpan:
         links = None
         if first is not None and first[0] is traced:
             links = (tel.link(first[1]),)
-        attrs = self.attributes.copy()
-        attrs["taskloom.task.attempt"] = attempt.number
+        number = attempt.number
+        if number == 1:
+            attrs = self.first
+        else:
+            attrs = self.attributes.copy()
+            attrs["taskloom.task.attempt"] = number
         span = tel.tracer.start_span(
             self.name, context=traced.context, attributes=attrs, links=links
         )
@@ -414,7 +431,7 @@ _OBSERVER_PLUGIN = _TaskObserver()
 # -- hooks ------------------------------------------------------------------------------------
 @hookimpl
 def taskloom_register(registry: Any) -> None:
-    registry.add_config_section("otel", CONFIG_KEYS)
+    registry.add_config_section("otel", config_keys())
     registry.add("exporter", "otel", setup_sdk)
 
 

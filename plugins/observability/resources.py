@@ -27,7 +27,6 @@ from taskloom import ConfigError, hookimpl
 
 #: ``Run.__dict__``: the run's monitor, or False when the run is not measured.
 RUN_KEY = "_taskloom_resources"
-CONFIG_KEYS = {"enabled": "boolean"}
 
 
 class ResourceMonitor:
@@ -96,7 +95,11 @@ def _monitor(run: Any) -> ResourceMonitor | bool:
 
 @hookimpl
 def taskloom_register(registry: Any) -> None:
-    registry.add_config_section("resources", CONFIG_KEYS)
+    from taskloom.config_schema import Key
+
+    registry.add_config_section("resources", {
+        "enabled": Key(("boolean",), "true: measure CPU time and memory of every attempt"),
+    })
 
 
 @hookimpl
