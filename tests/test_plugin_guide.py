@@ -5,6 +5,7 @@ its ``shell`` blocks. A command the test does not know how to run fails the test
 guide and this test cannot drift apart.
 """
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -68,6 +69,12 @@ def _taskloom_command():
     return [sys.executable, "-c", "from taskloom.cli import main; main()"]
 
 
+def _setuptools_major():
+    if importlib.util.find_spec("setuptools") is None:
+        return 0
+    return int(importlib.metadata.version("setuptools").split(".")[0])
+
+
 def _pip(*args):
     return [sys.executable, "-m", "pip", *args, "-q", "--disable-pip-version-check"]
 
@@ -87,8 +94,9 @@ def test_following_the_guide_gives_a_working_installed_plugin(tmp_path):
         assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
         return result
 
-    # Without build isolation pip builds with the setuptools already installed here.
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    # Without build isolation pip builds with the setuptools already installed here, when it
+    # is recent enough to read [project] tables; otherwise pip fetches one for the build.
+    isolation = ["--no-build-isolation"] if _setuptools_major() >= 61 else []
     installed = False
     outputs = {}
     try:
