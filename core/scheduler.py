@@ -220,12 +220,11 @@ def _ts_dt(ts: float) -> datetime:
 
 
 def _clone(task: Task) -> Task:
-    copy = Task(task.name, task.description, task.priority, None, task.config, fn=task.fn,
+    """A fresh task with the same body and options, for a run overlapping the original's."""
+    # A subclass overriding execute: the copy's body is the original's bound execute.
+    body = task.execute if type(task).execute is not Task.execute else task.fn
+    return Task(task.name, task.description, task.priority, None, task.config, fn=body,
                 tags=task.tags, trigger_rule=task.trigger_rule, options=task.options)
-    if type(task).execute is not Task.execute:
-        # A subclass overriding execute: run the original's body.
-        setattr(copy, "execute", task.execute)  # noqa: B010 - an instance override
-    return copy
 
 
 class TaskScheduler:

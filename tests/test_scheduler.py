@@ -430,3 +430,25 @@ def test_sqlite_restart_neither_loses_nor_doubles(tmp_path: Any, clock: FakeCloc
     # Every 5 minutes from T0 + 5 min, each exactly once, including those due while down.
     assert fired == [T0 + timedelta(minutes=5 * k) for k in range(1, len(fired) + 1)]
     assert len(fired) == 5
+
+
+def test_overlapping_run_of_a_subclass_runs_its_execute(scheduler: TaskScheduler,
+                                                        clock: FakeClock) -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    class Slow(Task):
+        def execute(self, **kwargs: Any) -> int:
+            calls.append(1)
+            release.wait(10)
+            return len(calls)
+
+    task = Slow("slow")
+    scheduler.schedule_recurring(task, 60, max_instances=2)
+    fired = []
+    for _ in range(2):
+        clock.advance(60)
+        fired += scheduler.run_pending(wait=False)
+    release.set()
+    scheduler.stop()
+    assert fired == ["slow", "slow"] and len(calls) == 2
