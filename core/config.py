@@ -556,6 +556,8 @@ class _Checker:
             self.plugins.registry.create("executor", name, **options).shutdown()
         except (PluginError, TypeError, ValueError, ConfigError) as exc:
             self.add(path, str(exc))
+        except Exception as exc:  # the plugin itself is broken (a missing dependency...)
+            self.add(path, f"executor {name!r} cannot be created: {type(exc).__name__}: {exc}")
 
     def tag_limits(self, key: str, good: dict[str, Any]) -> None:
         from taskloom.clock import FakeClock

@@ -94,6 +94,9 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None) ->
         fail(problems, str(config.path) if config.path else None)
     except TaskloomError as exc:
         fail([str(exc)], str(config.path) if config.path else None)
+    except Exception as exc:  # a plugin's component failed to build (a missing dependency...)
+        fail([f"cannot build the engine: {type(exc).__name__}: {exc}"],
+             str(config.path) if config.path else None)
 
 
 def start_exporters(engine: Any, config: Config) -> list[Any]:
@@ -109,7 +112,7 @@ def start_exporters(engine: Any, config: Config) -> list[Any]:
         if isinstance(config.settings.get(name), dict):
             try:
                 handles.append(registry.create("exporter", name, config=config.settings))
-            except (TaskloomError, ImportError) as exc:
+            except Exception as exc:  # a broken exporter must not look like a crash
                 fail([f"taskloom.{name}: {exc}"], str(config.path) if config.path else None)
     return handles
 
