@@ -326,9 +326,9 @@ class TaskScheduler:
                       self.coalesce if coalesce is None else coalesce, instances)
             saved = self.state.load(job_id)
             if saved is not None and saved.get("next_fire_time") is not None:
-                base = float(saved["next_fire_time"])
-                job._base = base
-                job._due = float(saved.get("due", base))
+                saved_base = float(saved["next_fire_time"])
+                job._base = saved_base
+                job._due = float(saved.get("due") or saved_base)
                 job.paused = bool(saved.get("paused", False))
             else:
                 base = self._first_base(trigger)
