@@ -61,19 +61,31 @@ class SdkHandle:
         return self.memory_metrics.get_metrics_data()
 
     def flush(self, timeout_millis: int = 10_000) -> None:
-        """Export everything finished so far (spans in batches, pending metrics)."""
-        for provider in (self.tracer_provider, self.meter_provider):
+        """Export everything finished so far (spans in batches, pending metrics).
+
+        Console metrics are cumulative: they print once, at :meth:`shutdown`, not per flush.
+        """
+        providers = [self.tracer_provider]
+        if self.metric_exporters != ["console"]:
+            providers.append(self.meter_provider)
+        for provider in providers:
             force_flush = getattr(provider, "force_flush", None)
             if force_flush is not None:
                 force_flush(timeout_millis)
 
     def shutdown(self) -> None:
-        """Flush, then shut down the providers set up here (never the application's)."""
-        self.flush()
+        """Shut down the providers set up here, which exports what they still hold; the
+        application's own providers are only flushed."""
         if self.owns_tracer and self.tracer_provider is not None:
             self.tracer_provider.shutdown()
+        elif self.tracer_provider is not None:
+            self.tracer_provider.force_flush()
         if self.owns_meter and self.meter_provider is not None:
             self.meter_provider.shutdown()
+        elif self.meter_provider is not None:
+            self.meter_provider.force_flush()
+        self.owns_tracer = self.owns_meter = False
+        self.tracer_provider = self.meter_provider = None
 
     def __enter__(self) -> SdkHandle:
         return self
