@@ -151,3 +151,21 @@ def test_flow_decides_when_predicates_after_dependencies(recorded) -> None:
     assert summary.results == {"a": 1, "b": 2, "e": "e"}
     assert summary.counts == {"completed": 3, "skipped": 2}
     assert seen[0]["env"] == "test" and seen[0]["results"] == {"a": 1, "b": 2}
+
+
+def test_run_add_skipped_is_a_transition_and_dependents_follow_their_rules(recorded) -> None:
+    engine, rec = recorded
+    run = engine.open_run(name="skips")
+    tasks = [
+        Task("a", fn=lambda: 1),
+        Task("b", fn=lambda: 2, dependencies=["a"]),
+        Task("c", fn=lambda: 3, dependencies=["b"]),
+        Task("d", fn=lambda: 4, dependencies=["b"], trigger_rule="all_done"),
+    ]
+    run.add(tasks, skipped=["b"])
+    run.start()
+    run.wait()
+    summary = run.close()
+    assert summary.results == {"a": 1, "d": 4}
+    assert summary.counts == {"completed": 2, "skipped": 2}
+    assert ("b", "skipped") in rec.transitions and ("c", "skipped") in rec.transitions
