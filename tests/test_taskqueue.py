@@ -10,7 +10,10 @@ import time
 from collections import deque
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from taskloom import (
     DuplicateTaskError,
@@ -19,6 +22,7 @@ from taskloom import (
     QueueFullError,
     Task,
     TaskQueue,
+    TaskState,
     UnknownComponentError,
     hookimpl,
     load_plugins,
@@ -456,3 +460,93 @@ def test_blocking_dequeue_notices_a_dependency_completing(plugins: Any):
 def test_negative_timeout_is_rejected(plugins: Any):
     with pytest.raises(ValueError, match="timeout"):
         TaskQueue(plugins=plugins).dequeue(timeout=-1)
+
+
+# -- a model check with dependencies -----------------------------------------------------------------
+PLUGINS = load_plugins()
+
+
+class QueueWithDependencies(RuleBasedStateMachine):
+    """Random enqueues (with dependencies), dequeues, completions and reorders.
+
+    Every dequeue must return a task whose known dependencies have all completed, with the
+    best priority among such tasks, or None when there is none; nothing is lost or repeated.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = TaskQueue(plugins=PLUGINS)
+        self.queued: dict[str, Task] = {}
+        self.known: dict[str, Task] = {}
+        self.handed_out: list[Task] = []
+        self.count = 0
+
+    def eligible(self) -> list[Task]:
+        def ok(t: Task) -> bool:
+            return all(
+                d not in self.known or self.known[d].status == "completed"
+                for d in t.dependencies
+            )
+        return [t for t in self.queued.values() if ok(t)]
+
+    @rule(priority=st.integers(1, 10), data=st.data())
+    def enqueue(self, priority: int, data: st.DataObject) -> None:
+        self.count += 1
+        names = [*self.known, "elsewhere"]
+        deps = data.draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
+        t = Task(f"t{self.count}", priority=priority, dependencies=deps)
+        self.q.enqueue(t)
+        self.queued[t.name] = t
+        self.known[t.name] = t
+
+    @rule()
+    def dequeue(self) -> None:
+        expected = self.eligible()
+        got = self.q.dequeue()
+        if not expected:
+            assert got is None
+            return
+        assert got is not None and got.name in self.queued
+        assert got in expected
+        assert got.priority == min(t.priority for t in expected)
+        del self.queued[got.name]
+        self.handed_out.append(got)
+
+    @precondition(lambda self: any(t.status != "completed" for t in self.handed_out))
+    @rule(data=st.data())
+    def complete(self, data: st.DataObject) -> None:
+        running = [t for t in self.handed_out if t.status != "completed"]
+        t = data.draw(st.sampled_from(running))
+        t._status = TaskState.COMPLETED  # as a run would leave it
+
+    @precondition(lambda self: self.queued)
+    @rule(data=st.data(), priority=st.integers(1, 10))
+    def reorder(self, data: st.DataObject, priority: int) -> None:
+        name = data.draw(st.sampled_from(sorted(self.queued)))
+        self.q.reorder(name, priority)
+        assert self.queued[name].priority == priority
+
+    @invariant()
+    def sizes_agree(self) -> None:
+        assert self.q.get_queue_size() == len(self.queued)
+        peeked = self.q.peek()
+        expected = self.eligible()
+        assert (peeked is None) == (not expected)
+        if peeked is not None:
+            assert peeked.priority == min(t.priority for t in expected)
+
+    def teardown(self) -> None:
+        for t in self.queued.values():
+            t._status = TaskState.COMPLETED
+        for t in self.handed_out:
+            t._status = TaskState.COMPLETED
+        rest = []
+        while (t := self.q.dequeue()) is not None:
+            rest.append(t)
+        names = [t.name for t in self.handed_out + rest]
+        assert len(names) == len(set(names)) == self.count
+
+
+TestQueueWithDependencies = settings(
+    max_examples=40, stateful_step_count=40, deadline=None
+)(QueueWithDependencies).TestCase
