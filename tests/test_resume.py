@@ -141,3 +141,16 @@ def test_new_tasks_in_the_rebuilt_workflow_run(engine):
     extra = Task("e", fn=lambda d: d + "!", dependencies=["d"])
     summary = engine.resume("n", [*wf.tasks(), extra], retry_failed=True)
     assert summary.ok and summary.results["e"] == "d!"
+
+
+def test_store_none_records_nothing_and_runs_every_time():
+    engine = Engine(max_workers=1, store="none")
+    calls: Counter[str] = Counter()
+
+    def a():
+        calls["a"] += 1
+
+    assert engine.store is None
+    engine.run([Task("a", fn=a)], run_id="same")
+    engine.run([Task("a", fn=a)], run_id="same")
+    assert calls == {"a": 2}

@@ -86,6 +86,7 @@ def test_records_runs_attempts_errors_and_results(tmp_path):
     assert tasks["after"].error_type == "UpstreamFailed"
     assert tasks["json"].result_kind == "json"
     assert tasks["tuple"].result_kind == "pickle"
+    assert "a tuple does not survive JSON unchanged" in tasks["tuple"].result_note
     assert tasks["unpicklable"].result_kind == "missing"
     assert "neither JSON nor picklable" in tasks["unpicklable"].result_note
 

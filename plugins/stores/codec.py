@@ -50,7 +50,9 @@ def encode(value: Any, limit: int = RESULT_LIMIT) -> tuple[str, Any, str | None]
             f"pickled result of type {type(value).__name__} is {len(blob):,} bytes, over the "
             f"store's result_limit of {limit:,}; not stored"
         )
-    return "pickle", blob, None
+    return "pickle", blob, (
+        f"pickled ({len(blob):,} bytes): a {type(value).__name__} does not survive JSON unchanged"
+    )
 
 
 def decode(kind: str, data: Any) -> Any:
