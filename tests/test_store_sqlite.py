@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from taskloom import Engine, Fail, Retry, Task, hookimpl
 from taskloom.plugins.stores import (
@@ -19,6 +21,7 @@ from taskloom.plugins.stores import (
     StoreLockedError,
     StoreVersionError,
 )
+from taskloom.plugins.stores.codec import decode, encode
 from taskloom.plugins.stores.schema import SCHEMA_VERSION, migrate
 from taskloom.plugins.stores.sqlite import SqliteStore
 
@@ -304,3 +307,20 @@ def test_stores_of_two_engines_on_one_plugin_set_record_only_their_runs(tmp_path
         a.close()
         b.close()
     assert os.path.exists(tmp_path / "a.db")
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+    | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(_values)
+def test_a_stored_value_comes_back_equal(value):
+    kind, data, _ = encode(value)
+    assert kind in ("none", "json", "pickle")
+    back = decode(kind, data)
+    assert back == value and type(back) is type(value)
