@@ -74,7 +74,13 @@ class Sender:
             return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Send what is queued (for up to ``timeout`` seconds), then stop the thread."""
+        """Send what is queued (for up to ``timeout`` seconds), then stop the thread.
+
+        Closing again only reports whether the queue is empty.
+        """
+        with self._cond:
+            if self._closing:
+                return not self._queue and not self._busy
         drained = self.flush(timeout)
         with self._cond:
             self._closing = True
