@@ -1,0 +1,42 @@
+"""Run taskloom task bodies on a Dask distributed cluster: the ``dask`` executor.
+
+The engine stays where the run is (graph, states, hooks, retries, policies); ready task
+bodies go to Dask as futures and their results come back to the engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from taskloom import hookimpl
+from taskloom_dask.errors import ContextNotAvailableError, DaskTaskError, NotSerializableError
+
+if TYPE_CHECKING:
+    from taskloom_dask.executor import DaskExecutor
+
+__all__ = [
+    "ContextNotAvailableError",
+    "DaskExecutor",
+    "DaskTaskError",
+    "NotSerializableError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Importing distributed takes a quarter of a second: only pay it when Dask is used.
+    if name == "DaskExecutor":
+        from taskloom_dask.executor import DaskExecutor
+
+        return DaskExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _create(**options: Any) -> DaskExecutor:
+    from taskloom_dask.executor import DaskExecutor
+
+    return DaskExecutor(**options)
+
+
+@hookimpl
+def taskloom_register(registry: Any) -> None:
+    registry.add("executor", "dask", _create)
