@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from taskloom import ConfigError, Engine, FakeClock, Task, TaskState, hookimpl, load_plugins
 from taskloom.limits import TagLimiter, normalise_limits
@@ -370,3 +373,101 @@ def test_rate_forms_are_normalised():
     )
     assert limits == {"db": 2}
     assert rates == {"a": (10, 1.0), "b": (3, 0.5), "c": (4, 2.0), "d": (7, 1.0)}
+
+
+# -- the limiter against random traffic ------------------------------------------------------------
+LIMITS = {"a": 1, "b": 2}
+
+
+class LimiterTraffic(RuleBasedStateMachine):
+    """Drive a limiter the way a run does, with random arrivals, finishes and cancels.
+
+    Safety: no tag ever runs more than its limit. Liveness: a ready task never waits in a
+    tag's lane while that tag has a slot nobody holds.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lim = TagLimiter(LIMITS, {}, clock=FakeClock())
+        self.queue: list[Task] = []
+        self.running: list[Task] = []
+        self.count = 0
+
+    @rule(tags=st.sampled_from([{"a"}, {"a"}, {"b"}, {"a", "b"}, {"a", "c"}, set()]))
+    def arrive(self, tags: set[str]) -> None:
+        self.count += 1
+        self.queue.append(ready(f"t{self.count}", *sorted(tags)))
+
+    @rule()
+    def offer(self) -> None:
+        """One step of the engine's dispatch loop: woken tasks first, then the queue."""
+        if self.lim.woken:
+            task = self.lim.woken.popleft()
+        elif self.queue:
+            task = self.queue.pop(0)
+        else:
+            return
+        if task.status is not TaskState.READY:
+            self.lim.discard(task)
+            return
+        if self.lim.admit(task) is True:
+            task._move(TaskState.RUNNING)
+            self.running.append(task)
+
+    @precondition(lambda self: self.running)
+    @rule(data=st.data())
+    def finish(self, data: st.DataObject) -> None:
+        task = data.draw(st.sampled_from(self.running))
+        self.running.remove(task)
+        task._move(TaskState.COMPLETED)
+        self.lim.release(task)
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        waiting = [t for lane in self.lim.parked.values() for t in lane] + list(self.lim.woken)
+        waiting = [t for t in waiting if t.status is TaskState.READY]
+        if waiting:
+            data.draw(st.sampled_from(waiting))._move(TaskState.CANCELLED)
+
+    @precondition(lambda self: self.lim.woken)
+    @rule()
+    def cancel_a_woken_task(self) -> None:
+        """Cancelled after a freed slot woke it, before its turn: the slot must pass on."""
+        task = self.lim.woken[-1]
+        if task.status is TaskState.READY:
+            task._move(TaskState.CANCELLED)
+
+    @invariant()
+    def within_limits(self) -> None:
+        for tag, limit in LIMITS.items():
+            now = sum(1 for t in self.running if tag in t.tags)
+            assert self.lim.running[tag] == now <= limit
+
+    @invariant()
+    def no_idle_slot_while_a_ready_task_waits(self) -> None:
+        for tag, limit in LIMITS.items():
+            lane_ready = [
+                t for t in self.lim.parked[tag]
+                if t.status is TaskState.READY and id(t) not in self.lim._tickets
+            ]
+            if lane_ready:
+                assert self.lim.running[tag] + self.lim._held[tag] >= limit
+
+    def teardown(self) -> None:
+        # Drain: finish everything; every task that was not cancelled must get to run.
+        for _ in range(10 * self.count + 10):
+            if self.running:
+                task = self.running.pop()
+                task._move(TaskState.COMPLETED)
+                self.lim.release(task)
+            self.offer()
+        assert not self.running and not self.queue and not self.lim.woken
+        for lane in self.lim.parked.values():
+            assert all(t.status is not TaskState.READY for t in lane)
+        assert self.lim.running == {"a": 0, "b": 0}
+        assert self.lim._held == {"a": 0, "b": 0}
+
+
+TestLimiterTraffic = settings(max_examples=100, stateful_step_count=40, deadline=None)(
+    LimiterTraffic
+).TestCase
