@@ -321,6 +321,8 @@ class Run:
         self.started_at: datetime | None = None
         self.finished_at: datetime | None = None
         self._t0 = 0.0
+        self._restored: dict[str, Any] = {}
+        self._failed: dict[str, tuple[str, str | None]] = {}
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -343,11 +345,14 @@ class Run:
         tasks: Iterable[Task],
         restored: Mapping[str, Any] | None = None,
         skipped: Iterable[str] = (),
+        failed: Mapping[str, tuple[str, str | None]] | None = None,
     ) -> None:
         """Add tasks (validated together with what the run already has) and queue the ready.
 
         A task already in this run and finished is run again. ``restored`` maps task names
         to results recorded by an earlier run: those tasks start ``completed`` (resume).
+        ``failed`` maps task names to a recorded ``(error, error type)``: those start
+        ``failed`` without an attempt (resume without retrying failures).
         ``skipped`` names tasks of the batch that are not to run (a condition not taken):
         they end ``skipped`` and their dependents follow their trigger rules.
         """
@@ -369,14 +374,14 @@ class Run:
                     raise TaskloomError(f"task {t.name!r} is active in another run")
                 fresh.append(t)
             validate_tasks(batch, known=known)
-            flags, hook = self._flags, self.hook
+            flags, fast = self._flags, self.plugins.fast
             for t in batch:
                 if flags.task_prepare and t.options:
-                    hook.taskloom_task_prepare(task=t, run=self)
+                    fast["taskloom_task_prepare"](t, self)
             for t in batch:
                 wrappers: list[Any] = []
                 if flags.task_wrappers:
-                    wrappers = [w for w in hook.taskloom_task_wrappers(task=t, run=self) if w]
+                    wrappers = fast["taskloom_task_wrappers"](t, self)
                 t._plan = Plan(t, wrappers, self._executor_for(t))
             for t in fresh:
                 t._run = self
@@ -385,14 +390,27 @@ class Run:
             for t in fresh:
                 for dep in dict.fromkeys(t.dependencies):
                     known[dep]._dependents.append(t)
-            restored = restored or {}
+            restored = {**self._restored, **restored} if restored else self._restored
             skip = frozenset(skipped)
+            recorded_failures = {**self._failed, **failed} if failed else self._failed
             for t in batch:
-                self._admit(t, restored, skip)
+                self._admit(t, restored, skip, recorded_failures)
             if self._open:
                 self._idle.clear()
             if self._started:
                 self._dispatch()
+
+    def restore(
+        self,
+        results: Mapping[str, Any],
+        failed: Mapping[str, tuple[str, str | None]] | None = None,
+    ) -> None:
+        """Outcomes recorded by an earlier session of this run (resume): a task added later
+        under one of these names starts ``completed`` with the recorded result, or ``failed``
+        with the recorded ``(error, error type)``, without an attempt."""
+        with self._lock:
+            self._restored.update(results)
+            self._failed.update(failed or {})
 
     def start(self) -> None:
         """Start executing (idempotent). Fires ``taskloom_run_start``."""
@@ -521,10 +539,11 @@ class Run:
             check_transition(task.name, old, new)
         task._status = new
         if self._flags.transition:
-            self.hook.taskloom_task_transition(task=task, old=old, new=new, run=self)
+            self.plugins.fast["taskloom_task_transition"](task, old, new, self)
 
     def _admit(
-        self, task: Task, restored: Mapping[str, Any], skip: frozenset[str] = frozenset()
+        self, task: Task, restored: Mapping[str, Any], skip: frozenset[str] = frozenset(),
+        failed: Mapping[str, tuple[str, str | None]] | None = None,
     ) -> None:
         if task._status in TERMINAL:
             self._set(task, PENDING)
@@ -541,9 +560,23 @@ class Run:
             task.result = restored[task.name]
             task._status = COMPLETED
             task._completed = task._completed or time.time()
+            self._release_recorded(task)
+            return
+        if failed and task.name in failed:
+            task.error, task.error_type = failed[task.name]
+            task._status = FAILED
+            task._completed = task._completed or time.time()
+            self._release_recorded(task)
             return
         self._open += 1
         self._admit_state(task)
+
+    def _release_recorded(self, task: Task) -> None:
+        """A task admitted in its recorded final state: release dependents admitted before it
+        (those admitted after it see it final)."""
+        for d in task._dependents:
+            if d._status is WAITING:
+                self._dep_done(d, task)
 
     def _admit_state(self, task: Task) -> None:
         deps = task.dependencies
@@ -625,9 +658,10 @@ class Run:
         self, task: Task, state: TaskState, error: BaseException | None,
         stack: list[Task] | None,
     ) -> None:
-        self._set(task, state)
+        # The error is recorded first so transition observers see why the task ended.
         if error is not None:
             self._record_error(task, error)
+        self._set(task, state)
         self._terminal(task, stack)
 
     @staticmethod
@@ -643,8 +677,8 @@ class Run:
                 attempt.token.cancel(reason)
                 self._plan_executor(task).cancel(attempt)
                 task._attempt = None
-        self._set(task, CANCELLED)
         self._record_error(task, TaskCancelled(f"task {task.name!r} {reason}"))
+        self._set(task, CANCELLED)
         self._terminal(task)
 
     # -- internals: dispatch and completion ----------------------------------------------------
@@ -719,7 +753,7 @@ class Run:
         attempt.value = value
         decision = self._decide(attempt, error) if error is not None and current else None
         if self._flags.attempt_finish and current:
-            self.hook.taskloom_attempt_finish(task=task, attempt=attempt, error=error, run=self)
+            self.plugins.fast["taskloom_attempt_finish"](task, attempt, error, self)
         with self._lock:
             self._inflight -= 1
             if self._inflight == 0 and "_task_done" in self.__dict__:
@@ -813,6 +847,35 @@ class Run:
         )
 
 
+def _dependencies_first(tasks: list[Task]) -> list[Task]:
+    """``tasks`` ordered so each comes after its dependencies in the list (Kahn's algorithm).
+
+    Tasks on a cycle keep their place at the end; the run's validation reports the cycle.
+    """
+    by_name = {t.name: t for t in tasks}
+    waiting = {
+        t.name: len({d for d in t.dependencies if d in by_name}) for t in tasks
+    }
+    dependents: dict[str, list[str]] = {}
+    for t in tasks:
+        for d in dict.fromkeys(t.dependencies):
+            if d in by_name:
+                dependents.setdefault(d, []).append(t.name)
+    ready = [t.name for t in tasks if waiting[t.name] == 0]
+    out: list[Task] = []
+    while ready:
+        name = ready.pop()
+        out.append(by_name[name])
+        for dep in dependents.get(name, ()):
+            waiting[dep] -= 1
+            if waiting[dep] == 0:
+                ready.append(dep)
+    if len(out) < len(tasks):
+        placed = {t.name for t in out}
+        out.extend(t for t in tasks if t.name not in placed)
+    return out
+
+
 class Engine:
     """Runs tasks. Holds the plugin set, the settings and the clock; each run is a :class:`Run`.
 
@@ -821,6 +884,10 @@ class Engine:
     for ``executor_options["max_workers"]``. ``executors`` gives options for executors that
     tasks ask for by name. ``limits``/``rate_limits``: per-tag concurrency (``{"db": 2}``)
     and start rates (``{"api": (10, 1.0)}``: 10 starts a second).
+
+    ``store``: where runs are recorded (``memory`` default, ``sqlite``, ``none``; or the
+    config's ``store``), ``store_options`` its options. With a store, a run id is an idempotency key
+    (:meth:`run`) and a recorded run can be resumed (:meth:`resume`).
     """
 
     def __init__(
@@ -836,6 +903,8 @@ class Engine:
         plugins: PluginSet | None = None,
         config: Mapping[str, Any] | None = None,
         clock: Clock | None = None,
+        store: str | None = None,
+        store_options: Mapping[str, Any] | None = None,
     ) -> None:
         if plugins is None:
             from taskloom.pluginmanager import load_plugins
@@ -854,6 +923,37 @@ class Engine:
         plugins.registry.get("queue", queue)
         self.create_executor(None).shutdown()
         self.create_limiter()
+        self.store: Any = self._create_store(store, store_options, config or {})
+
+    def _create_store(
+        self, name: str | None, options: Mapping[str, Any] | None, config: Mapping[str, Any]
+    ) -> Any:
+        if name is None:
+            name = config.get("store")
+        if options is None:
+            options = config.get("store_options") or {}
+        registry = self.plugins.registry
+        if name == "none":
+            return None
+        if name is None:
+            if ("store", "memory") not in registry:  # a plugin set without the stores plugin
+                return None
+            name = "memory"
+        store = registry.create("store", name, **dict(options))
+        label, n = "store", 1
+        while self.plugins.pm.get_plugin(label) is not None:
+            n += 1
+            label = f"store-{n}"
+        self.plugins.register(store, name=label)
+        self._store_label = label
+        return store
+
+    def close(self) -> None:
+        """Release the store (commit what it has queued); the engine runs nothing after."""
+        store, self.store = self.store, None
+        if store is not None:
+            self.plugins.unregister(self._store_label)
+            store.close()
 
     def create_queue(self) -> Any:
         return self.plugins.registry.create("queue", self.queue_name)
@@ -896,10 +996,94 @@ class Engine:
 
         The graph is validated first (duplicate names, unknown dependencies, cycles).
         With ``timeout``, a run still going after that many seconds is cancelled.
+
+        ``run_id`` is an idempotency key when the engine has a store: a run the store has
+        recorded as completed is not run again (its stored summary is returned), and one
+        recorded as unfinished is resumed (:meth:`resume`).
         """
+        if run_id is not None and self.store is not None and restored is None:
+            recorded = self.store.summary(run_id)
+            if recorded is not None:
+                if recorded["status"] == "completed":
+                    return RunSummary(**recorded)
+                return self.resume(run_id, tasks, name=name, data=data, timeout=timeout)
         run = self.open_run(run_id=run_id, name=name, data=data)
+        return self._execute(run, tasks, restored, None, timeout)
+
+    def resume(
+        self,
+        run_id: str,
+        tasks: Iterable[Task],
+        *,
+        retry_failed: bool = False,
+        name: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> RunSummary:
+        """Finish a recorded run: only what did not complete runs again.
+
+        ``tasks`` is the run's workflow, rebuilt. A task recorded as completed (with its
+        result stored) keeps that result; one that was running when its process died runs
+        again (at-least-once); a failed one stays failed unless ``retry_failed``. A run
+        recorded as completed is returned as recorded.
+        """
+        recorded = self.recorded(run_id)
+        if recorded.status == "completed":
+            return recorded
+        # Dependencies first, so each task is admitted after the recorded state of its
+        # upstream tasks is known.
+        batch = _dependencies_first(list(tasks))
+        run = self.open_resumed_run(
+            run_id, retry_failed=retry_failed, name=name or recorded.name, data=data
+        )
+        return self._execute(run, batch, None, None, timeout)
+
+    def recorded(self, run_id: str) -> RunSummary:
+        """The store's summary of a recorded run (``TaskloomError`` when there is none)."""
+        store = self.store
+        if store is None:
+            raise TaskloomError("recorded runs need an engine with a store (Engine(store=...))")
+        recorded = store.summary(run_id)
+        if recorded is None:
+            raise TaskloomError(f"no recorded run {run_id!r}")
+        return RunSummary(**recorded)
+
+    def open_resumed_run(
+        self,
+        run_id: str,
+        *,
+        retry_failed: bool = False,
+        name: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """A run with the id of a recorded one whose recorded outcomes are restored
+        (:meth:`Run.restore`): add the workflow's tasks to it to finish the run."""
+        store = self.store
+        if store is None:
+            raise TaskloomError("resume needs an engine with a store (Engine(store=...))")
+        restored: dict[str, Any] = {}
+        failed: dict[str, tuple[str, str | None]] = {}
+        for task_name, (state, stored, result, error, error_type) in store.outcomes(
+            run_id
+        ).items():
+            if state == "completed" and stored:
+                restored[task_name] = result
+            elif state == "failed" and not retry_failed:
+                failed[task_name] = (error or "failed", error_type)
+        run = self.open_run(run_id=run_id, name=name, data=data)
+        run.restore(restored, failed)
+        return run
+
+    def _execute(
+        self,
+        run: Run,
+        tasks: Iterable[Task],
+        restored: Mapping[str, Any] | None,
+        failed: Mapping[str, tuple[str, str | None]] | None,
+        timeout: float | None,
+    ) -> RunSummary:
         try:
-            run.add(tasks, restored=restored)
+            run.add(tasks, restored=restored, failed=failed)
             run.start()
             if not run.wait(timeout):
                 run.cancel()
