@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -19,7 +20,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from taskloom import ConfigError, Engine, Retry, Task, TaskManager, hookimpl, load_plugins
+from taskloom import (
+    ConfigError,
+    Engine,
+    FakeClock,
+    Retry,
+    Task,
+    TaskManager,
+    TaskState,
+    hookimpl,
+    load_plugins,
+)
 from taskloom.plugins.observability import otel
 
 # Set to the test's provider for executors that run bodies in this process; a worker
@@ -192,19 +203,64 @@ def test_span_tree_of_a_run_with_a_retry_a_failure_a_skip_and_a_user_span(
     assert "bad" in named["task after_bad"][0].status.description
 
 
-def test_the_tracing_observer_lives_only_while_a_traced_run_does(sdk, tmp_path):
+def test_a_traced_run_calls_no_per_task_hook(sdk):
     tp, *_ = sdk
-    engine = make_engine(tp)
-    ps = engine.plugins
-    seen = []
+    traced = make_engine(tp).plugins
+    plain = load_plugins(plugins=[RetryFlakyOnce()], config={"disable_plugins": ["otel"]})
+    for flag in ("transition", "attempt_finish", "task_prepare"):
+        assert getattr(traced.flags, flag) == getattr(plain.flags, flag), flag
 
-    def look():
-        seen.append(ps.pm.get_plugin(otel.OBSERVER) is not None)
 
-    assert ps.pm.get_plugin(otel.OBSERVER) is None
-    engine.run([Task("look", fn=look)])
-    assert seen == [True]
-    assert ps.pm.get_plugin(otel.OBSERVER) is None
+def test_a_task_cancelled_while_running_ends_its_span_cancelled(sdk):
+    tp, _mp, exporter, _reader = sdk
+    running = threading.Event()
+
+    def slow(context):
+        running.set()
+        context.token.wait(10)  # cooperative: returns once cancelled
+
+    task = Task("slow", fn=slow)
+    run = make_engine(tp).open_run(name="x")
+    run.add([task])
+    run.start()
+    assert running.wait(10)
+    task.cancel()
+    run.wait()
+    run.drain(10)
+    run.close()
+    assert tree(exporter.get_finished_spans()) == [
+        ("run x", None, None, None, "ERROR", 0),
+        ("task slow", "run x", "cancelled", 1, "UNSET", 0),
+    ]
+
+
+def test_a_soft_timeout_ends_the_span_failed_while_the_body_still_runs(sdk):
+    tp, _mp, exporter, _reader = sdk
+    clock = FakeClock()
+    running, release = threading.Event(), threading.Event()
+
+    def hang():
+        running.set()
+        release.wait(10)
+
+    task = Task("hang", fn=hang, timeout=1)
+    engine = Engine(plugins=load_plugins(config={"otel": {"tracer_provider": tp}}),
+                    clock=clock, max_workers=1)
+    run = engine.open_run(name="t")
+    run.add([task])
+    run.start()
+    assert running.wait(10)
+    clock.advance(1)
+    assert task.status is TaskState.FAILED
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "task hang"]
+    assert span.attributes["taskloom.task.state"] == "failed"
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.events[0].attributes["exception.type"] == "taskloom.errors.TaskTimeout"
+    release.set()
+    run.wait()
+    run.drain(10)
+    run.close()
+    assert [s.name for s in exporter.get_finished_spans()].count("task hang") == 1
 
 
 def test_cancelled_tasks_are_zero_length_spans(sdk):

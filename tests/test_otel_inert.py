@@ -15,13 +15,10 @@ def _plan_wrappers(tasks):
     return [w for t in tasks for w in t._plan.wrappers]
 
 
-def test_no_sdk_means_no_wrapper_no_observer_and_an_untraced_run():
+def test_no_sdk_means_no_wrapper_and_an_untraced_run():
     # This test process has the API imported but never installs a global provider.
     engine = Engine(max_workers=2)
-    ps = engine.plugins
-    seen = []
-    tasks = [Task(f"t{i}", fn=lambda: seen.append(ps.pm.get_plugin(otel.OBSERVER)))
-             for i in range(50)]
+    tasks = [Task(f"t{i}", fn=lambda: 1) for i in range(50)]
     run = engine.open_run()
     run.add(tasks)
     assert not any(isinstance(w, otel.AttemptSpan) for w in _plan_wrappers(tasks))
@@ -29,7 +26,7 @@ def test_no_sdk_means_no_wrapper_no_observer_and_an_untraced_run():
     run.wait()
     run.close()
     assert run.__dict__[otel.RUN_KEY] is False
-    assert seen == [None] * 50  # the per-task observer never joined the plugin set
+    assert not any(k.startswith("_taskloom_otel") for t in tasks for k in t.__dict__)
 
 
 def test_the_otel_plugin_adds_no_per_task_hook_when_inert():
@@ -39,7 +36,6 @@ def test_the_otel_plugin_adds_no_per_task_hook_when_inert():
     # Flags the engine reads per task: the same with and without the plugin.
     for flag in ("transition", "attempt_finish", "task_error"):
         assert getattr(with_otel.flags, flag) == getattr(without.flags, flag), flag
-    assert with_otel.pm.get_plugin(otel.OBSERVER) is None
 
 
 def test_disabled_in_config_is_inert_even_with_a_provider():

@@ -14,6 +14,13 @@ The trace of a run::
     ├── task <name>                 a retry: a new span, linked to the first attempt's
     └── task <name>                 zero length: skipped, cancelled, or failed upstream
 
+A span ends when its attempt's outcome is known: when the body returns, or, after a failure,
+when the error policies have decided (``retrying``, ``failed``, or ``completed`` by a
+fallback). Tasks that never ran are added when the run finishes (for a ``TaskManager``, whose
+run lasts as long as the manager, at ``shutdown()``), at the time they ended. The plugin
+implements no per-task hook besides the wrapper, so a traced task costs its span and little
+more.
+
 Attempt spans carry ``taskloom.task.{name,id,priority,tags,executor,attempt,state}``; a
 failed attempt records its exception and has status ERROR. Metrics: ``taskloom.tasks``
 (final states), ``taskloom.task.retries``, ``taskloom.task.duration`` (attempts, seconds),
@@ -38,24 +45,21 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom import ConfigError, TaskState, hookimpl
+from taskloom import ConfigError, Fallback, Retry, TaskState, hookimpl
 from taskloom._version import __version__
-from taskloom.plugins.observability import _observers
 
-RUNNING, RETRYING = TaskState.RUNNING, TaskState.RETRYING
 COMPLETED, FAILED = TaskState.COMPLETED, TaskState.FAILED
 CANCELLED, SKIPPED = TaskState.CANCELLED, TaskState.SKIPPED
 _FINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED})
-_WITHOUT_ATTEMPT = frozenset({FAILED, CANCELLED, SKIPPED})
 
 #: ``Run.__dict__``: the run's :class:`_Traced`, or False when the run is not observed.
 RUN_KEY = "_taskloom_otel"
-#: ``Task.__dict__``: the span of the attempt in flight (ended at the task's next state).
+#: ``Attempt.__dict__``: the attempt's span until it ends (True when only metrics are kept).
 SPAN_KEY = "_taskloom_otel_span"
 #: ``Task.__dict__``: (run state, span context) of the task's first attempt in that run.
 FIRST_KEY = "_taskloom_otel_first"
-#: Name of the per-task observer registered while an observed run is going.
-OBSERVER = "otel-tasks"
+#: ``Task.__dict__``: (run state, state) of the task's last span, so none is told twice.
+LAST_KEY = "_taskloom_otel_last"
 
 EXPORTERS = ("console", "otlp", "memory", "none")
 
@@ -151,7 +155,7 @@ def _ns(when: Any) -> int:
 # -- instruments, one set per provider pair ---------------------------------------------------
 _OK = {"taskloom.outcome": "ok"}
 _ERROR = {"taskloom.outcome": "error"}
-_STATE_ATTRS = {s: {"taskloom.task.state": s.value} for s in _FINAL}
+_FINAL_ATTRS = {s.value: {"taskloom.task.state": s.value} for s in _FINAL}
 
 
 class _Telemetry:
@@ -245,13 +249,21 @@ def task_attributes(task: Any, run: Any) -> dict[str, Any]:
 
 
 class _Traced:
-    """The span and instruments of one observed run."""
+    """The span and instruments of one observed run.
+
+    An attempt's span ends as soon as its outcome is known, by whoever learns it first: the
+    wrapper when the body returned (or was abandoned), the policy decision after a failure
+    (retrying, failed, or completed by a fallback), or the end of the run for anything left.
+    Tasks that ended without running (skipped, cancelled, failed upstream) become zero-length
+    spans when the run finishes. No per-task hook is needed for any of it.
+    """
 
     def __init__(self, telemetry: _Telemetry, run: Any) -> None:
         self.telemetry = telemetry
         self.run = weakref.proxy(run)
         self.span: Any = None
         self.context: Any = None
+        self.open: set[Any] = set()  # attempts whose span has not ended yet
         if telemetry.tracer is not None:
             self.span = telemetry.tracer.start_span(
                 f"run {run.name or run.id}",
@@ -259,36 +271,73 @@ class _Traced:
             )
             self.context = telemetry.set_span_in_context(self.span)
 
-    def transition(self, task: Any, old: TaskState, new: TaskState) -> None:
-        tel = self.telemetry
-        if old is RUNNING:
-            span = task.__dict__.pop(SPAN_KEY, None)
-            if span is not None:
-                span.set_attribute("taskloom.task.state", new.value)
-                span.end()
-            elif tel.tracer is not None:
-                self.mark(task, new)  # the attempt ended before its body started
-            if new is RETRYING and tel.retries is not None:
-                tel.retries.add(1)
-        elif new in _WITHOUT_ATTEMPT and tel.tracer is not None:
-            self.mark(task, new)
-        if new in _FINAL and tel.tasks is not None:
-            tel.tasks.add(1, _STATE_ATTRS[new])
+    def close_attempt(self, attempt: Any, state: str) -> None:
+        """End the attempt's span with the state it led to (once: the first caller wins)."""
+        span = attempt.__dict__.pop(SPAN_KEY, None)
+        if span is None:
+            return
+        self.open.discard(attempt)
+        attempt.task.__dict__[LAST_KEY] = (self, state)
+        if span is not True:
+            span.set_attribute("taskloom.task.state", state)
+            span.end()
+        counter = self.telemetry.tasks
+        if counter is not None and state in _FINAL_ATTRS:
+            counter.add(1, _FINAL_ATTRS[state])
+
+    def decided(self, attempt: Any, error: BaseException, decision: Any) -> None:
+        """The error policies decided about a failed (or timed-out) attempt."""
+        span = attempt.__dict__.get(SPAN_KEY)
+        if attempt.finished is None and span is not None and span is not True:
+            # Failed from outside (a timeout) while the body still runs: the wrapper has not
+            # seen the error, and the span ends now.
+            tel = self.telemetry
+            span.record_exception(error)
+            span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
+        if isinstance(decision, Retry) and not self.run._cancelling:
+            retries = self.telemetry.retries
+            if retries is not None:
+                retries.add(1)
+            self.close_attempt(attempt, "retrying")
+        elif isinstance(decision, Fallback):
+            self.close_attempt(attempt, "completed")
+        else:
+            self.close_attempt(attempt, "failed")
 
     def mark(self, task: Any, state: TaskState) -> None:
         """A zero-length span for a task that reached ``state`` without a running attempt."""
         tel = self.telemetry
         attrs = task_attributes(task, self.run)
         attrs["taskloom.task.state"] = state.value
-        now = time.time_ns()
+        at = int(task._completed * 1e9) if task._completed else time.time_ns()
         span = tel.tracer.start_span(
-            f"task {task.name}", context=self.context, attributes=attrs, start_time=now
+            f"task {task.name}", context=self.context, attributes=attrs, start_time=at
         )
         if state is FAILED:
             span.set_status(tel.status(tel.error_code, task.error or "an upstream task failed"))
-        span.end(end_time=now)
+        span.end(end_time=at)
+
+    def sweep(self) -> None:
+        """End what is still open and account for the tasks that never ran."""
+        for attempt in list(self.open):
+            self.close_attempt(attempt, attempt.task._status.value)
+        tel = self.telemetry
+        for task in list(self.run.tasks.values()):
+            status = task._status
+            if status not in _FINAL:
+                continue
+            last = task.__dict__.get(LAST_KEY)
+            ran_here = last is not None and last[0] is self
+            if (ran_here and last[1] == status.value) or (status is COMPLETED and not ran_here):
+                continue  # told already, or restored from an earlier run
+            task.__dict__[LAST_KEY] = (self, status.value)
+            if tel.tracer is not None:
+                self.mark(task, status)
+            if tel.tasks is not None:
+                tel.tasks.add(1, _FINAL_ATTRS[status.value])
 
     def finish(self, summary: Any) -> None:
+        self.sweep()
         span = self.span
         if span is not None:
             attrs: dict[str, Any] = {"taskloom.run.status": summary.status}
@@ -314,10 +363,14 @@ class AttemptSpan:
 
     def _open(self, attempt: Any) -> Any:
         task = attempt.task
+        if task._attempt is not attempt:
+            return None  # cancelled or timed out before it started
         traced = self.traced
         tel = traced.telemetry
-        if tel.tracer is None or task._attempt is not attempt:
-            return None  # metrics only, or cancelled / timed out before it started
+        if tel.tracer is None:
+            attempt.__dict__[SPAN_KEY] = True  # metrics only: the outcome is still counted
+            traced.open.add(attempt)
+            return True
         td = task.__dict__
         first = td.get(FIRST_KEY)
         links = None
@@ -334,21 +387,34 @@ class AttemptSpan:
         )
         if links is None:
             td[FIRST_KEY] = (traced, span.get_span_context())
-        td[SPAN_KEY] = span
-        if task._attempt is not attempt and td.pop(SPAN_KEY, None) is span:
-            span.end()  # cancelled meanwhile, and the state change found no span to end
+        attempt.__dict__[SPAN_KEY] = span
+        traced.open.add(attempt)
         return span, tel.attach(tel.set_span_in_context(span))
 
-    def _close(self, opened: Any, started: float, error: BaseException | None) -> None:
-        tel = self.traced.telemetry
-        if opened is not None:
+    def _close(self, attempt: Any, opened: Any, started: float,
+               error: BaseException | None) -> None:
+        traced = self.traced
+        tel = traced.telemetry
+        if tel.duration is not None:
+            tel.duration.record(time.perf_counter() - started, _OK if error is None else _ERROR)
+        if opened is None:
+            return
+        if opened is not True:
             span, token = opened
             tel.detach(token)
             if error is not None and span.is_recording():
                 span.record_exception(error)
                 span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
-        if tel.duration is not None:
-            tel.duration.record(time.perf_counter() - started, _OK if error is None else _ERROR)
+        if attempt.task._attempt is not attempt:
+            # Ended from outside while it ran: cancelled, or failed by a timeout (whose
+            # decision normally ended the span already).
+            token = attempt.token
+            traced.close_attempt(attempt, "failed" if token.reason == "timeout" else "cancelled")
+        elif error is None:
+            traced.close_attempt(attempt, "completed")
+        elif traced.run._cancelling:
+            traced.close_attempt(attempt, "failed")  # no policy is asked while cancelling
+        # Otherwise the policies' decision ends the span (taskloom_task_error below).
 
     def __call__(self, call: Any, attempt: Any) -> Any:
         opened = self._open(attempt)
@@ -356,9 +422,9 @@ class AttemptSpan:
         try:
             result = call()
         except BaseException as exc:
-            self._close(opened, started, exc)
+            self._close(attempt, opened, started, exc)
             raise
-        self._close(opened, started, None)
+        self._close(attempt, opened, started, None)
         return result
 
     async def acall(self, acall: Any, attempt: Any) -> Any:
@@ -367,9 +433,9 @@ class AttemptSpan:
         try:
             result = await acall()
         except BaseException as exc:
-            self._close(opened, started, exc)
+            self._close(attempt, opened, started, exc)
             raise
-        self._close(opened, started, None)
+        self._close(attempt, opened, started, None)
         return result
 
 
@@ -398,7 +464,6 @@ def _activate(run: Any) -> _Traced | bool:
             return False
         state = _Traced(tel, run)
         tel.runs.add(run)
-        _observers.acquire(run.plugins, OBSERVER, _OBSERVER_PLUGIN)
         run.__dict__[RUN_KEY] = state
         return state
 
@@ -413,19 +478,6 @@ def _ambient(task: Any = None) -> _Telemetry | None:
     if section.get("enabled", True) is False:
         return None
     return _telemetry_for(tracer_provider(section), meter_provider(section))
-
-
-class _TaskObserver:
-    """Registered only while an observed run is going (see ``_observers``)."""
-
-    @hookimpl
-    def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        state = run.__dict__.get(RUN_KEY) if run is not None else None
-        if state:
-            state.transition(task, old, new)
-
-
-_OBSERVER_PLUGIN = _TaskObserver()
 
 
 # -- hooks ------------------------------------------------------------------------------------
@@ -470,7 +522,16 @@ def taskloom_run_finish(run: Any, summary: Any) -> None:
         return
     state.finish(summary)
     state.telemetry.runs.discard(run)
-    _observers.release(run.plugins, OBSERVER)
+
+
+@hookimpl(wrapper=True)
+def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+    # Sees the policies' decision (it changes nothing) to end the failed attempt's span.
+    decision = yield
+    state = run.__dict__.get(RUN_KEY)
+    if state:
+        state.decided(attempt, error, decision)
+    return decision
 
 
 def _job_fields(job: Any, scheduled_for: Any, fired_at: Any) -> dict[str, Any]:
@@ -539,8 +600,9 @@ def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
         tel.circuit.add(1, {"taskloom.circuit.key": key, "taskloom.circuit.state": new})
     if tel.tracer is not None:
         # The attempt that caused the change still has its span open.
-        span = task.__dict__.get(SPAN_KEY) if task is not None else None
-        if span is None:
+        attempt = getattr(task, "_attempt", None)
+        span = attempt.__dict__.get(SPAN_KEY) if attempt is not None else None
+        if span is None or span is True:
             span = tel.get_current_span()
         if span.is_recording():
             span.add_event(
