@@ -470,3 +470,21 @@ def test_console_exporter_prints_the_trace_and_an_installed_provider_is_kept(tmp
     assert '"name": "task hello"' in out.stdout
     assert '"name": "run console-demo"' in out.stdout
     assert '"taskloom.task.state": "completed"' in out.stdout
+
+
+def test_taskloom_run_with_the_console_exporter_prints_the_trace(tmp_path):
+    (tmp_path / "jobs.py").write_text("def hello():\n    return 1\n")
+    (tmp_path / "taskloom.toml").write_text(textwrap.dedent("""
+        [taskloom.otel]
+        exporter = "console"
+        metrics = false
+
+        [tasks.hello]
+        call = "jobs:hello"
+    """))
+    exe = os.path.join(os.path.dirname(sys.executable), "taskloom")
+    out = subprocess.run([exe, "run", str(tmp_path / "taskloom.toml")], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert '"name": "task hello"' in out.stdout
+    assert '"taskloom.task.state": "completed"' in out.stdout

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from taskloom import ConfigError, hookimpl
@@ -86,7 +87,7 @@ class ResourceMonitor:
 
 def _monitor(run: Any) -> ResourceMonitor | bool:
     section = run.plugins.config.get("resources") or {}
-    if not isinstance(section, dict) and not hasattr(section, "get"):
+    if not isinstance(section, Mapping):
         raise ConfigError(f"[taskloom.resources] must be a table, got {section!r}")
     if section.get("enabled", False) is not True:
         return False
