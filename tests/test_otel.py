@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -155,7 +156,8 @@ def test_span_tree_of_a_run_with_a_retry_a_failure_a_skip_and_a_user_span(
     if in_process:
         monkeypatch.setattr(sys.modules[__name__], "USER_PROVIDER", tp)
     fn = extract_async if executor == "asyncio" else extract
-    summary = make_engine(tp, executor=executor).run(workflow(tmp_path, fn), name="wf")
+    tasks = workflow(tmp_path, fn)
+    summary = make_engine(tp, executor=executor).run(tasks, name="wf")
     assert summary.counts == {"completed": 2, "failed": 2, "skipped": 1}
 
     spans = exporter.get_finished_spans()
@@ -174,9 +176,10 @@ def test_span_tree_of_a_run_with_a_retry_a_failure_a_skip_and_a_user_span(
     assert run_span.attributes["taskloom.run.id"] == summary.id
 
     extract_span = named["task extract"][0]
-    assert dict(extract_span.attributes) | {"taskloom.task.id": "-"} == {
+    assert uuid.UUID(hex=tasks[0].id).version == 4
+    assert dict(extract_span.attributes) == {
         "taskloom.task.name": "extract",
-        "taskloom.task.id": "-",
+        "taskloom.task.id": tasks[0].id,
         "taskloom.task.priority": 2,
         "taskloom.task.tags": ("db", "etl"),
         "taskloom.task.executor": executor,
