@@ -410,6 +410,32 @@ def test_scheduler_fires_are_spans_and_lateness_is_measured(sdk):
     assert got["taskloom.schedule.misfires"] == {frozenset({("taskloom.job.id", "nightly")}): 1}
 
 
+def test_a_real_scheduler_fire_is_a_span_with_its_lateness(sdk):
+    from datetime import datetime, timedelta, timezone
+
+    from taskloom import TaskScheduler
+
+    tp, mp, exporter, reader = sdk
+    clock = FakeClock(datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc))
+    plugins = load_plugins(config={"otel": {"tracer_provider": tp, "meter_provider": mp}})
+    manager = TaskManager(plugins=plugins, clock=clock)
+    scheduler = TaskScheduler(clock=clock, manager=manager)
+    try:
+        scheduler.add_task(Task("nightly", fn=lambda: 1),
+                           schedule_time=clock.now() + timedelta(hours=1))
+        clock.advance(3600 + 2.5)  # noticed 2.5 s late
+        assert scheduler.run_pending() == ["nightly"]
+    finally:
+        scheduler.shutdown()
+        manager.shutdown()
+    [fire] = [s for s in exporter.get_finished_spans() if s.name.startswith("schedule ")]
+    assert fire.attributes["taskloom.job.task"] == "nightly"
+    assert fire.attributes["taskloom.schedule.lateness"] == 2.5
+    assert "task nightly" in {s.name for s in exporter.get_finished_spans()}
+    [point] = points(reader)["taskloom.schedule.lateness"].values()
+    assert point == 1
+
+
 def test_unknown_exporter_is_a_configuration_error():
     with pytest.raises(ConfigError, match="otel.exporter: unknown exporter 'zipkin'"):
         load_plugins(config={"otel": {"exporter": "zipkin"}})
