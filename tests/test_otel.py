@@ -206,6 +206,14 @@ def test_span_tree_of_a_run_with_a_retry_a_failure_a_skip_and_a_user_span(
     assert "bad" in named["task after_bad"][0].status.description
 
 
+def test_a_sync_body_on_the_asyncio_executor_nests_its_spans(sdk, monkeypatch):
+    tp, _mp, exporter, _reader = sdk
+    monkeypatch.setattr(sys.modules[__name__], "USER_PROVIDER", tp)
+    summary = make_engine(tp, executor="asyncio").run([Task("extract", fn=extract)])
+    [attempt] = [s for s in exporter.get_finished_spans() if s.name == "task extract"]
+    assert summary.results["extract"]["parent"] == attempt.context.span_id
+
+
 def test_a_traced_run_calls_no_per_task_hook(sdk):
     tp, *_ = sdk
     traced = make_engine(tp).plugins

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
@@ -139,7 +140,10 @@ class AsyncioExecutor(Executor):
                 loop.call_soon_threadsafe(self._track, attempt, fut)
                 return fut.result()
 
-            return await loop.run_in_executor(self._sync_pool(), wrapper, call_inner, attempt)
+            ctx = contextvars.copy_context()
+            return await loop.run_in_executor(
+                self._sync_pool(), ctx.run, wrapper, call_inner, attempt
+            )
 
         return bridged
 
@@ -160,7 +164,9 @@ class AsyncioExecutor(Executor):
                 return await body(**attempt.kwargs())
             return await body()
         loop = asyncio.get_running_loop()
-        value = await loop.run_in_executor(self._sync_pool(), attempt.invoke)
+        # The pool thread runs in this task's context: a wrapper's span stays current.
+        ctx = contextvars.copy_context()
+        value = await loop.run_in_executor(self._sync_pool(), ctx.run, attempt.invoke)
         if inspect.isawaitable(value):
             value = await value
         return value
