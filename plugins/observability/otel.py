@@ -277,7 +277,9 @@ class _Traced:
         if span is None:
             return
         self.open.discard(attempt)
-        attempt.task.__dict__[LAST_KEY] = (self, state)
+        if state != "completed":
+            # Remembered for the sweep; a completed task is never told again anyway.
+            attempt.task.__dict__[LAST_KEY] = (self, state)
         if span is not True:
             span.set_attribute("taskloom.task.state", state)
             span.end()
@@ -294,6 +296,7 @@ class _Traced:
             tel = self.telemetry
             span.record_exception(error)
             span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
+            self.remember_first(attempt, span)
         if isinstance(decision, Retry) and not self.run._cancelling:
             retries = self.telemetry.retries
             if retries is not None:
@@ -303,6 +306,14 @@ class _Traced:
             self.close_attempt(attempt, "completed")
         else:
             self.close_attempt(attempt, "failed")
+
+    def remember_first(self, attempt: Any, span: Any) -> None:
+        """A retry links to the task's first attempt in the run. Only a failure leads to a
+        retry, so only failed attempts remember their span (none is kept per success)."""
+        td = attempt.task.__dict__
+        first = td.get(FIRST_KEY)
+        if first is None or first[0] is not self:
+            td[FIRST_KEY] = (self, span.get_span_context())
 
     def mark(self, task: Any, state: TaskState) -> None:
         """A zero-length span for a task that reached ``state`` without a running attempt."""
@@ -326,10 +337,11 @@ class _Traced:
             status = task._status
             if status not in _FINAL:
                 continue
+            if status is COMPLETED:
+                continue  # its attempt's span says so, or it was restored from an earlier run
             last = task.__dict__.get(LAST_KEY)
-            ran_here = last is not None and last[0] is self
-            if (ran_here and last[1] == status.value) or (status is COMPLETED and not ran_here):
-                continue  # told already, or restored from an earlier run
+            if last is not None and last[0] is self and last[1] == status.value:
+                continue  # told already
             task.__dict__[LAST_KEY] = (self, status.value)
             if tel.tracer is not None:
                 self.mark(task, status)
@@ -353,13 +365,16 @@ class _Traced:
 class AttemptSpan:
     """Wraps each attempt of one task: a span current where the body runs, its duration."""
 
-    __slots__ = ("attributes", "first", "name", "traced")
+    __slots__ = ("attributes", "name", "traced")
 
     def __init__(self, traced: _Traced, task: Any, run: Any) -> None:
         self.traced = traced
         self.name = f"task {task.name}"
-        self.attributes = task_attributes(task, run) if traced.span is not None else {}
-        self.first = {**self.attributes, "taskloom.task.attempt": 1}
+        # Built once per task (the first attempt's); a retry copies it.
+        self.attributes: dict[str, Any] = {}
+        if traced.span is not None:
+            self.attributes = task_attributes(task, run)
+            self.attributes["taskloom.task.attempt"] = 1
 
     def _open(self, attempt: Any) -> Any:
         task = attempt.task
@@ -371,22 +386,18 @@ class AttemptSpan:
             attempt.__dict__[SPAN_KEY] = True  # metrics only: the outcome is still counted
             traced.open.add(attempt)
             return True
-        td = task.__dict__
-        first = td.get(FIRST_KEY)
+        attrs = self.attributes
         links = None
-        if first is not None and first[0] is traced:
-            links = (tel.link(first[1]),)
         number = attempt.number
-        if number == 1:
-            attrs = self.first
-        else:
-            attrs = self.attributes.copy()
+        if number != 1:
+            attrs = attrs.copy()
             attrs["taskloom.task.attempt"] = number
+            first = task.__dict__.get(FIRST_KEY)
+            if first is not None and first[0] is traced:
+                links = (tel.link(first[1]),)
         span = tel.tracer.start_span(
             self.name, context=traced.context, attributes=attrs, links=links
         )
-        if links is None:
-            td[FIRST_KEY] = (traced, span.get_span_context())
         attempt.__dict__[SPAN_KEY] = span
         traced.open.add(attempt)
         return span, tel.attach(tel.set_span_in_context(span))
@@ -402,9 +413,8 @@ class AttemptSpan:
         if opened is not True:
             span, token = opened
             tel.detach(token)
-            if error is not None and span.is_recording():
-                span.record_exception(error)
-                span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
+            if error is not None:
+                self._failed(attempt, span, error)
         if attempt.task._attempt is not attempt:
             # Ended from outside while it ran: cancelled, or failed by a timeout (whose
             # decision normally ended the span already).
@@ -415,6 +425,13 @@ class AttemptSpan:
         elif traced.run._cancelling:
             traced.close_attempt(attempt, "failed")  # no policy is asked while cancelling
         # Otherwise the policies' decision ends the span (taskloom_task_error below).
+
+    def _failed(self, attempt: Any, span: Any, error: BaseException) -> None:
+        tel = self.traced.telemetry
+        if span.is_recording():
+            span.record_exception(error)
+            span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
+        self.traced.remember_first(attempt, span)
 
     def __call__(self, call: Any, attempt: Any) -> Any:
         opened = self._open(attempt)
