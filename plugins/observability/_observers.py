@@ -1,9 +1,9 @@
 """Per-task observers that exist only while some run needs them.
 
 An implemented hook costs the engine a call on every task even when it returns at once, so
-the tracing and logging plugins keep their per-task observers (``taskloom_task_transition``
-and friends) out of a plugin set, register them when a run that is really observed starts,
-and take them out again when the last such run of that plugin set finishes.
+the logging plugin keeps its per-task observers (``taskloom_task_transition`` and friends)
+out of a plugin set, registers them when a run that is really logged starts, and takes them
+out again when the last such run of that plugin set finishes.
 """
 
 from __future__ import annotations
@@ -40,8 +40,3 @@ def release(plugins: Any, name: str) -> None:
         del counts[name]
         if plugins.pm.get_plugin(name) is not None:
             plugins.unregister(name)
-
-
-def holders(plugins: Any, name: str) -> int:
-    with _lock:
-        return _holders.get(plugins, {}).get(name, 0)
