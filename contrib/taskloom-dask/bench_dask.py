@@ -79,9 +79,10 @@ def _pair(client: object, graph: Graph, fn: Callable[[], object], reps: int
 
 
 def rows(quick: bool) -> list[Row]:
-    reps = 3 if quick else 5
-    n = 300 if quick else 2_000
-    layers, width = (3, 60) if quick else (10, 200)
+    reps = 2 if quick else 5
+    n = 150 if quick else 2_000
+    layers, width = (3, 40) if quick else (10, 200)
+    sleepers = 100 if quick else 200
     out: list[Row] = []
     with cluster(2, 1) as client:
         w1 = fan_out(n)
@@ -95,9 +96,9 @@ def rows(quick: bool) -> list[Row]:
                        rate(len(w3), dk), "Dask client.submit", target=">= 0.7x",
                        note="2 worker processes x 1 thread"))
     with cluster(2, 25) as client:
-        w4 = fan_out(200)
+        w4 = fan_out(sleepers)
         tl, dk = _pair(client, w4, sleepy, reps)
-        out.append(Row("W4 dask (200 x sleep 10 ms)", "wall s", wall(tl), wall(dk),
+        out.append(Row(f"W4 dask ({sleepers} x sleep 10 ms)", "wall s", wall(tl), wall(dk),
                        "Dask client.submit", higher_is_better=False, target="within 1.5x",
                        note="50 Dask threads (2 processes x 25)"))
     return out

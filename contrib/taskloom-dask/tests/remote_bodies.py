@@ -42,12 +42,22 @@ def fails_until(marker: str, failures: int) -> int:
     return count + 1
 
 
-def takes_context(context: Any) -> str:
-    return "unreachable"
-
-
-def context_optional(context: Any = None) -> str:
-    return "ran without context" if context is None else "got a context"
+def reads_context(where: int, context: Any) -> dict[str, Any]:
+    try:
+        context.results["other"]
+    except KeyError as exc:
+        missing = str(exc)
+    return {
+        "task": context.task.name,
+        "dependencies": context.task.dependencies,
+        "config": context.config,
+        "results": dict(context.results),
+        "run_id": context.run_id,
+        "attempt": context.attempt.number,
+        "data": context.data,
+        "cancelled": context.cancelled,
+        "missing": missing,
+    }
 
 
 class LockHolder:
@@ -73,6 +83,17 @@ def block_until_released(started: str, release: str) -> str:
     Queue(started).put(os.getpid())
     Event(release).wait(timeout=60)
     return "released"
+
+
+def block_once(marker: str, started: str, release: str) -> str:
+    """First call: announce itself and wait to be released. Later calls return at once."""
+    path = Path(marker)
+    if path.exists():
+        return "second attempt"
+    path.write_text("attempted")
+    Queue(started).put(os.getpid())
+    Event(release).wait(timeout=60)
+    return "first attempt"
 
 
 def die_once(marker: str, started: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from taskloom import (
     Engine,
+    FakeClock,
     Retry,
     Task,
     TaskState,
@@ -25,7 +26,7 @@ from taskloom import (
     hookimpl,
     load_plugins,
 )
-from taskloom_dask import ContextNotAvailableError, DaskExecutor, NotSerializableError
+from taskloom_dask import DaskExecutor, NotSerializableError
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +129,43 @@ def test_an_unpicklable_dependency_result_is_named(client: Client) -> None:
     assert "dependency 'make_lock'" in task.error
 
 
-def test_context_does_not_travel(client: Client) -> None:
-    summary = engine(client).run([
-        Task("needs_context", fn=rb.takes_context),
-        Task("optional_context", fn=rb.context_optional),
+def test_a_snapshot_context_travels(client: Client) -> None:
+    eng = engine(client)
+    run = eng.open_run(data={"day": "2026-11-24"})
+    run.add([
+        Task("where", fn=rb.where),
+        Task("other", fn=rb.where),
+        Task("reads", fn=rb.reads_context, dependencies=["where"], config={"file": "x.csv"}),
     ])
-    tasks = {t.name: t for t in summary.tasks}
-    assert isinstance(tasks["needs_context"].exception, ContextNotAvailableError)
-    assert "task 'needs_context'" in tasks["needs_context"].error
-    assert summary.results["optional_context"] == "ran without context"
+    run.start()
+    assert run.wait(30)
+    summary = run.close()
+    assert summary.ok, summary.errors
+    seen = summary.results["reads"]
+    assert seen["task"] == "reads"
+    assert seen["dependencies"] == ("where",)
+    assert seen["config"] == {"file": "x.csv"}
+    assert seen["results"] == {"where": summary.results["where"]}
+    assert seen["run_id"] == run.id
+    assert seen["attempt"] == 1
+    assert seen["data"] == {"day": "2026-11-24"}
+    assert seen["cancelled"] is False
+    assert "sees the results of its own dependencies only" in seen["missing"]
+
+
+def test_an_unpicklable_context_is_named(client: Client) -> None:
+    eng = engine(client)
+    run = eng.open_run(data={"lock": threading.Lock()})
+    run.add([
+        Task("where", fn=rb.where),
+        Task("reads", fn=rb.reads_context, dependencies=["where"]),
+    ])
+    run.start()
+    assert run.wait(30)
+    task = run.tasks["reads"]
+    assert isinstance(task.exception, NotSerializableError)
+    assert "task 'reads': its context" in task.error
+    run.close()
 
 
 class Overruns:
@@ -166,6 +195,31 @@ def test_a_timed_out_attempt_cancels_its_future(client: Client) -> None:
         Event(release, client=client).set()
     assert run.wait(30)
     assert run.close().status == "failed"
+
+
+def test_standard_timeout_and_retry_policies(client: Client, tmp_path: Any) -> None:
+    clock = FakeClock()
+    eng = Engine(executor="dask", executor_options={"client": client}, clock=clock)
+    started, release = f"started-{uuid.uuid4().hex}", f"release-{uuid.uuid4().hex}"
+    task = Task(
+        "slow_once",
+        fn=partial(rb.block_once, str(tmp_path / "marker"), started, release),
+        timeout=5,
+        retry={"max_retries": 1, "base_delay": 0},
+    )
+    run = eng.open_run()
+    run.add([task])
+    run.start()
+    try:
+        Queue(started, client=client).get(timeout=30)
+        clock.advance(5)  # the soft timeout fires: the future is cancelled, the policy retries
+        assert run.wait(30)
+    finally:
+        Event(release, client=client).set()
+    summary = run.close()
+    assert summary.ok, summary.errors
+    assert task.attempts == 2
+    assert summary.results["slow_once"] == "second attempt"
 
 
 def test_trace_context_travels_to_the_worker(client: Client) -> None:

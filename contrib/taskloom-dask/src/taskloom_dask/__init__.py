@@ -9,16 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from taskloom import hookimpl
-from taskloom_dask.errors import ContextNotAvailableError, DaskTaskError, NotSerializableError
+from taskloom_dask.context import RemoteContext
+from taskloom_dask.errors import DaskTaskError, NotSerializableError
 
 if TYPE_CHECKING:
     from taskloom_dask.executor import DaskExecutor
 
 __all__ = [
-    "ContextNotAvailableError",
     "DaskExecutor",
     "DaskTaskError",
     "NotSerializableError",
+    "RemoteContext",
 ]
 
 

@@ -15,7 +15,3 @@ class DaskTaskError(TaskloomError):
 
 class NotSerializableError(DaskTaskError, TypeError):
     """The task's body or its arguments (dependency results) cannot be pickled."""
-
-
-class ContextNotAvailableError(DaskTaskError, TypeError):
-    """The body requires a ``context`` parameter, which cannot travel to a worker."""

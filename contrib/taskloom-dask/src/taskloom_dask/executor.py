@@ -3,22 +3,24 @@
 What runs where:
 
 * on a Dask worker: the task body (``fn`` or an overridden ``execute``) with its dependency
-  results as keyword arguments, inside the OpenTelemetry context of the submitting side;
+  results as keyword arguments (and a picklable snapshot ``context``, see
+  :mod:`taskloom_dask.context`), inside the OpenTelemetry context of the submitting side;
 * in this process: the engine (graph, states, hooks, retry and other policies) and the
   task's wrappers (timeout, cache, circuit breaker, tracing). A task with wrappers is driven
   by a dispatcher thread that runs the wrappers around "submit to Dask and wait for the
   result", so a cache hit never reaches the cluster and a span a wrapper opens is the parent
   of the spans on the worker.
 
-Tasks without wrappers cost no local thread while they run: the future's completion is
-queued, and one collector thread fetches finished results in batches (one ``gather`` for
-whatever finished meanwhile) and reports them to the engine.
+Tasks without wrappers cost no local thread while they run: a finished future is queued,
+and one collector thread fetches the results of whatever finished meanwhile in one request
+(on the client's event loop, without waiting for it) and reports them to the engine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
-import inspect
+import concurrent.futures
 import itertools
 import logging
 import threading
@@ -32,7 +34,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from taskloom import Attempt, Executor, Run
-from taskloom_dask.errors import ContextNotAvailableError, NotSerializableError
+from taskloom_dask.context import RemoteContext
+from taskloom_dask.errors import NotSerializableError
 from taskloom_dask.remote import run_remote
 
 log = logging.getLogger("taskloom.dask")
@@ -42,6 +45,8 @@ _keys = itertools.count(1)
 #: In-flight attempts per worker thread, and the least in flight, when max_workers is unset.
 OVERSUBSCRIBE = 4
 MIN_IN_FLIGHT = 32
+#: Result fetches under way at once (see ``DaskExecutor._fetch``).
+MAX_FETCHES = 2
 
 _clients: dict[str, distributed.Client] = {}
 _clients_lock = threading.Lock()
@@ -121,13 +126,15 @@ class DaskExecutor(Executor):
         self._run: Run | None = None
         self._run_context: otel_context.Context | None = None
         self._lock = threading.Lock()
-        self._pending: deque[tuple[str, Attempt, Any]] = deque()
+        self._pending: deque[tuple[str, Any, Any]] = deque()
         self._wakeup = threading.Condition(self._lock)
         self._collector: threading.Thread | None = None
         self._dispatchers: ThreadPoolExecutor | None = None
         self._futures: dict[Attempt, distributed.Future[Any]] = {}
         self._stopping = False
-        self._context_ok: dict[Any, bool] = {}
+        # Collector thread only: finished futures waiting for a fetch, fetches under way.
+        self._unfetched: list[tuple[Attempt, distributed.Future[Any]]] = []
+        self._fetching = 0
 
     # -- sizing --------------------------------------------------------------------------
     @property
@@ -254,8 +261,7 @@ class DaskExecutor(Executor):
             return None
         kwargs = attempt.kwargs()
         if plan.wants_context:
-            kwargs.pop("context", None)
-            self._check_context(task.name, body)
+            kwargs["context"] = RemoteContext.of(attempt)
         key = f"{task.name}-{attempt.run.id}-{attempt.number}-{next(_keys)}"
         try:
             future = self.client.submit(
@@ -278,25 +284,8 @@ class DaskExecutor(Executor):
         propagate.inject(carrier, context=ctx)
         return carrier or None
 
-    def _check_context(self, name: str, body: Callable[..., Any]) -> None:
-        ok = self._context_ok.get(body)
-        if ok is None:
-            try:
-                param = inspect.signature(body).parameters.get("context")
-            except (TypeError, ValueError):
-                param = None
-            ok = param is None or param.default is not inspect.Parameter.empty
-            self._context_ok[body] = ok
-        if not ok:
-            raise ContextNotAvailableError(
-                name,
-                "takes a 'context' parameter, which cannot travel to a Dask worker (tasks on "
-                "Dask receive their dependencies' results only); give it a default or run "
-                "this task on a local executor",
-            )
-
     # -- completion ----------------------------------------------------------------------
-    def _queue(self, kind: str, attempt: Attempt, payload: Any) -> None:
+    def _queue(self, kind: str, attempt: Any, payload: Any) -> None:
         with self._lock:
             self._pending.append((kind, attempt, payload))
             self._wakeup.notify()
@@ -317,7 +306,7 @@ class DaskExecutor(Executor):
             except BaseException:  # never lose the collector: the run would hang
                 log.exception("reporting Dask results failed")
 
-    def _report(self, batch: list[tuple[str, Attempt, Any]]) -> None:
+    def _report(self, batch: list[tuple[str, Any, Any]]) -> None:
         outcomes: list[tuple[Attempt, Any, BaseException | None]] = []
         finished: list[tuple[Attempt, distributed.Future[Any]]] = []
         for kind, attempt, payload in batch:
@@ -326,6 +315,9 @@ class DaskExecutor(Executor):
                     finished.append((attempt, payload))
                 else:
                     outcomes.append((attempt, None, _error_of(payload)))
+            elif kind == "fetched":
+                self._fetching -= 1
+                outcomes.extend(_fetched(*payload))
             elif kind == "cancel":
                 try:
                     payload.cancel(reason="taskloom attempt cancelled")
@@ -335,30 +327,32 @@ class DaskExecutor(Executor):
                 outcomes.append((attempt, None, payload))
             else:
                 outcomes.append((attempt, payload, None))
-        if finished:
-            outcomes.extend(self._gather(finished))
+        unfetched = self._unfetched
+        unfetched.extend(finished)
+        if unfetched and self._fetching < MAX_FETCHES:
+            # Whatever finished while earlier fetches were under way goes in one fetch.
+            self._fetch(list(unfetched))
+            unfetched.clear()
         with self._lock:
             for attempt, _, _ in outcomes:
                 self._futures.pop(attempt, None)
         for attempt, value, error in outcomes:
             attempt.done(value, error)
 
-    def _gather(
-        self, finished: list[tuple[Attempt, distributed.Future[Any]]]
-    ) -> list[tuple[Attempt, Any, BaseException | None]]:
-        try:
-            values = self.client.gather([f for _, f in finished])
-        except Exception:
-            # One of them was lost or cancelled meanwhile: fetch one by one to tell which.
-            out: list[tuple[Attempt, Any, BaseException | None]] = []
-            for attempt, future in finished:
-                try:
-                    out.append((attempt, future.result(), None))
-                except BaseException as exc:
-                    out.append((attempt, None, exc))
-            return out
-        pairs = zip(finished, values, strict=True)
-        return [(attempt, value, None) for (attempt, _), value in pairs]
+    def _fetch(self, finished: list[tuple[Attempt, distributed.Future[Any]]]) -> None:
+        """Fetch the results of finished futures in one request, without waiting for it.
+
+        A fetch is a round trip to the workers holding the results; it runs on the
+        client's event loop while the collector goes on reporting. At most
+        ``MAX_FETCHES`` are under way: results finishing meanwhile wait and go together in
+        the next one, so a busy cluster sees few large fetches rather than one per task.
+        """
+        self._fetching += 1
+        client = self.client
+        loop: Any = client.loop
+        fetch = client.gather([f for _, f in finished], direct=True, asynchronous=True)
+        fetching = asyncio.run_coroutine_threadsafe(fetch, loop.asyncio_loop)
+        fetching.add_done_callback(lambda done: self._queue("fetched", None, (finished, done)))
 
     # -- tasks with wrappers -------------------------------------------------------------
     def _dispatcher_pool(self) -> ThreadPoolExecutor:
@@ -391,6 +385,25 @@ class DaskExecutor(Executor):
         attempt.done(value, error)
 
 
+def _fetched(
+    finished: list[tuple[Attempt, distributed.Future[Any]]],
+    fetching: concurrent.futures.Future[list[Any]],
+) -> list[tuple[Attempt, Any, BaseException | None]]:
+    try:
+        values = fetching.result()
+    except Exception:
+        # One of them was lost or cancelled meanwhile: fetch one by one to tell which.
+        out: list[tuple[Attempt, Any, BaseException | None]] = []
+        for attempt, future in finished:
+            try:
+                out.append((attempt, future.result(), None))
+            except BaseException as exc:
+                out.append((attempt, None, exc))
+        return out
+    pairs = zip(finished, values, strict=True)
+    return [(attempt, value, None) for (attempt, _), value in pairs]
+
+
 def _error_of(future: distributed.Future[Any]) -> BaseException:
     try:
         future.result()
@@ -415,11 +428,12 @@ def _explain(
         try:
             cloudpickle.dumps(value)
         except Exception as why:
-            return NotSerializableError(
-                name,
-                f"the result of dependency {dep!r} ({type(value).__name__}) cannot be "
-                f"pickled for Dask: {why}",
+            what = (
+                "its context (task config, dependency results or run data)"
+                if isinstance(value, RemoteContext)
+                else f"the result of dependency {dep!r} ({type(value).__name__})"
             )
+            return NotSerializableError(name, f"{what} cannot be pickled for Dask: {why}")
     return exc
 
 
