@@ -11,7 +11,6 @@ import functools
 import logging
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -792,6 +791,8 @@ class Run:
         if isinstance(decision, Fail) and decision.error is not None:
             error = decision.error
         self._record_error(task, error)
+        import traceback  # only failures pay for it
+
         task.error_traceback = "".join(
             traceback.format_exception(type(error), error, error.__traceback__)
         )

@@ -10,7 +10,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from types import MappingProxyType, ModuleType
 from typing import Any
 
@@ -51,6 +50,8 @@ class _EntryPoint:
 @functools.lru_cache(maxsize=1)
 def _entry_points() -> tuple[_EntryPoint, ...]:
     """The ``taskloom`` entry points, read once per process."""
+    from importlib import metadata  # scanning distributions is slow: only when needed
+
     found: list[_EntryPoint] = []
     seen: set[str] = set()
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -107,7 +108,7 @@ class FastHook:
     pluggy so it is seen.
     """
 
-    __slots__ = ("_argnames", "_caller", "_impls", "_observer", "_pm", "_plain", "name")
+    __slots__ = ("_argnames", "_caller", "_impls", "_observer", "_plain", "_pm", "name")
 
     def __init__(self, ps: PluginSet, name: str, plain_exec: Any) -> None:
         self.name = name
@@ -134,7 +135,8 @@ class FastHook:
         """Call with the hook's arguments, positionally in the spec's order."""
         impls = self._impls
         if impls is None or getattr(self._pm, "_inner_hookexec", None) is not self._plain:
-            return self._caller(**dict(zip(self._argnames, args)))  # type: ignore[no-any-return]
+            kwargs = dict(zip(self._argnames, args, strict=True))
+            return self._caller(**kwargs)  # type: ignore[no-any-return]
         results = []
         for plugin, fn, picks in impls:
             try:
