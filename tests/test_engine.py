@@ -399,3 +399,18 @@ def test_resume_restored_results_skip_execution():
              Task("b", fn=lambda a: ran.append(("b", a)), dependencies=["a"])]
     s = Engine().run(tasks, restored={"a": 41})
     assert ran == [("b", 41)] and s.ok
+
+
+def test_tasks_sharing_a_body_keep_their_own_arguments():
+    def f(a=None):
+        return a
+
+    def g():
+        return "g"
+
+    tasks = [Task("a", fn=lambda: 1), Task("x", fn=f), Task("y", fn=f, dependencies=["a"]),
+             Task("p", fn=g), Task("q", fn=g, dependencies=["a"])]
+    s = Engine().run(tasks)
+    assert s.results == {"a": 1, "x": None, "y": 1, "p": "g", "q": "g"}
+    assert tasks[3]._plan is tasks[4]._plan  # no arguments, no wrappers: one plan
+    assert tasks[1]._plan is not tasks[2]._plan
