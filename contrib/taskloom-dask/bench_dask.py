@@ -4,6 +4,8 @@ W1 (independent no-op tasks) and W3 (layered DAG, 3 deps per task from the previ
 ``random.Random(42)``) on 2 worker processes x 1 thread; W4 (200 x ``time.sleep(0.01)``) on
 50 Dask threads (2 processes x 25). Dask's side submits every task at once, passing the
 futures of its dependencies, and gathers every result (taskloom returns every result too).
+No-op bodies return None, which taskloom-dask never fetches; one more W1 row has every
+task return 1, so that each result is fetched.
 
     python contrib/taskloom-dask/bench_dask.py [--quick]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +23,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from common import Row, paired, rate, wall  # noqa: E402
+from common import Row, rate, wall  # noqa: E402
 from workloads import Graph, fan_out, layered, noop, sleepy  # noqa: E402
 
 import taskloom  # noqa: E402
@@ -58,6 +61,11 @@ def dask_own(client: object, graph: Graph, fn: Callable[[], object]) -> None:
     client.gather(list(futures.values()))  # type: ignore[attr-defined]
 
 
+def one() -> int:
+    """A no-op body that returns a value: its result has to be fetched from the worker."""
+    return 1
+
+
 def _tasks(graph: Graph, fn: Callable[[], object]) -> list[taskloom.Task]:
     return [
         taskloom.Task(name, dependencies=deps, fn=_deps_taker if deps else fn)
@@ -71,11 +79,40 @@ def taskloom_on(engine: taskloom.Engine, graph: Graph, fn: Callable[[], object])
         raise RuntimeError(f"benchmark run failed: {summary.errors}")
 
 
+def settle(client: object) -> None:
+    """Wait (untimed) until the scheduler has forgotten every task of the previous side.
+
+    Releasing finished tasks costs the scheduler and workers work after a run returns;
+    without this pause one side's clean-up would be timed in the other side's run.
+    """
+    def count(dask_scheduler: object) -> int:
+        return len(dask_scheduler.tasks)  # type: ignore[attr-defined]
+
+    while client.run_on_scheduler(count):  # type: ignore[attr-defined]
+        time.sleep(0.002)
+
+
 def _pair(client: object, graph: Graph, fn: Callable[[], object], reps: int
           ) -> tuple[list[float], list[float]]:
+    """Like ``common.paired`` (warm-up, then A B A B ...), settling the cluster before each."""
     engine = taskloom.Engine(executor="dask", executor_options={"client": client})
-    return paired(lambda: taskloom_on(engine, graph, fn),
-                  lambda: dask_own(client, graph, fn), reps=reps)
+
+    def ours() -> None:
+        taskloom_on(engine, graph, fn)
+
+    def theirs() -> None:
+        dask_own(client, graph, fn)
+
+    ta: list[float] = []
+    tb: list[float] = []
+    for rep in range(reps + 1):
+        for side, times in ((ours, ta), (theirs, tb)):
+            settle(client)
+            t0 = time.perf_counter()
+            side()
+            if rep:  # the first round is the warm-up
+                times.append(time.perf_counter() - t0)
+    return ta, tb
 
 
 def rows(quick: bool) -> list[Row]:
@@ -90,6 +127,10 @@ def rows(quick: bool) -> list[Row]:
         out.append(Row(f"W1 dask (N={n:,})", "tasks/s", rate(n, tl), rate(n, dk),
                        "Dask client.submit", target=">= 0.7x",
                        note="2 worker processes x 1 thread"))
+        tl, dk = _pair(client, w1, one, reps)
+        out.append(Row(f"W1 dask, each task returns 1 (N={n:,})", "tasks/s", rate(n, tl),
+                       rate(n, dk), "Dask client.submit",
+                       note="results fetched from the workers (None results are not)"))
         w3 = layered(layers, width)
         tl, dk = _pair(client, w3, noop, reps)
         out.append(Row(f"W3 dask ({layers}x{width})", "tasks/s", rate(len(w3), tl),

@@ -21,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import itertools
 import logging
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import distributed
+from dask.utils import funcname
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
@@ -40,11 +41,11 @@ from taskloom_dask.remote import run_remote
 
 log = logging.getLogger("taskloom.dask")
 
-_keys = itertools.count(1)
-
 #: In-flight attempts per worker thread, and the least in flight, when max_workers is unset.
 OVERSUBSCRIBE = 4
 MIN_IN_FLIGHT = 32
+
+_NONE_TYPE = type(None)
 #: Result fetches under way at once (see ``DaskExecutor._fetch``).
 MAX_FETCHES = 2
 
@@ -190,7 +191,8 @@ class DaskExecutor(Executor):
         # they inherit the trace of whoever started the run.
         if trace.get_current_span().get_span_context().is_valid:
             self._run_context = otel_context.get_current()
-        self.client  # noqa: B018 - connect now, not inside the run's lock
+        # Connect (or start the local cluster) now: submit must not block.
+        self.client  # noqa: B018
         with self._lock:
             self._stopping = False
             if self._collector is None:
@@ -262,7 +264,9 @@ class DaskExecutor(Executor):
         kwargs = attempt.kwargs()
         if plan.wants_context:
             kwargs["context"] = RemoteContext.of(attempt)
-        key = f"{task.name}-{attempt.run.id}-{attempt.number}-{next(_keys)}"
+        # Named like Dask's own submissions: Dask groups tasks by the key without its last
+        # word (duration statistics, queuing of many similar tasks), here the function.
+        key = f"{funcname(body)}-{uuid.uuid4().hex}"
         try:
             future = self.client.submit(
                 run_remote, body, kwargs, plan.is_async, self._carrier(), key=key, pure=False
@@ -312,7 +316,11 @@ class DaskExecutor(Executor):
         for kind, attempt, payload in batch:
             if kind == "future":
                 if payload.status == "finished":
-                    finished.append((attempt, payload))
+                    if payload.type is _NONE_TYPE:
+                        # The worker reported a None result: nothing to fetch.
+                        outcomes.append((attempt, None, None))
+                    else:
+                        finished.append((attempt, payload))
                 else:
                     outcomes.append((attempt, None, _error_of(payload)))
             elif kind == "fetched":
