@@ -1,6 +1,6 @@
 """The README's quick start: a three-step pipeline with a fan-out, on the default engine."""
 
-from taskloom import Task, TaskManager
+from taskloom import TaskManager
 
 
 def extract() -> list[int]:
