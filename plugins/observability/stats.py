@@ -17,6 +17,7 @@ counted.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
@@ -69,42 +70,63 @@ def _when(ts: float) -> str:
 
 
 class StatsCollector:
-    """Per task name: attempts, failures and durations. Thread-safe."""
+    """Per task name: attempts, failures and durations. Thread-safe.
+
+    Recording is on the engine's per-attempt path, so it only appends a tuple to a deque
+    (atomic, no lock for the workers to contend on); readers fold what is pending into the
+    per-name figures under the lock. Pending records are folded every ``FOLD_AT`` records
+    too, so memory stays bounded in a long-lived manager.
+    """
+
+    FOLD_AT = 50_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tasks: dict[str, _TaskStats] = {}
+        self._pending: deque[tuple[str, int, float, float, BaseException | None,
+                                   str | None]] = deque()
 
     def record(self, name: str, number: int, started: float, duration: float,
                error: BaseException | None, run_id: str | None = None) -> None:
         """One attempt of task ``name`` ended; ``started`` is its POSIX start time."""
-        message = None if error is None else f"{type(error).__name__}: {error}"
+        pending = self._pending
+        pending.append((name, number, started, duration, error, run_id))
+        if len(pending) >= self.FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        pending, tasks = self._pending, self._tasks
         with self._lock:
-            st = self._tasks.get(name)
-            if st is None:
-                st = self._tasks[name] = _TaskStats()
-            st.count += 1
-            st.total += duration
-            if duration < st.min:
-                st.min = duration
-            if duration > st.max:
-                st.max = duration
-            st.last_start = started
-            st.last_duration = duration
-            st.last_number = number
-            st.last_error = message
-            st.last_run = run_id
-            if message is not None:
-                st.errors += 1
-                failures = st.failures
-                if failures is None:
-                    failures = st.failures = []
-                failures.append((number, started, duration, message, run_id))
-                if len(failures) > KEEP_FAILURES:
-                    del failures[0]
+            # popleft, never a swap: a record appended meanwhile waits for the next fold.
+            while pending:
+                name, number, started, duration, error, run_id = pending.popleft()
+                message = None if error is None else f"{type(error).__name__}: {error}"
+                st = tasks.get(name)
+                if st is None:
+                    st = tasks[name] = _TaskStats()
+                st.count += 1
+                st.total += duration
+                if duration < st.min:
+                    st.min = duration
+                if duration > st.max:
+                    st.max = duration
+                st.last_start = started
+                st.last_duration = duration
+                st.last_number = number
+                st.last_error = message
+                st.last_run = run_id
+                if message is not None:
+                    st.errors += 1
+                    failures = st.failures
+                    if failures is None:
+                        failures = st.failures = []
+                    failures.append((number, started, duration, message, run_id))
+                    if len(failures) > KEEP_FAILURES:
+                        del failures[0]
 
     def performance(self, task_name: str | None = None) -> dict[str, Any]:
         """The documented statistics of one task name, or of every task together."""
+        self._fold()
         with self._lock:
             if task_name is not None:
                 st = self._tasks.get(task_name)
@@ -124,11 +146,13 @@ class StatsCollector:
             )
 
     def task_names(self) -> list[str]:
+        self._fold()
         with self._lock:
             return sorted(self._tasks)
 
     def debug_info(self, task_name: str) -> list[str]:
         """Readable lines about the task's recent attempts, oldest first."""
+        self._fold()
         with self._lock:
             st = self._tasks.get(task_name)
             if st is None:
@@ -162,6 +186,7 @@ class StatsCollector:
         }
 
     def reset(self) -> None:
+        self._fold()
         with self._lock:
             self._tasks.clear()
 
