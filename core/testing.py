@@ -262,6 +262,19 @@ class HookRecorder:
                                      f"{self.names()}")
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait until another thread or process makes ``predicate()`` true; fail after
+    ``timeout`` seconds. For work done elsewhere, never for time to pass (use
+    ``fake_clock.advance`` for that)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        pause.wait(0.002)
+
+
 def _check_name(name: str | None) -> None:
     if name is not None and not hasattr(hookspecs, name):
         raise ValueError(f"{name!r} is not a taskloom hook")

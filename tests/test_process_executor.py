@@ -3,7 +3,6 @@
 import asyncio
 import os
 import threading
-import time
 
 import psutil
 import pytest
@@ -18,14 +17,7 @@ from taskloom import (
     load_plugins,
 )
 from taskloom.plugins.executors.process import ProcessPicklingError, WorkerCrashed
-
-
-def wait_until(predicate, timeout=10.0):
-    """Wait for another process or thread to make ``predicate`` true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        threading.Event().wait(0.002)
+from taskloom.testing import wait_until
 
 
 # Bodies live at module level so the worker processes can import them.

@@ -2,7 +2,6 @@
 
 import random
 import threading
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -10,14 +9,7 @@ from hypothesis import strategies as st
 
 from taskloom import ConfigError, Engine, FakeClock, Task, TaskState, hookimpl, load_plugins
 from taskloom.plugins.policies.retry import RetryPolicy, parse_policy
-
-
-def wait_until(predicate, timeout=5.0):
-    """Wait for another thread to make ``predicate`` true (not for time to pass)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        threading.Event().wait(0.001)
+from taskloom.testing import wait_until
 
 
 class Transitions:

@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -17,14 +16,7 @@ from taskloom import (
     hookimpl,
     load_plugins,
 )
-
-
-def wait_until(predicate, timeout=5.0):
-    """Wait for another thread to make ``predicate`` true (not for time to pass)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        threading.Event().wait(0.001)
+from taskloom.testing import wait_until
 
 
 class Overruns:
