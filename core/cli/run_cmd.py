@@ -113,7 +113,7 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
     observer = ProgressObserver()
     engine.plugins.register(observer, name="taskloom-cli-progress")
     name = config.path.stem if config.path and config.path.name != "taskloom.toml" else (
-        config.path.parent.name if config.path else "taskloom")
+        config.path.resolve().parent.name if config.path else "taskloom")
     view = ProgressView(observer, len(tasks), name, verbose)
     try:
         run_ = engine.open_run(name=name)
