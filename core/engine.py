@@ -372,7 +372,10 @@ class Run:
                 if t._run is not None and t._run is not self and t._status not in TERMINAL:
                     raise TaskloomError(f"task {t.name!r} is active in another run")
                 fresh.append(t)
-            validate_tasks(batch, known=known)
+            if validate_tasks(batch, known=known):
+                # A dependency listed after its dependent: admit dependencies first, so
+                # nobody counts a dependency's old state before it is reset.
+                batch = _dependencies_first(batch)
             flags, fast = self._flags, self.plugins.fast
             for t in batch:
                 if flags.task_prepare and t.options:
@@ -399,10 +402,25 @@ class Run:
             for t in fresh:
                 t._run = self
                 t._dependents = []
+                t._wired = ()
                 known[t.name] = t
-            for t in fresh:
-                for dep in dict.fromkeys(t.dependencies):
-                    known[dep]._dependents.append(t)
+            for t in batch:
+                wired = t._wired
+                if not wired:
+                    t._wired = tuple(dict.fromkeys(t.dependencies))
+                    for dep in t._wired:
+                        known[dep]._dependents.append(t)
+                    continue
+                # Run again: its dependencies may have changed since it was wired.
+                deps = tuple(dict.fromkeys(t.dependencies))
+                if deps != wired:
+                    for dep in wired:
+                        if dep not in deps:
+                            known[dep]._dependents.remove(t)
+                    for dep in deps:
+                        if dep not in wired:
+                            known[dep]._dependents.append(t)
+                    t._wired = deps
             restored = {**self._restored, **restored} if restored else self._restored
             skip = frozenset(skipped)
             recorded_failures = {**self._failed, **failed} if failed else self._failed
@@ -490,19 +508,31 @@ class Run:
                 self._cancel_locked(task, "cancelled")
 
     def retry_task(self, task: Task) -> None:
-        """Run a failed (or cancelled) task again in this run."""
+        """Run a failed (or cancelled) task again in this run.
+
+        With every dependency completed a failed task goes ``failed -> retrying`` and is
+        queued; otherwise it is admitted again and its trigger rule decides (a dependency
+        that is still failed fails it again, naming that dependency).
+        """
         with self._lock:
-            if task._status is CANCELLED:
-                self._set(task, PENDING)
-                self._open += 1
-                self._idle.clear()
-                self._admit_state(task)
-            else:
+            status = task._status
+            if status is not FAILED and status is not CANCELLED:
+                raise TaskloomError(
+                    f"task {task.name!r} is {status.value}; only failed or cancelled tasks "
+                    "can be retried"
+                )
+            tasks = self.tasks
+            upstream_ok = all(tasks[d]._status is COMPLETED for d in task.dependencies)
+            self._reopen(task)
+            self._open += 1
+            self._idle.clear()
+            task._reset_outcome()
+            if status is FAILED and upstream_ok:
                 self._set(task, RETRYING)
-                self._open += 1
-                self._idle.clear()
-                task._reset_outcome()
                 self._push(task)
+            else:
+                self._set(task, PENDING)
+                self._admit_state(task)
             if self._started:
                 self._dispatch()
 
@@ -558,7 +588,13 @@ class Run:
         self, task: Task, restored: Mapping[str, Any], skip: frozenset[str] = frozenset(),
         failed: Mapping[str, tuple[str, str | None]] | None = None,
     ) -> None:
+        if task.name in restored and task._status is COMPLETED:
+            # Already completed (a TaskManager carrying a result into a new run): keep it.
+            task.result = restored[task.name]
+            self._release_recorded(task)
+            return
         if task._status in TERMINAL:
+            self._reopen(task)
             self._set(task, PENDING)
             task._reset_outcome()
         elif task._status is RETRYING:
@@ -583,6 +619,14 @@ class Run:
             return
         self._open += 1
         self._admit_state(task)
+
+    @staticmethod
+    def _reopen(task: Task) -> None:
+        """``task`` was final and runs again: dependents still waiting counted it as done,
+        so they wait for it once more."""
+        for d in task._dependents:
+            if d._status is WAITING:
+                d._waiting_on += 1
 
     def _release_recorded(self, task: Task) -> None:
         """A task admitted in its recorded final state: release dependents admitted before it

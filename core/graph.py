@@ -145,8 +145,11 @@ class DependencyGraph:
         return order
 
 
-def validate_tasks(tasks: Sequence[Task], known: Iterable[str] = ()) -> None:
+def validate_tasks(tasks: Sequence[Task], known: Iterable[str] = ()) -> bool:
     """Reject duplicate names, unknown dependencies and cycles before anything runs.
+
+    Returns True when some task is listed before one of its dependencies (the batch is
+    valid, but not in dependency order).
 
     ``known`` names tasks that exist outside ``tasks`` (already in a live run); dependencies
     on them are allowed and cannot close a cycle, since those tasks cannot depend on new ones.
@@ -163,15 +166,16 @@ def validate_tasks(tasks: Sequence[Task], known: Iterable[str] = ()) -> None:
     forward = False
     for t in tasks:
         for dep in t.dependencies:
-            if dep in seen or dep in known_set:
+            if dep in seen:
                 continue
-            if dep in names:
+            if dep in names:  # in this batch (perhaps known too: a re-run), listed later
                 forward = True
-            else:
+            elif dep not in known_set:
                 raise UnknownDependencyError(t.name, dep)
         seen.add(t.name)
     if forward:
         _check_acyclic(tasks)
+    return forward
 
 
 def _check_acyclic(tasks: Sequence[Task]) -> None:

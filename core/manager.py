@@ -119,11 +119,23 @@ class TaskManager:
         with self._lock:
             for t in roots:
                 self._register(t)
+            run = self.run
+            closure = self._closure(roots)
             batch = [
-                t for t in self._closure(roots)
+                t for t in closure
                 if t.status in TERMINAL or t._run is None or t.status is TaskState.RETRYING
             ]
-            self.run.add(batch)
+            # Completed dependencies the run does not know (it was closed by shutdown() and
+            # a new one opened) come along with their results, so dependents receive them.
+            carried: dict[str, Any] = {}
+            for t in closure:
+                for dep in t.dependencies:
+                    d = self._by_name.get(dep)
+                    if (d is not None and d.status is TaskState.COMPLETED
+                            and run.tasks.get(dep) is not d and dep not in carried):
+                        carried[dep] = d.result
+                        batch.insert(0, d)
+            run.add(batch, restored=carried or None)
         return roots
 
     def submit_task(self, task: Task) -> str:
@@ -157,6 +169,8 @@ class TaskManager:
             return task.result
         if task.exception is not None:
             raise task.exception
+        if task.error is None:
+            raise TaskloomError(f"task {task.name!r} ended {task.status.value} (not run)")
         raise TaskloomError(f"task {task.name!r} ended {task.status.value}: {task.error}")
 
     def cancel_task(self, task_id: str) -> None:
@@ -170,11 +184,9 @@ class TaskManager:
                 f"task {task.name!r} is {task.status.value}; only failed or cancelled tasks "
                 "can be retried"
             )
-        if task._run is None:
-            task.retry()
-            self._launch([task])
-        else:
-            task._run.retry_task(task)
+        # Like execute_task: dependencies that did not complete (the failure that failed
+        # this task, say) run again first.
+        self._launch([task])
 
     def get_performance_stats(self, task_name: str | None = None) -> dict[str, Any]:
         """Attempt statistics of one task name, or of every task this manager's plugins saw

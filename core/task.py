@@ -86,6 +86,7 @@ class Task:
         "_started",
         "_status",
         "_waiting_on",
+        "_wired",
         "attempts",
         "config",
         "dependencies",
@@ -179,6 +180,7 @@ class Task:
         self._attempt: Any = None
         self._waiting_on = 0
         self._dependents: list[Task] = []  # set by the run the task joins
+        self._wired: tuple[str, ...] = ()  # the dependencies the run wired it to
         self._seq = 0
 
     # -- identity and metadata ------------------------------------------------------------

@@ -124,3 +124,103 @@ def test_list_tasks_filters_by_status(manager):
     assert [t.name for t in manager.list_tasks(status="completed")] == ["a"]
     assert [t.name for t in manager.list_tasks(status="pending")] == ["b"]
     assert len(manager.get_all_tasks()) == 2
+
+
+# -- re-runs in the manager's live run (each once a reproduced bug) ---------------------------
+
+def test_rerunning_a_finished_dependency_keeps_a_waiting_dependent_waiting(manager):
+    gate = threading.Event()
+    manager.create_task("A", fn=lambda: "a")
+    manager.create_task("B", fn=lambda: (gate.wait(5), "b")[1])
+    manager.create_task("D", fn=lambda A, B: (A, B), dependencies=["A", "B"])
+    manager.execute_task("A")
+    manager.submit_task(manager.get_task("D"))  # D waits on B, which is running
+    manager.execute_task("A")  # A runs again: D must still wait for B
+    assert manager.get_task_status("D") == "waiting"
+    gate.set()
+    assert manager.wait_for_task("D", timeout=5) == ("a", "b")
+
+
+def test_rerunning_a_failed_diamond_runs_dependencies_first(manager):
+    n = [0]
+
+    def flaky():
+        n[0] += 1
+        if n[0] == 1:
+            raise RuntimeError("transient")
+        return "b"
+
+    manager.create_task("B", fn=flaky)
+    manager.create_task("A", fn=lambda: "a", dependencies=["B"])
+    manager.create_task("C", fn=lambda: "c", dependencies=["B"])
+    manager.create_task("R", fn=lambda: "r", dependencies=["A", "C"])
+    with pytest.raises(Exception, match="upstream task"):
+        manager.execute_task("R")
+    assert manager.execute_task("R") == "r"
+
+
+def test_a_dependency_added_to_a_finished_task_is_waited_for(manager):
+    a = manager.create_task("A", fn=lambda: "a")
+    manager.execute_task("A")
+    manager.create_task("X", fn=lambda: "x")
+    a.add_dependency("X")
+    manager.submit_task(a)
+    assert manager.wait_for_task("A", timeout=5) == "a"
+    assert manager.get_task_status("X") == "completed"
+
+
+def test_retry_of_an_upstream_failure_runs_the_upstream_again(manager):
+    n = [0]
+
+    def up():
+        n[0] += 1
+        if n[0] == 1:
+            raise RuntimeError("boom")
+        return "up"
+
+    manager.create_task("up", fn=up)
+    manager.create_task("down", fn=lambda up: f"down({up})", dependencies=["up"])
+    with pytest.raises(Exception, match="upstream task 'up' failed"):
+        manager.execute_task("down")
+    manager.retry_task("down")
+    assert manager.wait_for_task("down", timeout=5) == "down(up)"
+
+
+def test_engine_retry_of_an_upstream_failure_fails_again_naming_it():
+    from taskloom import Engine
+
+    engine = Engine()
+    run = engine.open_run()
+    up = Task("up", fn=lambda: 1 / 0)
+    down = Task("down", fn=lambda up: up, dependencies=["up"])
+    run.add([up, down])
+    run.start()
+    run.wait(5)
+    run.retry_task(down)  # its upstream is still failed: it must not run without it
+    run.wait(5)
+    assert down.status == "failed" and "upstream task 'up' failed" in down.error
+    run.close()
+
+
+def test_a_new_task_can_depend_on_one_completed_before_shutdown():
+    m = TaskManager()
+    m.create_task("A", fn=lambda: "a")
+    m.execute_task("A")
+    m.shutdown()
+    m.create_task("D", fn=lambda A: A + "!", dependencies=["A"])
+    assert m.execute_task("D") == "a!"
+    m.shutdown()
+
+
+def test_retry_of_a_task_cancelled_before_it_ran(manager):
+    t = manager.create_task("A", fn=lambda: 1)
+    manager.cancel_task(t.id)
+    manager.retry_task(t.id)
+    assert manager.wait_for_task(t.id, timeout=5) == 1
+
+
+def test_waiting_on_a_skipped_task_says_it_was_not_run(manager):
+    manager.create_task("ok", fn=lambda: 1)
+    manager.create_task("onf", dependencies=["ok"], trigger_rule="one_failed")
+    with pytest.raises(TaskloomError, match="task 'onf' ended skipped \\(not run\\)"):
+        manager.execute_task("onf")

@@ -174,7 +174,8 @@ class ProcessExecutor(Executor):
             self._work.append(attempt)
             if self._idle:
                 self._cond.notify()
-            elif len(self._threads) < self.max_workers:
+            # A notified dispatcher counts as idle until it wakes (see the thread executor).
+            if len(self._work) > self._idle and len(self._threads) < self.max_workers:
                 slot = _Slot()
                 t = threading.Thread(
                     target=self._dispatcher, args=(slot,),

@@ -35,10 +35,13 @@ class ThreadExecutor(Executor):
             local.next = attempt
             return
         with self._cond:
-            self._work.append(attempt)
+            work = self._work
+            work.append(attempt)
             if self._idle:
                 self._cond.notify()
-            elif len(self._threads) < self.max_workers:
+            # A notified worker counts as idle until it wakes: compare the queued work with
+            # the idle workers, or a second submit in that window waits behind a long task.
+            if len(work) > self._idle and len(self._threads) < self.max_workers:
                 t = threading.Thread(
                     target=self._worker,
                     name=f"{self._prefix}-{len(self._threads)}",
