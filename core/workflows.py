@@ -126,6 +126,13 @@ class Flow:
             if any(tasks[d].status not in TERMINAL for d in deps):
                 keep.append(task)
                 continue
+            if task.trigger_rule == "all_success" and any(
+                tasks[d].status is not TaskState.COMPLETED for d in deps
+            ):
+                # An upstream did not complete: the trigger rule decides (an upstream
+                # failure fails the task, naming it); the condition is not asked.
+                self.run.add([task])
+                continue
             try:
                 take = bool(predicate(condition_context(self.run, task)))
             except Exception as exc:

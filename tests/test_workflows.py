@@ -169,3 +169,20 @@ def test_run_add_skipped_is_a_transition_and_dependents_follow_their_rules(recor
     assert summary.results == {"a": 1, "d": 4}
     assert summary.counts == {"completed": 2, "skipped": 2}
     assert ("b", "skipped") in rec.transitions and ("c", "skipped") in rec.transitions
+
+
+def test_flow_does_not_ask_a_condition_after_an_upstream_failure() -> None:
+    asked = []
+
+    def predicate(ctx):
+        asked.append(ctx)
+        return True
+
+    def boom():
+        raise RuntimeError("no input")
+
+    tasks = [Task("extract", fn=boom), Task("flag", fn=lambda: "ran", dependencies=["extract"])]
+    summary = run_flow(Engine(), tasks, {"flag": predicate})
+    flag = summary.tasks[1] if summary.tasks[1].name == "flag" else summary.tasks[0]
+    assert asked == []
+    assert flag.status == "failed" and "upstream task 'extract' failed" in flag.error
