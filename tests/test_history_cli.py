@@ -192,3 +192,14 @@ def test_kill_taskloom_run_then_resume_from_the_cli(tmp_path, monkeypatch):
     again = {n for n, c in after.items() if c > 1}
     assert "gate" in again and len(again) <= 2
     assert all(after[n] == 2 and before[n] == 1 for n in again)
+
+
+def test_an_attempt_cut_off_by_a_kill_stays_running_not_the_next_state():
+    from taskloom.plugins.stores.history import TaskRecord, _attempts
+
+    rec = TaskRecord("t", "completed")
+    rec.events = [("pending", 1.0), ("ready", 1.1), ("running", 1.2),  # killed here
+                  ("pending", 9.0), ("ready", 9.1), ("running", 9.2), ("completed", 9.5)]
+    first, second = _attempts(rec, {})
+    assert (first.number, first.state, first.finished) == (1, "running", None)
+    assert (second.number, second.state, second.finished) == (2, "completed", 9.5)

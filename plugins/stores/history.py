@@ -203,6 +203,10 @@ class RunHistory:
         return record
 
 
+#: States an attempt ends in; anything else after ``running`` means it was cut off.
+_ATTEMPT_ENDS = frozenset({"completed", "failed", "cancelled", "retrying"})
+
+
 def _attempts(
     rec: TaskRecord, errors: dict[tuple[str, float], tuple[Any, Any, Any]]
 ) -> Iterator[AttemptRecord]:
@@ -210,11 +214,14 @@ def _attempts(
     number = 0
     for state, t in rec.events:
         if current is not None:
-            current.finished = t
-            current.state = state
-            err = errors.get((rec.name, t))
-            if err is not None:
-                current.error_type, current.error, current.traceback = err
+            if state in _ATTEMPT_ENDS:
+                current.finished = t
+                current.state = state
+                err = errors.get((rec.name, t))
+                if err is not None:
+                    current.error_type, current.error, current.traceback = err
+            # else the process died while the attempt ran (resume re-admitted the task):
+            # it stays "running" with no end, which is shown as interrupted.
             yield current
             current = None
         if state == "running":
