@@ -169,7 +169,6 @@ class PluginSet:
         self._plain_exec = getattr(self.pm, "_inner_hookexec", None)
         self.fast: dict[str, FastHook] = {}
         self.config: Mapping[str, Any] = MappingProxyType({})
-        self._configured = False
         self._registered_components = False
         self._refresh_flags()
         if os.environ.get("TASKLOOM_TRACE_HOOKS", "") not in ("", "0"):
@@ -288,11 +287,6 @@ class PluginSet:
     def configure(self, config: Mapping[str, Any] | None = None) -> None:
         """Hand the ``[taskloom]`` table to every plugin (historic: late plugins get it too)."""
         self.config = MappingProxyType(dict(config or {}))
-        if self._configured:
-            # A historic hook is called once; later reconfiguration reaches current plugins.
-            self.hook.taskloom_configure.call_historic(kwargs={"config": self.config})
-            return
-        self._configured = True
         self.hook.taskloom_configure.call_historic(kwargs={"config": self.config})
 
 
