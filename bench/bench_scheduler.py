@@ -111,9 +111,9 @@ def _reschedule(engine: Engine, n: int, reps: int) -> Row:
     def tl() -> None:
         sched = pool.pop()
         now = sched.clock.time()
-        heap, pop, collect = sched._heap, heapq.heappop, sched._collect_due
+        heap, pop, collect, jobs = sched._heap, heapq.heappop, sched._collect_due, sched._jobs
         for _ in range(n):
-            collect(pop(heap)[3], now)
+            collect(jobs[pop(heap)[2]], now)
 
     def floor() -> None:
         heap = [(60.0, i, None) for i in range(n)]

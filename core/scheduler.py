@@ -12,9 +12,10 @@ Choices worth knowing:
   finished tasks, and its unfinished dependencies run first). When ``max_instances > 1`` lets a
   fire overlap a run still in progress, that fire runs a copy of the task in a run of its own
   (a task with dependencies cannot overlap).
-* **Heap.** Entries are ``(due, seq, version, job)``; removing, pausing or rescheduling a job
-  bumps its version, and stale entries are dropped when they reach the top (lazy deletion),
-  so add and reschedule are O(log n) and the next due job is read in O(1).
+* **Heap.** Entries are ``(due, seq, job id)``; a job knows the ``seq`` of its live entry,
+  removing, pausing or rescheduling it forgets that entry, and stale entries are dropped when
+  they reach the top (lazy deletion), so add and reschedule are O(log n) and the next due job
+  is read in O(1).
 * **Late runs.** A due time later than ``misfire_grace_time`` is skipped and reported through
   ``taskloom_schedule_misfire``; with ``coalesce`` (default) many missed runs of one job make
   one run, without it each missed run runs. ``None`` grace means "run however late".
@@ -28,7 +29,6 @@ Choices worth knowing:
 from __future__ import annotations
 
 import enum
-import heapq
 import itertools
 import logging
 import random
@@ -36,6 +36,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
+from heapq import heappop, heappush
 from typing import Any, Protocol, runtime_checkable
 
 from taskloom.clock import Clock, system_clock
@@ -53,6 +54,9 @@ UTC = timezone.utc
 
 class _Unset(enum.Enum):
     DEFAULT = "default"
+
+
+_DEFAULT = _Unset.DEFAULT
 
 
 #: Most missed runs of one job replayed in one pass without coalescing; beyond this the job
@@ -129,6 +133,8 @@ class Trigger(Protocol):
     float fast path), ``jitter`` (seconds; each fire is delayed by a random ``[0, jitter)``
     drawn from ``rng``), ``check() -> bool`` (asked at each due time; the task runs only if
     True, which is how ``conditional`` polls) and ``once`` (remove the job after it fires).
+    A trigger class may offer ``shared(interval)``, returning one unchangeable instance per
+    argument for many jobs to hold; :meth:`TaskScheduler.schedule_recurring` uses it.
     """
 
     def next_fire_time(self, after: datetime) -> datetime | None:
@@ -141,9 +147,9 @@ class Job:
     __slots__ = (
         "_base",
         "_due",
+        "_entry",
         "_instances",
         "_scheduler",
-        "_version",
         "coalesce",
         "id",
         "max_instances",
@@ -162,6 +168,9 @@ class Job:
         misfire_grace_time: float | None,
         coalesce: bool,
         max_instances: int,
+        base: float | None = None,
+        due: float | None = None,
+        paused: bool = False,
     ) -> None:
         self._scheduler = scheduler
         self.id = job_id
@@ -170,11 +179,12 @@ class Job:
         self.misfire_grace_time = misfire_grace_time
         self.coalesce = coalesce
         self.max_instances = max_instances
-        self.paused = False
-        self._base: float | None = None  # the trigger's time (before jitter)
-        self._due: float | None = None  # when it runs (base + jitter)
-        self._version = 0
-        self._instances: list[Task] = []
+        self.paused = paused
+        self._base = base  # the trigger's time (before jitter)
+        self._due = due  # when it runs (base + jitter)
+        self._entry = 0  # the sequence number of its live heap entry; 0: none
+        # Made on the first fire: ten thousand idle jobs need no ten thousand empty lists.
+        self._instances: list[Task] | None = None
 
     @property
     def name(self) -> str:
@@ -191,6 +201,8 @@ class Job:
     @property
     def running(self) -> int:
         """Runs of this job still in progress."""
+        if not self._instances:
+            return 0
         self._instances = [t for t in self._instances if t.status not in TERMINAL]
         return len(self._instances)
 
@@ -207,6 +219,18 @@ class Job:
         nxt = self.next_fire_time
         when = "paused" if self.paused else (nxt.isoformat() if nxt else "done")
         return f"<Job {self.id!r} {self.trigger!r} next={when}>"
+
+
+def _checked_grace(value: float | None, where: str) -> float | None:
+    if value is not None and not value >= 0:
+        raise ConfigError(f"{where}: misfire_grace_time must be >= 0, got {value!r}")
+    return value
+
+
+def _checked_instances(value: int, where: str) -> int:
+    if not value >= 1:
+        raise ConfigError(f"{where}: max_instances must be >= 1, got {value!r}")
+    return value
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -272,15 +296,37 @@ class TaskScheduler:
         self.max_instances = max_instances
         self.rng = rng or random.Random()
         self._jobs: dict[str, Job] = {}
-        self._heap: list[tuple[float, int, int, Job]] = []
-        self._seq = itertools.count()
+        # Entries are (due, sequence, job id): no object references, so the collector drops
+        # them from its lists and a big heap costs it nothing. An entry is live while its
+        # job's ``_entry`` is its sequence number; stale ones are skipped when they surface.
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count(1)
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._overlap_runs: list[Run] = []
         self._active: list[Task] = []
-        self._interval: Callable[..., Any] | None = None
+        self._interval: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+
+    # -- run-control defaults: checked when set, so add_job need not check them per job ------
+    @property
+    def misfire_grace_time(self) -> float | None:
+        """Default seconds a run may start late before it is skipped (None: no limit)."""
+        return self._misfire_grace_time
+
+    @misfire_grace_time.setter
+    def misfire_grace_time(self, value: float | None) -> None:
+        self._misfire_grace_time = _checked_grace(value, "scheduler")
+
+    @property
+    def max_instances(self) -> int:
+        """Default number of runs of one job allowed at once."""
+        return self._max_instances
+
+    @max_instances.setter
+    def max_instances(self, value: int) -> None:
+        self._max_instances = _checked_instances(value, "scheduler")
 
     # -- adding jobs ------------------------------------------------------------------------
     def add_job(
@@ -306,13 +352,15 @@ class TaskScheduler:
             raise TypeError(f"options {sorted(trigger_options)} given with a trigger object")
         if not callable(getattr(trigger, "next_fire_time", None)):
             raise TypeError(f"{trigger!r} is not a trigger (no next_fire_time)")
-        grace = (self.misfire_grace_time if isinstance(misfire_grace_time, _Unset)
-                 else misfire_grace_time)
-        if grace is not None and grace < 0:
-            raise ConfigError(f"task {task.name!r}: misfire_grace_time must be >= 0")
-        instances = self.max_instances if max_instances is None else max_instances
-        if instances < 1:
-            raise ConfigError(f"task {task.name!r}: max_instances must be >= 1")
+        # The scheduler's defaults were checked when set; only explicit options are checked here.
+        if misfire_grace_time is _DEFAULT:
+            grace = self._misfire_grace_time
+        else:
+            grace = _checked_grace(misfire_grace_time, f"task {task.name!r}")
+        if max_instances is None:
+            instances = self._max_instances
+        else:
+            instances = _checked_instances(max_instances, f"task {task.name!r}")
         if instances > 1 and task.dependencies:
             raise ConfigError(
                 f"task {task.name!r}: max_instances > 1 needs a task without dependencies "
@@ -322,25 +370,27 @@ class TaskScheduler:
             job_id = id or task.name
             if job_id in self._jobs:
                 job_id = self._unique_id(job_id, explicit=id is not None)
-            job = Job(self, job_id, task, trigger, grace,
-                      self.coalesce if coalesce is None else coalesce, instances)
             saved = self.state.load(job_id)
+            base: float | None
+            due: float | None
+            paused = False
             if saved is not None and saved.get("next_fire_time") is not None:
-                saved_base = float(saved["next_fire_time"])
-                job._base = saved_base
-                job._due = float(saved.get("due") or saved_base)
-                job.paused = bool(saved.get("paused", False))
+                base = float(saved["next_fire_time"])
+                due = float(saved.get("due") or base)
+                paused = bool(saved.get("paused", False))
             else:
-                base = self._first_base(trigger)
-                job._base = base
-                if base is None or not getattr(trigger, "jitter", 0.0):
-                    job._due = base
-                else:
-                    job._due = self._jittered(job, base)
+                fast = getattr(trigger, "first_fire_ts", None)
+                base = fast(self.clock.time()) if fast is not None else self._first_base(trigger)
+                due = base
+                if base is not None and getattr(trigger, "jitter", None):
+                    due = self._jittered(trigger, base)
+            job = Job(self, job_id, task, trigger, grace,
+                      self.coalesce if coalesce is None else coalesce, instances,
+                      base, due, paused)
             self._jobs[job_id] = job
-            if job._due is not None and not job.paused:
-                job._version = 1
-                heapq.heappush(self._heap, (job._due, next(self._seq), 1, job))
+            if due is not None and not paused:
+                job._entry = seq = next(self._seq)
+                heappush(self._heap, (due, seq, job_id))
             if self._thread is not None:
                 self._wake.set()
         return job
@@ -366,14 +416,16 @@ class TaskScheduler:
 
         ``start``, ``end`` and ``jitter`` are passed to the ``interval`` trigger.
         """
-        factory = self._interval
-        if factory is None:
-            factory = self._interval = self.plugins.registry.get("trigger", "interval")
+        if self._interval is None:
+            factory = self.plugins.registry.get("trigger", "interval")
+            # A trigger type whose instances can serve many jobs offers ``shared``; one that
+            # keeps per-job state does not, and each job gets its own.
+            self._interval = (factory, getattr(factory, "shared", factory))
+        factory, plain = self._interval
+        trigger_opts = None
         if options:
             trigger_opts = {k: options.pop(k) for k in _INTERVAL_KEYS & options.keys()}
-            trigger = factory(interval, **trigger_opts)
-        else:
-            trigger = factory(interval)
+        trigger = factory(interval, **trigger_opts) if trigger_opts else plain(interval)
         return self.add_job(task, trigger, **options)
 
     def schedule_cron(
@@ -422,7 +474,7 @@ class TaskScheduler:
             if job is None:
                 raise KeyError(f"no scheduled job {job_id!r}")
             del self._jobs[job.id]
-            job._version += 1
+            job._entry = 0
         self._wake.set()
 
     def remove_task(self, task_id: str) -> None:
@@ -434,7 +486,7 @@ class TaskScheduler:
                 raise KeyError(f"no scheduled task {task_id!r}")
             for job in found:
                 del self._jobs[job.id]
-                job._version += 1
+                job._entry = 0
         self._wake.set()
 
     def pause_job(self, job_id: str) -> None:
@@ -444,7 +496,7 @@ class TaskScheduler:
             if job.paused:
                 return
             job.paused = True
-            job._version += 1
+            job._entry = 0
             self._save(job)
 
     def resume_job(self, job_id: str) -> None:
@@ -486,12 +538,12 @@ class TaskScheduler:
             top = self._heap[0]  # a snapshot; a live top entry needs no lock
         except IndexError:
             return None
-        job = top[3]
-        if top[2] == job._version and not job.paused and self._jobs.get(job.id) is job:
+        job = self._jobs.get(top[2])
+        if job is not None and job._entry == top[1] and not job.paused:
             return job
         with self._lock:
             entry = self._peek()
-            return None if entry is None else entry[3]
+            return None if entry is None else entry[1]
 
     # -- running ----------------------------------------------------------------------------
     def run_pending(self, wait: bool = True) -> list[str]:
@@ -545,8 +597,8 @@ class TaskScheduler:
                 entry = self._peek()
                 if entry is None or entry[0] > limit:
                     break
-                heapq.heappop(self._heap)
-                job = entry[3]
+                heappop(self._heap)
+                job = entry[1]
                 runs = self._collect_due(job, now)
             for base, due in runs:
                 task = self._fire_one(job, base, due, now, block)
@@ -566,7 +618,7 @@ class TaskScheduler:
             if base is None:
                 job._base = job._due = None
                 break
-            due = self._jittered(job, base)
+            due = self._jittered(job.trigger, base)
             if due > now + _RESOLUTION:
                 job._base, job._due = base, due
                 break
@@ -576,7 +628,7 @@ class TaskScheduler:
             if len(missed) >= MAX_CATCH_UP:
                 base = self._next_base(job.trigger, now)
                 job._base = base
-                job._due = None if base is None else self._jittered(job, base)
+                job._due = None if base is None else self._jittered(job.trigger, base)
                 break
         if job.coalesce and len(missed) > 1:
             missed = missed[-1:]
@@ -622,7 +674,7 @@ class TaskScheduler:
         with self._lock:
             if self._jobs.get(job.id) is job:
                 del self._jobs[job.id]
-            job._version += 1
+            job._entry = 0
             job._due = job._base = None
 
     def _save(self, job: Job, last: float | None = None) -> None:
@@ -638,7 +690,7 @@ class TaskScheduler:
                 log.warning("job %r: run due %s skipped, %d instance(s) still running",
                             job.id, _ts_dt(due).isoformat(), job.max_instances)
                 return None
-            self.wait_for(job._instances[:1])
+            self.wait_for((job._instances or [])[:1])
         task = job.task
         if task.status in TERMINAL or task._run is None:
             self.manager.submit_task(task)
@@ -650,7 +702,10 @@ class TaskScheduler:
             with self._lock:
                 self._overlap_runs = [r for r in self._overlap_runs if r.status != "idle"]
                 self._overlap_runs.append(run)
-        job._instances.append(task)
+        if job._instances is None:
+            job._instances = [task]
+        else:
+            job._instances.append(task)
         with self._lock:
             self._active = [t for t in self._active if t.status not in TERMINAL]
             self._active.append(task)
@@ -662,18 +717,20 @@ class TaskScheduler:
 
     # -- the heap ---------------------------------------------------------------------------
     def _push(self, job: Job) -> None:
-        job._version += 1
         assert job._due is not None
-        heapq.heappush(self._heap, (job._due, next(self._seq), job._version, job))
+        job._entry = seq = next(self._seq)
+        heappush(self._heap, (job._due, seq, job.id))
 
-    def _peek(self) -> tuple[float, int, int, Job] | None:
+    def _peek(self) -> tuple[float, Job] | None:
+        """The first live entry's due time and job, dropping stale entries above it."""
         heap = self._heap
+        jobs = self._jobs
         while heap:
-            top = heap[0]
-            job = top[3]
-            if top[2] == job._version and not job.paused and self._jobs.get(job.id) is job:
-                return top
-            heapq.heappop(heap)
+            due, seq, job_id = heap[0]
+            job = jobs.get(job_id)
+            if job is not None and job._entry == seq and not job.paused:
+                return due, job
+            heappop(heap)
         return None
 
     def _first_base(self, trigger: Any) -> float | None:
@@ -695,11 +752,11 @@ class TaskScheduler:
         when = trigger.next_fire_time(_ts_dt(base))
         return None if when is None else _to_utc(when).timestamp()
 
-    def _jittered(self, job: Job, base: float) -> float:
-        jitter = getattr(job.trigger, "jitter", 0.0)
+    def _jittered(self, trigger: Any, base: float) -> float:
+        jitter = getattr(trigger, "jitter", 0.0)
         if not jitter:
             return base
-        rng = getattr(job.trigger, "rng", None) or self.rng
+        rng = getattr(trigger, "rng", None) or self.rng
         return base + rng.uniform(0.0, jitter)
 
     # -- the background thread ---------------------------------------------------------------

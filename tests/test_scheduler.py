@@ -287,6 +287,37 @@ def test_max_instances_with_dependencies_is_rejected(scheduler: TaskScheduler) -
         scheduler.schedule_recurring(Task("b", dependencies=["a"]), 60, max_instances=2)
 
 
+@pytest.mark.parametrize("option,value,message", [
+    ("misfire_grace_time", -1, "scheduler: misfire_grace_time must be >= 0, got -1"),
+    ("max_instances", 0, "scheduler: max_instances must be >= 1, got 0"),
+])
+def test_bad_scheduler_defaults_are_refused_when_set(clock: FakeClock, option: str, value: int,
+                                                     message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TaskScheduler(clock=clock, **{option: value})
+    with TaskScheduler(clock=clock) as scheduler:
+        with pytest.raises(ConfigError, match=message):
+            setattr(scheduler, option, value)
+        assert getattr(scheduler, option) == {"misfire_grace_time": None,
+                                              "max_instances": 1}[option]
+        # Per-job options are checked per job, naming the task.
+        with pytest.raises(ConfigError, match=f"task 'x': {option} must be"):
+            scheduler.schedule_recurring(Task("x"), 60, **{option: value})
+
+
+def test_a_job_id_reused_after_removal_fires_on_its_own_time(scheduler: TaskScheduler,
+                                                             clock: FakeClock) -> None:
+    ran: list[str] = []
+    scheduler.add_task(counter("r", ran), clock.now() + timedelta(seconds=10)).remove()
+    job = scheduler.add_task(counter("r", ran), clock.now() + timedelta(seconds=20))
+    assert job.id == "r"
+    clock.advance(10)  # the removed job's heap entry surfaces here: it must not fire the new one
+    assert scheduler.run_pending() == [] and scheduler.next_due() is job
+    clock.advance(10)
+    assert scheduler.run_pending() == ["r"] and ran == ["r"]
+    assert scheduler.next_due() is None
+
+
 def test_scheduled_task_runs_its_dependencies(clock: FakeClock) -> None:
     manager = TaskManager(clock=clock)
     extract = manager.create_task("extract", fn=lambda: 20)

@@ -274,3 +274,67 @@ def test_a_plugin_trigger_fires_through_the_scheduler() -> None:
             assert scheduler.run_pending() == ["report"]
     assert ran == [datetime(2024, 5, 3, 12, tzinfo=UTC), datetime(2024, 5, 5, 12, tzinfo=UTC)]
     assert scheduler.get_jobs() == []
+
+
+# -- sharing plain interval triggers ------------------------------------------------------------
+def test_interval_trigger_cannot_be_changed() -> None:
+    trigger = IntervalTrigger(60)
+    with pytest.raises(AttributeError, match="cannot set 'seconds'"):
+        trigger.seconds = 5  # type: ignore[misc]
+    assert trigger.seconds == 60.0
+
+
+def test_shared_interval_trigger_is_one_instance_per_interval() -> None:
+    assert IntervalTrigger.shared(60) is IntervalTrigger.shared(60)
+    assert IntervalTrigger.shared(60) is not IntervalTrigger.shared(61)
+    assert IntervalTrigger.shared(timedelta(minutes=2)).seconds == 120
+    # True equals 1 but is not an interval; a cached 1-second trigger must not answer for it.
+    IntervalTrigger.shared(1)
+    with pytest.raises(ConfigError, match="interval trigger"):
+        IntervalTrigger.shared(True)
+
+
+def test_plain_recurring_jobs_share_a_trigger_and_fire_independently() -> None:
+    clock = FakeClock(T0)
+    ran: list[str] = []
+    with TaskScheduler(clock=clock) as scheduler:
+        first = scheduler.schedule_recurring(Task("a", fn=lambda: ran.append("a")), 60)
+        clock.advance(30)
+        second = scheduler.schedule_recurring(Task("b", fn=lambda: ran.append("b")), 60)
+        jittered = scheduler.schedule_recurring(Task("c", fn=lambda: ran.append("c")), 60,
+                                                jitter=1.0, rng=random.Random(3))
+        assert first.trigger is second.trigger
+        assert jittered.trigger is not first.trigger and jittered.trigger.jitter == 1.0
+        # One trigger, but each job keeps its own grid: a at 60, 120; b at 90, 150.
+        clock.set(T0 + timedelta(seconds=60))
+        assert scheduler.run_pending() == ["a"]
+        clock.set(T0 + timedelta(seconds=91))
+        assert scheduler.run_pending() == ["b", "c"]
+        assert first.next_fire_time == T0 + timedelta(seconds=120)
+        assert second.next_fire_time == T0 + timedelta(seconds=150)
+
+
+class CountingInterval:
+    """A stateful interval trigger: it counts its own fires, so it must not be shared."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.fired = 0
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        self.fired += 1
+        return after + timedelta(seconds=self.interval)
+
+
+class CountingIntervalPlugin:
+    @hookimpl
+    def taskloom_register(self, registry: Any) -> None:
+        registry.add("trigger", "interval", CountingInterval)
+
+
+def test_an_interval_trigger_without_shared_gets_one_instance_per_job() -> None:
+    plugins = taskloom.load_plugins(disable=["triggers"], plugins=[CountingIntervalPlugin()])
+    with TaskScheduler(clock=FakeClock(T0), plugins=plugins) as scheduler:
+        a = scheduler.schedule_recurring(Task("a"), 60)
+        b = scheduler.schedule_recurring(Task("b"), 60)
+    assert isinstance(a.trigger, CountingInterval) and a.trigger is not b.trigger

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 import random
 from datetime import datetime, timedelta, timezone
+from typing import ClassVar
 
 from taskloom.errors import ConfigError
 
 UTC = timezone.utc
+
+#: Most distinct plain intervals :meth:`IntervalTrigger.shared` keeps.
+_SHARED_MAX = 256
 
 
 def as_utc(value: datetime | str | float, what: str) -> datetime:
@@ -93,9 +97,23 @@ class IntervalTrigger:
     Without ``start`` the first fire is one interval after the job is added. ``jitter``
     delays each fire by a random ``[0, jitter)`` seconds drawn from ``rng``; the grid
     itself never drifts. Jitter must be shorter than the interval so runs keep their order.
+
+    A trigger cannot be changed once built, so one instance can serve many jobs (see
+    :meth:`shared`).
     """
 
     kind = "interval"
+    # Schedulers hold thousands of these: slots keep each one small and quick to read.
+    __slots__ = ("_end_ts", "_start_ts", "end", "jitter", "rng", "seconds", "start")
+    _shared: ClassVar[dict[tuple[type, type, object], IntervalTrigger]] = {}
+
+    seconds: float
+    start: datetime | None
+    end: datetime | None
+    jitter: float
+    rng: random.Random | None
+    _start_ts: float | None
+    _end_ts: float | None
 
     def __init__(
         self,
@@ -118,25 +136,47 @@ class IntervalTrigger:
             total = as_seconds(interval, "interval trigger")
         if not 0 < total < math.inf:
             raise ConfigError(f"interval trigger: interval must be > 0 seconds, got {total!r}")
-        self.seconds = float(total)
-        self.start = self.end = None
-        self._start_ts = self._end_ts = None
-        if start is not None:
-            self.start = as_utc(start, "interval trigger start")
-            self._start_ts = self.start.timestamp()
-        if end is not None:
-            self.end = as_utc(end, "interval trigger end")
-            self._end_ts = self.end.timestamp()
-        if self.start is not None and self.end is not None and self.end < self.start:
+        start_at = None if start is None else as_utc(start, "interval trigger start")
+        end_at = None if end is None else as_utc(end, "interval trigger end")
+        if start_at is not None and end_at is not None and end_at < start_at:
             raise ConfigError("interval trigger: end is before start")
-        self.jitter = jitter if type(jitter) is float else as_seconds(jitter, "jitter")
-        if self.jitter and not 0 < self.jitter < total:
+        spread = jitter if type(jitter) is float else as_seconds(jitter, "jitter")
+        if spread and not 0 < spread < total:
             raise ConfigError(
                 f"interval trigger: jitter must be >= 0 and shorter than the interval "
-                f"({total:g}s), got {self.jitter:g}"
+                f"({total:g}s), got {spread:g}"
             )
+        init = object.__setattr__  # __setattr__ refuses: the trigger is immutable once built
+        init(self, "seconds", float(total))
+        init(self, "start", start_at)
+        init(self, "end", end_at)
+        init(self, "_start_ts", None if start_at is None else start_at.timestamp())
+        init(self, "_end_ts", None if end_at is None else end_at.timestamp())
+        init(self, "jitter", spread)
         # Only jittered triggers draw numbers; a Random of their own would cost a urandom read.
-        self.rng = rng if rng is not None else (random.Random() if self.jitter else None)
+        init(self, "rng", rng if rng is not None else (random.Random() if spread else None))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"interval trigger: cannot set {name!r}, a trigger does not change once built "
+            "(jobs may share it); make a new IntervalTrigger"
+        )
+
+    @classmethod
+    def shared(cls, interval: timedelta | float) -> IntervalTrigger:
+        """The trigger for a plain ``interval`` (no start, end or jitter), one instance per
+        interval: ten thousand jobs every minute hold one trigger, not ten thousand.
+
+        Sharing is safe because a trigger keeps no per-job state and cannot be changed.
+        """
+        # The value's type is part of the key: True == 1, but True is not an interval.
+        key = (cls, type(interval), interval)
+        trigger = cls._shared.get(key)
+        if trigger is None:
+            trigger = cls(interval)
+            if len(cls._shared) < _SHARED_MAX:  # bounded: a program uses few intervals
+                cls._shared[key] = trigger
+        return trigger
 
     @property
     def interval(self) -> timedelta:
@@ -173,14 +213,15 @@ class IntervalTrigger:
     def next_fire_ts(self, after: float) -> float | None:
         """:meth:`next_fire_time` on epoch seconds (the scheduler's fast path)."""
         start = self._start_ts
+        step = self.seconds
         if start is None:
-            nxt = after + self.seconds
+            nxt = after + step
         elif after < start:
             nxt = start
         else:
-            nxt = start + (math.floor((after - start) / self.seconds) + 1) * self.seconds
+            nxt = start + (math.floor((after - start) / step) + 1) * step
             if nxt <= after:  # float rounding on huge spans
-                nxt += self.seconds
+                nxt += step
         end = self._end_ts
         return None if end is not None and nxt > end else nxt
 
