@@ -138,7 +138,11 @@ def test_cron_in_a_time_zone() -> None:
     ("61 * * * * *", "field 1 (second)"),
     ("0 61 * * * *", "field 2 (minute)"),
     ("*/0 * * * *", "field 1 (minute)"),
-    ("0 0 15W * *", "field 3 (day-of-month)"),  # nearest weekday: only LW is supported
+    ("0 0 32W * *", "field 3 (day-of-month)"),
+    ("0 0 0W * *", "field 3 (day-of-month)"),
+    ("0 0 30W 2 *", "field 3 (day-of-month)"),  # February never has a 30th
+    ("0 0 0 1W,15W * *", "field 4 (day-of-month)"),  # W stands alone in its field
+    ("0 0 15W * MON", "field 3 (day-of-month) '15W' needs '*' in field 5 (day-of-week)"),
 ])
 def test_cron_bad_field_is_named(expression: str, field: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -163,6 +167,73 @@ def test_cron_rare_and_impossible_dates() -> None:
         CronTrigger("0 0 30 2 *")
     nxt = CronTrigger("0 0 29 2 *").next_fire_time(T0)
     assert nxt is not None and nxt.date().isoformat() == "2028-02-29"
+
+
+# -- the nearest-weekday form nW ---------------------------------------------------------------
+def test_cron_nearest_weekday_known_dates() -> None:
+    # 2024-06-15 is a Saturday: the Friday before. 2024-09-15 is a Sunday: the Monday after.
+    assert fires(CronTrigger("0 9 15W * *"), datetime(2024, 5, 20, tzinfo=UTC), 4) == [
+        datetime(2024, 6, 14, 9, tzinfo=UTC), datetime(2024, 7, 15, 9, tzinfo=UTC),
+        datetime(2024, 8, 15, 9, tzinfo=UTC), datetime(2024, 9, 16, 9, tzinfo=UTC)]
+    # It never leaves the month: June 1st 2024 is a Saturday, so Monday the 3rd;
+    # March 31st 2024 is a Sunday, so Friday the 29th; April has no 31st.
+    assert CronTrigger("0 0 1W * *").next_fire_time(datetime(2024, 5, 20, tzinfo=UTC)) == \
+        datetime(2024, 6, 3, tzinfo=UTC)
+    assert fires(CronTrigger("0 0 31W * *"), datetime(2024, 3, 1, tzinfo=UTC), 2) == [
+        datetime(2024, 3, 29, tzinfo=UTC), datetime(2024, 5, 31, tzinfo=UTC)]
+    # Several times on that day, seconds first, lower case.
+    assert fires(CronTrigger("30 0 9,17 15w 6 *"), datetime(2024, 1, 1, tzinfo=UTC), 3) == [
+        datetime(2024, 6, 14, 9, 0, 30, tzinfo=UTC), datetime(2024, 6, 14, 17, 0, 30, tzinfo=UTC),
+        datetime(2025, 6, 16, 9, 0, 30, tzinfo=UTC)]  # 2025-06-15 is a Sunday
+    # February 29th only in leap years (2025-2027 have none; 2028-02-29 is a Tuesday).
+    assert CronTrigger("0 0 29W 2 *").next_fire_time(datetime(2024, 3, 1, tzinfo=UTC)) == \
+        datetime(2028, 2, 29, tzinfo=UTC)
+
+
+def test_cron_nearest_weekday_in_a_time_zone_on_a_dst_day() -> None:
+    # 2024-03-31 is a Sunday and Berlin's spring-forward day: 31W is Friday the 29th (CET).
+    trigger = CronTrigger("30 2 31W 3 *", "Europe/Berlin")
+    assert trigger.next_fire_time(datetime(2024, 3, 1, tzinfo=UTC)) == \
+        datetime(2024, 3, 29, 1, 30, tzinfo=UTC)
+
+
+def _nearest_weekday_reference(year: int, month: int, day: int) -> int | None:
+    """The weekday of the month closest to ``day`` (ties cannot happen), by brute force."""
+    days = [d for d in range(1, 32) if _valid(year, month, d)]
+    if day not in days:
+        return None
+    weekdays = [d for d in days if datetime(year, month, d).weekday() < 5]
+    return min(weekdays, key=lambda d: abs(d - day))
+
+
+def _valid(year: int, month: int, day: int) -> bool:
+    try:
+        datetime(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(day=st.integers(1, 31), months=st.sets(st.integers(1, 12), min_size=1, max_size=4),
+       hour=st.integers(0, 23), after=st.integers(946_684_800, 2_208_988_800))
+def test_cron_nearest_weekday_matches_brute_force(day: int, months: set[int], hour: int,
+                                                  after: int) -> None:
+    if day > max(29 if m == 2 else 30 if m in (4, 6, 9, 11) else 31 for m in months):
+        return  # rejected up front (test_cron_bad_field_is_named)
+    month_field = ",".join(str(m) for m in sorted(months))
+    trigger = CronTrigger(f"0 {hour} {day}W {month_field} *")
+    start = datetime.fromtimestamp(after, UTC)
+    expected: list[datetime] = []
+    year = start.year
+    while len(expected) < 3:
+        for month in sorted(months):
+            found = _nearest_weekday_reference(year, month, day)
+            when = None if found is None else datetime(year, month, found, hour, tzinfo=UTC)
+            if when is not None and when > start and len(expected) < 3:
+                expected.append(when)
+        year += 1
+    assert fires(trigger, start, 3) == expected
 
 
 # -- cron against cronsim on random expressions ----------------------------------------------

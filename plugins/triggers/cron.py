@@ -2,8 +2,12 @@
 
 Matching is cronsim's (standard cron: weekday 0 or 7 = Sunday, 1 = Monday; names ``MON``,
 ``JAN``; ``L`` last day of month, ``LW`` last weekday of month, ``5L`` last Friday, ``1#2``
-second Monday). Six fields put **seconds first**: ``sec min hour dom month dow``. The
-nearest-weekday form ``15W`` is not supported (cronsim has only ``LW``) and is rejected.
+second Monday). Six fields put **seconds first**: ``sec min hour dom month dow``.
+
+The nearest-weekday form ``15W`` (cronsim has only ``LW``) is matched here, with the usual
+rules: the weekday nearest the 15th, never leaving the month (``1W`` on a Saturday is Monday
+the 3rd, ``31W`` on a Sunday is Friday the 29th), no run in a month without that day. As in
+Quartz it stands alone in its field and needs ``*`` for the day of the week.
 
 The expression is matched against local wall-clock times of the zone; each local time is then
 mapped to an instant:
@@ -20,7 +24,9 @@ does not run again, and the hour skipped at spring forward runs once when it end
 
 from __future__ import annotations
 
+import calendar
 import heapq
+import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -40,6 +46,10 @@ _MAX_SHIFT = timedelta(hours=3)
 _FIELDS5 = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _FIELDS6 = ("second", *_FIELDS5)
 _AMBIGUOUS = ("once", "both")
+_NEAREST_WEEKDAY = re.compile(r"(\d{1,2})W", re.IGNORECASE)
+# Leap days come back within eight years (2096 -> 2104): a month day not found in that many
+# months is never found.
+_MONTHS_SEARCHED = 12 * 8 + 1
 
 
 def resolve_timezone(name: str | tzinfo | None, what: str = "") -> tzinfo:
@@ -70,7 +80,12 @@ def _bad_field(expression: str, parts: list[str], message: str) -> ConfigError:
     return ConfigError(f"cron expression {expression!r}: {message}")
 
 
-def _parse(expression: str) -> CronSim:
+def _parse(expression: str) -> tuple[CronSim, int | None]:
+    """The parsed expression, and the day ``n`` of a nearest-weekday ``nW`` (else None).
+
+    For ``nW`` cronsim parses the expression with ``*`` in the day-of-month field; the day
+    itself is matched by :func:`nearest_weekday`.
+    """
     if not isinstance(expression, str):
         raise ConfigError(f"cron expression must be a string, got {expression!r}")
     parts = expression.split()
@@ -79,12 +94,44 @@ def _parse(expression: str) -> CronSim:
             f"cron expression {expression!r}: expected 5 fields (minute hour day-of-month "
             f"month day-of-week) or 6 (second first), got {len(parts)}"
         )
+    dom = len(parts) - 3
+    nearest = None
+    matched = _NEAREST_WEEKDAY.fullmatch(parts[dom])
+    if matched:
+        nearest = int(matched.group(1))
+        if not 1 <= nearest <= 31:
+            raise _bad_field(expression, parts, "Bad day-of-month")
+        if parts[dom + 2] != "*":
+            raise ConfigError(
+                f"cron expression {expression!r}: field {dom + 1} (day-of-month) "
+                f"{parts[dom]!r} needs '*' in field {dom + 3} (day-of-week), "
+                f"got {parts[dom + 2]!r}"
+            )
+    text = " ".join([*parts[:dom], "*", *parts[dom + 1:]]) if nearest else expression
     try:
-        return CronSim(expression, datetime(2000, 1, 1))
+        sim = CronSim(text, datetime(2000, 1, 1))
     except CronSimError as exc:
         raise _bad_field(expression, parts, str(exc)) from None
     except (ValueError, IndexError, KeyError) as exc:
         raise ConfigError(f"cron expression {expression!r}: {exc}") from None
+    # Like cronsim's own check for "30 2": a day no allowed month has never runs.
+    if nearest and nearest > max(calendar.monthrange(2000, m)[1] for m in sim.months):
+        raise _bad_field(expression, parts, "Bad day-of-month")
+    return sim, nearest
+
+
+def nearest_weekday(year: int, month: int, day: int) -> int | None:
+    """The day of ``month`` that ``{day}W`` names: ``day`` itself on a weekday, else the
+    nearest weekday in the same month; None when the month has no such day."""
+    last = calendar.monthrange(year, month)[1]
+    if day > last:
+        return None
+    weekday = calendar.weekday(year, month, day)
+    if weekday == calendar.SATURDAY:
+        return day - 1 if day > 1 else day + 2
+    if weekday == calendar.SUNDAY:
+        return day + 1 if day < last else day - 2
+    return day
 
 
 def _utc_naive(dt: datetime) -> datetime:
@@ -106,7 +153,7 @@ class CronTrigger:
         ambiguous: str = "once",
         jitter: float = 0.0,
     ) -> None:
-        self._template = _parse(expression)
+        self._template, self._nearest = _parse(expression)
         self.expression = expression
         self.tz = resolve_timezone(timezone, f"cron expression {expression!r}")
         self.timezone = timezone if isinstance(timezone, str) else str(self.tz)
@@ -155,17 +202,40 @@ class CronTrigger:
         if day != self._day:
             tpl = self._template
             self._day = day
-            self._day_ok = day.month in tpl.months and tpl.match_day(day)
+            self._day_ok = day.month in tpl.months and (
+                tpl.match_day(day) if self._nearest is None
+                else day.day == nearest_weekday(day.year, day.month, self._nearest))
         if self._day_ok:
             found = self._next_time_of_day(after.hour, after.minute, after.second)
             if found is not None:
                 h, m, sec = found
                 return datetime(day.year, day.month, day.day, h, m, sec)
+        if self._nearest is not None:
+            nxt = self._next_nearest_day(day)
+            if nxt is None:
+                return None
+            return datetime(nxt.year, nxt.month, nxt.day,
+                            self._hours[0], self._minutes[0], self._seconds[0])
         midnight = datetime(day.year, day.month, day.day) + _DAY
         try:
             return next(self._sim(midnight - _SECOND))
         except StopIteration:
             return None
+
+    def _next_nearest_day(self, day: date) -> date | None:
+        """The first day after ``day`` that ``nW`` names, in a month the expression allows."""
+        assert self._nearest is not None
+        months = self._template.months
+        year, month = day.year, day.month
+        for _ in range(_MONTHS_SEARCHED):
+            if month in months:
+                found = nearest_weekday(year, month, self._nearest)
+                if found is not None and (year, month, found) > (day.year, day.month, day.day):
+                    return date(year, month, found)
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            if year > 9999:
+                break
+        return None
 
     def _next_time_of_day(self, h: int, m: int, sec: int) -> tuple[int, int, int] | None:
         """The smallest grid time strictly after ``h:m:sec`` on the same day."""
