@@ -132,7 +132,8 @@ class Trigger(Protocol):
     time of a new job; default ``next_fire_time(now)``), ``next_fire_ts(after: float)`` (a
     float fast path), ``jitter`` (seconds; each fire is delayed by a random ``[0, jitter)``
     drawn from ``rng``), ``check() -> bool`` (asked at each due time; the task runs only if
-    True, which is how ``conditional`` polls) and ``once`` (remove the job after it fires).
+    True, which is how ``conditional`` polls; such a fire is claimed by its due time like any
+    other) and ``once`` (remove the job after it fires).
     A trigger class may offer ``shared(interval)``, returning one unchangeable instance per
     argument for many jobs to hold; :meth:`TaskScheduler.schedule_recurring` uses it.
     """
@@ -655,8 +656,13 @@ class TaskScheduler:
                   block: bool) -> Task | None:
         check = getattr(job.trigger, "check", None)
         if callable(check):
-            # Polled conditions are local to this process: nothing to claim or save.
+            # A condition holds in every process that polls it; claiming the poll time makes
+            # one of them fire. Nothing is saved: a condition has no next time to resume.
             if not check():
+                return None
+            if not self.state.claim(job.id, base, self.owner):
+                log.info("job %r: poll at %s already fired by another scheduler",
+                         job.id, _ts_dt(base).isoformat())
                 return None
         elif not self.state.claim(job.id, base, self.owner):
             # Claimed by trigger time, not the jittered time, which differs per scheduler.

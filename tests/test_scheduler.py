@@ -404,6 +404,33 @@ def test_two_schedulers_on_one_state_fire_each_run_once(clock: FakeClock) -> Non
         b.shutdown()
 
 
+def test_two_schedulers_polling_one_condition_fire_each_edge_once(clock: FakeClock) -> None:
+    state = MemoryScheduleState()
+    level = {"value": 0}
+    ran: list[str] = []
+    a = TaskScheduler(clock=clock, state=state, owner="a")
+    b = TaskScheduler(clock=clock, state=state, owner="b")
+    try:
+        clock.advance(3)
+        a.add_conditional_task(counter("alert", ran), lambda: level["value"] > 5, poll=10,
+                               once=False)
+        clock.advance(4)  # added at another moment, the job still polls on the same grid
+        b.add_conditional_task(counter("alert", ran), lambda: level["value"] > 5, poll=10,
+                               once=False)
+        assert a.get_jobs()[0].next_fire_time == b.get_jobs()[0].next_fire_time == \
+            T0 + timedelta(seconds=10)
+        per_poll = []
+        for value in (1, 7, 8, 2, 9):
+            level["value"] = value
+            clock.advance(10)
+            per_poll.append(len(a.run_pending()) + len(b.run_pending()))
+        # Each false -> true edge runs once between the two schedulers.
+        assert per_poll == [0, 1, 0, 0, 1] and len(ran) == 2
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
 def test_duplicate_explicit_job_id_is_rejected(scheduler: TaskScheduler) -> None:
     scheduler.schedule_recurring(Task("x"), 60, id="nightly")
     with pytest.raises(taskloom.TaskloomError, match="already exists"):
@@ -435,6 +462,30 @@ def test_sqlite_two_schedulers_one_database(tmp_path: Any, clock: FakeClock) -> 
             clock.advance(300)
             per_tick.append(sum(len(s.run_pending()) for s in schedulers))
         assert per_tick == [1, 1, 1, 1] and len(ran) == 4
+    finally:
+        for s in schedulers:
+            s.shutdown()
+            s.manager.shutdown()
+        for e in engines:
+            e.close()
+
+
+def test_sqlite_two_schedulers_one_condition(tmp_path: Any, clock: FakeClock) -> None:
+    db = tmp_path / "taskloom.db"
+    engines = [_sqlite_engine(db, clock), _sqlite_engine(db, clock)]
+    ready = {"value": False}
+    ran: list[str] = []
+    schedulers = [TaskScheduler(engine=e) for e in engines]
+    try:
+        for s in schedulers:
+            s.add_conditional_task(counter("load", ran), lambda: ready["value"], poll=5,
+                                   once=False)
+        per_poll = []
+        for value in (False, True, True, False, True):
+            ready["value"] = value
+            clock.advance(5)
+            per_poll.append(sum(len(s.run_pending()) for s in schedulers))
+        assert per_poll == [0, 1, 0, 0, 1] and len(ran) == 2
     finally:
         for s in schedulers:
             s.shutdown()

@@ -295,6 +295,23 @@ def test_cron_matches_cronsim(expression: str, after: datetime) -> None:
 
 
 # -- conditional -------------------------------------------------------------------------------
+def test_conditional_polls_on_a_grid_since_the_epoch() -> None:
+    trigger = ConditionalTrigger(lambda: True, poll=timedelta(seconds=0.1))
+    # The same poll instant is the same float however it is reached.
+    start = 1_700_000_000.05
+    first = trigger.first_fire_ts(start)
+    assert first >= start and first == 17_000_000_001 * 0.1
+    chained = first
+    for _ in range(1000):
+        nxt = trigger.next_fire_ts(chained)
+        assert nxt > chained
+        chained = nxt
+    assert chained == trigger.first_fire_ts(chained - 0.05) == 17_000_001_001 * 0.1
+    assert trigger.first_fire_time(T0) == T0  # on the grid already: polled at once
+    assert ConditionalTrigger(lambda: True, poll=7).next_fire_time(T0) == \
+        datetime.fromtimestamp((T0.timestamp() // 7 + 1) * 7, UTC)
+
+
 def test_conditional_fires_on_rising_edges() -> None:
     values = iter([False, True, True, False, True])
     trigger = ConditionalTrigger(lambda: next(values), poll=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from taskloom.errors import ConfigError
 
@@ -18,6 +18,9 @@ class ConditionalTrigger:
     With ``repeat`` it fires at every poll where the condition holds. A condition that raises
     counts as false (and is logged). ``once`` removes the job after its first fire, which is
     what :meth:`TaskScheduler.add_conditional_task` documents.
+
+    Polls fall on a grid of whole multiples of ``poll`` since the epoch, so schedulers in
+    several processes poll at the same instants and can claim a fire by its poll time.
     """
 
     kind = "conditional"
@@ -38,6 +41,7 @@ class ConditionalTrigger:
             raise ConfigError(f"conditional trigger: poll must be > 0 seconds, got {poll!r}")
         self.condition = condition
         self.poll = timedelta(seconds=seconds)
+        self._step = seconds
         self.repeat = repeat
         self.once = once
         self._last = False
@@ -47,10 +51,27 @@ class ConditionalTrigger:
         return f"ConditionalTrigger({name}, poll={self.poll.total_seconds():g}s)"
 
     def first_fire_time(self, now: datetime) -> datetime:
-        return now
+        return datetime.fromtimestamp(self.first_fire_ts(now.timestamp()), timezone.utc)
 
     def next_fire_time(self, after: datetime) -> datetime:
-        return after + self.poll
+        return datetime.fromtimestamp(self.next_fire_ts(after.timestamp()), timezone.utc)
+
+    def first_fire_ts(self, now: float) -> float:
+        """The first poll at or after ``now``."""
+        step = self._step
+        k = math.ceil(now / step)
+        if (k - 1) * step >= now:  # float rounding
+            k -= 1
+        return k * step
+
+    def next_fire_ts(self, after: float) -> float:
+        """The first poll strictly after ``after``: always ``k * poll`` for a whole ``k``, so
+        every process computes the very same float for the same poll."""
+        step = self._step
+        k = math.floor(after / step) + 1
+        if k * step <= after:  # float rounding
+            k += 1
+        return k * step
 
     def check(self) -> bool:
         """Evaluate the condition now; True when the job should fire."""
