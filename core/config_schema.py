@@ -50,6 +50,8 @@ ENGINE_KEYS: dict[str, Key] = {
     "limits": Key(("table",), "per-tag concurrency limits: {db = 2}"),
     "rate_limits": Key(("table",), "per-tag start rates: {api = {n = 10, period = 1.0}}"),
     "executors": Key(("table",), "options of executors that tasks ask for by name"),
+    "on_stop": Key(("string",), "what `taskloom schedule` does on SIGTERM/SIGINT with runs "
+                   "still going: wait for them, or cancel them", choices=("wait", "cancel")),
 }
 
 #: Keys of ``executor = {...}`` the core reads; the rest are the executor's own options.

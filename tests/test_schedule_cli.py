@@ -83,12 +83,15 @@ def _until(lines: queue.Queue[str], predicate: object, seen: list[str]) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
-@pytest.mark.parametrize("cancel", [False, True])
-def test_daemon_fires_and_stops_on_sigterm(tmp_path: Path, cancel: bool) -> None:
-    config = _project(tmp_path)
+@pytest.mark.parametrize("how", ["wait", "--cancel-running", "on_stop"])
+def test_daemon_fires_and_stops_on_sigterm(tmp_path: Path, how: str) -> None:
+    # Running tasks are waited for, or cancelled by the flag or by the configuration.
+    config = _project(tmp_path, ('[taskloom]\non_stop = "cancel"\n' if how == "on_stop"
+                                 else "") + CONFIG)
+    cancel = how != "wait"
     argv = [sys.executable, "-c", "from taskloom.cli import main; main()", "schedule",
             str(config), "--store", "none"]
-    if cancel:
+    if how == "--cancel-running":
         argv.append("--cancel-running")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
@@ -118,7 +121,9 @@ def test_daemon_fires_and_stops_on_sigterm(tmp_path: Path, cancel: bool) -> None
     stderr = proc.stderr.read() if proc.stderr else ""
     assert code == 0, stderr
     text = "\n".join(seen)
-    assert "SIGTERM: stopping" in text and text.rstrip().endswith("stopped")
+    assert text.rstrip().endswith("stopped")
+    assert ("SIGTERM: stopping, cancelling running tasks" if cancel else
+            "SIGTERM: stopping, waiting for running tasks") in text
     written = (tmp_path / "out.txt").read_text().split()
     assert "hello" in written
     if cancel:
@@ -165,3 +170,20 @@ def test_no_schedules_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["schedule", str(config), "--store", "none"])
     assert result.exit_code == 2
     assert "no schedules" in result.output
+
+
+def test_bad_on_stop_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = _project(tmp_path, '''
+        [taskloom]
+        on_stop = "later"
+
+        [tasks.hello]
+        call = "jobs:hello"
+
+        [[schedules]]
+        task = "hello"
+        interval = 60
+    ''')
+    result = CliRunner().invoke(main, ["schedule", str(config), "--store", "none"])
+    assert result.exit_code == 2
+    assert "taskloom.on_stop: must be one of wait, cancel, got 'later'" in result.output

@@ -75,17 +75,19 @@ class _StopSignals:
 
 @click.command()
 @config_options
-@click.option("--cancel-running", is_flag=True,
-              help="On stop, cancel runs still going instead of waiting for them.")
+@click.option("--cancel-running", is_flag=True, default=None,
+              help="On stop, cancel runs still going instead of waiting for them "
+                   "(default: the on_stop setting, else wait).")
 @click.option("--store", default=None, metavar="NAME",
               help="Where runs and schedule state are kept (default: sqlite when installed, "
                    "so a restart resumes; 'none' for memory only).")
 def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
-             cancel_running: bool, store: str | None) -> None:
+             cancel_running: bool | None, store: str | None) -> None:
     """Run the [[schedules]] declared in FILE until SIGTERM or Ctrl-C.
 
     Logs a line per fire. On stop, nothing new starts; running tasks finish (or are
-    cancelled with --cancel-running), then the command exits 0.
+    cancelled, with --cancel-running or on_stop = "cancel" in [taskloom]), then the command
+    exits 0.
 
     \b
     Example:
@@ -101,6 +103,8 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
 
     config = load(file, config_file, sets)
     source = str(config.path) if config.path else None
+    if cancel_running is None:
+        cancel_running = config.settings.get("on_stop", "wait") == "cancel"
     if not config.schedules:
         fail(["no schedules to run (declare [[schedules]] tables)"], source)
     try:
