@@ -740,10 +740,8 @@ class TaskScheduler:
         return None
 
     def _first_base(self, trigger: Any) -> float | None:
-        fast = getattr(trigger, "first_fire_ts", None)
-        if fast is not None:
-            ts: float | None = fast(self.clock.time())
-            return ts
+        """A new job's first trigger time, for triggers without ``first_fire_ts`` (which
+        :meth:`add_job` calls itself)."""
         now = self.clock.now()
         first = getattr(trigger, "first_fire_time", None)
         when = first(now) if callable(first) else trigger.next_fire_time(now)
