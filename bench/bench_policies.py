@@ -23,7 +23,7 @@ from common import Row, Stat, paired, rate, wall
 from workloads import fan_out, floor_b, sleepy, taskloom_runner
 
 from taskloom import Engine, Task, hookimpl, load_plugins
-from taskloom.plugins.executors.thread import ThreadExecutor
+from taskloom_std.executors.thread import ThreadExecutor
 
 FAILURES = 2
 

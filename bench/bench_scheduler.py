@@ -20,7 +20,7 @@ from cronsim import CronSim
 
 import taskloom
 from taskloom import Engine, FakeClock, MemoryScheduleState, Task, TaskScheduler, hookimpl
-from taskloom.plugins.triggers import CronTrigger
+from taskloom_std.scheduling import CronTrigger
 
 UTC = timezone.utc
 CRON = "*/5 9-17 * * 1-5"

@@ -5,8 +5,8 @@
     python docs/build.py --no-build      # regenerate only
     python docs/build.py --check         # fail if a generated page is out of date (no writes)
 
-The hook reference comes from ``taskloom.hookspecs`` (names, arguments, options, docstrings);
-the configuration reference from ``taskloom.config_schema`` (every ``*_KEYS`` table of
+The hook reference comes from ``taskloom.kernel.hookspecs`` (names, arguments, options, docstrings);
+the configuration reference from ``taskloom.kernel.schema`` (every ``*_KEYS`` table of
 ``Key``) and from the ``[taskloom.<name>]`` sections installed plugins declare.
 """
 
@@ -67,7 +67,7 @@ def rst_to_markdown(text: str) -> str:
 # -- hook reference ----------------------------------------------------------------------------
 def hook_specs() -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
     """``(name, function, spec options)`` of every hook spec, in the order of the module."""
-    from taskloom import hookspecs
+    from taskloom.kernel import hookspecs
 
     found = []
     for name, obj in vars(hookspecs).items():
@@ -78,7 +78,7 @@ def hook_specs() -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
 
 
 def hook_kind(name: str) -> str:
-    from taskloom import hookspecs
+    from taskloom.kernel import hookspecs
 
     if name in hookspecs.OBSERVER_HOOKS:
         return "observer"
@@ -88,7 +88,7 @@ def hook_kind(name: str) -> str:
 
 
 def hook_reference() -> str:
-    from taskloom import hookspecs
+    from taskloom.kernel import hookspecs
 
     specs = hook_specs()
     lines = [
@@ -146,7 +146,7 @@ _TABLES = {
 
 def schema_tables() -> dict[str, Mapping[str, Any]]:
     """Every ``NAME_KEYS`` mapping of ``Key`` in the schema module, by attribute name."""
-    from taskloom import config_schema as schema
+    from taskloom.kernel import schema
 
     tables: dict[str, Mapping[str, Any]] = {}
     for attr, value in vars(schema).items():
@@ -165,7 +165,7 @@ def plugin_sections() -> list[tuple[str, str, str | None, Mapping[str, Any] | No
     is attributed to the plugin that declared it.
     """
     from taskloom import load_plugins
-    from taskloom.registry import Registry
+    from taskloom.kernel.registry import Registry
 
     ps = load_plugins()
     found = []
@@ -198,7 +198,7 @@ def _constraints(key: Any) -> str:
 
 
 def _key_rows(keys: Mapping[str, Any]) -> Iterator[str]:
-    from taskloom import config_schema as schema
+    from taskloom.kernel import schema
 
     yield "| key | type | constraints | meaning |"
     yield "|---|---|---|---|"

@@ -1,0 +1,1 @@
+"""The API layer over the kernel: TaskManager, workflows, the TaskQueue facade, scheduling."""

@@ -1,0 +1,1 @@
+"""The application layer: configuration files and the command line."""

@@ -1,0 +1,125 @@
+"""What the commands share: the configuration options, loading it, building the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from taskloom.app.config import Config, engine_accepts, load_config
+from taskloom.kernel.errors import ConfigError, PluginError, TaskloomError, UnknownComponentError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit statuses of every command.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def config_options(fn: F) -> F:
+    """``FILE`` (optional: found in the working directory), ``--config`` and ``--set``."""
+    fn = click.option(
+        "--set", "sets", multiple=True, metavar="KEY=VALUE",
+        help="Override a configuration key, TOML-typed (taskloom.queue=fifo, "
+             "tasks.load.retry.max_retries=5). Repeatable.",
+    )(fn)
+    fn = click.option(
+        "-c", "--config", "config_file", type=click.Path(dir_okay=False),
+        help="Configuration file (same as FILE).",
+    )(fn)
+    fn = click.argument("file", required=False, type=click.Path(dir_okay=False))(fn)
+    return fn
+
+
+def fail(problems: Sequence[str], source: str | None = None) -> NoReturn:
+    """Print every problem (``FILE: key.path: message``) and exit with status 2."""
+    prefix = f"{source}: " if source else ""
+    for problem in problems:
+        click.echo(f"{prefix}{problem}", err=True)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def config_path(file: str | None, config_file: str | None) -> Path | None:
+    if file and config_file and Path(file) != Path(config_file):
+        fail([f"two configuration files given: {file} and {config_file}"])
+    chosen = file or config_file
+    if chosen is not None and not Path(chosen).is_file():
+        fail([f"no such file: {chosen}"])
+    return Path(chosen) if chosen is not None else None
+
+
+def load(file: str | None, config_file: str | None, sets: Sequence[str]) -> Config:
+    """The validated configuration, or exit 2 listing every problem."""
+    path = config_path(file, config_file)
+    try:
+        return load_config(path, overrides=list(sets))
+    except ConfigError as exc:
+        fail(exc.problems, exc.source)
+
+
+def build_engine(config: Config, store: str | None = None, clock: Any = None) -> Any:
+    """The engine the configuration describes.
+
+    The CLI records runs: ``store`` (or the configured store) defaults to ``sqlite`` at
+    ``.taskloom/taskloom.db`` beside the configuration file, when a ``sqlite`` store is
+    installed and the engine takes a store.
+    """
+    from taskloom.kernel.engine import Engine
+    from taskloom.kernel.pluginmanager import load_plugins
+
+    kwargs = config.engine_kwargs()
+    kwargs.pop("store", None)
+    kwargs.pop("store_options", None)
+    try:
+        plugins = load_plugins(config=config.settings)
+        name = store or config.settings.get("store")
+        if name is None and "sqlite" in plugins.registry.names("store"):
+            name = "sqlite"
+        if name is not None and name != "none" and engine_accepts("store"):
+            options = dict(config.settings.get("store_options", {}))
+            if name == "sqlite":
+                # A relative database path is read from the configuration file's folder.
+                db = Path(options.get("path", Path(".taskloom") / "taskloom.db"))
+                options["path"] = str(db if db.is_absolute() else config.base_dir / db)
+                if config.path is not None:
+                    options.setdefault("config_path", str(config.path))
+            kwargs["store"] = name
+            if engine_accepts("store_options"):
+                kwargs["store_options"] = options
+        kwargs.pop("config", None)
+        return Engine(plugins=plugins, clock=clock, **kwargs)
+    except (ConfigError, PluginError, UnknownComponentError) as exc:
+        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        fail(problems, str(config.path) if config.path else None)
+    except TaskloomError as exc:
+        fail([str(exc)], str(config.path) if config.path else None)
+    except Exception as exc:  # a plugin's component failed to build (a missing dependency...)
+        fail([f"cannot build the engine: {type(exc).__name__}: {exc}"],
+             str(config.path) if config.path else None)
+
+
+def start_exporters(engine: Any, config: Config) -> list[Any]:
+    """Set up the exporters whose ``[taskloom.<name>]`` section the configuration has.
+
+    An exporter component is a factory called with ``config=`` (the ``[taskloom]`` table)
+    that returns a handle with ``flush()`` and ``shutdown()``; the CLI calls both when the
+    command ends.
+    """
+    handles = []
+    registry = engine.plugins.registry
+    for name in registry.names("exporter"):
+        if isinstance(config.settings.get(name), dict):
+            try:
+                handles.append(registry.create("exporter", name, config=config.settings))
+            except Exception as exc:  # a broken exporter must not look like a crash
+                fail([f"taskloom.{name}: {exc}"], str(config.path) if config.path else None)
+    return handles
+
+
+def stop_exporters(handles: Sequence[Any]) -> None:
+    for handle in handles:
+        for method in ("flush", "shutdown"):
+            fn = getattr(handle, method, None)
+            if callable(fn):
+                fn()

@@ -1,0 +1,309 @@
+"""``taskloom runs``, ``show RUN`` and ``resume RUN``: the history in the SQLite store.
+
+The database is ``.taskloom/taskloom.db`` beside the configuration file (where ``taskloom
+run`` records), found from the current folder upwards; ``--db PATH`` chooses another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from taskloom.app.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail
+from taskloom.kernel.errors import ConfigError, TaskloomError
+
+DB_NAME = Path(".taskloom") / "taskloom.db"
+_TICK = 0.2
+
+db_option = click.option(
+    "--db", "db", type=click.Path(dir_okay=False),
+    help="The database (default: .taskloom/taskloom.db beside the configuration, searched "
+         "from the current folder upwards).",
+)
+
+
+def default_db(config_file: str | None = None, start: Path | None = None) -> Path:
+    """Where ``taskloom run`` records: beside ``config_file``, else the nearest
+    ``.taskloom/taskloom.db`` from ``start`` (the current folder) upwards."""
+    if config_file is not None:
+        return Path(config_file).resolve().parent / DB_NAME
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DB_NAME).is_file():
+            return folder / DB_NAME
+    return here / DB_NAME
+
+
+@contextmanager
+def open_store(db: str | None, config_file: str | None = None) -> Iterator[Any]:
+    """The SQLite store on the chosen database (exit 2 when there is none or it is unusable)."""
+    from taskloom.kernel.pluginmanager import load_plugins
+
+    path = Path(db) if db else default_db(config_file)
+    if not path.is_file():
+        fail([f"no run history at {path} (runs are recorded by 'taskloom run')"])
+    plugins = load_plugins()
+    try:
+        store = plugins.registry.create("store", "sqlite", path=str(path))
+    except TaskloomError as exc:
+        fail([str(exc)])
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def resolve_run(store: Any, run: str) -> str:
+    """The full id of ``run`` (an id or an unambiguous prefix); exit 2 otherwise."""
+    ids = store.find(run)
+    if run in ids:
+        return run
+    if len(ids) == 1:
+        return str(ids[0])
+    if not ids:
+        fail([f"no recorded run {run!r} in {store.path}"])
+    fail([f"run id {run!r} is ambiguous: {', '.join(ids[:5])}"])
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.2f} s"
+    return f"{value / 60:.1f} min"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    order = ("completed", "failed", "cancelled", "skipped", "running", "retrying")
+    keys = [k for k in order if counts.get(k)] + sorted(k for k in counts if k not in order)
+    return ", ".join(f"{counts[k]} {k}" for k in keys if counts[k])
+
+
+def _console() -> Any:
+    """A console; piped output is not wrapped at 80 columns (tables stay one line a row)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 200))
+
+
+_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "interrupted": "red",
+          "running": "cyan"}
+
+
+@click.command()
+@db_option
+@click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
+              help="Use the database beside this configuration file.")
+def runs(db: str | None, limit: int, config_file: str | None) -> None:
+    """List recorded runs, newest first: id, workflow, status, start, duration, task counts.
+
+    A run whose process died before it finished shows as ``interrupted``; ``taskloom resume
+    RUN`` finishes it.
+    """
+    from rich.table import Table
+
+    with open_store(db, config_file) as store:
+        records = store.runs(limit)
+        path = store.path
+    if not records:
+        click.echo(f"no runs recorded in {path}")
+        return
+    table = Table(title=f"runs in {path}", title_justify="left")
+    for column in ("id", "workflow", "status", "started", "duration", "tasks"):
+        table.add_column(column, no_wrap=column != "tasks")
+    for r in records:
+        style = _STYLE.get(r.status, "")
+        table.add_row(
+            r.id, r.workflow or "-", f"[{style}]{r.status}[/]" if style else r.status,
+            _when(r.started), _seconds(r.duration), _counts(r.counts),
+        )
+    _console().print(table)
+
+
+@click.command()
+@click.argument("run")
+@db_option
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
+              help="Use the database beside this configuration file.")
+@click.option("--gantt", "gantt_only", is_flag=True,
+              help="Print only the Mermaid Gantt chart.")
+@click.option("--max-tasks", default=200, show_default=True,
+              help="Tasks drawn in the Gantt chart.")
+def show(run: str, db: str | None, config_file: str | None, gantt_only: bool,
+         max_tasks: int) -> None:
+    """Show a recorded run: every task's attempts, errors with tracebacks, and a Gantt
+    chart of the run as Mermaid (RUN may be an unambiguous id prefix)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    with open_store(db, config_file) as store:
+        record = store.detail(resolve_run(store, run))
+    chart = gantt(record, max_tasks)
+    if gantt_only:
+        click.echo(chart, nl=False)
+        return
+    console = _console()
+    console.print(
+        f"[bold]run {record.id}[/]  workflow {escape(record.workflow or '-')}  "
+        f"status [{_STYLE.get(record.status, 'white')}]{record.status}[/]"
+    )
+    console.print(
+        f"started {_when(record.started)}  finished {_when(record.finished)}  "
+        f"duration {_seconds(record.duration)}  resumed {record.resumes}x  "
+        f"tasks: {_counts(record.counts)}"
+    )
+    if record.config_path:
+        console.print(f"config {escape(record.config_path)} (hash {record.config_hash})")
+    table = Table(title="attempts", title_justify="left")
+    for column in ("task", "#", "state", "started", "duration", "error / result"):
+        table.add_column(column)
+    for task in record.tasks:
+        if not task.attempts:
+            note = task.error or ("cache hit" if task.cache_hit else "")
+            table.add_row(escape(task.name), "-", task.state, "-", "-", escape(note))
+        for a in task.attempts:
+            if a.error is not None:
+                note = f"{a.error_type}: {a.error}"
+            elif a.state == "completed":
+                note = "cache hit" if task.cache_hit else (task.result_note or "result stored")
+            elif a.state == "running":
+                note = "interrupted (runs again on resume)"
+            else:
+                note = ""
+            table.add_row(escape(task.name), str(a.number), a.state, _when(a.started),
+                          _seconds(a.duration), escape(note))
+    console.print(table)
+    for task in record.tasks:
+        for a in task.attempts:
+            if a.traceback:
+                console.print(f"[bold red]{escape(task.name)} attempt {a.number}[/]")
+                console.print(escape(a.traceback.rstrip()), highlight=False)
+    console.print("```mermaid", highlight=False)
+    console.print(chart.rstrip(), highlight=False, markup=False)
+    console.print("```", highlight=False)
+
+
+def _label(text: str) -> str:
+    return "".join(c if c.isalnum() or c in " _-.()" else "_" for c in text)[:60] or "_"
+
+
+def gantt(record: Any, max_tasks: int = 200) -> str:
+    """A recorded run's attempts as a Mermaid Gantt chart, one section per task."""
+    lines = [
+        "gantt",
+        f"    title {_label(record.workflow or 'run')} run {_label(record.id)}",
+        "    dateFormat x",
+        "    axisFormat %H:%M:%S",
+    ]
+    ran = [t for t in record.tasks if t.attempts]
+    tags = {"completed": "done, ", "failed": "crit, ", "retrying": "crit, ",
+            "running": "active, "}
+    for i, task in enumerate(ran[:max_tasks]):
+        lines.append(f"    section {_label(task.name)}")
+        for a in task.attempts:
+            start = int(a.started * 1000)
+            end = max(int((a.finished or a.started) * 1000), start + 1)
+            tag = tags.get(a.state, "")
+            lines.append(f"    #{a.number} {a.state} :{tag}t{i}a{a.number}, {start}, {end}")
+    if len(ran) > max_tasks:
+        lines.append(f"    %% {len(ran) - max_tasks} more tasks not drawn")
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.argument("run")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@db_option
+@click.option("--retry-failed", is_flag=True, help="Run failed tasks again too.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a configuration key, as for 'taskloom run'. Repeatable.")
+def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
+           sets: Sequence[str]) -> None:
+    """Finish a recorded run: completed tasks keep their stored results, tasks that were
+    running when the process died run again (at-least-once), failed tasks stay failed
+    unless --retry-failed.
+
+    The workflow is rebuilt from FILE, by default the configuration file the run recorded.
+    Exit status: 0 every task completed, 1 a task failed, 2 bad input, 130 interrupted.
+    """
+    from taskloom.app.cli._common import build_engine, load
+
+    with open_store(db, file) as store:
+        run_id = resolve_run(store, run)
+        record = store.run(run_id)
+        db_path = str(store.path)
+    if record.status == "completed":
+        click.echo(f"run {run_id} already completed; nothing to do")
+        raise SystemExit(EXIT_OK)
+    config_file = file or record.config_path
+    if config_file is None:
+        fail([f"run {run_id} recorded no configuration file; give FILE"])
+    if not Path(config_file).is_file():
+        fail([f"the run's configuration {config_file} is gone; give FILE"])
+    digest = hashlib.sha256(Path(config_file).read_bytes()).hexdigest()[:16]
+    if record.config_hash and digest != record.config_hash:
+        click.echo(f"warning: {config_file} changed since run {run_id} was recorded", err=True)
+    overrides = [*sets, f"taskloom.store_options.path={_toml_string(db_path)}"]
+    config = load(config_file, None, overrides)
+    try:
+        tasks = config.build_tasks()
+        conditions = config.conditions()
+    except ConfigError as exc:
+        fail(exc.problems, exc.source)
+    engine = build_engine(config, store="sqlite")
+    raise SystemExit(_finish(engine, run_id, record.workflow, tasks, conditions, retry_failed))
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _finish(engine: Any, run_id: str, workflow: str | None, tasks: list[Any],
+            conditions: dict[str, Any], retry_failed: bool) -> int:
+    from taskloom.api.workflows import Flow
+
+    t0 = time.monotonic()
+    kept = sum(1 for state, stored, *_ in engine.store.outcomes(run_id).values()
+               if state == "completed" and stored)
+    try:
+        run_ = engine.open_resumed_run(run_id, retry_failed=retry_failed, name=workflow)
+        flow = Flow(run_, tasks, conditions)
+        flow.start()
+    except TaskloomError as exc:
+        engine.close()
+        fail([str(exc)])
+    code = EXIT_OK
+    try:
+        while not flow.step(_TICK):
+            pass
+    except KeyboardInterrupt:
+        run_.cancel()
+        code = EXIT_INTERRUPTED
+    summary = run_.close()
+    engine.close()
+    click.echo(
+        f"run {run_id} {summary.status} in {time.monotonic() - t0:.2f}s: "
+        f"{_counts(summary.counts)} ({kept} kept from the record)"
+    )
+    for name, error in summary.errors.items():
+        click.echo(f"  {name}: {error}", err=True)
+    if code == EXIT_OK and not summary.ok:
+        code = EXIT_FAILED
+    return code

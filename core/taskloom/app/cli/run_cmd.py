@@ -1,0 +1,230 @@
+"""``taskloom run`` and ``taskloom validate``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from taskloom.app.cli._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    build_engine,
+    config_options,
+    config_path,
+    fail,
+    load,
+    start_exporters,
+    stop_exporters,
+)
+from taskloom.app.config import validate_config
+from taskloom.kernel.errors import ConfigError, TaskloomError
+from taskloom.kernel.states import TERMINAL, TaskState
+
+#: How often the display is redrawn and Ctrl-C is looked at, in seconds.
+_TICK = 0.1
+
+
+class _Interrupts:
+    """Counts SIGINTs instead of raising, so the main loop decides what each one means."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._old: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _stop_new_starts(run: Any) -> int:
+    """Cancel every task that has not started; running ones go on. Returns how many run."""
+    running = 0
+    with run._lock:  # nothing may be dispatched between the checks and the cancels
+        for task in list(run.tasks.values()):
+            if task.status is TaskState.RUNNING:
+                running += 1
+            elif task.status not in TERMINAL:
+                run.cancel_task(task)
+    return running
+
+
+@click.command()
+@config_options
+@click.option("-v", "--verbose", count=True,
+              help="A line per finished task (-vv: per started task too).")
+@click.option("--store", default=None, metavar="NAME",
+              help="Where the run is recorded (default: sqlite when installed; 'none' for "
+                   "nothing).")
+@click.option("--task", "only", multiple=True, metavar="NAME",
+              help="Run only this task and what it depends on. Repeatable.")
+def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose: int,
+        store: str | None, only: Sequence[str]) -> None:
+    """Run the tasks declared in FILE (default: taskloom.toml, or [tool.taskloom] in
+    pyproject.toml, in this folder or above).
+
+    Shows live progress. Exit status: 0 every task completed, 1 a task failed or was
+    cancelled, 2 bad input, 130 interrupted. The first Ctrl-C starts nothing new and waits
+    for running tasks; a second cancels them.
+
+    \b
+    Examples:
+      taskloom run examples/etl/taskloom.toml
+      taskloom run examples/etl/taskloom.toml -v --set taskloom.max_workers=2
+      taskloom run --task report --set tasks.report.retry=5
+    """
+    config = load(file, config_file, sets)
+    try:
+        tasks = config.build_tasks()
+        conditions = config.conditions()
+    except ConfigError as exc:
+        fail(exc.problems, exc.source)
+    if only:
+        tasks = _closure(tasks, only, str(config.path) if config.path else None)
+    if not tasks:
+        fail(["no tasks to run (declare [tasks.NAME] tables)"],
+             str(config.path) if config.path else None)
+    engine = build_engine(config, store=store)
+    exporters = start_exporters(engine, config)
+    try:
+        code = _execute(engine, config, tasks, conditions, verbose)
+    finally:
+        stop_exporters(exporters)
+    raise SystemExit(code)
+
+
+def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
+             verbose: int) -> int:
+    from taskloom.api.workflows import Flow
+    from taskloom.app.cli.progress import ProgressObserver, ProgressView
+
+    observer = ProgressObserver()
+    engine.plugins.register(observer, name="taskloom-cli-progress")
+    name = config.path.stem if config.path and config.path.name != "taskloom.toml" else (
+        config.path.resolve().parent.name if config.path else "taskloom")
+    view = ProgressView(observer, len(tasks), name, verbose)
+    try:
+        run_ = engine.open_run(name=name)
+    except TaskloomError as exc:
+        fail([str(exc)])
+    flow = Flow(run_, tasks, {k: v for k, v in conditions.items()
+                              if k in {t.name for t in tasks}})
+    # The handler is in place before the first task starts: no Ctrl-C is ever a traceback.
+    with _Interrupts() as interrupts:
+        try:
+            flow.start()
+        except TaskloomError as exc:
+            run_.cancel()
+            run_.close()
+            fail([str(exc)], str(config.path) if config.path else None)
+        try:
+            with view:
+                _drive(flow, run_, view, interrupts)
+        except BaseException:
+            run_.cancel()
+            run_.close()
+            raise
+        summary = run_.close()
+    held = [t.name for t in flow.held]
+    _report(view, summary, held, flow.errors)
+    if interrupts.count:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.ok and not flow.errors else EXIT_FAILED
+
+
+def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
+    """Step the run, redraw, and act on Ctrl-C: the first stops new starts, the next cancel."""
+    stage = 0
+    while True:
+        finished = flow.step(_TICK)
+        if interrupts.count > stage:
+            stage = interrupts.count
+            if stage == 1:
+                flow.stop()
+                running = _stop_new_starts(run)
+                view.print(f"[yellow]Interrupted: starting nothing new, waiting for "
+                           f"{running} running task(s); Ctrl-C again to cancel them.[/]")
+            else:
+                view.print("[red]Cancelling running tasks.[/]")
+                run.cancel()
+        elif stage == 1:
+            _stop_new_starts(run)  # a retry decided meanwhile must not start either
+        view.update()
+        if finished:
+            return
+
+
+def _closure(tasks: list[Any], only: Sequence[str], source: str | None) -> list[Any]:
+    by_name = {t.name: t for t in tasks}
+    missing = [n for n in only if n not in by_name]
+    if missing:
+        fail([f"--task {n}: no such task" for n in missing], source)
+    keep: dict[str, Any] = {}
+    stack = list(only)
+    while stack:
+        name = stack.pop()
+        if name not in keep:
+            keep[name] = by_name[name]
+            stack.extend(by_name[name].dependencies)
+    return [t for t in tasks if t.name in keep]
+
+
+def _report(view: Any, summary: Any, held: list[str], errors: dict[str, BaseException]) -> None:
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items()))
+    style = "green" if summary.ok and not errors else "red"
+    view.print(f"[{style}]run {summary.id} {summary.status}[/]: {counts} "
+               f"in {summary.duration:.2f}s")
+    for name, error in summary.errors.items():
+        task = next((t for t in summary.tasks if t.name == name), None)
+        if task is not None and task.status in (TaskState.FAILED, TaskState.CANCELLED):
+            view.print(f"  [red]{name}[/] {task.status.value}: {error}")
+    for name, exc in errors.items():
+        view.print(f"  [red]{name}[/] condition raised {type(exc).__name__}: {exc}")
+    if held:
+        view.print(f"  not started: {', '.join(held)}")
+
+
+@click.command()
+@config_options
+@click.option("--no-import", is_flag=True,
+              help="Do not import the call/when references (schema and names only).")
+def validate(file: str | None, config_file: str | None, sets: Sequence[str],
+             no_import: bool) -> None:
+    """Check FILE and list every problem with its key path; exit 2 when there are any.
+
+    Checks the keys and their types, component names against the installed plugins
+    (queues, executors, stores, triggers), dependencies and cycles, schedules (cron
+    expressions, time zones), and imports every call and when reference.
+
+    \b
+    Examples:
+      taskloom validate examples/etl/taskloom.toml
+      taskloom validate pyproject.toml --set taskloom.queue=fifo
+    """
+    path = config_path(file, config_file)
+    problems = validate_config(path, list(sets), imports=not no_import)
+    source = str(path) if path is not None else None
+    if problems:
+        fail(problems, source)
+    from taskloom.app.config import load_config
+
+    config = load_config(path, list(sets))
+    where = source or "defaults"
+    click.echo(f"{where}: OK ({len(config.tasks)} task(s), {len(config.schedules)} "
+               f"schedule(s))")
+    raise SystemExit(EXIT_OK)
+
+
+__all__ = ["run", "validate"]

@@ -1,0 +1,159 @@
+"""``taskloom schedule``: run the ``[[schedules]]`` of a configuration until told to stop."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from taskloom.app.cli._common import EXIT_OK, build_engine, config_options, fail, load
+from taskloom.kernel.errors import ConfigError, PluginError, TaskloomError, UnknownComponentError
+from taskloom.kernel.pluginmanager import hookimpl
+
+#: How often the main thread looks at the stop flag, in seconds (signals land in between).
+_TICK = 0.05
+
+
+def _stamp(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds")
+
+
+class FireLog:
+    """One line per fire (and per skipped run) on standard output."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def _echo(self, line: str) -> None:
+        with self._lock:
+            click.echo(line)
+            sys.stdout.flush()
+
+    @hookimpl
+    def taskloom_schedule_fire(self, job: Any, scheduled_for: datetime,
+                               fired_at: datetime) -> None:
+        late = (fired_at - scheduled_for).total_seconds()
+        self._echo(f"{_stamp(fired_at)} fired {job.id} (task {job.task.name}) due "
+                   f"{_stamp(scheduled_for)}, {late:.3f}s late")
+
+    @hookimpl
+    def taskloom_schedule_misfire(self, job: Any, scheduled_for: datetime,
+                                  fired_at: datetime) -> None:
+        self._echo(f"{_stamp(fired_at)} skipped {job.id} (task {job.task.name}) due "
+                   f"{_stamp(scheduled_for)}: later than its misfire grace time")
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT set a flag instead of raising.
+
+    Only a plain attribute is touched in the handler: setting a threading.Event there could
+    deadlock with the main thread waiting on that same event's lock.
+    """
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@click.command()
+@config_options
+@click.option("--cancel-running", is_flag=True, default=None,
+              help="On stop, cancel runs still going instead of waiting for them "
+                   "(default: the on_stop setting, else wait).")
+@click.option("--store", default=None, metavar="NAME",
+              help="Where runs and schedule state are kept (default: sqlite when installed, "
+                   "so a restart resumes; 'none' for memory only).")
+def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
+             cancel_running: bool | None, store: str | None) -> None:
+    """Run the [[schedules]] declared in FILE until SIGTERM or Ctrl-C.
+
+    Logs a line per fire. On stop, nothing new starts; running tasks finish (or are
+    cancelled, with --cancel-running or on_stop = "cancel" in [taskloom]), then the command
+    exits 0.
+
+    \b
+    Example:
+      [[schedules]]
+      task = "extract"
+      cron = "30 2 * * *"
+      timezone = "Europe/Berlin"
+
+      taskloom schedule taskloom.toml
+    """
+    from taskloom.api.manager import TaskManager
+    from taskloom.api.scheduling import scheduler_class
+
+    config = load(file, config_file, sets)
+    source = str(config.path) if config.path else None
+    if cancel_running is None:
+        cancel_running = config.settings.get("on_stop", "wait") == "cancel"
+    if not config.schedules:
+        fail(["no schedules to run (declare [[schedules]] tables)"], source)
+    try:
+        tasks = {t.name: t for t in config.build_tasks()}
+    except ConfigError as exc:
+        fail(exc.problems, exc.source)
+    engine = build_engine(config, store=store)
+    engine.plugins.register(FireLog(), name="taskloom-cli-schedule-log")
+    manager = TaskManager(engine=engine)
+    for task in tasks.values():
+        manager._register(task)  # so a scheduled task's dependencies are found by name
+    scheduler = scheduler_class(manager.engine.plugins)(manager=manager)
+    problems = []
+    for i, entry in enumerate(config.schedules):
+        options = dict(entry.options)
+        if entry.jitter:
+            options["jitter"] = entry.jitter
+        try:
+            job = scheduler.add_job(
+                tasks[entry.task], entry.trigger, id=entry.id,
+                misfire_grace_time=entry.misfire_grace_time, coalesce=entry.coalesce,
+                max_instances=entry.max_instances, **options,
+            )
+        except (ConfigError, PluginError, UnknownComponentError, TaskloomError) as exc:
+            problems.append(f"schedules[{i}]: {exc}")
+            continue
+        nxt = job.next_fire_time
+        click.echo(f"scheduled {job.id} (task {job.task.name}, {job.trigger!r}): next "
+                   f"{_stamp(nxt) if nxt else 'never'}")
+    if problems:
+        _close(engine)
+        fail(problems, source)
+    sys.stdout.flush()
+    with _StopSignals() as signals:
+        scheduler.start()
+        while signals.received is None:
+            time.sleep(_TICK)
+        click.echo(f"{signals.received}: stopping"
+                   + (", cancelling running tasks" if cancel_running else
+                      ", waiting for running tasks"))
+        sys.stdout.flush()
+        scheduler.shutdown(cancel_running=cancel_running)
+        manager.shutdown()
+    _close(engine)
+    click.echo("stopped")
+    raise SystemExit(EXIT_OK)
+
+
+def _close(engine: Any) -> None:
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()

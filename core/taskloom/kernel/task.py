@@ -1,0 +1,337 @@
+"""The task: one unit of work, its metadata and its lifecycle state."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from taskloom.kernel.errors import TaskloomError
+from taskloom.kernel.states import TERMINAL, TaskState, check_transition
+
+if TYPE_CHECKING:
+    from taskloom.kernel.engine import Run
+
+TRIGGER_RULES = frozenset({"all_success", "all_done", "one_failed", "always"})
+
+_PENDING = TaskState.PENDING
+_NO_TAGS: frozenset[str] = frozenset()
+
+
+def validate_priority(name: str, priority: object) -> int:
+    """Return ``priority`` if it is an int from 1 (highest) to 10 (lowest); else ValueError."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
+        raise ValueError(
+            f"task {name!r}: priority must be an integer from 1 (highest) to 10 (lowest), "
+            f"got {priority!r}"
+        )
+    return priority
+
+
+def stats_component(plugins: Any) -> Any:
+    """The ``stats`` plugin's collector of a plugin set (found by name, never imported)."""
+    from taskloom.kernel.errors import UnknownComponentError
+
+    try:
+        return plugins.registry.create("exporter", "stats")
+    except UnknownComponentError:
+        raise TaskloomError(
+            "performance statistics come from the 'stats' plugin, which is not loaded "
+            "(disabled in config or TASKLOOM_DISABLE_PLUGINS?)"
+        ) from None
+
+
+def _uuid4_hex() -> str:
+    """``uuid.uuid4().hex`` without building a UUID object (a third of the cost): traced
+    and managed tasks each need one."""
+    n = int.from_bytes(os.urandom(16), "big")
+    n = (n & _UUID_CLEAR) | _UUID_V4
+    return f"{n:032x}"
+
+
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits
+_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+
+
+class Task:
+    """A unit of work.
+
+    ``fn`` is the body (sync or ``async def``); a subclass may override :meth:`execute`
+    instead. A task with neither completes with result ``None``. Parameters of the body named
+    like a dependency receive that dependency's result; a parameter named ``context``
+    receives the :class:`~taskloom.kernel.engine.TaskContext` of the attempt.
+
+    Policy options (``retry``, ``timeout``, ``cache``, ``circuit_breaker``, ``fallback``,
+    ``error_handlers``, ``executor``, ``deadline``) are read by the plugins that implement
+    them; ``options`` holds keys for third-party plugins.
+    """
+
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_attempt",
+        "_completed",
+        "_created",
+        "_dependents",
+        "_id",
+        "_plan",
+        "_run",
+        "_seq",
+        "_started",
+        "_status",
+        "_waiting_on",
+        "_wired",
+        "attempts",
+        "config",
+        "dependencies",
+        "description",
+        "duration",
+        "error",
+        "error_traceback",
+        "error_type",
+        "exception",
+        "fn",
+        "name",
+        "options",
+        "priority",
+        "result",
+        "tags",
+        "trigger_rule",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        priority: int = 1,
+        dependencies: Iterable[str] | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        fn: Callable[..., Any] | None = None,
+        tags: Iterable[str] = (),
+        trigger_rule: str = "all_success",
+        retry: Any = None,
+        timeout: float | Mapping[str, Any] | None = None,
+        cache: Any = None,
+        circuit_breaker: Any = None,
+        fallback: Any = None,
+        error_handlers: Mapping[Any, Any] | None = None,
+        executor: str | None = None,
+        deadline: float | datetime | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a task name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.description = description
+        # The common case (a small int) skips the validation call.
+        if type(priority) is not int or not 1 <= priority <= 10:
+            validate_priority(name, priority)
+        self.priority = priority
+        self.dependencies: list[str] = list(dependencies) if dependencies else []
+        self.config: dict[str, Any] = dict(config) if config else {}
+        if fn is not None and not callable(fn):
+            raise TypeError(f"task {name!r}: fn must be callable, got {fn!r}")
+        self.fn = fn
+        self.tags: frozenset[str] = frozenset(tags) if tags else _NO_TAGS
+        if trigger_rule not in TRIGGER_RULES:
+            raise ValueError(
+                f"task {name!r}: unknown trigger_rule {trigger_rule!r}; "
+                f"one of {', '.join(sorted(TRIGGER_RULES))}"
+            )
+        self.trigger_rule = trigger_rule
+        opts: dict[str, Any] = dict(options) if options else {}
+        if (retry is not None or timeout is not None or cache is not None
+                or circuit_breaker is not None or fallback is not None
+                or error_handlers is not None or executor is not None or deadline is not None):
+            for key, value in (
+                ("retry", retry),
+                ("timeout", timeout),
+                ("cache", cache),
+                ("circuit_breaker", circuit_breaker),
+                ("fallback", fallback),
+                ("error_handlers", error_handlers),
+                ("executor", executor),
+                ("deadline", deadline),
+            ):
+                if value is not None:
+                    opts[key] = value
+        self.options = opts
+        self._id: str | None = None
+        self._status = _PENDING
+        self.result: Any = None
+        self.error: str | None = None
+        self.error_type: str | None = None
+        self.exception: BaseException | None = None
+        self.error_traceback: str | None = None
+        self.attempts = 0
+        self.duration: float | None = None
+        self._created = time.time()
+        self._started: float | None = None
+        self._completed: float | None = None
+        self._run: Run | None = None
+        self._plan: Any = None
+        self._attempt: Any = None
+        self._waiting_on = 0
+        self._dependents: list[Task] = []  # set by the run the task joins
+        self._wired: tuple[str, ...] = ()  # the dependencies the run wired it to
+        self._seq = 0
+
+    # -- identity and metadata ------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """A unique id, generated on first use (uuid4 hex)."""
+        if self._id is None:
+            self._id = _uuid4_hex()
+        return self._id
+
+    @property
+    def status(self) -> TaskState:
+        return self._status
+
+    @property
+    def executor(self) -> str | None:
+        """Name of the executor this task asks for (None: the run's default)."""
+        return self.options.get("executor")
+
+    @property
+    def deadline(self) -> float | None:
+        """Deadline as a POSIX timestamp, for the ``deadline`` queue strategy."""
+        value = self.options.get("deadline")
+        if isinstance(value, datetime):
+            return value.timestamp()
+        return value
+
+    @property
+    def created_at(self) -> datetime:
+        return _utc(self._created)  # type: ignore[return-value]
+
+    @property
+    def started_at(self) -> datetime | None:
+        return _utc(self._started)
+
+    @property
+    def completed_at(self) -> datetime | None:
+        return _utc(self._completed)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} {self._status.value} priority={self.priority}>"
+
+    # -- the documented methods -------------------------------------------------------------
+    def execute(self, **kwargs: Any) -> Any:
+        """The task's body: call ``fn`` (awaiting it if it is ``async def``) and return its result.
+
+        Override this in a subclass for custom logic. Calling it directly only runs the body;
+        the lifecycle (states, retries, hooks) is driven by an engine run.
+        """
+        fn = self.fn
+        if fn is None:
+            return None
+        result = fn(**kwargs)
+        if type(result).__name__ == "coroutine":
+            import asyncio  # only async bodies pay for the import
+
+            return asyncio.run(result)
+        return result
+
+    def cancel(self) -> None:
+        """Cancel the task: at once when not running, by its cancellation token when running."""
+        run = self._run
+        if run is not None:
+            run.cancel_task(self)
+        elif self._status not in TERMINAL:
+            self._move(TaskState.CANCELLED)
+
+    def retry(self) -> None:
+        """Move a failed task to ``retrying``; in a live run it is queued for another attempt."""
+        run = self._run
+        if run is not None:
+            run.retry_task(self)
+        else:
+            self._move(TaskState.RETRYING)
+
+    def get_status(self) -> str:
+        return self._status.value
+
+    def get_result(self) -> Any:
+        return self.result
+
+    def get_duration(self) -> float | None:
+        return self.duration
+
+    def add_dependency(self, task_name: str) -> None:
+        self._check_editable()
+        if task_name == self.name:
+            raise ValueError(f"task {self.name!r} cannot depend on itself")
+        if task_name not in self.dependencies:
+            self.dependencies.append(task_name)
+
+    def remove_dependency(self, task_name: str) -> None:
+        self._check_editable()
+        try:
+            self.dependencies.remove(task_name)
+        except ValueError:
+            raise ValueError(f"task {self.name!r} has no dependency {task_name!r}") from None
+
+    def register_error_handler(
+        self, error_type: type[BaseException] | str, handler: Callable[..., Any]
+    ) -> None:
+        """Handle errors of ``error_type`` (or a subclass) with ``handler(error, task)``.
+
+        Its return value becomes the task's result once retries are exhausted; the most
+        specific registered type wins. Stored in ``options["error_handlers"]`` for the
+        ``fallback`` plugin.
+        """
+        if not callable(handler):
+            raise TypeError(f"task {self.name!r}: error handler must be callable")
+        handlers = dict(self.options.get("error_handlers") or {})
+        handlers[error_type] = handler
+        self.options["error_handlers"] = handlers
+
+    def get_performance_stats(self) -> dict[str, Any]:
+        """Attempts of this task's name and their durations (from the ``stats`` plugin).
+
+        ``execution_count`` (failures included), ``average_duration``, ``min_duration``,
+        ``max_duration``, ``total_duration``, ``error_rate`` (0 to 1), ``last_execution``;
+        ``{"status": "no_executions"}`` before the first attempt.
+        """
+        run = self._run
+        if run is None:
+            return {"status": "no_executions"}
+        stats: dict[str, Any] = stats_component(run.plugins).performance(self.name)
+        return stats
+
+    def get_debug_report(self) -> dict[str, Any]:
+        """``task_name``, ``debug_info`` (recent attempts, readable), ``config``, ``status``."""
+        run = self._run
+        if run is None:
+            return {"task_name": self.name, "debug_info": [], "config": dict(self.config),
+                    "status": self._status.value}
+        report: dict[str, Any] = stats_component(run.plugins).debug_report(self)
+        return report
+
+    # -- internals ---------------------------------------------------------------------------
+    def _check_editable(self) -> None:
+        if self._run is not None and self._status not in TERMINAL:
+            raise TaskloomError(f"task {self.name!r} is in a live run; its dependencies are fixed")
+
+    def _move(self, new: TaskState) -> None:
+        """Transition outside any run (no hooks to call)."""
+        check_transition(self.name, self._status, new)
+        self._status = new
+
+    def _reset_outcome(self) -> None:
+        self.result = None
+        self.error = None
+        self.error_type = None
+        self.exception = None
+        self.error_traceback = None
+        self.duration = None
+        self._started = None
+        self._completed = None

@@ -1,0 +1,642 @@
+"""OpenTelemetry traces and metrics of runs (the ``otel`` plugin).
+
+The plugin only speaks the OpenTelemetry API and costs next to nothing until an SDK is
+configured: when a run starts it looks once for a real tracer or meter provider (the global
+ones, or providers handed in as ``config["otel"]["tracer_provider"]`` /
+``["meter_provider"]``); with none, the run is not observed and no task gets a wrapper.
+``opentelemetry`` is not even imported unless some code imported it first.
+
+The trace of a run::
+
+    run <name>                      from the run's first task to taskloom_run_finish
+    ├── task <name>                 one span per attempt, current where the body runs
+    │   └── <spans the task opens>  nest under the attempt (threads, processes, asyncio)
+    ├── task <name>                 a retry: a new span, linked to the first attempt's
+    └── task <name>                 zero length: skipped, cancelled, or failed upstream
+
+A span ends when its attempt's outcome is known: when the body returns, or, after a failure,
+when the error policies have decided (``retrying``, ``failed``, or ``completed`` by a
+fallback). Tasks that never ran are added when the run finishes (for a ``TaskManager``, whose
+run lasts as long as the manager, at ``shutdown()``), at the time they ended. The plugin
+implements no per-task hook besides the wrapper, so a traced task costs its span and little
+more.
+
+Attempt spans carry ``taskloom.task.{name,id,priority,tags,executor,attempt,state}``; a
+failed attempt records its exception and has status ERROR. Metrics: ``taskloom.tasks``
+(final states), ``taskloom.task.retries``, ``taskloom.task.duration`` (attempts, seconds),
+``taskloom.circuit.changes``, ``taskloom.schedule.lateness``, ``taskloom.schedule.misfires``
+and the observable gauges ``taskloom.queue.depth`` and ``taskloom.tasks.running``.
+
+Scheduler fires and circuit-breaker changes happen outside a run: they use the global
+providers, or the providers of the most recently configured plugin set.
+
+:func:`setup_sdk` installs an SDK with the exporter chosen in ``[taskloom.otel]`` or by the
+standard ``OTEL_*`` variables (the CLI calls it; the registry offers it as the ``exporter``
+component ``otel``). It never replaces a provider the application installed itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from taskloom import ConfigError, Fallback, Retry, TaskState, hookimpl
+from taskloom._version import __version__
+
+COMPLETED, FAILED = TaskState.COMPLETED, TaskState.FAILED
+CANCELLED, SKIPPED = TaskState.CANCELLED, TaskState.SKIPPED
+_FINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED})
+
+#: ``Run.__dict__``: the run's :class:`_Traced`, or False when the run is not observed.
+RUN_KEY = "_taskloom_otel"
+#: ``Attempt.__dict__``: the attempt's span until it ends (True when only metrics are kept).
+SPAN_KEY = "_taskloom_otel_span"
+#: ``Task.__dict__``: (run state, span context) of the task's first attempt in that run.
+FIRST_KEY = "_taskloom_otel_first"
+#: ``Task.__dict__``: (run state, state) of the task's last span, so none is told twice.
+LAST_KEY = "_taskloom_otel_last"
+
+EXPORTERS = ("console", "otlp", "memory", "none")
+
+
+def config_keys() -> dict[str, Any]:
+    from taskloom.kernel.schema import Key
+
+    return {
+        "exporter": Key(("string",), "where the CLI sends spans (and metrics)", choices=EXPORTERS),
+        "metrics_exporter": Key(("string",), "where metrics go, when not where spans go",
+                                choices=EXPORTERS),
+        "service_name": Key(("string",), 'service.name of the traces (else OTEL_SERVICE_NAME, '
+                                         'else "taskloom")'),
+        "endpoint": Key(("string",), "OTLP endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT)"),
+        "enabled": Key(("boolean",), "false: never trace or measure, whatever is installed"),
+        "traces": Key(("boolean",), "false: no spans"),
+        "metrics": Key(("boolean",), "false: no metrics"),
+        "tracer_provider": Key(("any",), "a TracerProvider object to use (from Python only)"),
+        "meter_provider": Key(("any",), "a MeterProvider object to use (from Python only)"),
+    }
+
+
+_lock = threading.Lock()
+_telemetry: dict[tuple[int, int], _Telemetry] = {}
+# The otel section of the most recently configured plugin set, for hooks outside a run.
+_last_section: Mapping[str, Any] = {}
+
+
+# -- finding a provider -----------------------------------------------------------------------
+def _section(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    section = (config or {}).get("otel") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[taskloom.otel] must be a table, got {section!r}")
+    return section
+
+
+def tracer_provider(section: Mapping[str, Any]) -> Any | None:
+    """The tracer provider to use, or None when only the API (no SDK) is there."""
+    if section.get("traces", True) is False:
+        return None
+    injected = section.get("tracer_provider")
+    if injected is not None:
+        return injected
+    # Nobody can have installed a provider without importing the API first.
+    if "opentelemetry.trace" not in sys.modules and not os.environ.get(
+        "OTEL_PYTHON_TRACER_PROVIDER"
+    ):
+        return None
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return None
+    return provider
+
+
+def meter_provider(section: Mapping[str, Any]) -> Any | None:
+    """The meter provider to use, or None when only the API (no SDK) is there."""
+    if section.get("metrics", True) is False:
+        return None
+    injected = section.get("meter_provider")
+    if injected is not None:
+        return injected
+    if "opentelemetry.metrics" not in sys.modules and not os.environ.get(
+        "OTEL_PYTHON_METER_PROVIDER"
+    ):
+        return None
+    from opentelemetry import metrics
+
+    provider = metrics.get_meter_provider()
+    # The API's own providers (proxy, no-op) live in opentelemetry.metrics.
+    if type(provider).__module__.startswith("opentelemetry.metrics"):
+        return None
+    return provider
+
+
+def _telemetry_for(tp: Any | None, mp: Any | None) -> _Telemetry | None:
+    if tp is None and mp is None:
+        return None
+    key = (id(tp), id(mp))
+    with _lock:
+        tel = _telemetry.get(key)
+        if tel is None or tel.tracer_provider is not tp or tel.meter_provider is not mp:
+            tel = _telemetry[key] = _Telemetry(tp, mp)
+        return tel
+
+
+def _ns(when: Any) -> int:
+    timestamp = getattr(when, "timestamp", None)
+    return int(timestamp() * 1e9) if timestamp is not None else time.time_ns()
+
+
+# -- instruments, one set per provider pair ---------------------------------------------------
+_OK = {"taskloom.outcome": "ok"}
+_ERROR = {"taskloom.outcome": "error"}
+_FINAL_ATTRS = {s.value: {"taskloom.task.state": s.value} for s in _FINAL}
+
+
+class _Telemetry:
+    """A tracer and the instruments of one (tracer provider, meter provider) pair."""
+
+    def __init__(self, tp: Any | None, mp: Any | None) -> None:
+        self.tracer_provider = tp
+        self.meter_provider = mp
+        self.runs: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.tracer: Any = None
+        if tp is not None:
+            from opentelemetry import context, trace
+
+            self.tracer = tp.get_tracer("taskloom", __version__)
+            self.attach = context.attach
+            self.detach = context.detach
+            self.set_span_in_context = trace.set_span_in_context
+            self.get_current_span = trace.get_current_span
+            self.link = trace.Link
+            self.status = trace.Status
+            self.error_code = trace.StatusCode.ERROR
+        self.tasks: Any = None
+        self.retries: Any = None
+        self.duration: Any = None
+        self.circuit: Any = None
+        self.lateness: Any = None
+        self.misfires: Any = None
+        if mp is not None:
+            self._instruments(mp)
+
+    def _instruments(self, mp: Any) -> None:
+        from opentelemetry.metrics import Observation
+
+        meter = mp.get_meter("taskloom", __version__)
+        self.tasks = meter.create_counter(
+            "taskloom.tasks", unit="{task}", description="Tasks that reached a final state"
+        )
+        self.retries = meter.create_counter(
+            "taskloom.task.retries", unit="{retry}", description="Attempts that will be retried"
+        )
+        self.duration = meter.create_histogram(
+            "taskloom.task.duration", unit="s", description="Duration of task attempts"
+        )
+        self.circuit = meter.create_counter(
+            "taskloom.circuit.changes", unit="{change}",
+            description="Circuit breaker state changes",
+        )
+        self.lateness = meter.create_histogram(
+            "taskloom.schedule.lateness", unit="s",
+            description="How late a scheduled job started",
+        )
+        self.misfires = meter.create_counter(
+            "taskloom.schedule.misfires", unit="{fire}",
+            description="Scheduled runs skipped as too late",
+        )
+        runs = self.runs
+
+        def by_run(value: Any) -> Any:
+            def observe(_options: Any) -> list[Any]:
+                totals: dict[str, int] = {}
+                for run in list(runs):
+                    name = run.name or "run"
+                    totals[name] = totals.get(name, 0) + value(run)
+                return [Observation(v, {"taskloom.run.name": k}) for k, v in totals.items()]
+
+            return observe
+
+        meter.create_observable_gauge(
+            "taskloom.queue.depth", [by_run(lambda run: len(run._queue))], unit="{task}",
+            description="Ready tasks waiting for a worker",
+        )
+        meter.create_observable_gauge(
+            "taskloom.tasks.running", [by_run(lambda run: run._inflight)], unit="{task}",
+            description="Attempts handed to executors and not yet returned",
+        )
+
+
+# -- one observed run ---------------------------------------------------------------------------
+def task_attributes(task: Any, run: Any) -> dict[str, Any]:
+    # Each attribute costs the SDK a validation per span: the run's id is on the parent span,
+    # and tags only when there are some.
+    attrs = {
+        "taskloom.task.name": task.name,
+        "taskloom.task.id": task.id,
+        "taskloom.task.priority": task.priority,
+        "taskloom.task.executor": task.executor or run.executor.name,
+    }
+    if task.tags:
+        attrs["taskloom.task.tags"] = sorted(task.tags)
+    return attrs
+
+
+class _Traced:
+    """The span and instruments of one observed run.
+
+    An attempt's span ends as soon as its outcome is known, by whoever learns it first: the
+    wrapper when the body returned (or was abandoned), the policy decision after a failure
+    (retrying, failed, or completed by a fallback), or the end of the run for anything left.
+    Tasks that ended without running (skipped, cancelled, failed upstream) become zero-length
+    spans when the run finishes. No per-task hook is needed for any of it.
+    """
+
+    def __init__(self, telemetry: _Telemetry, run: Any) -> None:
+        self.telemetry = telemetry
+        self.run = weakref.proxy(run)
+        self.span: Any = None
+        self.context: Any = None
+        self.open: set[Any] = set()  # attempts whose span has not ended yet
+        if telemetry.tracer is not None:
+            self.span = telemetry.tracer.start_span(
+                f"run {run.name or run.id}",
+                attributes={"taskloom.run.id": run.id, "taskloom.run.name": run.name or ""},
+            )
+            self.context = telemetry.set_span_in_context(self.span)
+
+    def close_attempt(self, attempt: Any, state: str) -> None:
+        """End the attempt's span with the state it led to (once: the first caller wins)."""
+        span = attempt.__dict__.pop(SPAN_KEY, None)
+        if span is None:
+            return
+        self.open.discard(attempt)
+        if state != "completed":
+            # Remembered for the sweep; a completed task is never told again anyway.
+            attempt.task.__dict__[LAST_KEY] = (self, state)
+        if span is not True:
+            span.set_attribute("taskloom.task.state", state)
+            span.end()
+        counter = self.telemetry.tasks
+        if counter is not None and state in _FINAL_ATTRS:
+            counter.add(1, _FINAL_ATTRS[state])
+
+    def decided(self, attempt: Any, error: BaseException, decision: Any) -> None:
+        """The error policies decided about a failed (or timed-out) attempt."""
+        span = attempt.__dict__.get(SPAN_KEY)
+        if attempt.finished is None and span is not None and span is not True:
+            # Failed from outside (a timeout) while the body still runs: the wrapper has not
+            # seen the error, and the span ends now.
+            tel = self.telemetry
+            span.record_exception(error)
+            span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
+            self.remember_first(attempt, span)
+        if isinstance(decision, Retry) and not self.run._cancelling:
+            retries = self.telemetry.retries
+            if retries is not None:
+                retries.add(1)
+            self.close_attempt(attempt, "retrying")
+        elif isinstance(decision, Fallback):
+            self.close_attempt(attempt, "completed")
+        else:
+            self.close_attempt(attempt, "failed")
+
+    def remember_first(self, attempt: Any, span: Any) -> None:
+        """A retry links to the task's first attempt in the run. Only a failure leads to a
+        retry, so only failed attempts remember their span (none is kept per success)."""
+        td = attempt.task.__dict__
+        first = td.get(FIRST_KEY)
+        if first is None or first[0] is not self:
+            td[FIRST_KEY] = (self, span.get_span_context())
+
+    def mark(self, task: Any, state: TaskState) -> None:
+        """A zero-length span for a task that reached ``state`` without a running attempt."""
+        tel = self.telemetry
+        attrs = task_attributes(task, self.run)
+        attrs["taskloom.task.state"] = state.value
+        at = int(task._completed * 1e9) if task._completed else time.time_ns()
+        span = tel.tracer.start_span(
+            f"task {task.name}", context=self.context, attributes=attrs, start_time=at
+        )
+        if state is FAILED:
+            span.set_status(tel.status(tel.error_code, task.error or "an upstream task failed"))
+        span.end(end_time=at)
+
+    def sweep(self) -> None:
+        """End what is still open and account for the tasks that never ran."""
+        for attempt in list(self.open):
+            self.close_attempt(attempt, attempt.task._status.value)
+        tel = self.telemetry
+        for task in list(self.run.tasks.values()):
+            status = task._status
+            if status not in _FINAL:
+                continue
+            if status is COMPLETED:
+                continue  # its attempt's span says so, or it was restored from an earlier run
+            last = task.__dict__.get(LAST_KEY)
+            if last is not None and last[0] is self and last[1] == status.value:
+                continue  # told already
+            task.__dict__[LAST_KEY] = (self, status.value)
+            if tel.tracer is not None:
+                self.mark(task, status)
+            if tel.tasks is not None:
+                tel.tasks.add(1, _FINAL_ATTRS[status.value])
+
+    def finish(self, summary: Any) -> None:
+        self.sweep()
+        span = self.span
+        if span is not None:
+            attrs: dict[str, Any] = {"taskloom.run.status": summary.status}
+            for state, count in summary.counts.items():
+                attrs[f"taskloom.run.tasks.{state}"] = count
+            span.set_attributes(attrs)
+            if summary.status != "completed":
+                tel = self.telemetry
+                span.set_status(tel.status(tel.error_code, f"run {summary.status}"))
+            span.end()
+
+
+class AttemptSpan:
+    """Wraps each attempt of one task: a span current where the body runs, its duration."""
+
+    __slots__ = ("attributes", "name", "traced")
+
+    def __init__(self, traced: _Traced, task: Any, run: Any) -> None:
+        self.traced = traced
+        self.name = f"task {task.name}"
+        # Built once per task (the first attempt's); a retry copies it.
+        self.attributes: dict[str, Any] = {}
+        if traced.span is not None:
+            self.attributes = task_attributes(task, run)
+            self.attributes["taskloom.task.attempt"] = 1
+
+    def _open(self, attempt: Any) -> Any:
+        task = attempt.task
+        if task._attempt is not attempt:
+            return None  # cancelled or timed out before it started
+        traced = self.traced
+        tel = traced.telemetry
+        if tel.tracer is None:
+            attempt.__dict__[SPAN_KEY] = True  # metrics only: the outcome is still counted
+            traced.open.add(attempt)
+            return True
+        attrs = self.attributes
+        links = None
+        number = attempt.number
+        if number != 1:
+            attrs = attrs.copy()
+            attrs["taskloom.task.attempt"] = number
+            first = task.__dict__.get(FIRST_KEY)
+            if first is not None and first[0] is traced:
+                links = (tel.link(first[1]),)
+        span = tel.tracer.start_span(
+            self.name, context=traced.context, attributes=attrs, links=links
+        )
+        attempt.__dict__[SPAN_KEY] = span
+        traced.open.add(attempt)
+        return span, tel.attach(tel.set_span_in_context(span))
+
+    def _close(self, attempt: Any, opened: Any, started: float,
+               error: BaseException | None) -> None:
+        traced = self.traced
+        tel = traced.telemetry
+        if tel.duration is not None:
+            tel.duration.record(time.perf_counter() - started, _OK if error is None else _ERROR)
+        if opened is None:
+            return
+        if opened is not True:
+            span, token = opened
+            tel.detach(token)
+            if error is not None:
+                self._failed(attempt, span, error)
+        if attempt.task._attempt is not attempt:
+            # Ended from outside while it ran: cancelled, or failed by a timeout (whose
+            # decision normally ended the span already).
+            token = attempt.token
+            traced.close_attempt(attempt, "failed" if token.reason == "timeout" else "cancelled")
+        elif error is None:
+            traced.close_attempt(attempt, "completed")
+        elif traced.run._cancelling:
+            traced.close_attempt(attempt, "failed")  # no policy is asked while cancelling
+        # Otherwise the policies' decision ends the span (taskloom_task_error below).
+
+    def _failed(self, attempt: Any, span: Any, error: BaseException) -> None:
+        tel = self.traced.telemetry
+        if span.is_recording():
+            span.record_exception(error)
+            span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
+        self.traced.remember_first(attempt, span)
+
+    def __call__(self, call: Any, attempt: Any) -> Any:
+        opened = self._open(attempt)
+        started = time.perf_counter()
+        try:
+            result = call()
+        except BaseException as exc:
+            self._close(attempt, opened, started, exc)
+            raise
+        self._close(attempt, opened, started, None)
+        return result
+
+    async def acall(self, acall: Any, attempt: Any) -> Any:
+        opened = self._open(attempt)
+        started = time.perf_counter()
+        try:
+            result = await acall()
+        except BaseException as exc:
+            self._close(attempt, opened, started, exc)
+            raise
+        self._close(attempt, opened, started, None)
+        return result
+
+
+def traced(run: Any) -> _Traced | None:
+    """The run's tracing state, decided once per run (None: the run is not observed)."""
+    state = run.__dict__.get(RUN_KEY)
+    if state is None:
+        state = _activate(run)
+    return state or None
+
+
+_activation_lock = threading.Lock()
+
+
+def _activate(run: Any) -> _Traced | bool:
+    with _activation_lock:
+        state = run.__dict__.get(RUN_KEY)
+        if state is not None:
+            return state  # type: ignore[no-any-return]
+        section = _section(run.plugins.config)
+        tel = None
+        if section.get("enabled", True) is not False:
+            tel = _telemetry_for(tracer_provider(section), meter_provider(section))
+        if tel is None:
+            run.__dict__[RUN_KEY] = False
+            return False
+        state = _Traced(tel, run)
+        tel.runs.add(run)
+        run.__dict__[RUN_KEY] = state
+        return state
+
+
+def _ambient(task: Any = None) -> _Telemetry | None:
+    """Telemetry for events outside a run: the task's run's, else the configured providers."""
+    run = getattr(task, "_run", None)
+    state = run.__dict__.get(RUN_KEY) if run is not None else None
+    if state:
+        return state.telemetry  # type: ignore[no-any-return]
+    section = _last_section
+    if section.get("enabled", True) is False:
+        return None
+    return _telemetry_for(tracer_provider(section), meter_provider(section))
+
+
+# -- hooks ------------------------------------------------------------------------------------
+@hookimpl
+def taskloom_register(registry: Any) -> None:
+    registry.add_config_section("otel", config_keys())
+    registry.add("exporter", "otel", setup_sdk)
+
+
+@hookimpl
+def taskloom_configure(config: Any) -> None:
+    global _last_section
+    section = _section(config)
+    for key in ("exporter", "metrics_exporter"):
+        value = section.get(key)
+        if value is not None and value not in EXPORTERS:
+            raise ConfigError(
+                f"otel.{key}: unknown exporter {value!r}; one of {', '.join(EXPORTERS)}"
+            )
+    _last_section = section
+
+
+@hookimpl
+def taskloom_run_start(run: Any) -> None:
+    traced(run)  # a run that starts empty (TaskManager) gets its span now
+
+
+@hookimpl(tryfirst=True)
+def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+    state = run.__dict__.get(RUN_KEY)
+    if state is None:
+        state = traced(run)
+    if not state:
+        return None
+    return AttemptSpan(state, task, run)
+
+
+@hookimpl
+def taskloom_run_finish(run: Any, summary: Any) -> None:
+    state = run.__dict__.get(RUN_KEY)
+    if not state:
+        return
+    state.finish(summary)
+    state.telemetry.runs.discard(run)
+
+
+@hookimpl(wrapper=True)
+def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+    # Sees the policies' decision (it changes nothing) to end the failed attempt's span.
+    decision = yield
+    state = run.__dict__.get(RUN_KEY)
+    if state:
+        state.decided(attempt, error, decision)
+    return decision
+
+
+def _job_fields(job: Any, scheduled_for: Any, fired_at: Any) -> dict[str, Any]:
+    task = getattr(job, "task", None)
+    attrs: dict[str, Any] = {
+        "taskloom.job.id": str(getattr(job, "id", job)),
+        "taskloom.job.task": str(getattr(task, "name", task)),
+        "taskloom.schedule.scheduled_for": str(scheduled_for),
+    }
+    trigger = getattr(job, "trigger", None)
+    if trigger is not None:
+        attrs["taskloom.job.trigger"] = str(trigger)
+    return attrs
+
+
+def _lateness(scheduled_for: Any, fired_at: Any) -> float:
+    try:
+        return max(0.0, float((fired_at - scheduled_for).total_seconds()))
+    except (TypeError, AttributeError):
+        return 0.0
+
+
+@hookimpl
+def taskloom_schedule_fire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
+    tel = _ambient()
+    if tel is None:
+        return
+    lateness = _lateness(scheduled_for, fired_at)
+    attrs = _job_fields(job, scheduled_for, fired_at)
+    if tel.lateness is not None:
+        tel.lateness.record(lateness, {"taskloom.job.id": attrs["taskloom.job.id"]})
+    if tel.tracer is not None:
+        attrs["taskloom.schedule.lateness"] = lateness
+        at = _ns(fired_at)
+        span = tel.tracer.start_span(
+            f"schedule {attrs['taskloom.job.id']}", attributes=attrs, start_time=at
+        )
+        span.end(end_time=at)
+
+
+@hookimpl
+def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
+    tel = _ambient()
+    if tel is None:
+        return
+    attrs = _job_fields(job, scheduled_for, fired_at)
+    if tel.misfires is not None:
+        tel.misfires.add(1, {"taskloom.job.id": attrs["taskloom.job.id"]})
+    if tel.tracer is not None:
+        attrs["taskloom.schedule.misfire"] = True
+        attrs["taskloom.schedule.lateness"] = _lateness(scheduled_for, fired_at)
+        at = _ns(fired_at)
+        span = tel.tracer.start_span(
+            f"schedule {attrs['taskloom.job.id']}", attributes=attrs, start_time=at
+        )
+        span.set_status(tel.status(tel.error_code, "misfire: too late to run"))
+        span.end(end_time=at)
+
+
+@hookimpl
+def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
+    tel = _ambient(task)
+    if tel is None:
+        return
+    if tel.circuit is not None:
+        tel.circuit.add(1, {"taskloom.circuit.key": key, "taskloom.circuit.state": new})
+    if tel.tracer is not None:
+        # The attempt that caused the change still has its span open.
+        attempt = getattr(task, "_attempt", None)
+        span = attempt.__dict__.get(SPAN_KEY) if attempt is not None else None
+        if span is None or span is True:
+            span = tel.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "taskloom.circuit_change",
+                {"taskloom.circuit.key": key, "taskloom.circuit.old": old,
+                 "taskloom.circuit.new": new},
+            )
+
+
+def setup_sdk(config: Mapping[str, Any] | None = None, *, install: bool = True) -> Any:
+    """Set up an OpenTelemetry SDK from ``[taskloom.otel]`` and the ``OTEL_*`` variables.
+
+    ``config`` is the ``[taskloom]`` table. Returns an :class:`~._sdk.SdkHandle`: call
+    ``flush()`` at the end of a run and ``shutdown()`` at exit. With ``install`` (default) the
+    providers become the global ones, unless the application already installed its own, which
+    is then used and never replaced.
+    """
+    from taskloom_std.observability._sdk import setup
+
+    return setup(_section(config), install=install)

@@ -1,0 +1,781 @@
+"""The scheduler: jobs in a heap by next fire time, fired through a :class:`TaskManager`.
+
+Triggers are plugins (kind ``trigger``: ``date``, ``interval``, ``cron``, ``conditional``);
+the scheduler needs only ``next_fire_time(after)`` from them (:class:`Trigger`).
+
+Choices worth knowing:
+
+* **Times.** Every time the scheduler hands out is an aware UTC datetime. A naive
+  ``schedule_time`` is read as the machine's local time.
+* **What runs.** Each fire runs the job's own :class:`Task` object in the manager's live run,
+  so the object you scheduled shows the latest run's status and result (the live run re-runs
+  finished tasks, and its unfinished dependencies run first). When ``max_instances > 1`` lets a
+  fire overlap a run still in progress, that fire runs a copy of the task in a run of its own
+  (a task with dependencies cannot overlap).
+* **Heap.** Entries are ``(due, seq, job id)``; a job knows the ``seq`` of its live entry,
+  removing, pausing or rescheduling it forgets that entry, and stale entries are dropped when
+  they reach the top (lazy deletion), so add and reschedule are O(log n) and the next due job
+  is read in O(1).
+* **Late runs.** A due time later than ``misfire_grace_time`` is skipped and reported through
+  ``taskloom_schedule_misfire``; with ``coalesce`` (default) many missed runs of one job make
+  one run, without it each missed run runs. ``None`` grace means "run however late".
+* **Durable state.** Each job's next due time is saved in a :class:`ScheduleState` before it
+  fires; a scheduler restarted on the same state resumes from it (missed runs are handled as
+  late runs), and :meth:`ScheduleState.claim` makes sure two schedulers sharing the state
+  never fire the same run twice. Job ids are stable (the task name by default) so the state
+  finds its job again after a restart.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+from heapq import heappop, heappush
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from taskloom.api.manager import TaskManager
+from taskloom.api.scheduling import MemoryScheduleState, ScheduleState
+from taskloom.kernel.clock import Clock, system_clock
+from taskloom.kernel.engine import Engine, Run
+from taskloom.kernel.errors import ConfigError, TaskloomError
+from taskloom.kernel.pluginmanager import PluginSet
+from taskloom.kernel.states import TERMINAL
+from taskloom.kernel.task import Task
+
+log = logging.getLogger("taskloom.scheduler")
+
+UTC = timezone.utc
+
+
+class _Unset(enum.Enum):
+    DEFAULT = "default"
+
+
+_DEFAULT = _Unset.DEFAULT
+
+
+#: Most missed runs of one job replayed in one pass without coalescing; beyond this the job
+#: jumps to its next future time (a one-second job down for a week is not replayed 600k times).
+MAX_CATCH_UP = 1000
+
+_RESOLUTION = 1e-6
+
+_INTERVAL_KEYS = frozenset({"start", "end", "jitter", "rng"})
+
+
+@runtime_checkable
+class Trigger(Protocol):
+    """What the scheduler needs from a trigger.
+
+    Optional extras the scheduler uses when present: ``first_fire_time(now)`` (the first due
+    time of a new job; default ``next_fire_time(now)``), ``next_fire_ts(after: float)`` (a
+    float fast path), ``jitter`` (seconds; each fire is delayed by a random ``[0, jitter)``
+    drawn from ``rng``), ``check() -> bool`` (asked at each due time; the task runs only if
+    True, which is how ``conditional`` polls; such a fire is claimed by its due time like any
+    other) and ``once`` (remove the job after it fires).
+    A trigger class may offer ``shared(interval)``, returning one unchangeable instance per
+    argument for many jobs to hold; :meth:`TaskScheduler.schedule_recurring` uses it.
+    """
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        """The first fire instant strictly after ``after`` (aware UTC), or None when done."""
+
+
+class Job:
+    """A scheduled task: its trigger, run control and next fire time."""
+
+    __slots__ = (
+        "_base",
+        "_due",
+        "_entry",
+        "_instances",
+        "_scheduler",
+        "coalesce",
+        "id",
+        "max_instances",
+        "misfire_grace_time",
+        "paused",
+        "task",
+        "trigger",
+    )
+
+    def __init__(
+        self,
+        scheduler: TaskScheduler,
+        job_id: str,
+        task: Task,
+        trigger: Any,
+        misfire_grace_time: float | None,
+        coalesce: bool,
+        max_instances: int,
+        base: float | None = None,
+        due: float | None = None,
+        paused: bool = False,
+    ) -> None:
+        self._scheduler = scheduler
+        self.id = job_id
+        self.task = task
+        self.trigger = trigger
+        self.misfire_grace_time = misfire_grace_time
+        self.coalesce = coalesce
+        self.max_instances = max_instances
+        self.paused = paused
+        self._base = base  # the trigger's time (before jitter)
+        self._due = due  # when it runs (base + jitter)
+        self._entry = 0  # the sequence number of its live heap entry; 0: none
+        # Made on the first fire: ten thousand idle jobs need no ten thousand empty lists.
+        self._instances: list[Task] | None = None
+
+    @property
+    def name(self) -> str:
+        name: str = self.task.name
+        return name
+
+    @property
+    def next_fire_time(self) -> datetime | None:
+        """When the job runs next (aware UTC); None when paused or finished."""
+        if self.paused or self._due is None:
+            return None
+        return datetime.fromtimestamp(self._due, UTC)
+
+    @property
+    def running(self) -> int:
+        """Runs of this job still in progress."""
+        if not self._instances:
+            return 0
+        self._instances = [t for t in self._instances if t.status not in TERMINAL]
+        return len(self._instances)
+
+    def pause(self) -> None:
+        self._scheduler.pause_job(self.id)
+
+    def resume(self) -> None:
+        self._scheduler.resume_job(self.id)
+
+    def remove(self) -> None:
+        self._scheduler.remove_job(self.id)
+
+    def __repr__(self) -> str:
+        nxt = self.next_fire_time
+        when = "paused" if self.paused else (nxt.isoformat() if nxt else "done")
+        return f"<Job {self.id!r} {self.trigger!r} next={when}>"
+
+
+def _checked_grace(value: float | None, where: str) -> float | None:
+    if value is not None and not value >= 0:
+        raise ConfigError(f"{where}: misfire_grace_time must be >= 0, got {value!r}")
+    return value
+
+
+def _checked_instances(value: int, where: str) -> int:
+    if not value >= 1:
+        raise ConfigError(f"{where}: max_instances must be >= 1, got {value!r}")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.astimezone()  # naive: the machine's local time (documented)
+    return value.astimezone(UTC)
+
+
+def _ts_dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _clone(task: Task) -> Task:
+    """A fresh task with the same body and options, for a run overlapping the original's."""
+    # A subclass overriding execute: the copy's body is the original's bound execute.
+    body = task.execute if type(task).execute is not Task.execute else task.fn
+    return Task(task.name, task.description, task.priority, None, task.config, fn=body,
+                tags=task.tags, trigger_rule=task.trigger_rule, options=task.options)
+
+
+class TaskScheduler:
+    """Runs tasks at times, at intervals, on cron expressions or when conditions hold.
+
+    ``manager`` (or ``engine``, wrapped in a manager) runs the fired tasks; without either a
+    manager with the default engine is made. ``clock`` (default: the engine's) tells the time
+    and does the waiting, so a :class:`~taskloom.FakeClock` drives it in tests. ``plugins``
+    supplies the triggers and receives the ``taskloom_schedule_*`` hooks (default: the
+    engine's). ``state`` keeps job progress across restarts (default: the engine's store's
+    ``schedule_state()``, else in memory).
+    """
+
+    #: The job type, so ``taskloom.Job`` resolves through the registered scheduler.
+    job_class: ClassVar[type[Job]] = Job
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        engine: Engine | None = None,
+        manager: TaskManager | None = None,
+        plugins: PluginSet | None = None,
+        state: ScheduleState | None = None,
+        *,
+        misfire_grace_time: float | None = None,
+        coalesce: bool = True,
+        max_instances: int = 1,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._owns_manager = manager is None
+        self._owns_engine = manager is None and engine is None
+        if manager is None:
+            manager = TaskManager(engine=engine, plugins=plugins, clock=clock)
+        self.manager = manager
+        self.engine = manager.engine
+        self.plugins = plugins or self.engine.plugins
+        self.clock: Clock = clock or self.engine.clock or system_clock()
+        if state is None:
+            # The engine's store keeps schedule state when it can (sqlite: across restarts
+            # and across schedulers sharing the database).
+            factory = getattr(getattr(self.engine, "store", None), "schedule_state", None)
+            state = factory() if callable(factory) else MemoryScheduleState()
+        self.state: ScheduleState = state
+        self.owner = owner or uuid.uuid4().hex
+        self.misfire_grace_time = misfire_grace_time
+        self.coalesce = coalesce
+        self.max_instances = max_instances
+        self.rng = rng or random.Random()
+        self._jobs: dict[str, Job] = {}
+        # Entries are (due, sequence, job id): no object references, so the collector drops
+        # them from its lists and a big heap costs it nothing. An entry is live while its
+        # job's ``_entry`` is its sequence number; stale ones are skipped when they surface.
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count(1)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._overlap_runs: list[Run] = []
+        self._active: list[Task] = []
+        self._interval: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+
+    # -- run-control defaults: checked when set, so add_job need not check them per job ------
+    @property
+    def misfire_grace_time(self) -> float | None:
+        """Default seconds a run may start late before it is skipped (None: no limit)."""
+        return self._misfire_grace_time
+
+    @misfire_grace_time.setter
+    def misfire_grace_time(self, value: float | None) -> None:
+        self._misfire_grace_time = _checked_grace(value, "scheduler")
+
+    @property
+    def max_instances(self) -> int:
+        """Default number of runs of one job allowed at once."""
+        return self._max_instances
+
+    @max_instances.setter
+    def max_instances(self, value: int) -> None:
+        self._max_instances = _checked_instances(value, "scheduler")
+
+    # -- adding jobs ------------------------------------------------------------------------
+    def add_job(
+        self,
+        task: Task,
+        trigger: Any,
+        *,
+        id: str | None = None,
+        misfire_grace_time: float | _Unset | None = _Unset.DEFAULT,
+        coalesce: bool | None = None,
+        max_instances: int | None = None,
+        **trigger_options: Any,
+    ) -> Job:
+        """Schedule ``task`` on ``trigger``: a trigger object, or a registered trigger name
+        (``"cron"``, ``"interval"``, ...) built with ``trigger_options``.
+
+        ``id`` (default: the task's name, made unique) names the job in the durable state.
+        Run control defaults to the scheduler's settings.
+        """
+        if isinstance(trigger, str):
+            trigger = self.plugins.registry.create("trigger", trigger, **trigger_options)
+        elif trigger_options:
+            raise TypeError(f"options {sorted(trigger_options)} given with a trigger object")
+        if not callable(getattr(trigger, "next_fire_time", None)):
+            raise TypeError(f"{trigger!r} is not a trigger (no next_fire_time)")
+        # The scheduler's defaults were checked when set; only explicit options are checked here.
+        if misfire_grace_time is _DEFAULT:
+            grace = self._misfire_grace_time
+        else:
+            grace = _checked_grace(misfire_grace_time, f"task {task.name!r}")
+        if max_instances is None:
+            instances = self._max_instances
+        else:
+            instances = _checked_instances(max_instances, f"task {task.name!r}")
+        if instances > 1 and task.dependencies:
+            raise ConfigError(
+                f"task {task.name!r}: max_instances > 1 needs a task without dependencies "
+                "(overlapping runs run alone)"
+            )
+        with self._lock:
+            job_id = id or task.name
+            if job_id in self._jobs:
+                job_id = self._unique_id(job_id, explicit=id is not None)
+            saved = self.state.load(job_id)
+            base: float | None
+            due: float | None
+            paused = False
+            if saved is not None and saved.get("next_fire_time") is not None:
+                base = float(saved["next_fire_time"])
+                due = float(saved.get("due") or base)
+                paused = bool(saved.get("paused", False))
+            else:
+                fast = getattr(trigger, "first_fire_ts", None)
+                base = fast(self.clock.time()) if fast is not None else self._first_base(trigger)
+                due = base
+                if base is not None and getattr(trigger, "jitter", None):
+                    due = self._jittered(trigger, base)
+            job = Job(self, job_id, task, trigger, grace,
+                      self.coalesce if coalesce is None else coalesce, instances,
+                      base, due, paused)
+            self._jobs[job_id] = job
+            if due is not None and not paused:
+                job._entry = seq = next(self._seq)
+                heappush(self._heap, (due, seq, job_id))
+            if self._thread is not None:
+                self._wake.set()
+        return job
+
+    def _unique_id(self, wanted: str, explicit: bool) -> str:
+        if wanted not in self._jobs:
+            return wanted
+        if explicit:
+            raise TaskloomError(f"a job with id {wanted!r} already exists")
+        for n in itertools.count(2):
+            candidate = f"{wanted}#{n}"
+            if candidate not in self._jobs:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def add_task(self, task: Task, schedule_time: datetime | None = None, **options: Any) -> Job:
+        """Run ``task`` once at ``schedule_time`` (None: due now). Naive times are local."""
+        at = self.clock.now() if schedule_time is None else _to_utc(schedule_time)
+        return self.add_job(task, "date", at=at, **options)
+
+    def schedule_recurring(self, task: Task, interval: timedelta | float, **options: Any) -> Job:
+        """Run ``task`` every ``interval`` (a timedelta or seconds), first one interval from now.
+
+        ``start``, ``end`` and ``jitter`` are passed to the ``interval`` trigger.
+        """
+        if self._interval is None:
+            factory = self.plugins.registry.get("trigger", "interval")
+            # A trigger type whose instances can serve many jobs offers ``shared``; one that
+            # keeps per-job state does not, and each job gets its own.
+            self._interval = (factory, getattr(factory, "shared", factory))
+        factory, plain = self._interval
+        trigger_opts = None
+        if options:
+            trigger_opts = {k: options.pop(k) for k in _INTERVAL_KEYS & options.keys()}
+        trigger = factory(interval, **trigger_opts) if trigger_opts else plain(interval)
+        return self.add_job(task, trigger, **options)
+
+    def schedule_cron(
+        self, task: Task, expression: str, timezone: str | None = None, **options: Any
+    ) -> Job:
+        """Run ``task`` at the times of a cron expression in ``timezone`` (IANA, default UTC).
+
+        ``ambiguous="both"`` runs a local time repeated at fall back twice (default once).
+        """
+        trigger_opts = {k: options.pop(k) for k in ("ambiguous", "jitter") if k in options}
+        return self.add_job(task, "cron", expression=expression, timezone=timezone,
+                            **trigger_opts, **options)
+
+    def add_conditional_task(
+        self,
+        task: Task,
+        condition: Callable[[], object],
+        *,
+        poll: float | timedelta = 1.0,
+        repeat: bool = False,
+        once: bool = True,
+        **options: Any,
+    ) -> Job:
+        """Run ``task`` when ``condition()`` becomes true, checking every ``poll`` seconds.
+
+        By default the job runs once and is removed (as documented); ``once=False`` keeps it,
+        firing on every false -> true edge (every true poll with ``repeat``).
+        """
+        return self.add_job(task, "conditional", condition=condition, poll=poll,
+                            repeat=repeat, once=once, **options)
+
+    # -- removing, pausing, listing ----------------------------------------------------------
+    def _find(self, key: str) -> Job | None:
+        job = self._jobs.get(key)
+        if job is not None:
+            return job
+        for job in self._jobs.values():
+            if job.task.id == key or job.task.name == key:
+                return job
+        return None
+
+    def remove_job(self, job_id: str) -> None:
+        """Remove a job by job id, task id or task name (KeyError when unknown)."""
+        with self._lock:
+            job = self._find(job_id)
+            if job is None:
+                raise KeyError(f"no scheduled job {job_id!r}")
+            del self._jobs[job.id]
+            job._entry = 0
+        self._wake.set()
+
+    def remove_task(self, task_id: str) -> None:
+        """Unschedule every job of a task (by task id, task name or job id)."""
+        with self._lock:
+            found = [j for j in self._jobs.values()
+                     if task_id in (j.id, j.task.id, j.task.name)]
+            if not found:
+                raise KeyError(f"no scheduled task {task_id!r}")
+            for job in found:
+                del self._jobs[job.id]
+                job._entry = 0
+        self._wake.set()
+
+    def pause_job(self, job_id: str) -> None:
+        """Stop firing a job until :meth:`resume_job`; its next due time is kept."""
+        with self._lock:
+            job = self._get(job_id)
+            if job.paused:
+                return
+            job.paused = True
+            job._entry = 0
+            self._save(job)
+
+    def resume_job(self, job_id: str) -> None:
+        """Fire a paused job again. Runs due while it was paused count as late runs."""
+        with self._lock:
+            job = self._get(job_id)
+            if not job.paused:
+                return
+            job.paused = False
+            if job._due is not None:
+                self._push(job)
+            self._save(job)
+        self._wake.set()
+
+    def _get(self, job_id: str) -> Job:
+        job = self._find(job_id)
+        if job is None:
+            raise KeyError(f"no scheduled job {job_id!r}")
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._find(job_id)
+
+    def get_jobs(self) -> list[Job]:
+        """Every job, soonest first (paused and finished ones last)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        inf = float("inf")
+        return sorted(jobs, key=lambda j: inf if j.paused or j._due is None else j._due)
+
+    def get_scheduled_tasks(self) -> list[Task]:
+        """The tasks of every job that will still fire, soonest first."""
+        return [j.task for j in self.get_jobs() if j.next_fire_time is not None]
+
+    def next_due(self) -> Job | None:
+        """The job due first (O(1) after stale heap entries are dropped)."""
+        try:
+            top = self._heap[0]  # a snapshot; a live top entry needs no lock
+        except IndexError:
+            return None
+        job = self._jobs.get(top[2])
+        if job is not None and job._entry == top[1] and not job.paused:
+            return job
+        with self._lock:
+            entry = self._peek()
+            return None if entry is None else entry[1]
+
+    # -- running ----------------------------------------------------------------------------
+    def run_pending(self, wait: bool = True) -> list[str]:
+        """Run every job due now (per the clock); return the task names run, in due order.
+
+        With ``wait`` (default) it returns when those runs have finished, and a job at its
+        ``max_instances`` waits for a run to end; without, such a run is skipped (and logged).
+        """
+        fired = self._fire_due(block=wait)
+        if wait:
+            self.wait_for(fired)
+        return [t.name for t in fired]
+
+    def check_conditions(self) -> list[str]:
+        """Evaluate every conditional job now and run those whose condition holds.
+
+        Returns the names of the tasks run (after they finished).
+        """
+        fired: list[Task] = []
+        now = self.clock.time()
+        with self._lock:
+            jobs = [j for j in self._jobs.values()
+                    if not j.paused and callable(getattr(j.trigger, "check", None))]
+        for job in jobs:
+            if job.trigger.check():
+                task = self._start(job, now, now, block=True)
+                if task is not None:
+                    fired.append(task)
+                if getattr(job.trigger, "once", False):
+                    self._finish(job)
+        self.wait_for(fired)
+        return [t.name for t in fired]
+
+    def wait_for(self, tasks: Iterable[Task], timeout: float | None = None) -> bool:
+        """Wait until the given fired runs have finished; False on timeout."""
+        ok = True
+        for task in tasks:
+            run = task._run
+            if run is not None and not run.wait(timeout, tasks=[task]):
+                ok = False
+        return ok
+
+    def _fire_due(self, block: bool) -> list[Task]:
+        fired: list[Task] = []
+        # Due times shown as datetimes are rounded to the microsecond; a clock set to one
+        # must find the job due.
+        now = self.clock.time()
+        limit = now + _RESOLUTION
+        while True:
+            with self._lock:
+                entry = self._peek()
+                if entry is None or entry[0] > limit:
+                    break
+                heappop(self._heap)
+                job = entry[1]
+                runs = self._collect_due(job, now)
+            for base, due in runs:
+                task = self._fire_one(job, base, due, now, block)
+                if task is not None:
+                    fired.append(task)
+        return fired
+
+    def _collect_due(self, job: Job, now: float) -> list[tuple[float, float]]:
+        """Advance ``job`` past ``now``; return the runs to start as (trigger time, due time):
+        coalesced, and without those later than the grace time."""
+        assert job._due is not None and job._base is not None
+        missed: list[tuple[float, float]] = [(job._base, job._due)]
+        base: float | None = job._base
+        polled = callable(getattr(job.trigger, "check", None))
+        while True:
+            base = self._next_base(job.trigger, base)  # type: ignore[arg-type]
+            if base is None:
+                job._base = job._due = None
+                break
+            due = self._jittered(job.trigger, base)
+            if due > now + _RESOLUTION:
+                job._base, job._due = base, due
+                break
+            if polled:  # a poll that is already late is simply the next poll
+                continue
+            missed.append((base, due))
+            if len(missed) >= MAX_CATCH_UP:
+                base = self._next_base(job.trigger, now)
+                job._base = base
+                job._due = None if base is None else self._jittered(job.trigger, base)
+                break
+        if job.coalesce and len(missed) > 1:
+            missed = missed[-1:]
+        runnable = []
+        grace = job.misfire_grace_time
+        for base, due in missed:
+            if grace is not None and now - due > grace:
+                log.warning("job %r: run due %s skipped, %.3fs late (grace %gs)",
+                            job.id, _ts_dt(due).isoformat(), now - due, grace)
+                self.plugins.hook.taskloom_schedule_misfire(
+                    job=job, scheduled_for=_ts_dt(due), fired_at=_ts_dt(now))
+                continue
+            runnable.append((base, due))
+        if not runnable and not polled:
+            self._save(job)
+        if job._due is not None:
+            if not job.paused:
+                self._push(job)
+        elif self._jobs.get(job.id) is job:
+            del self._jobs[job.id]  # finished: its trigger has no further time
+        return runnable
+
+    def _fire_one(self, job: Job, base: float, due: float, now: float,
+                  block: bool) -> Task | None:
+        check = getattr(job.trigger, "check", None)
+        if callable(check):
+            # A condition holds in every process that polls it; claiming the poll time makes
+            # one of them fire. Nothing is saved: a condition has no next time to resume.
+            if not check():
+                return None
+            if not self.state.claim(job.id, base, self.owner):
+                log.info("job %r: poll at %s already fired by another scheduler",
+                         job.id, _ts_dt(base).isoformat())
+                return None
+        elif not self.state.claim(job.id, base, self.owner):
+            # Claimed by trigger time, not the jittered time, which differs per scheduler.
+            log.info("job %r: run due %s already claimed by another scheduler",
+                     job.id, _ts_dt(due).isoformat())
+            return None
+        else:
+            self._save(job, last=due)
+        task = self._start(job, due, now, block)
+        if getattr(job.trigger, "once", False) and task is not None:
+            self._finish(job)
+        return task
+
+    def _finish(self, job: Job) -> None:
+        with self._lock:
+            if self._jobs.get(job.id) is job:
+                del self._jobs[job.id]
+            job._entry = 0
+            job._due = job._base = None
+
+    def _save(self, job: Job, last: float | None = None) -> None:
+        state: dict[str, Any] = {"next_fire_time": job._base, "due": job._due,
+                                 "paused": job.paused}
+        if last is not None:
+            state["last_fire_time"] = last
+        self.state.save(job.id, state)
+
+    def _start(self, job: Job, due: float, now: float, block: bool) -> Task | None:
+        if job.running >= job.max_instances:
+            if not block:
+                log.warning("job %r: run due %s skipped, %d instance(s) still running",
+                            job.id, _ts_dt(due).isoformat(), job.max_instances)
+                return None
+            self.wait_for((job._instances or [])[:1])
+        task = job.task
+        if task.status in TERMINAL or task._run is None:
+            self.manager.submit_task(task)
+        else:
+            task = _clone(task)
+            run = self.engine.open_run(name=f"schedule:{job.id}")
+            run.add([task])
+            run.start()
+            with self._lock:
+                self._overlap_runs = [r for r in self._overlap_runs if r.status != "idle"]
+                self._overlap_runs.append(run)
+        if job._instances is None:
+            job._instances = [task]
+        else:
+            job._instances.append(task)
+        with self._lock:
+            self._active = [t for t in self._active if t.status not in TERMINAL]
+            self._active.append(task)
+        fired_at = self.clock.now()
+        log.info("fired job %r (task %r) due %s", job.id, task.name, _ts_dt(due).isoformat())
+        self.plugins.hook.taskloom_schedule_fire(job=job, scheduled_for=_ts_dt(due),
+                                                 fired_at=fired_at)
+        return task
+
+    # -- the heap ---------------------------------------------------------------------------
+    def _push(self, job: Job) -> None:
+        assert job._due is not None
+        job._entry = seq = next(self._seq)
+        heappush(self._heap, (job._due, seq, job.id))
+
+    def _peek(self) -> tuple[float, Job] | None:
+        """The first live entry's due time and job, dropping stale entries above it."""
+        heap = self._heap
+        jobs = self._jobs
+        while heap:
+            due, seq, job_id = heap[0]
+            job = jobs.get(job_id)
+            if job is not None and job._entry == seq and not job.paused:
+                return due, job
+            heappop(heap)
+        return None
+
+    def _first_base(self, trigger: Any) -> float | None:
+        """A new job's first trigger time, for triggers without ``first_fire_ts`` (which
+        :meth:`add_job` calls itself)."""
+        now = self.clock.now()
+        first = getattr(trigger, "first_fire_time", None)
+        when = first(now) if callable(first) else trigger.next_fire_time(now)
+        return None if when is None else _to_utc(when).timestamp()
+
+    @staticmethod
+    def _next_base(trigger: Any, base: float) -> float | None:
+        fast = getattr(trigger, "next_fire_ts", None)
+        if fast is not None:
+            nxt: float | None = fast(base)
+            return nxt
+        when = trigger.next_fire_time(_ts_dt(base))
+        return None if when is None else _to_utc(when).timestamp()
+
+    def _jittered(self, trigger: Any, base: float) -> float:
+        jitter = getattr(trigger, "jitter", 0.0)
+        if not jitter:
+            return base
+        rng = getattr(trigger, "rng", None) or self.rng
+        return base + rng.uniform(0.0, jitter)
+
+    # -- the background thread ---------------------------------------------------------------
+    def start(self) -> None:
+        """Fire jobs on a background thread until :meth:`stop` (idempotent)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._loop, name="taskloom-scheduler",
+                                            daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._fire_due(block=False)
+            except Exception:
+                log.exception("scheduler pass failed")
+            with self._lock:
+                entry = self._peek()
+                timeout = None if entry is None else max(0.0, entry[0] - self.clock.time())
+                self._wake.clear()
+            if timeout is None or timeout > 0:
+                self.clock.wait(self._wake, timeout)
+
+    def stop(self, wait: bool = True, cancel_running: bool = False) -> None:
+        """Stop the background thread (idempotent).
+
+        With ``wait`` the fired runs still going are waited for; ``cancel_running`` cancels
+        them instead.
+        """
+        with self._lock:
+            thread = self._thread
+            self._thread = None
+        self._stopping.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
+            active = [t for t in self._active if t.status not in TERMINAL]
+            overlap = list(self._overlap_runs)
+        if cancel_running:
+            for task in active:
+                task.cancel()
+        if wait:
+            self.wait_for(active)
+        for run in overlap:
+            if wait or cancel_running:
+                run.close()
+
+    def shutdown(self, cancel_running: bool = False) -> None:
+        """Stop, then close the manager's run and the engine if this scheduler made them."""
+        self.stop(wait=True, cancel_running=cancel_running)
+        if self._owns_manager:
+            self.manager.shutdown()
+        if self._owns_engine:
+            close = getattr(self.engine, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> TaskScheduler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -1,0 +1,229 @@
+"""The ``date`` and ``interval`` triggers."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import datetime, timedelta, timezone
+from typing import ClassVar
+
+from taskloom.kernel.errors import ConfigError
+
+UTC = timezone.utc
+
+#: Most distinct plain intervals :meth:`IntervalTrigger.shared` keeps.
+_SHARED_MAX = 256
+
+
+def as_utc(value: datetime | str | float, what: str) -> datetime:
+    """An aware UTC datetime from a datetime, an ISO string or epoch seconds.
+
+    A naive datetime (or an ISO string without an offset) is read as local time.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{what}: not an ISO datetime: {value!r}") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if not isinstance(value, datetime):
+        raise ConfigError(f"{what}: expected a datetime, got {value!r}")
+    if value.tzinfo is None:
+        value = value.astimezone()  # local time, by the documented rule
+    return value.astimezone(UTC)
+
+
+def _has_offset(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return True  # let as_utc report it
+
+
+def as_seconds(value: timedelta | float, what: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ConfigError(f"{what}: expected seconds or a timedelta, got {value!r}")
+    return float(seconds)
+
+
+class DateTrigger:
+    """Fires once, at ``at``. A time already past is due at once (late by the difference).
+
+    A naive ``at`` is read in ``timezone`` when given (an IANA name), else as local time.
+    ``run_date`` is another name for ``at``.
+    """
+
+    kind = "date"
+
+    def __init__(
+        self,
+        at: datetime | str | float | None = None,
+        *,
+        run_date: datetime | str | float | None = None,
+        timezone: str | None = None,
+        jitter: float = 0.0,
+    ) -> None:
+        when = at if at is not None else run_date
+        if when is None:
+            raise ConfigError("date trigger: needs a time (at)")
+        if timezone is not None:
+            from taskloom_std.scheduling.cron import localize, resolve_timezone
+
+            if isinstance(when, str):
+                when = as_utc(when, "date trigger") if _has_offset(when) else \
+                    datetime.fromisoformat(when)
+            if isinstance(when, datetime) and when.tzinfo is None:
+                when = localize(when, resolve_timezone(timezone, "date trigger"))
+        self.at = as_utc(when, "date trigger")
+        self.jitter = float(jitter)
+        if self.jitter < 0:
+            raise ConfigError("date trigger: jitter must be >= 0")
+
+    def __repr__(self) -> str:
+        return f"DateTrigger({self.at.isoformat()})"
+
+    def first_fire_time(self, now: datetime) -> datetime:
+        return self.at
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        return self.at if self.at > after else None
+
+
+class IntervalTrigger:
+    """Fires every ``interval``: at ``start``, ``start + interval``, ... up to ``end``.
+
+    Without ``start`` the first fire is one interval after the job is added. ``jitter``
+    delays each fire by a random ``[0, jitter)`` seconds drawn from ``rng``; the grid
+    itself never drifts. Jitter must be shorter than the interval so runs keep their order.
+
+    A trigger cannot be changed once built, so one instance can serve many jobs (see
+    :meth:`shared`).
+    """
+
+    kind = "interval"
+    # Schedulers hold thousands of these: slots keep each one small and quick to read.
+    __slots__ = ("_end_ts", "_start_ts", "end", "jitter", "rng", "seconds", "start")
+    _shared: ClassVar[dict[tuple[type, type, object], IntervalTrigger]] = {}
+
+    seconds: float
+    start: datetime | None
+    end: datetime | None
+    jitter: float
+    rng: random.Random | None
+    _start_ts: float | None
+    _end_ts: float | None
+
+    def __init__(
+        self,
+        interval: timedelta | float | None = None,
+        *,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+        days: float = 0,
+        start: datetime | str | float | None = None,
+        end: datetime | str | float | None = None,
+        jitter: timedelta | float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if interval is None:
+            total = seconds + 60 * minutes + 3600 * hours + 86400 * days
+        elif type(interval) is int or type(interval) is float:
+            total = interval
+        else:
+            total = as_seconds(interval, "interval trigger")
+        if not 0 < total < math.inf:
+            raise ConfigError(f"interval trigger: interval must be > 0 seconds, got {total!r}")
+        start_at = None if start is None else as_utc(start, "interval trigger start")
+        end_at = None if end is None else as_utc(end, "interval trigger end")
+        if start_at is not None and end_at is not None and end_at < start_at:
+            raise ConfigError("interval trigger: end is before start")
+        spread = jitter if type(jitter) is float else as_seconds(jitter, "jitter")
+        if spread and not 0 < spread < total:
+            raise ConfigError(
+                f"interval trigger: jitter must be >= 0 and shorter than the interval "
+                f"({total:g}s), got {spread:g}"
+            )
+        init = object.__setattr__  # __setattr__ refuses: the trigger is immutable once built
+        init(self, "seconds", float(total))
+        init(self, "start", start_at)
+        init(self, "end", end_at)
+        init(self, "_start_ts", None if start_at is None else start_at.timestamp())
+        init(self, "_end_ts", None if end_at is None else end_at.timestamp())
+        init(self, "jitter", spread)
+        # Only jittered triggers draw numbers; a Random of their own would cost a urandom read.
+        init(self, "rng", rng if rng is not None else (random.Random() if spread else None))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"interval trigger: cannot set {name!r}, a trigger does not change once built "
+            "(jobs may share it); make a new IntervalTrigger"
+        )
+
+    @classmethod
+    def shared(cls, interval: timedelta | float) -> IntervalTrigger:
+        """The trigger for a plain ``interval`` (no start, end or jitter), one instance per
+        interval: ten thousand jobs every minute hold one trigger, not ten thousand.
+
+        Sharing is safe because a trigger keeps no per-job state and cannot be changed.
+        """
+        # The value's type is part of the key: True == 1, but True is not an interval.
+        key = (cls, type(interval), interval)
+        trigger = cls._shared.get(key)
+        if trigger is None:
+            trigger = cls(interval)
+            if len(cls._shared) < _SHARED_MAX:  # bounded: a program uses few intervals
+                cls._shared[key] = trigger
+        return trigger
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+    def __repr__(self) -> str:
+        return f"IntervalTrigger({self.seconds:g}s)"
+
+    def first_fire_time(self, now: datetime) -> datetime | None:
+        if self.start is None:
+            return self._bounded(now + self.interval)
+        if self.start >= now:
+            return self._bounded(self.start)
+        return self.next_fire_time(now)
+
+    def first_fire_ts(self, now: float) -> float | None:
+        """:meth:`first_fire_time` on epoch seconds (the scheduler's fast path)."""
+        start = self._start_ts
+        if start is None:
+            first = now + self.seconds
+        elif start >= now:
+            first = start
+        else:
+            return self.next_fire_ts(now)
+        end = self._end_ts
+        return None if end is not None and first > end else first
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        if self.start is None:
+            return self._bounded(after + self.interval)
+        ts = self.next_fire_ts(after.timestamp())
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+    def next_fire_ts(self, after: float) -> float | None:
+        """:meth:`next_fire_time` on epoch seconds (the scheduler's fast path)."""
+        start = self._start_ts
+        step = self.seconds
+        if start is None:
+            nxt = after + step
+        elif after < start:
+            nxt = start
+        else:
+            nxt = start + (math.floor((after - start) / step) + 1) * step
+            if nxt <= after:  # float rounding on huge spans
+                nxt += step
+        end = self._end_ts
+        return None if end is not None and nxt > end else nxt
+
+    def _bounded(self, when: datetime) -> datetime | None:
+        return None if self.end is not None and when > self.end else when

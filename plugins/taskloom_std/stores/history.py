@@ -1,0 +1,231 @@
+"""Reading a run's history back: the run list, one run's attempts and its Gantt chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from taskloom_std.stores.schema import load_events
+
+_FINAL = ("completed", "failed", "cancelled", "skipped")
+Outcome = tuple[str, bool, Any, "str | None", "str | None"]
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+
+
+@dataclass
+class AttemptRecord:
+    number: int
+    started: float
+    finished: float | None
+    state: str  # how it ended: completed, failed, retrying, cancelled, or running (interrupted)
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished is None else self.finished - self.started
+
+
+@dataclass
+class TaskRecord:
+    name: str
+    state: str
+    events: list[tuple[str, float]] = field(default_factory=list)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    result_kind: str | None = None
+    result_note: str | None = None
+    cache_hit: bool = False
+    error_type: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunRecord:
+    id: str
+    workflow: str | None
+    status: str
+    started: float | None
+    finished: float | None
+    duration: float | None
+    counts: dict[str, int]
+    config_path: str | None = None
+    config_hash: str | None = None
+    resumes: int = 0
+    pid: int | None = None
+    tasks: list[TaskRecord] = field(default_factory=list)
+
+
+class RunHistory:
+    """Read side of the SQLite store; the store supplies :meth:`read` and :meth:`outcomes`."""
+
+    def read(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise TypeError("RunHistory needs a store that provides read()")
+
+    def outcomes(self, run_id: str) -> dict[str, Outcome]:
+        raise TypeError("RunHistory needs a store that provides outcomes()")
+
+    @staticmethod
+    def events(conn: sqlite3.Connection, run_id: str) -> list[tuple[str, str, str, float]]:
+        """Every recorded state change of the run, in order: ``(run id, task, state, time)``."""
+        out: list[tuple[str, str, str, float]] = []
+        for (data,) in conn.execute(
+            "SELECT data FROM events WHERE run_id = ? ORDER BY rowid", (run_id,)
+        ):
+            out.extend(load_events(data))
+        return out
+
+    def _status(self, status: str, pid: int | None, host: str | None) -> str:
+        if status == "running" and pid is not None and host == socket.gethostname():
+            import psutil
+
+            if pid != os.getpid() and not psutil.pid_exists(pid):
+                return "interrupted"
+        return status
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The most recent runs, newest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT id, workflow, status, started, finished, duration, counts, config_path,"
+                " config_hash, resumes, pid, host FROM runs ORDER BY started DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        out = []
+        for row in rows:
+            record = self._record(row)
+            if not record.counts:
+                record.counts = self._counts(record.id)
+            out.append(record)
+        return out
+
+    def _record(self, row: tuple[Any, ...]) -> RunRecord:
+        (run_id, workflow, status, started, finished, duration, counts, config_path,
+         config_hash, resumes, pid, host) = row
+        return RunRecord(
+            id=run_id, workflow=workflow, status=self._status(status, pid, host),
+            started=started, finished=finished, duration=duration,
+            counts=json.loads(counts) if counts else {}, config_path=config_path,
+            config_hash=config_hash, resumes=resumes, pid=pid,
+        )
+
+    def _counts(self, run_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for state, *_ in self.outcomes(run_id).values():
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """One run's record without its tasks, or None."""
+        with self.read() as conn:
+            row = conn.execute(
+                "SELECT id, workflow, status, started, finished, duration, counts, config_path,"
+                " config_hash, resumes, pid, host FROM runs WHERE id = ?",
+                (run_id,),
+            ).fetchone()
+        return None if row is None else self._record(row)
+
+    def find(self, prefix: str) -> list[str]:
+        """Run ids starting with ``prefix`` (the CLI accepts unambiguous prefixes)."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id",
+                (prefix, prefix + "\U0010ffff"),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        """What :class:`taskloom.RunSummary` holds (without tasks), or None if unknown."""
+        record = self.run(run_id)
+        if record is None:
+            return None
+        results: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for name, (state, stored, result, error, _) in self.outcomes(run_id).items():
+            if state == "completed" and stored:
+                results[name] = result
+            elif error is not None and state in _FINAL:
+                errors[name] = error
+        return {
+            "id": record.id, "name": record.workflow, "status": record.status,
+            "counts": record.counts or self._counts(run_id), "results": results,
+            "errors": errors, "started_at": _utc(record.started),
+            "finished_at": _utc(record.finished), "duration": record.duration or 0.0,
+        }
+
+    def detail(self, run_id: str) -> RunRecord | None:
+        """One run with every task's state changes, attempts, errors and result note."""
+        record = self.run(run_id)
+        if record is None:
+            return None
+        with self.read() as conn:
+            events = self.events(conn, run_id)
+            errors = conn.execute(
+                "SELECT task, t, error_type, message, traceback FROM errors WHERE run_id = ?"
+                " ORDER BY rowid",
+                (run_id,),
+            ).fetchall()
+            results = conn.execute(
+                "SELECT task, kind, note, cache_hit FROM results WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        tasks: dict[str, TaskRecord] = {}
+        for _, name, state, t in events:
+            rec = tasks.get(name)
+            if rec is None:
+                rec = tasks[name] = TaskRecord(name, state)
+            rec.events.append((state, t))
+            rec.state = state
+        by_time = {(name, t): (etype, msg, tb) for name, t, etype, msg, tb in errors}
+        for rec in tasks.values():
+            rec.attempts = list(_attempts(rec, by_time))
+            for state, t in rec.events:
+                if (rec.name, t) in by_time and state in ("failed", "cancelled"):
+                    rec.error_type, rec.error, _ = by_time[(rec.name, t)]
+        for name, kind, note, hit in results:
+            rec = tasks.get(name)
+            if rec is None:  # committed before its events (durability "safe")
+                rec = tasks[name] = TaskRecord(name, "completed")
+            rec.state = "completed"
+            rec.result_kind, rec.result_note, rec.cache_hit = kind, note, bool(hit)
+        record.tasks = list(tasks.values())
+        if not record.counts:
+            record.counts = self._counts(run_id)
+        return record
+
+
+#: States an attempt ends in; anything else after ``running`` means it was cut off.
+_ATTEMPT_ENDS = frozenset({"completed", "failed", "cancelled", "retrying"})
+
+
+def _attempts(
+    rec: TaskRecord, errors: dict[tuple[str, float], tuple[Any, Any, Any]]
+) -> Iterator[AttemptRecord]:
+    current: AttemptRecord | None = None
+    number = 0
+    for state, t in rec.events:
+        if current is not None:
+            if state in _ATTEMPT_ENDS:
+                current.finished = t
+                current.state = state
+                err = errors.get((rec.name, t))
+                if err is not None:
+                    current.error_type, current.error, current.traceback = err
+            # else the process died while the attempt ran (resume re-admitted the task):
+            # it stays "running" with no end, which is shown as interrupted.
+            yield current
+            current = None
+        if state == "running":
+            number += 1
+            current = AttemptRecord(number, t, None, "running")
+    if current is not None:
+        yield current

@@ -1,0 +1,86 @@
+"""The ``memory`` store: the library default. Run outcomes and the result cache, in-process.
+
+It implements only the run-level hooks, so it adds nothing to a task's path. It keeps the
+last ``max_runs`` runs (their summaries hold results alive) and at most ``max_cache`` cache
+entries; both are lost when the process exits.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import fields
+from typing import Any
+
+from taskloom import hookimpl
+from taskloom.api.scheduling import MemoryScheduleState
+
+Outcome = tuple[str, bool, Any, "str | None", "str | None"]
+
+
+class MemoryStore:
+    """Keeps recent runs and cached results in memory."""
+
+    name = "memory"
+
+    def __init__(self, max_runs: int = 1000, max_cache: int = 10_000) -> None:
+        self.max_runs = max_runs
+        self.max_cache = max_cache
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[str, tuple[dict[str, Any], dict[str, Outcome]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._schedule = MemoryScheduleState()
+
+    # -- hooks ---------------------------------------------------------------------------------
+    @hookimpl
+    def taskloom_run_finish(self, run: Any, summary: Any) -> None:
+        if getattr(run.engine, "store", None) is not self:
+            return
+        outcomes: dict[str, Outcome] = {}
+        for t in summary.tasks:
+            state = t.status.value
+            outcomes[t.name] = (state, state == "completed", t.result, t.error, t.error_type)
+        record = {f.name: getattr(summary, f.name) for f in fields(summary) if f.name != "tasks"}
+        with self._lock:
+            self._runs[summary.id] = (record, outcomes)
+            self._runs.move_to_end(summary.id)
+            while len(self._runs) > self.max_runs:
+                self._runs.popitem(last=False)
+
+    # -- what the engine asks --------------------------------------------------------------
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._runs.get(run_id)
+        return None if found is None else dict(found[0])
+
+    def outcomes(self, run_id: str) -> dict[str, Outcome]:
+        with self._lock:
+            found = self._runs.get(run_id)
+        return {} if found is None else dict(found[1])
+
+    def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return False, None
+            if entry[0] <= now:
+                del self._cache[key]
+                return False, None
+            self._cache.move_to_end(key)
+            return True, entry[1]
+
+    def cache_put(self, key: str, task: str, value: Any, expires: float) -> None:
+        with self._lock:
+            self._cache[key] = (expires, value)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.max_cache:
+                self._cache.popitem(last=False)
+
+    def schedule_state(self) -> MemoryScheduleState:
+        return self._schedule
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,65 @@
+"""Scheduler state in the SQLite store: what each job did last and one claim per fire time.
+
+Two schedulers on one database both try to claim a due run; the claim is a row with a
+unique key ``(job_id, fire_time)``, so exactly one ``INSERT`` succeeds and only its scheduler
+fires. Claims and saves are committed at once (not through the batching writer): a claim
+must be decided before the run starts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from taskloom_std.stores.errors import StoreLockedError
+
+if TYPE_CHECKING:
+    from taskloom_std.stores.sqlite import SqliteStore
+
+
+class SqliteScheduleState:
+    """:class:`taskloom.api.scheduling.ScheduleState` on a :class:`SqliteStore`'s database."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._conn = store._connect()
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise StoreLockedError(self._store._locked_message()) from exc
+            raise
+
+    def load(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._run(
+                "SELECT state FROM schedule_state WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def save(self, job_id: str, state: dict[str, Any]) -> None:
+        text = json.dumps(state, sort_keys=True, default=str)
+        with self._lock:
+            self._run(
+                "INSERT OR REPLACE INTO schedule_state(job_id, state, updated) VALUES (?, ?, ?)",
+                (job_id, text, time.time()),
+            )
+
+    def claim(self, job_id: str, fire_time: float, owner: str) -> bool:
+        with self._lock:
+            cur = self._run(
+                "INSERT OR IGNORE INTO schedule_claims(job_id, fire_time, owner, claimed)"
+                " VALUES (?, ?, ?, ?)",
+                (job_id, float(fire_time), owner, time.time()),
+            )
+            return cur.rowcount == 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

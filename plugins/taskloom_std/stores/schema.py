@@ -1,0 +1,152 @@
+"""The SQLite schema, its version number and the migrations that reach it.
+
+``PRAGMA user_version`` holds the schema version and ``PRAGMA application_id`` marks the file
+as taskloom's. Opening applies the missing migrations in one transaction. A database from a
+newer taskloom, or a file that is not a taskloom database, is refused and never written.
+
+What is recorded and where:
+
+* ``runs``: one row per run id (workflow name, config hash and path, status, times, task
+  counts, how often it was resumed, the pid that ran it last).
+* ``events``: every state change of every task, with its wall-clock time, one row per run
+  per commit (``data`` is a list of ``(run id, task, state, time)`` tuples, pickled: one row
+  per change would cost more than running a small task). :func:`load_events` reads it back
+  with an unpickler that accepts nothing but those tuples. Attempts are the spans from a
+  ``running`` event to the next event of the same task.
+* ``errors``: the error of each failed, retried or cancelled transition (type, message,
+  traceback), keyed by the time of that transition.
+* ``results``: the result of each completed task (JSON, a bounded pickle, or a note saying
+  why it was not stored) and whether it came from the cache.
+* ``cache``: the result cache (``cache`` task option), by key, with an expiry time.
+* ``schedule_state`` and ``schedule_claims``: what schedulers sharing the database know
+  about each job, and the unique claim of each fire time.
+* ``owners``: the processes that have the database open (pid, host, command), so a lock
+  timeout can say who holds it.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sqlite3
+from typing import Any
+
+#: Marks the file as a taskloom database ("TLOM").
+APPLICATION_ID = 0x544C4F4D
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            workflow TEXT,
+            config_hash TEXT,
+            config_path TEXT,
+            status TEXT NOT NULL,
+            started REAL,
+            finished REAL,
+            duration REAL,
+            counts TEXT,
+            resumes INTEGER NOT NULL DEFAULT 0,
+            pid INTEGER,
+            host TEXT
+        )""",
+        "CREATE INDEX runs_started ON runs(started)",
+        """CREATE TABLE events (
+            run_id TEXT NOT NULL,
+            t REAL NOT NULL,
+            data BLOB NOT NULL
+        )""",
+        "CREATE INDEX events_run ON events(run_id)",
+        """CREATE TABLE errors (
+            run_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            state TEXT NOT NULL,
+            t REAL NOT NULL,
+            attempt INTEGER,
+            error_type TEXT,
+            message TEXT,
+            traceback TEXT
+        )""",
+        "CREATE INDEX errors_run ON errors(run_id)",
+        """CREATE TABLE results (
+            run_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            value BLOB,
+            note TEXT,
+            cache_hit INTEGER NOT NULL DEFAULT 0,
+            t REAL NOT NULL,
+            PRIMARY KEY (run_id, task)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE owners (
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            command TEXT,
+            since REAL NOT NULL,
+            PRIMARY KEY (pid, host)
+        )""",
+    ),
+    2: (
+        """CREATE TABLE cache (
+            key TEXT PRIMARY KEY,
+            task TEXT,
+            kind TEXT NOT NULL,
+            value BLOB,
+            created REAL NOT NULL,
+            expires REAL NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE schedule_state (
+            job_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            updated REAL NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE schedule_claims (
+            job_id TEXT NOT NULL,
+            fire_time REAL NOT NULL,
+            owner TEXT NOT NULL,
+            claimed REAL NOT NULL,
+            PRIMARY KEY (job_id, fire_time)
+        ) WITHOUT ROWID""",
+    ),
+}
+
+#: The version this taskloom writes.
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def read_version(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """``(user_version, application_id, number of tables)``; raises DatabaseError on junk."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    app = conn.execute("PRAGMA application_id").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return int(version), int(app), int(tables)
+
+
+def migrate(conn: sqlite3.Connection, current: int, target: int = SCHEMA_VERSION) -> None:
+    """Apply migrations ``current+1 .. target`` in the open transaction."""
+    for version in range(current + 1, target + 1):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {target}")
+
+
+class _EventUnpickler(pickle.Unpickler):
+    """Loads event batches: builtins and task states only, never arbitrary objects."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "taskloom.kernel.states" and name == "TaskState":
+            from taskloom.kernel.states import TaskState
+
+            return TaskState
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in an event batch")
+
+
+def dump_events(events: list[tuple[Any, ...]]) -> bytes:
+    return pickle.dumps(events, protocol=4)
+
+
+def load_events(data: bytes) -> list[tuple[str, str, str, float]]:
+    """``(run id, task, state, time)`` tuples of one stored batch."""
+    rows = _EventUnpickler(io.BytesIO(data)).load()
+    return [(r, task, str(state), t) for r, task, state, t in rows]

@@ -1,0 +1,625 @@
+"""The ``sqlite`` store: run history, results and the result cache in one SQLite file.
+
+Hooks only append small tuples to in-memory queues; a background writer thread turns them
+into one transaction per round, at least every ``flush_interval`` seconds. Nothing touches
+the disk under the engine's lock.
+
+Durability (``durability``):
+
+* ``"fast"`` (default): WAL with ``synchronous=NORMAL``. If the process is killed, the
+  records of the last ``flush_interval`` seconds that were still queued are lost: those
+  tasks have no stored result and run again on resume. A power failure can also lose the
+  last commits before a checkpoint. The database itself stays consistent.
+* ``"safe"``: WAL with ``synchronous=FULL``, and every successful attempt's result is
+  committed before its task is marked completed (and its dependents start). A killed
+  process loses only attempts that were running; nothing a dependent has seen is lost.
+  Costs one fsync per commit round (rounds are shared by concurrent workers).
+
+A locked database (another process in a long write) is waited for ``lock_timeout`` seconds,
+then :class:`StoreLockedError` names the processes that have it open.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import operator
+import os
+import socket
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from taskloom import TaskState, hookimpl
+from taskloom_std.stores.codec import RESULT_LIMIT, decode, encode
+from taskloom_std.stores.errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+)
+from taskloom_std.stores.history import RunHistory
+from taskloom_std.stores.schema import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    dump_events,
+    migrate,
+    read_version,
+)
+
+log = logging.getLogger("taskloom.store")
+
+DEFAULT_PATH = Path(".taskloom") / "taskloom.db"
+_HEADER = b"SQLite format 3\x00"
+_COMPLETED = TaskState.COMPLETED
+_ERRORISH = frozenset({TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED})
+_CHUNK = 20_000
+_CACHE_IN_MEMORY = 1000
+Outcome = tuple[str, bool, Any, "str | None", "str | None"]
+
+
+_ROWS_PER_INSERT = 256
+
+
+@functools.lru_cache(maxsize=8)
+def _results_insert(rows: int) -> str:
+    return (
+        "INSERT OR REPLACE INTO results(run_id, task, kind, value, note, cache_hit, t) VALUES "
+        + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    )
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+class SqliteStore(RunHistory):
+    """Records runs in a SQLite database (see the module docstring for durability)."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_PATH,
+        durability: str = "fast",
+        flush_interval: float = 0.2,
+        lock_timeout: float = 10.0,
+        result_limit: int = RESULT_LIMIT,
+        config_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if durability not in ("fast", "safe"):
+            raise StoreError(
+                f"store 'sqlite': durability must be 'fast' or 'safe', got {durability!r}"
+            )
+        if flush_interval <= 0:
+            raise StoreError("store 'sqlite': flush_interval must be > 0")
+        self.path = Path(path)
+        self.durability = durability
+        self.flush_interval = float(flush_interval)
+        self.lock_timeout = float(lock_timeout)
+        self.result_limit = int(result_limit)
+        self.config_path = None if config_path is None else str(Path(config_path).resolve())
+        self._host = socket.gethostname()
+        self._conn = self._open()
+        self._register_owner()
+        self._events: deque[tuple[Any, ...]] = deque()
+        self._results: deque[tuple[Any, ...]] = deque()
+        self._errors: deque[tuple[Any, ...]] = deque()
+        self._ops: deque[tuple[Any, ...]] = deque()
+        self._events_append = self._events.append
+        self._results_append = self._results.append
+        self._errors_append = self._errors.append
+        self._retry: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._cache_mem: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._round_started = 0
+        self._round_done = 0
+        self._failure: BaseException | None = None
+        self._closing = False
+        self._closed = False
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._schedule: Any = None
+        self._writer = threading.Thread(target=self._write_loop, name="taskloom-store", daemon=True)
+        self._writer.start()
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    # -- opening -----------------------------------------------------------------------------
+    def _connect(self, timeout: float | None = None) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self.lock_timeout if timeout is None else timeout,
+            isolation_level=None, check_same_thread=False,
+        )
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        if path.exists() and path.stat().st_size > 0:
+            with open(path, "rb") as f:
+                head = f.read(len(_HEADER))
+            if head != _HEADER:
+                raise StoreCorruptError(
+                    f"{path} is not an SQLite database (corrupt or another kind of file); "
+                    "it was left untouched. Move it away or choose another database path."
+                )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            self._check(conn)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("store %s: journal mode is %s, not wal", path, mode)
+            sync = "FULL" if self.durability == "safe" else "NORMAL"
+            conn.execute(f"PRAGMA synchronous={sync}")
+            version = self._check(conn)
+            if version < SCHEMA_VERSION:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    # Another process may have migrated while this one waited for the lock.
+                    version = self._check(conn)
+                    migrate(conn, version)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if _is_locked(exc):
+                raise StoreLockedError(self._locked_message()) from exc
+            raise StoreCorruptError(
+                f"{path} cannot be used as a taskloom database ({exc}); it was left untouched"
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreCorruptError(
+                f"{path} is not a readable taskloom database ({exc}); it was left untouched. "
+                "Move it away or choose another database path."
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check(self, conn: sqlite3.Connection) -> int:
+        version, app, tables = read_version(conn)
+        if app != APPLICATION_ID and (app != 0 or tables > 0):
+            raise StoreCorruptError(
+                f"{self.path} is an SQLite database but not a taskloom one; it was left "
+                "untouched. Choose another database path."
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"{self.path} has schema version {version}, written by a newer taskloom; "
+                f"this version reads up to {SCHEMA_VERSION}. Upgrade taskloom or use another "
+                "database; the file was left untouched."
+            )
+        return version
+
+    def _register_owner(self) -> None:
+        command = " ".join(sys.argv)[:500] or sys.executable
+        try:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO owners(pid, host, command, since) VALUES (?, ?, ?, ?)",
+                (os.getpid(), self._host, command, time.time()),
+            )
+        except sqlite3.OperationalError as exc:
+            self._conn.close()
+            if _is_locked(exc):
+                raise StoreLockedError(self._locked_message()) from exc
+            raise
+
+    def _locked_message(self) -> str:
+        holders = self.holders()
+        who = "; ".join(holders) if holders else "no other process found with it open"
+        return (
+            f"database {self.path} is locked: waited {self.lock_timeout:g}s for another "
+            f"process to finish writing. Held open by: {who}"
+        )
+
+    def holders(self) -> list[str]:
+        """Other processes that have the database open: from the ``owners`` rows and the OS."""
+        me = os.getpid()
+        found: dict[int, str] = {}
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=0.05)
+            try:
+                rows = conn.execute("SELECT pid, host, command, since FROM owners").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            rows = []
+        import psutil
+
+        for pid, host, command, since in rows:
+            if pid != me and host == self._host and psutil.pid_exists(pid):
+                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+                found[pid] = f"pid {pid} ({command}, since {started})"
+        target = str(self.path.resolve())
+        names = {target, target + "-wal", target + "-journal"}
+        for proc in psutil.process_iter(["pid", "name"]):
+            pid = proc.info["pid"]
+            if pid == me or pid in found:
+                continue
+            try:
+                if any(f.path in names for f in proc.open_files()):
+                    found[pid] = f"pid {pid} ({proc.info['name']})"
+            except (psutil.Error, OSError):
+                continue
+        return list(found.values())
+
+    # -- hooks (cheap: append to a queue) --------------------------------------------------------
+    @hookimpl
+    def taskloom_run_start(self, run: Any) -> None:
+        if getattr(run.engine, "store", None) is not self:
+            return
+        tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
+        self._ops.append(("run_start", run.id, run.name, time.time(), tasks))
+        self._wake.set()
+
+    @hookimpl
+    def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
+        if run is None or run.engine.store is not self:
+            return
+        t = time.time()
+        name = task.name
+        self._events_append((run.id, name, new, t))
+        if new is _COMPLETED:
+            self._results_append(
+                (run.id, name, task.result, t, task.__dict__.get("cache_hit", False))
+            )
+        elif new in _ERRORISH:
+            self._errors_append((
+                run.id, name, new, t, task.attempts, task.error_type, task.error,
+                task.error_traceback, task.exception,
+            ))
+
+    @hookimpl
+    def taskloom_run_finish(self, run: Any, summary: Any) -> None:
+        if getattr(run.engine, "store", None) is not self:
+            return
+        self._ops.append((
+            "run_finish", run.id, summary.status, time.time(), summary.duration,
+            json.dumps(summary.counts, sort_keys=True),
+        ))
+        if self.durability == "safe":
+            self.flush()
+        else:
+            self._wake.set()
+
+    # -- writing ------------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            with self._cond:
+                self._round_started += 1
+                number = self._round_started
+                closing = self._closing
+            try:
+                self._write_round()
+            except BaseException as exc:
+                self._failure = exc
+                log.error("store %s: writing failed: %s", self.path, exc)
+            with self._cond:
+                self._round_done = number
+                self._cond.notify_all()
+            if closing:
+                return
+
+    @staticmethod
+    def _drain(q: deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        pop = q.popleft
+        return [pop() for _ in range(min(len(q), _CHUNK))]
+
+    def _write_round(self) -> None:
+        while True:
+            batches = self._retry or [
+                ("events", self._drain(self._events)),
+                ("errors", self._drain(self._errors)),
+                ("results", self._drain(self._results)),
+                ("ops", self._drain(self._ops)),
+            ]
+            if not any(rows for _, rows in batches):
+                return
+            self._retry = []
+            try:
+                self._commit(batches)
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc):
+                    raise
+                # Keep the rows for the next round; the failure is reported by flush().
+                self._retry = batches
+                raise StoreLockedError(self._locked_message()) from exc
+            if self._failure is not None and isinstance(self._failure, StoreLockedError):
+                self._failure = None
+
+    def _commit(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for kind, rows in batches:
+                if rows:
+                    getattr(self, "_write_" + kind)(conn, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _write_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        out = []
+        for run_id, group in itertools.groupby(rows, operator.itemgetter(0)):
+            batch = list(group)
+            out.append((run_id, batch[0][3], dump_events(batch)))
+        conn.executemany("INSERT INTO events(run_id, t, data) VALUES (?, ?, ?)", out)
+
+    @staticmethod
+    def _write_errors(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        out = []
+        for run_id, task, state, t, attempt, etype, message, tb, exc in rows:
+            if tb is None and exc is not None and exc.__traceback__ is not None:
+                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            out.append((run_id, task, state, t, attempt, etype, message, tb))
+        conn.executemany(
+            "INSERT INTO errors(run_id, task, state, t, attempt, error_type, message, traceback)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            out,
+        )
+
+    def _write_results(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        limit = self.result_limit
+        flat: list[Any] = []
+        add = flat.extend
+        for run_id, task, value, t, hit in rows:
+            if value is None:
+                add((run_id, task, "none", None, None, 1 if hit else 0, t))
+                continue
+            kind, data, note = encode(value, limit)
+            add((run_id, task, kind, data, note, 1 if hit else 0, t))
+        # Many rows per statement: each statement step releases and retakes the GIL, which
+        # the worker threads would otherwise feel once per row.
+        step = _ROWS_PER_INSERT * 7
+        for i in range(0, len(flat), step):
+            chunk = flat[i:i + step]
+            conn.execute(_results_insert(len(chunk) // 7), chunk)
+
+    def _write_ops(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        for op in rows:
+            kind = op[0]
+            if kind == "run_start":
+                _, run_id, workflow, t, tasks = op
+                conn.execute(
+                    "INSERT INTO runs(id, workflow, config_hash, config_path, status, started,"
+                    " pid, host) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET status = 'running', finished = NULL,"
+                    " resumes = runs.resumes + 1, pid = excluded.pid, host = excluded.host,"
+                    " workflow = coalesce(excluded.workflow, runs.workflow),"
+                    " config_path = coalesce(excluded.config_path, runs.config_path)",
+                    (run_id, workflow, self._config_hash(tasks), self.config_path, t,
+                     os.getpid(), self._host),
+                )
+            elif kind == "run_finish":
+                _, run_id, status, t, duration, counts = op
+                conn.execute(
+                    "UPDATE runs SET status = ?, finished = ?, counts = ?,"
+                    " duration = coalesce(duration, 0) + ? WHERE id = ?",
+                    (status, t, counts, duration, run_id),
+                )
+            elif kind == "cache_put":
+                _, key, task, value, created, expires = op
+                ckind, data, note = encode(value, self.result_limit)
+                if ckind == "missing":
+                    log.info("cache: %s not cached: %s", task, note)
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO cache(key, task, kind, value, created, expires)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, task, ckind, data, created, expires),
+                )
+
+    def _config_hash(self, tasks: list[tuple[Any, ...]]) -> str:
+        h = hashlib.sha256()
+        if self.config_path is not None:
+            with contextlib.suppress(OSError):
+                h.update(Path(self.config_path).read_bytes())
+                return h.hexdigest()[:16]
+        for name, deps, config, fn in sorted(tasks, key=lambda x: x[0]):
+            where = (
+                "" if fn is None
+                else f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
+            )
+            h.update(repr((name, deps, sorted(config.items(), key=str), where)).encode())
+        return h.hexdigest()[:16]
+
+    def flush(self) -> None:
+        """Wait until everything recorded so far is committed; raise if writing failed."""
+        if self._closed:
+            return
+        with self._cond:
+            target = self._round_started + 1
+            self._wake.set()
+            while self._round_done < target and self._writer.is_alive():
+                self._cond.wait(self.flush_interval)
+                self._wake.set()
+        failure = self._failure
+        if failure is not None:
+            if not isinstance(failure, StoreLockedError):
+                self._failure = None
+            raise failure
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, and release the database."""
+        if self._closed:
+            return
+        with self._cond:
+            self._closing = True
+        self._wake.set()
+        self._writer.join()
+        self._closed = True
+        try:
+            self._conn.execute(
+                "DELETE FROM owners WHERE pid = ? AND host = ?", (os.getpid(), self._host)
+            )
+        except sqlite3.Error:
+            pass
+        self._conn.close()
+        if self._reader is not None:
+            self._reader.close()
+        if self._schedule is not None:
+            self._schedule.close()
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    # -- reading -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A connection that sees everything committed (queued records are flushed first)."""
+        if not self._closed:
+            self.flush()
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = self._connect()
+            try:
+                yield self._reader
+            except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    raise StoreLockedError(self._locked_message()) from exc
+                raise
+
+    def outcomes(self, run_id: str) -> dict[str, Outcome]:
+        """Each recorded task's last state: ``(state, result stored, result, error, type)``.
+
+        A task counts as completed only when its result is stored.
+        """
+        with self.read() as conn:
+            states: dict[str, str] = {}
+            for _, task, state, _ in self.events(conn, run_id):
+                states[task] = state
+            errors: dict[str, tuple[str | None, str | None]] = {}
+            for task, etype, message in conn.execute(
+                "SELECT task, error_type, message FROM errors WHERE run_id = ? ORDER BY rowid",
+                (run_id,),
+            ):
+                errors[task] = (message, etype)
+            results = conn.execute(
+                "SELECT task, kind, value FROM results WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        out: dict[str, Outcome] = {}
+        for task, state in states.items():
+            message, etype = errors.get(task, (None, None))
+            out[task] = (state, False, None, message, etype)
+        for task, kind, value in results:
+            if kind == "missing":
+                out[task] = ("completed", False, None, None, None)
+            else:
+                out[task] = ("completed", True, decode(kind, value), None, None)
+        return out
+
+    # -- result cache ------------------------------------------------------------------------
+    def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
+        with self._cache_lock:
+            entry = self._cache_mem.get(key)
+        if entry is not None:
+            if entry[0] > now:
+                return True, entry[1]
+            return False, None
+        with self.read_nowait() as conn:
+            row = conn.execute(
+                "SELECT kind, value, expires FROM cache WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None or row[2] <= now:
+            return False, None
+        value = decode(row[0], row[1])
+        self._remember(key, row[2], value)
+        return True, value
+
+    def cache_put(self, key: str, task: str, value: Any, expires: float) -> None:
+        self._remember(key, expires, value)
+        self._ops.append(("cache_put", key, task, value, time.time(), expires))
+
+    def _remember(self, key: str, expires: float, value: Any) -> None:
+        """Keep recent entries in memory too: hits then cost no query."""
+        with self._cache_lock:
+            mem = self._cache_mem
+            mem[key] = (expires, value)
+            mem.move_to_end(key)
+            if len(mem) > _CACHE_IN_MEMORY:
+                mem.popitem(last=False)
+
+    @contextlib.contextmanager
+    def read_nowait(self) -> Iterator[sqlite3.Connection]:
+        """A reading connection without flushing first (the cache keeps its own copy)."""
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = self._connect()
+            yield self._reader
+
+    def schedule_state(self) -> Any:
+        """The :class:`taskloom.api.scheduling.ScheduleState` on this database (one per store)."""
+        from taskloom_std.stores.schedule import SqliteScheduleState
+
+        with self._read_lock:
+            if self._schedule is None:
+                self._schedule = SqliteScheduleState(self)
+            return self._schedule
+
+
+class SafeSqliteStore(SqliteStore):
+    """``durability = "safe"``: a result is committed before its task completes."""
+
+    @hookimpl
+    def taskloom_attempt_finish(self, task: Any, attempt: Any, error: Any, run: Any) -> None:
+        if error is not None or run.engine.store is not self:
+            return
+        self._results_append((
+            run.id, task.name, attempt.value, time.time(), task.__dict__.get("cache_hit", False)
+        ))
+        self.flush()
+
+    @hookimpl
+    def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
+        if run is None or run.engine.store is not self:
+            return
+        t = time.time()
+        self._events_append((run.id, task.name, new, t))
+        if new is _COMPLETED:
+            if task.error is not None:  # completed by a fallback: no successful attempt
+                self._results_append(
+                    (run.id, task.name, task.result, t, task.__dict__.get("cache_hit", False))
+                )
+        elif new in _ERRORISH:
+            self._errors_append((
+                run.id, task.name, new, t, task.attempts, task.error_type, task.error,
+                task.error_traceback, task.exception,
+            ))
+
+
+def create_sqlite_store(durability: str = "fast", **options: Any) -> SqliteStore:
+    """The registry's factory: the ``safe`` variant adds a commit barrier per attempt."""
+    cls = SafeSqliteStore if durability == "safe" else SqliteStore
+    return cls(durability=durability, **options)
+
+
+def _close_at_exit(ref: weakref.ReferenceType[SqliteStore]) -> None:
+    store = ref()
+    if store is not None:
+        try:
+            store.close()
+        except Exception as exc:
+            log.error("store %s: closing at exit failed: %s", store.path, exc)

@@ -1,0 +1,326 @@
+"""The SQLite store: what it records, schema versions, bad files, locks, several processes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskloom import Engine, Fail, Retry, Task, hookimpl
+from taskloom_std.stores import (
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+)
+from taskloom_std.stores.codec import decode, encode
+from taskloom_std.stores.schema import SCHEMA_VERSION, migrate
+from taskloom_std.stores.sqlite import SqliteStore
+
+
+def _engine(db: Path, **options) -> Engine:
+    return Engine(max_workers=2, store="sqlite", store_options={"path": str(db), **options})
+
+
+class RetryOnce:
+    @hookimpl
+    def taskloom_task_error(self, task, error, attempt, run):
+        return Retry(0) if attempt.number == 1 and task.name == "flaky" else Fail()
+
+
+def _flaky():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("first try fails")
+        return "ok"
+
+    return fn
+
+
+def test_records_runs_attempts_errors_and_results(tmp_path):
+    db = tmp_path / "t.db"
+    engine = _engine(db)
+    engine.plugins.register(RetryOnce(), name="retry-once")
+
+    def broken():
+        raise ValueError("bad input")
+
+    summary = engine.run(
+        [
+            Task("json", fn=lambda: {"rows": [1, 2]}),
+            Task("tuple", fn=lambda: (1, 2)),  # JSON would make it a list: pickled instead
+            Task("big", fn=lambda: "x" * 5000),
+            Task("unpicklable", fn=lambda: threading.Lock()),
+            Task("flaky", fn=_flaky()),
+            Task("broken", fn=broken),
+            Task("after", fn=lambda: 1, dependencies=["broken"]),
+        ],
+        run_id="r1", name="demo",
+    )
+    assert summary.status == "failed"
+    record = engine.store.detail("r1")
+    engine.close()
+    assert (record.workflow, record.status) == ("demo", "failed")
+    assert record.counts == {"completed": 5, "failed": 2}
+    tasks = {t.name: t for t in record.tasks}
+    flaky = tasks["flaky"]
+    assert [a.state for a in flaky.attempts] == ["retrying", "completed"]
+    assert flaky.attempts[0].error_type == "ConnectionError"
+    assert flaky.attempts[0].error == "first try fails"
+    assert "ConnectionError: first try fails" in flaky.attempts[0].traceback
+    assert all(a.duration is not None and a.duration >= 0 for a in flaky.attempts)
+    assert [s for s, _ in flaky.events] == ["ready", "running", "retrying", "running",
+                                           "completed"]
+    broken_attempt = tasks["broken"].attempts[0]
+    assert (broken_attempt.error_type, broken_attempt.error) == ("ValueError", "bad input")
+    assert "raise ValueError" in broken_attempt.traceback
+    assert tasks["after"].attempts == []
+    assert tasks["after"].error_type == "UpstreamFailed"
+    assert tasks["json"].result_kind == "json"
+    assert tasks["tuple"].result_kind == "pickle"
+    assert "a tuple does not survive JSON unchanged" in tasks["tuple"].result_note
+    assert tasks["unpicklable"].result_kind == "missing"
+    assert "neither JSON nor picklable" in tasks["unpicklable"].result_note
+
+    reopened = SqliteStore(db)
+    try:
+        outcomes = reopened.outcomes("r1")
+    finally:
+        reopened.close()
+    assert outcomes["json"] == ("completed", True, {"rows": [1, 2]}, None, None)
+    assert outcomes["tuple"][2] == (1, 2)
+    assert outcomes["unpicklable"][:2] == ("completed", False)
+    assert outcomes["broken"][0] == "failed"
+
+
+def test_pickled_results_over_the_limit_are_not_stored_with_a_note(tmp_path):
+    engine = _engine(tmp_path / "t.db", result_limit=100)
+    engine.run([Task("big", fn=lambda: {1: "y" * 1000})], run_id="big")
+    record = engine.store.detail("big")
+    engine.close()
+    (task,) = record.tasks
+    assert task.result_kind == "missing"
+    assert "over the store's result_limit of 100" in task.result_note
+
+
+def test_close_commits_what_is_queued(tmp_path):
+    db = tmp_path / "t.db"
+    engine = _engine(db, flush_interval=3600)
+    engine.run([Task(f"t{i}", fn=lambda: 7) for i in range(50)], run_id="queued")
+    engine.close()
+    store = SqliteStore(db)
+    try:
+        assert store.summary("queued")["results"] == {f"t{i}": 7 for i in range(50)}
+        assert store.run("queued").status == "completed"
+    finally:
+        store.close()
+
+
+def test_safe_durability_commits_a_result_before_dependents_start(tmp_path):
+    db = tmp_path / "t.db"
+    engine = _engine(db, durability="safe", flush_interval=3600)
+
+    def check():
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT task FROM results WHERE run_id = 's'").fetchall()
+        return sorted(r[0] for r in rows)
+
+    summary = engine.run(
+        [Task("first", fn=lambda: 1), Task("second", fn=check, dependencies=["first"])],
+        run_id="s",
+    )
+    engine.close()
+    assert summary.results["second"] == ["first"]
+
+
+def test_schema_is_versioned_and_old_databases_are_migrated(tmp_path):
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN")
+    migrate(conn, 0, 1)
+    conn.execute("INSERT INTO runs(id, workflow, status) VALUES ('old', 'w', 'completed')")
+    conn.execute("COMMIT")
+    conn.close()
+    store = SqliteStore(db)
+    try:
+        assert store.run("old").workflow == "w"
+        assert store.schedule_state().claim("job", 1.0, "me")
+    finally:
+        store.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_newer_schema_is_refused_and_left_untouched(tmp_path):
+    db = tmp_path / "new.db"
+    SqliteStore(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = db.read_bytes()
+    with pytest.raises(StoreVersionError, match=r"newer taskloom.*left untouched"):
+        SqliteStore(db)
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100,
+                                     b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_a_corrupt_file_is_refused_and_left_untouched(tmp_path, content):
+    db = tmp_path / "bad.db"
+    db.write_bytes(content)
+    with pytest.raises(StoreCorruptError, match="left untouched"):
+        SqliteStore(db)
+    assert db.read_bytes() == content
+    assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
+
+
+def test_another_applications_database_is_refused(tmp_path):
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE mine (x)")
+    with pytest.raises(StoreCorruptError, match="not a taskloom one"):
+        SqliteStore(db)
+
+
+def test_bad_options_are_errors(tmp_path):
+    with pytest.raises(StoreError, match="durability must be 'fast' or 'safe'"):
+        SqliteStore(tmp_path / "t.db", durability="paranoid")
+
+
+_HOLD_LOCK = textwrap.dedent("""
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    print("locked", flush=True)
+    sys.stdin.readline()
+""")
+
+
+def test_a_locked_database_times_out_naming_the_holder(tmp_path):
+    db = tmp_path / "t.db"
+    SqliteStore(db).close()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(db)], cwd=tmp_path,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreLockedError) as info:
+            SqliteStore(db, lock_timeout=0.2)
+        message = str(info.value)
+        assert "is locked: waited 0.2s" in message
+        assert f"pid {holder.pid}" in message
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from taskloom import Engine, Task
+    engine = Engine(max_workers=2, store="sqlite",
+                    store_options={"path": sys.argv[1], "flush_interval": 0.01})
+    for r in range(3):
+        summary = engine.run([Task(f"t{i}", fn=lambda i=i: i) for i in range(200)],
+                             run_id=f"{sys.argv[2]}-{r}")
+        assert summary.ok
+    engine.close()
+""")
+
+
+def test_two_processes_write_runs_to_one_database(tmp_path):
+    db = tmp_path / "shared.db"
+    SqliteStore(db).close()
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), name], cwd=tmp_path)
+             for name in ("a", "b")]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    store = SqliteStore(db)
+    try:
+        runs = {r.id: r for r in store.runs(limit=10)}
+        assert set(runs) == {f"{n}-{r}" for n in "ab" for r in range(3)}
+        for run_id, record in runs.items():
+            assert record.status == "completed" and record.counts == {"completed": 200}
+            assert store.summary(run_id)["results"] == {f"t{i}": i for i in range(200)}
+        with store.read() as conn:
+            assert conn.execute("SELECT count(*) FROM owners").fetchone()[0] == 1  # only us
+    finally:
+        store.close()
+
+
+def test_schedule_state_claims_each_fire_time_once_across_stores(tmp_path):
+    db = tmp_path / "t.db"
+    first, second = SqliteStore(db), SqliteStore(db)
+    try:
+        states = [first.schedule_state(), second.schedule_state()]
+        assert states[0].load("job") is None
+        states[0].save("job", {"next_fire_time": 60.0, "paused": False})
+        assert states[1].load("job") == {"next_fire_time": 60.0, "paused": False}
+
+        wins: list[tuple[int, float]] = []
+        lock = threading.Lock()
+
+        def claim(which: int) -> None:
+            for t in range(100):
+                if states[which].claim("job", float(t), f"scheduler-{which}"):
+                    with lock:
+                        wins.append((which, float(t)))
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in (0, 1, 0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(t for _, t in wins) == [float(t) for t in range(100)]
+        assert not states[1].claim("job", 5.0, "late")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_scheduler_gets_its_state_from_the_engine_store(tmp_path):
+    engine = _engine(tmp_path / "t.db")
+    try:
+        state = engine.store.schedule_state()
+        assert state.claim("nightly", 1000.0, "a") and not state.claim("nightly", 1000.0, "b")
+    finally:
+        engine.close()
+
+
+def test_stores_of_two_engines_on_one_plugin_set_record_only_their_runs(tmp_path):
+    a = _engine(tmp_path / "a.db")
+    b = Engine(max_workers=1, plugins=a.plugins, store="sqlite",
+               store_options={"path": str(tmp_path / "b.db")})
+    a.run([Task("x")], run_id="in-a")
+    b.run([Task("y")], run_id="in-b")
+    try:
+        assert [r.id for r in a.store.runs()] == ["in-a"]
+        assert [r.id for r in b.store.runs()] == ["in-b"]
+    finally:
+        a.close()
+        b.close()
+    assert os.path.exists(tmp_path / "a.db")
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+    | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(_values)
+def test_a_stored_value_comes_back_equal(value):
+    kind, data, _ = encode(value)
+    assert kind in ("none", "json", "pickle")
+    back = decode(kind, data)
+    assert back == value and type(back) is type(value)
