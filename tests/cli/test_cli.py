@@ -58,7 +58,7 @@ def test_exit_1_when_a_task_fails_and_conditions_skip(tmp_path: Path) -> None:
     """)
     result = invoke("run", str(path), "--store", "none")
     assert result.exit_code == 1
-    assert "broken failed: broken on purpose" in result.output
+    assert "broken failed: RuntimeError: broken on purpose (at cli_steps.py:" in result.output
     assert "↷ double skipped" in result.output
     result = invoke("run", str(path), "--store", "none", "--task", "ok")
     assert result.exit_code == 0

@@ -1,19 +1,28 @@
 """Setting up the OpenTelemetry SDK for the CLI (and anyone who wants it done for them).
 
-Exporters: ``console`` (spans and metrics printed to stdout), ``otlp`` (needs the
-``opentelemetry-exporter-otlp`` package, the ``otlp`` extra), ``memory`` (kept in memory, for
-tests) and ``none``. Choice, first match wins: ``[taskloom.otel] exporter``, then the standard
-``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma-separated lists allowed), then
-``none``. ``metrics_exporter`` picks the metrics exporter separately and ``metrics = false``
-turns metrics off. The service name is ``service_name``, else ``OTEL_SERVICE_NAME``, else
-``taskloom``; every other ``OTEL_*`` variable (sampler, endpoint, headers, intervals) is read
-by the SDK itself. ``OTEL_SDK_DISABLED=true`` sets up nothing.
+Exporters: ``compact`` (one line per span, as an indented tree, printed when the command
+ends; no metrics), ``console`` (the SDK's JSON of every span and metric, printed to stdout),
+``otlp`` (needs the ``opentelemetry-exporter-otlp`` package, the ``otlp`` extra), ``memory``
+(kept in memory, for tests) and ``none``. Choice, first match wins: ``[taskloom.otel]
+exporter``, then the standard ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma-
+separated lists allowed), then ``none``. ``metrics_exporter`` picks the metrics exporter
+separately and ``metrics = false`` turns metrics off. The service name is ``service_name``,
+else ``OTEL_SERVICE_NAME``, else ``taskloom``; every other ``OTEL_*`` variable (sampler,
+endpoint, headers, intervals) is read by the SDK itself. ``OTEL_SDK_DISABLED=true`` sets up
+nothing.
+
+Shutting down is bounded: exporting what is left gets ``shutdown_timeout`` seconds (default
+5) in all, and a collector that cannot be reached is reported once on stderr, naming the
+endpoint and how many exports failed, instead of the exporter's retry messages.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+import sys
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +52,10 @@ class SdkHandle:
     installed_meter: bool = False
     memory_spans: Any = None
     memory_metrics: Any = None
+    compact: Any = None
+    shutdown_timeout: float = 5.0
+    #: OTLP exports that failed, by endpoint (filled by :class:`_Watched`).
+    failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -75,23 +88,133 @@ class SdkHandle:
 
     def shutdown(self) -> None:
         """Shut down the providers set up here, which exports what they still hold; the
-        application's own providers are only flushed."""
-        if self.owns_tracer and self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
-        elif self.tracer_provider is not None:
-            self.tracer_provider.force_flush()
-        if self.owns_meter and self.meter_provider is not None:
-            self.meter_provider.shutdown()
-        elif self.meter_provider is not None:
-            self.meter_provider.force_flush()
+        application's own providers are only flushed. Waits at most ``shutdown_timeout``
+        seconds; an unreachable collector is reported once on stderr."""
+        tracer, meter = self.tracer_provider, self.meter_provider
+        owns_tracer, owns_meter = self.owns_tracer, self.owns_meter
         self.owns_tracer = self.owns_meter = False
         self.tracer_provider = self.meter_provider = None
+
+        def finish() -> None:
+            for provider, owned in ((tracer, owns_tracer), (meter, owns_meter)):
+                if provider is not None:
+                    provider.shutdown() if owned else provider.force_flush()
+
+        # A collector that is down makes the exporters retry with backoff: let them try in a
+        # daemon thread and stop waiting at the deadline, so a finished run exits promptly.
+        worker = threading.Thread(target=finish, name="taskloom-otel-shutdown", daemon=True)
+        worker.start()
+        worker.join(self.shutdown_timeout)
+        if self.compact is not None:
+            self.compact.print_tree()
+        if self.failures or worker.is_alive():
+            where = ", ".join(sorted(self.failures)) or "the OTLP endpoint"
+            failed = sum(self.failures.values())
+            detail = f"{failed} export(s) failed" if failed else "no answer"
+            timed = (f"; gave up after {self.shutdown_timeout:g}s" if worker.is_alive()
+                     else "")
+            sys.stderr.write(
+                f"taskloom: OpenTelemetry collector unreachable at {where} ({detail}{timed}): "
+                "this run's spans and metrics were not exported\n"
+            )
 
     def __enter__(self) -> SdkHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+class _CompactTrace:
+    """A span exporter that keeps spans and prints them as an indented tree at the end:
+    ``name  duration  status``, one line each, children under their parent."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        with self._lock:
+            self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            spans = sorted(self.spans, key=lambda s: s.start_time or 0)
+        ids = {s.context.span_id for s in spans}
+        children: dict[Any, list[Any]] = {}
+        for span in spans:
+            parent = span.parent.span_id if span.parent is not None else None
+            children.setdefault(parent if parent in ids else None, []).append(span)
+        out: list[str] = []
+
+        def walk(parent: Any, depth: int) -> None:
+            for span in children.get(parent, []):
+                ms = ((span.end_time or span.start_time) - span.start_time) / 1e6
+                status = span.status.status_code.name.lower()
+                status = "ok" if status == "unset" else status
+                out.append(f"{'  ' * depth}{span.name}  {ms:.1f} ms  {status}")
+                walk(span.context.span_id, depth + 1)
+
+        walk(None, 0)
+        return out
+
+    def print_tree(self) -> None:
+        lines = self.lines()
+        if lines:
+            sys.stdout.write("trace:\n" + "".join(f"  {line}\n" for line in lines))
+            sys.stdout.flush()
+
+
+class _Watched:
+    """Wraps an OTLP exporter to count failed exports by endpoint, for one report at exit."""
+
+    def __init__(self, exporter: Any, endpoint: str, handle: SdkHandle) -> None:
+        self.exporter, self.endpoint, self.handle = exporter, endpoint, handle
+
+    def _count(self, result: Any) -> Any:
+        if getattr(result, "name", "") == "FAILURE":
+            failures = self.handle.failures
+            failures[self.endpoint] = failures.get(self.endpoint, 0) + 1
+        return result
+
+    def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._count(self.exporter.export(batch, *args, **kwargs))
+        except Exception:
+            failures = self.handle.failures
+            failures[self.endpoint] = failures.get(self.endpoint, 0) + 1
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.exporter, name)
+
+
+def _otlp_endpoint(section: Mapping[str, Any], signal: str) -> str:
+    return str(
+        section.get("endpoint")
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or "http://localhost:4318"
+    )
+
+
+def _otlp_options(section: Mapping[str, Any], handle: SdkHandle) -> dict[str, Any]:
+    # One export may not outlast the shutdown budget; the exporter's own retry messages are
+    # replaced by the single report SdkHandle.shutdown prints.
+    logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
+    options: dict[str, Any] = {"timeout": max(1, int(handle.shutdown_timeout))}
+    if section.get("endpoint"):
+        options["endpoint"] = section["endpoint"]
+    return options
 
 
 def _choice(section: Mapping[str, Any], key: str, env: str) -> list[str]:
@@ -141,7 +264,10 @@ def _span_processor(name: str, section: Mapping[str, Any], handle: SdkHandle) ->
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return BatchSpanProcessor(ConsoleSpanExporter())
-    options = {"endpoint": section["endpoint"]} if section.get("endpoint") else {}
+    if name == "compact":
+        handle.compact = _CompactTrace()
+        return SimpleSpanProcessor(handle.compact)
+    options = _otlp_options(section, handle)
     try:
         if _otlp_protocol("TRACES") == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -151,7 +277,8 @@ def _span_processor(name: str, section: Mapping[str, Any], handle: SdkHandle) ->
             )
     except ImportError as exc:
         raise ConfigError(_INSTALL_OTLP) from exc
-    return BatchSpanProcessor(OTLPSpanExporter(**options))
+    exporter: Any = _Watched(OTLPSpanExporter(**options), _otlp_endpoint(section, "TRACES"), handle)
+    return BatchSpanProcessor(exporter)
 
 
 def _metric_reader(name: str, section: Mapping[str, Any], handle: SdkHandle) -> Any:
@@ -166,7 +293,7 @@ def _metric_reader(name: str, section: Mapping[str, Any], handle: SdkHandle) -> 
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
         return PeriodicExportingMetricReader(ConsoleMetricExporter())
-    options = {"endpoint": section["endpoint"]} if section.get("endpoint") else {}
+    options = _otlp_options(section, handle)
     try:
         if _otlp_protocol("METRICS") == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
@@ -178,12 +305,21 @@ def _metric_reader(name: str, section: Mapping[str, Any], handle: SdkHandle) -> 
             )
     except ImportError as exc:
         raise ConfigError(_INSTALL_OTLP) from exc
-    return PeriodicExportingMetricReader(OTLPMetricExporter(**options))
+    exporter: Any = _Watched(
+        OTLPMetricExporter(**options), _otlp_endpoint(section, "METRICS"), handle
+    )
+    return PeriodicExportingMetricReader(exporter)
 
 
 def setup(section: Mapping[str, Any], *, install: bool = True) -> SdkHandle:
     """Build (and with ``install``, install globally) the providers ``section`` asks for."""
     handle = SdkHandle()
+    timeout = section.get("shutdown_timeout", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 3600:
+        raise ConfigError(
+            f"otel.shutdown_timeout: expected seconds between 0 and 3600, got {timeout!r}"
+        )
+    handle.shutdown_timeout = float(timeout)
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return handle
     if section.get("enabled", True) is False:
@@ -197,6 +333,7 @@ def setup(section: Mapping[str, Any], *, install: bool = True) -> SdkHandle:
         metrics = _choice(section, "metrics_exporter", "OTEL_METRICS_EXPORTER")
     else:
         metrics = _choice(section, "exporter", "OTEL_METRICS_EXPORTER")
+    metrics = [m for m in metrics if m != "compact"]  # a compact trace has no metrics part
     handle.span_exporters, handle.metric_exporters = spans, metrics
     if not spans and not metrics:
         return handle
@@ -213,7 +350,8 @@ def setup(section: Mapping[str, Any], *, install: bool = True) -> SdkHandle:
         else:
             from opentelemetry.sdk.trace import TracerProvider
 
-            provider = TracerProvider(resource=resource)
+            # SdkHandle.shutdown ends it (within its time bound), not an exit handler.
+            provider = TracerProvider(resource=resource, shutdown_on_exit=False)
             for name in spans:
                 provider.add_span_processor(_span_processor(name, section, handle))
             handle.tracer_provider, handle.owns_tracer = provider, True
@@ -228,7 +366,7 @@ def setup(section: Mapping[str, Any], *, install: bool = True) -> SdkHandle:
             from opentelemetry.sdk.metrics import MeterProvider
 
             readers = [_metric_reader(name, section, handle) for name in metrics]
-            mp = MeterProvider(resource=resource, metric_readers=readers)
+            mp = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
             handle.meter_provider, handle.owns_meter = mp, True
             if install:
                 metrics_api.set_meter_provider(mp)

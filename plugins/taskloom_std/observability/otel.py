@@ -61,7 +61,7 @@ FIRST_KEY = "_taskloom_otel_first"
 #: ``Task.__dict__``: (run state, state) of the task's last span, so none is told twice.
 LAST_KEY = "_taskloom_otel_last"
 
-EXPORTERS = ("console", "otlp", "memory", "none")
+EXPORTERS = ("compact", "console", "otlp", "memory", "none")
 
 
 def config_keys() -> dict[str, Any]:
@@ -75,6 +75,8 @@ def config_keys() -> dict[str, Any]:
                                          'else "taskloom")'),
         "endpoint": Key(("string",), "OTLP endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT)"),
         "enabled": Key(("boolean",), "false: never trace or measure, whatever is installed"),
+        "shutdown_timeout": Key(("number",), "seconds the CLI waits for the last exports "
+                                             "at exit (default 5)", minimum=0),
         "traces": Key(("boolean",), "false: no spans"),
         "metrics": Key(("boolean",), "false: no metrics"),
         "tracer_provider": Key(("any",), "a TracerProvider object to use (from Python only)"),

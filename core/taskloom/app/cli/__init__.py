@@ -48,10 +48,19 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="taskloom")
-def main() -> None:
+@click.option("--log-level", envvar="TASKLOOM_LOG_LEVEL", default=None, metavar="LEVEL",
+              help="Print taskloom's log records at LEVEL and above on stderr (DEBUG, INFO, "
+                   "WARNING...; env TASKLOOM_LOG_LEVEL). Default: [taskloom.logging] level "
+                   "when set, else warnings only.")
+def main(log_level: str | None) -> None:
     """taskloom: run task workflows declared in TOML.
 
     \b
     Example:
       taskloom run examples/etl/taskloom.toml
+      taskloom --log-level INFO run examples/etl/taskloom.toml
     """
+    if log_level is not None:
+        from taskloom.app.cli._common import show_logs
+
+        show_logs(log_level)

@@ -53,9 +53,40 @@ def load(file: str | None, config_file: str | None, sets: Sequence[str]) -> Conf
     """The validated configuration, or exit 2 listing every problem."""
     path = config_path(file, config_file)
     try:
-        return load_config(path, overrides=list(sets))
+        config = load_config(path, overrides=list(sets))
     except ConfigError as exc:
         fail(exc.problems, exc.source)
+    section = config.settings.get("logging")
+    if isinstance(section, dict) and section.get("level") and section.get("enabled", True):
+        show_logs(str(section["level"]), explicit=False)
+    return config
+
+
+_LOG_HANDLER_NAME = "taskloom-cli"
+
+
+def show_logs(level: str, *, explicit: bool = True) -> None:
+    """Print taskloom's log records at ``level`` and above on stderr.
+
+    ``--log-level`` (``explicit``) wins over ``[taskloom.logging] level``: a level from the
+    configuration is applied only when the command line gave none.
+    """
+    import logging
+
+    logger = logging.getLogger("taskloom")
+    handler = next((h for h in logger.handlers if h.get_name() == _LOG_HANDLER_NAME), None)
+    if handler is not None and not explicit:
+        return
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        fail([f"log level {level!r}: one of DEBUG, INFO, WARNING, ERROR, CRITICAL"])
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.set_name(_LOG_HANDLER_NAME)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    handler.setLevel(number)
+    logger.setLevel(number)
 
 
 def build_engine(config: Config, store: str | None = None, clock: Any = None) -> Any:
@@ -100,26 +131,35 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None) ->
 
 
 def start_exporters(engine: Any, config: Config) -> list[Any]:
-    """Set up the exporters whose ``[taskloom.<name>]`` section the configuration has.
+    """Set up every exporter component; each decides from its ``[taskloom.<name>]`` section and
+    the standard environment (``OTEL_TRACES_EXPORTER=console`` works with no section at all).
 
     An exporter component is a factory called with ``config=`` (the ``[taskloom]`` table)
-    that returns a handle with ``flush()`` and ``shutdown()``; the CLI calls both when the
+    that returns a handle with ``flush()`` and ``shutdown()``; the CLI shuts it down when the
     command ends.
     """
+    import inspect
+
     handles = []
     registry = engine.plugins.registry
     for name in registry.names("exporter"):
-        if isinstance(config.settings.get(name), dict):
-            try:
-                handles.append(registry.create("exporter", name, config=config.settings))
-            except Exception as exc:  # a broken exporter must not look like a crash
-                fail([f"taskloom.{name}: {exc}"], str(config.path) if config.path else None)
+        try:
+            params = inspect.signature(registry.get("exporter", name)).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        if "config" not in params:
+            continue  # an in-process component of that kind, not one the CLI sets up
+        try:
+            handles.append(registry.create("exporter", name, config=config.settings))
+        except Exception as exc:  # a broken exporter must not look like a crash
+            fail([f"taskloom.{name}: {exc}"], str(config.path) if config.path else None)
     return handles
 
 
 def stop_exporters(handles: Sequence[Any]) -> None:
+    """Shut each exporter down (which exports what it holds, within its own time bound); a
+    handle without ``shutdown`` is flushed."""
     for handle in handles:
-        for method in ("flush", "shutdown"):
-            fn = getattr(handle, method, None)
-            if callable(fn):
-                fn()
+        fn = getattr(handle, "shutdown", None) or getattr(handle, "flush", None)
+        if callable(fn):
+            fn()

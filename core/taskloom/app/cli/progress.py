@@ -1,21 +1,27 @@
 """Live progress of a run in the terminal.
 
 :class:`ProgressObserver` is a hook implementer the CLI registers on its engine's plugin set
-for one run. Its hook only counts and queues (it is called under the run's lock); the
-command's main loop draws from the queue, so a slow terminal never slows the run.
+for one run. Its hook only counts and queues what the event carried (the attempt number, the
+error, whether the result came from the cache): it is called under the run's lock, and a
+line drawn later from the task's *current* state would describe a later event. The
+command's main loop draws from the queue, so a slow terminal never slows the run; only that
+loop writes to the console, so lines never interleave.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from taskloom.kernel.pluginmanager import hookimpl
 from taskloom.kernel.states import TaskState
+
+_WITH_ERROR = frozenset({TaskState.RETRYING, TaskState.FAILED, TaskState.CANCELLED})
 
 _MARK = {
     TaskState.COMPLETED: ("[green]✓[/]", "completed"),
@@ -27,19 +33,33 @@ _MARK = {
 }
 
 
+class Event(NamedTuple):
+    """One transition as it happened: the values are read when the hook is called."""
+
+    name: str
+    state: TaskState
+    at: float
+    attempt: int
+    error: BaseException | None
+    cached: bool
+
+
 class ProgressObserver:
     """Counts tasks by state and queues transitions for the display."""
 
     def __init__(self) -> None:
         self.counts: dict[TaskState, int] = {}
-        self.events: deque[tuple[Any, TaskState, float]] = deque()
+        self.events: deque[Event] = deque()
+        self.started: dict[str, float] = {}
 
     @hookimpl
     def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
         counts = self.counts
         counts[old] = counts.get(old, 0) - 1
         counts[new] = counts.get(new, 0) + 1
-        self.events.append((task, new, time.monotonic()))
+        error = task.exception if new in _WITH_ERROR else None
+        cached = new is TaskState.COMPLETED and bool(getattr(task, "cache_hit", False))
+        self.events.append(Event(task.name, new, time.monotonic(), task.attempts, error, cached))
 
     def count(self, state: TaskState) -> int:
         return max(0, self.counts.get(state, 0))
@@ -97,11 +117,15 @@ class ProgressView:
 
     def update(self) -> None:
         """Draw what happened since the last call."""
-        events = self.observer.events
+        events, started = self.observer.events, self.observer.started
         while events:
-            task, new, _ = events.popleft()
-            if self.lines and new in _MARK and (new is not TaskState.RUNNING or self.verbose > 1):
-                self.console.print(self._line(task, new))
+            event = events.popleft()
+            if event.state is TaskState.RUNNING:
+                started.setdefault(event.name, event.at)
+            if self.lines and event.state in _MARK and (
+                event.state is not TaskState.RUNNING or self.verbose > 1
+            ):
+                self.console.print(self._line(event, started.get(event.name)), markup=True)
         if self._progress is not None:
             o = self.observer
             final = sum(o.count(s) for s in (TaskState.COMPLETED, TaskState.FAILED,
@@ -109,13 +133,31 @@ class ProgressView:
             self._progress.update(self._bar, completed=final, counts=self._counts())
 
     @staticmethod
-    def _line(task: Any, new: TaskState) -> str:
-        mark, word = _MARK[new]
-        line = f"{mark} {task.name} {word}"
-        if new is TaskState.COMPLETED and task.duration is not None:
-            line += f" in {task.duration:.2f}s"
-        elif new is TaskState.RETRYING:
-            line += f" after attempt {task.attempts}: {task.error}"
-        elif new in (TaskState.FAILED, TaskState.CANCELLED) and task.error:
-            line += f": {task.error}"
+    def _line(event: Event, started: float | None) -> str:
+        from rich.markup import escape
+
+        mark, word = _MARK[event.state]
+        if event.cached:
+            return f"{mark} {escape(event.name)} completed from the cache"
+        line = f"{mark} {escape(event.name)} {word}"
+        if event.state is TaskState.COMPLETED and started is not None:
+            line += f" in {event.at - started:.2f}s"
+        elif event.state is TaskState.RETRYING:
+            line += f" after attempt {event.attempt}: {escape(describe(event.error))}"
+        elif event.state in (TaskState.FAILED, TaskState.CANCELLED) and event.error:
+            line += f": {escape(describe(event.error))}"
         return line
+
+
+def describe(error: object) -> str:
+    """``Type: message (at file:line)``: the innermost frame is where the body raised."""
+    if error is None:
+        return ""
+    if not isinstance(error, BaseException):
+        return str(error)
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
+    return text

@@ -30,23 +30,30 @@ _TICK = 0.1
 
 
 class _Interrupts:
-    """Counts SIGINTs instead of raising, so the main loop decides what each one means."""
+    """Counts SIGINTs and SIGTERMs instead of dying, so the main loop decides what each one
+    means: a service manager's SIGTERM stops a run like a first Ctrl-C."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.count = 0
-        self._old: Any = None
+        self.names: list[str] = []
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupts:
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            for sig in self._SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1
+        self.names.append(signal.Signals(signum).name)
 
     def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 def _stop_new_starts(run: Any) -> int:
@@ -138,7 +145,8 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
             raise
         summary = run_.close()
     held = [t.name for t in flow.held]
-    _report(view, summary, held, flow.errors)
+    recorded = getattr(engine.store, "path", None) is not None
+    _report(view, summary, held, flow.errors, recorded, interrupts.names)
     if interrupts.count:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok and not flow.errors else EXIT_FAILED
@@ -151,13 +159,14 @@ def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
         finished = flow.step(_TICK)
         if interrupts.count > stage:
             stage = interrupts.count
+            why = interrupts.names[-1]
             if stage == 1:
                 flow.stop()
                 running = _stop_new_starts(run)
-                view.print(f"[yellow]Interrupted: starting nothing new, waiting for "
+                view.print(f"[yellow]Interrupted ({why}): starting nothing new, waiting for "
                            f"{running} running task(s); Ctrl-C again to cancel them.[/]")
             else:
-                view.print("[red]Cancelling running tasks.[/]")
+                view.print(f"[red]Cancelling running tasks ({why}).[/]")
                 run.cancel()
         elif stage == 1:
             _stop_new_starts(run)  # a retry decided meanwhile must not start either
@@ -181,19 +190,30 @@ def _closure(tasks: list[Any], only: Sequence[str], source: str | None) -> list[
     return [t for t in tasks if t.name in keep]
 
 
-def _report(view: Any, summary: Any, held: list[str], errors: dict[str, BaseException]) -> None:
+def _report(view: Any, summary: Any, held: list[str], errors: dict[str, BaseException],
+            recorded: bool, signals: Sequence[str]) -> None:
+    from rich.markup import escape
+
+    from taskloom.app.cli.progress import describe
+
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items()))
     style = "green" if summary.ok and not errors else "red"
-    view.print(f"[{style}]run {summary.id} {summary.status}[/]: {counts} "
+    why = f" (interrupted by {', '.join(dict.fromkeys(signals))})" if signals else ""
+    view.print(f"[{style}]run {summary.id} {summary.status}[/]{why}: {counts} "
                f"in {summary.duration:.2f}s")
+    failed = False
     for name, error in summary.errors.items():
         task = next((t for t in summary.tasks if t.name == name), None)
         if task is not None and task.status in (TaskState.FAILED, TaskState.CANCELLED):
-            view.print(f"  [red]{name}[/] {task.status.value}: {error}")
+            failed = True
+            view.print(f"  [red]{escape(name)}[/] {task.status.value}: "
+                       f"{escape(describe(task.exception or error))}")
     for name, exc in errors.items():
-        view.print(f"  [red]{name}[/] condition raised {type(exc).__name__}: {exc}")
+        view.print(f"  [red]{escape(name)}[/] condition raised {escape(describe(exc))}")
     if held:
         view.print(f"  not started: {', '.join(held)}")
+    if failed and recorded:
+        view.print(f"  tracebacks and attempts: taskloom show {summary.id}")
 
 
 @click.command()
