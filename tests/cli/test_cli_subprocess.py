@@ -27,7 +27,7 @@ def test_example_runs_prints_progress_and_the_trace(tmp_path: Path) -> None:
     assert any(line.startswith("    task transform ") and line.endswith(" ok") for line in trace)
     # A person reads it: progress, a summary and the trace, well under 40 lines.
     assert len((proc.stdout + proc.stderr).splitlines()) < 40
-    assert "rejected: extract_east line 92" in proc.stderr  # the conditional step ran
+    assert "flag_rejects │ rejected: extract_east line 92" in proc.stdout  # the conditional step ran
     report = out.read_text()
     assert "360 rows" in report and "2 rows rejected" in report
 

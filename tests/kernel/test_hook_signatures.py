@@ -23,6 +23,7 @@ HOOKS = {
     "taskloom_task_error": ("task", "error", "attempt", "run"),
     "taskloom_task_transition": ("task", "old", "new", "run"),
     "taskloom_attempt_finish": ("task", "attempt", "error", "run"),
+    "taskloom_attempt_output": ("task", "attempt", "text", "run"),
     "taskloom_task_overrun": ("task", "attempt", "run"),
     "taskloom_schedule_fire": ("job", "scheduled_for", "fired_at"),
     "taskloom_schedule_misfire": ("job", "scheduled_for", "fired_at"),

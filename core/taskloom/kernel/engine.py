@@ -146,7 +146,9 @@ class TaskContext:
 class Attempt:
     """One try at running a task; executors receive these."""
 
-    __slots__ = ("__dict__", "_token", "finished", "number", "run", "started", "task", "value")
+    __slots__ = (
+        "__dict__", "_token", "finished", "number", "output", "run", "started", "task", "value"
+    )
 
     def __init__(self, task: Task, number: int, run: Run) -> None:
         self.task = task
@@ -156,6 +158,9 @@ class Attempt:
         self.started = 0.0
         self.finished: float | None = None
         self.value: Any = None
+        #: What the body printed and logged, when an output-capturing plugin kept it (set
+        #: before ``taskloom_attempt_finish`` observers other than that plugin run).
+        self.output: str | None = None
 
     @property
     def token(self) -> CancelToken:

@@ -37,6 +37,7 @@ OBSERVER_HOOKS = frozenset({
     "taskloom_run_finish",
     "taskloom_task_transition",
     "taskloom_attempt_finish",
+    "taskloom_attempt_output",
     "taskloom_task_overrun",
     "taskloom_schedule_fire",
     "taskloom_schedule_misfire",
@@ -181,6 +182,22 @@ def taskloom_attempt_finish(task: Any, attempt: Any, error: BaseException | None
     exception, or ``None`` on success. ``run``: the run.
 
     Return: ignored (observer).
+    """
+
+
+@hookspec
+def taskloom_attempt_output(task: Any, attempt: Any, text: str, run: Any) -> None:
+    """A running attempt's body printed or logged whole lines.
+
+    When: an output-capturing plugin (such as ``capture``) saw them, as they are written, in
+    the thread (or event loop) running the body; a line still open when the attempt ends is
+    passed on then. Not called for bodies whose output is not captured (capture off, another
+    process).
+
+    ``task``, ``attempt``, ``run``: as for ``taskloom_attempt_finish``. ``text``: one or more
+    complete lines, each ending in a newline.
+
+    Return: ignored (observer). Keep it cheap: the body waits for it.
     """
 
 

@@ -85,6 +85,27 @@ class RunHistory:
             out.extend(load_events(data))
         return out
 
+    def logs(
+        self, run_id: str, task: str | None = None, attempt: int | None = None,
+        after: float | None = None,
+    ) -> list[tuple[str, int, float, str]]:
+        """Captured output of the run's attempts, in the order they finished:
+        ``(task, attempt, time, text)``; ``after`` keeps those recorded later than it."""
+        sql = "SELECT task, attempt, t, text FROM logs WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if task is not None:
+            sql += " AND task = ?"
+            params.append(task)
+        if attempt is not None:
+            sql += " AND attempt = ?"
+            params.append(attempt)
+        if after is not None:
+            sql += " AND t > ?"
+            params.append(after)
+        with self.read() as conn:
+            rows = conn.execute(sql + " ORDER BY t, task, attempt", params).fetchall()
+        return [(str(r[0]), int(r[1]), float(r[2]), str(r[3])) for r in rows]
+
     def _status(self, status: str, pid: int | None, host: str | None) -> str:
         if status == "running" and pid is not None and host == socket.gethostname():
             import psutil

@@ -20,6 +20,8 @@ What is recorded and where:
 * ``cache``: the result cache (``cache`` task option), by key, with an expiry time.
 * ``schedule_state`` and ``schedule_claims``: what schedulers sharing the database know
   about each job, and the unique claim of each fire time.
+* ``logs``: what each attempt's body printed and logged (the ``capture`` plugin), capped per
+  attempt by that plugin.
 * ``owners``: the processes that have the database open (pid, host, command), so a lock
   timeout can say who holds it.
 """
@@ -106,6 +108,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             owner TEXT NOT NULL,
             claimed REAL NOT NULL,
             PRIMARY KEY (job_id, fire_time)
+        ) WITHOUT ROWID""",
+    ),
+    3: (
+        """CREATE TABLE logs (
+            run_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            t REAL NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (run_id, task, attempt)
         ) WITHOUT ROWID""",
     ),
 }

@@ -420,6 +420,13 @@ class SqliteStore(RunHistory):
                     " duration = coalesce(duration, 0) + ? WHERE id = ?",
                     (status, t, counts, duration, run_id),
                 )
+            elif kind == "logs":
+                _, run_id, task, attempt, t, text = op
+                conn.execute(
+                    "INSERT OR REPLACE INTO logs(run_id, task, attempt, t, text)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (run_id, task, attempt, t, text),
+                )
             elif kind == "cache_put":
                 _, key, task, value, created, expires = op
                 ckind, data, note = encode(value, self.result_limit)
@@ -485,6 +492,11 @@ class SqliteStore(RunHistory):
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
+
+    def record_logs(self, run_id: str, task: str, attempt: int, text: str) -> None:
+        """Keep what an attempt printed and logged (called by the ``capture`` plugin)."""
+        self._ops.append(("logs", run_id, task, attempt, time.time(), text))
+        self._wake.set()
 
     # -- reading -------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -103,7 +103,7 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None) ->
     kwargs.pop("store", None)
     kwargs.pop("store_options", None)
     try:
-        plugins = load_plugins(config=config.settings)
+        plugins = load_plugins(config=_cli_settings(config.settings))
         name = store or config.settings.get("store")
         if name is None and "sqlite" in plugins.registry.names("store"):
             name = "sqlite"
@@ -128,6 +128,19 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None) ->
     except Exception as exc:  # a plugin's component failed to build (a missing dependency...)
         fail([f"cannot build the engine: {type(exc).__name__}: {exc}"],
              str(config.path) if config.path else None)
+
+
+def _cli_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The CLI keeps each attempt's output (``[taskloom.capture]``) unless told not to, and
+    prints it itself when the task ends (no echo), so lines never interleave."""
+    out = dict(settings)
+    capture = out.get("capture")
+    if capture is None or isinstance(capture, Mapping):
+        capture = dict(capture or {})
+        capture.setdefault("enabled", True)
+        capture.setdefault("echo", False)
+        out["capture"] = capture
+    return out
 
 
 def start_exporters(engine: Any, config: Config) -> list[Any]:

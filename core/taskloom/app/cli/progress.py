@@ -34,14 +34,16 @@ _MARK = {
 
 
 class Event(NamedTuple):
-    """One transition as it happened: the values are read when the hook is called."""
+    """One transition as it happened: the values are read when the hook is called.
+    ``output`` (with ``state`` None) is what an attempt printed, when it was captured."""
 
     name: str
-    state: TaskState
+    state: TaskState | None
     at: float
     attempt: int
     error: BaseException | None
     cached: bool
+    output: str | None = None
 
 
 class ProgressObserver:
@@ -60,6 +62,11 @@ class ProgressObserver:
         error = task.exception if new in _WITH_ERROR else None
         cached = new is TaskState.COMPLETED and bool(getattr(task, "cache_hit", False))
         self.events.append(Event(task.name, new, time.monotonic(), task.attempts, error, cached))
+
+    @hookimpl
+    def taskloom_attempt_output(self, task: Any, attempt: Any, text: str, run: Any) -> None:
+        self.events.append(Event(task.name, None, time.monotonic(), attempt.number, None,
+                                 False, text))
 
     def count(self, state: TaskState) -> int:
         return max(0, self.counts.get(state, 0))
@@ -120,6 +127,9 @@ class ProgressView:
         events, started = self.observer.events, self.observer.started
         while events:
             event = events.popleft()
+            if event.output is not None:
+                self._print_output(event)
+                continue
             if event.state is TaskState.RUNNING:
                 started.setdefault(event.name, event.at)
             if self.lines and event.state in _MARK and (
@@ -132,8 +142,16 @@ class ProgressView:
                                              TaskState.SKIPPED, TaskState.CANCELLED))
             self._progress.update(self._bar, completed=final, counts=self._counts())
 
+    def _print_output(self, event: Event) -> None:
+        from rich.markup import escape
+
+        prefix = f"[dim]{escape(event.name)} │[/] "
+        for line in event.output.rstrip("\n").splitlines() if event.output else ():
+            self.console.print(prefix + escape(line))
+
     @staticmethod
     def _line(event: Event, started: float | None) -> str:
+        assert event.state is not None
         from rich.markup import escape
 
         mark, word = _MARK[event.state]

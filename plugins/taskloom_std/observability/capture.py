@@ -1,0 +1,258 @@
+"""Task output capture (the ``capture`` plugin): what a task body prints and logs, per attempt.
+
+With ``[taskloom.capture] enabled = true`` (the CLI's default) every attempt's writes to
+``sys.stdout`` / ``sys.stderr`` and the ``logging`` records emitted while its body runs are
+kept, up to ``limit`` characters per attempt (default 64 KiB; what is cut is counted, and the
+kept text ends with a line saying how much was dropped). The text is handed to the store
+(``store.record_logs``) when the attempt finishes, so ``taskloom logs RUN`` and ``taskloom
+show`` can print it, and is ``attempt.output`` in-process (for ``taskloom_attempt_finish``
+observers).
+
+How: a ``ContextVar`` holds the attempt's buffer while its body runs (a wrapper sets it), so
+output from other threads and other attempts never mixes in, and asyncio bodies sharing one
+event loop thread each write to their own buffer. ``sys.stdout``/``sys.stderr`` are replaced
+by a proxy the first time a run with capture starts; a write with no current buffer goes
+straight to the original stream. With ``echo = true`` (default for library use) captured
+text is also written through to the original stream as it comes; the CLI turns echo off and
+prints each task's output itself when the task ends, so lines never interleave mid-line.
+
+Not captured: bodies that run in another process (the ``process`` executor, Dask workers)
+write to that process's own streams.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from taskloom import ConfigError, hookimpl
+
+DEFAULT_LIMIT = 64 * 1024
+#: ``Attempt.__dict__``: the attempt's :class:`Buffer` once its body ran under capture.
+ATTEMPT_KEY = "_taskloom_capture"
+
+
+class Buffer:
+    """One attempt's captured text, capped at ``limit`` characters; complete lines are
+    passed to ``on_lines`` as they are written (the ``taskloom_attempt_output`` hook)."""
+
+    __slots__ = ("chunks", "dropped", "echo", "limit", "on_lines", "open_line", "size")
+
+    def __init__(self, limit: int, echo: bool,
+                 on_lines: Callable[[str], None] | None = None) -> None:
+        self.chunks: list[str] = []
+        self.size = 0
+        self.dropped = 0
+        self.limit = limit
+        self.echo = echo
+        self.on_lines = on_lines
+        self.open_line = ""
+
+    def write(self, text: str) -> None:
+        if self.on_lines is not None:
+            pending = self.open_line + text
+            cut = pending.rfind("\n") + 1
+            self.open_line = pending[cut:]
+            if cut:
+                self.on_lines(pending[:cut])
+        self.keep(text)
+
+    def close(self) -> None:
+        """The attempt ended: a line still open is passed on, ended."""
+        if self.on_lines is not None and self.open_line:
+            line, self.open_line = self.open_line, ""
+            self.on_lines(line + "\n")
+
+    def keep(self, text: str) -> None:
+        room = self.limit - self.size
+        if room >= len(text):
+            self.chunks.append(text)
+            self.size += len(text)
+        else:
+            if room > 0:
+                self.chunks.append(text[:room])
+                self.size += room
+            self.dropped += len(text) - max(room, 0)
+
+    def text(self) -> str:
+        kept = "".join(self.chunks)
+        if self.dropped:
+            if kept and not kept.endswith("\n"):
+                kept += "\n"
+            kept += f"[{self.dropped} more characters not kept: capture limit {self.limit}]\n"
+        return kept
+
+
+_current: contextvars.ContextVar[Buffer | None] = contextvars.ContextVar(
+    "taskloom_capture", default=None
+)
+
+
+class _Stream(io.TextIOBase):
+    """Stands in for ``sys.stdout``/``sys.stderr``: routes a write to the current attempt's
+    buffer, or to the original stream when no attempt is capturing in this context."""
+
+    def __init__(self, original: TextIO) -> None:
+        self.original = original
+
+    def write(self, text: str) -> int:
+        buf = _current.get()
+        if buf is None:
+            return self.original.write(text)
+        buf.write(text)
+        if buf.echo:
+            self.original.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def isatty(self) -> bool:
+        return self.original.isatty()
+
+    def fileno(self) -> int:
+        return self.original.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.original, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+class _Records(logging.Handler):
+    """Adds log records emitted inside a capturing attempt to its buffer."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        buf = _current.get()
+        if buf is None or record.name.startswith("taskloom"):
+            return
+        try:
+            buf.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+_install_lock = threading.Lock()
+_HANDLER = _Records()
+
+
+def _install() -> None:
+    """Put the stream proxies and the log handler in place. Checked per run: something else
+    (a test runner, an application) may have replaced ``sys.stdout`` since the last run."""
+    with _install_lock:
+        if not isinstance(sys.stdout, _Stream):
+            sys.stdout = _Stream(sys.stdout)
+        if not isinstance(sys.stderr, _Stream):
+            sys.stderr = _Stream(sys.stderr)
+        root = logging.getLogger()
+        if _HANDLER not in root.handlers:
+            root.addHandler(_HANDLER)
+
+
+class _Wrapper:
+    """Runs an attempt with its own buffer current."""
+
+    __slots__ = ("echo", "limit")
+
+    def __init__(self, limit: int, echo: bool) -> None:
+        self.limit, self.echo = limit, echo
+
+    def _begin(self, attempt: Any) -> tuple[Buffer, contextvars.Token[Buffer | None]]:
+        run = attempt.run
+        on_lines = None
+        if run.plugins.pm.hook.taskloom_attempt_output.get_hookimpls():
+            hook = run.plugins.hook.taskloom_attempt_output
+
+            def on_lines(text: str) -> None:
+                hook(task=attempt.task, attempt=attempt, text=text, run=run)
+
+        buf = Buffer(self.limit, self.echo, on_lines)
+        attempt.__dict__[ATTEMPT_KEY] = buf
+        return buf, _current.set(buf)
+
+    def __call__(self, call: Any, attempt: Any) -> Any:
+        buf, token = self._begin(attempt)
+        try:
+            return call()
+        finally:
+            _current.reset(token)
+            buf.close()
+
+    async def acall(self, acall: Any, attempt: Any) -> Any:
+        buf, token = self._begin(attempt)
+        try:
+            return await acall()
+        finally:
+            _current.reset(token)
+            buf.close()
+
+
+def settings(config: Mapping[str, Any]) -> tuple[bool, int, bool]:
+    """``(enabled, limit, echo)`` from ``[taskloom.capture]``."""
+    section = config.get("capture") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[taskloom.capture] must be a table, got {section!r}")
+    enabled = section.get("enabled", False)
+    limit = section.get("limit", DEFAULT_LIMIT)
+    echo = section.get("echo", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"capture.enabled: expected true or false, got {enabled!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 1 << 30:
+        raise ConfigError(f"capture.limit: expected a number of bytes 0..1073741824, got {limit!r}")
+    if not isinstance(echo, bool):
+        raise ConfigError(f"capture.echo: expected true or false, got {echo!r}")
+    return enabled, limit, echo
+
+
+#: ``Run.__dict__``: the run's wrapper (or None), worked out once per run from its config.
+RUN_KEY = "_taskloom_capture"
+
+
+@hookimpl
+def taskloom_register(registry: Any) -> None:
+    from taskloom.kernel.schema import Key
+
+    registry.add_config_section("capture", {
+        "enabled": Key(("boolean",), "keep what task bodies print and log, per attempt"),
+        "limit": Key(("integer",), "most characters kept per attempt (default 65536)",
+                     minimum=0),
+        "echo": Key(("boolean",), "also write captured output through as it comes"),
+    })
+
+
+@hookimpl
+def taskloom_configure(config: Any) -> None:
+    settings(config)  # a bad section is a configuration error, before any run
+
+
+@hookimpl(tryfirst=True)
+def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+    cached = run.__dict__.get(RUN_KEY, False)
+    if cached is False:
+        enabled, limit, echo = settings(run.plugins.config)
+        cached = run.__dict__[RUN_KEY] = _Wrapper(limit, echo) if enabled else None
+        if enabled:
+            _install()
+    return cached
+
+
+@hookimpl(tryfirst=True)
+def taskloom_attempt_finish(task: Any, attempt: Any, error: Any, run: Any) -> None:
+    buf = attempt.__dict__.get(ATTEMPT_KEY)
+    if buf is None or not (buf.size or buf.dropped):
+        return
+    attempt.output = text = buf.text()
+    record = getattr(getattr(run.engine, "store", None), "record_logs", None)
+    if record is not None:
+        record(run.id, task.name, attempt.number, text)
