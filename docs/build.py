@@ -17,7 +17,6 @@ import inspect
 import re
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -268,15 +267,18 @@ def regenerate(check: bool = False) -> list[str]:
 
 
 def build(site_dir: str | None) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "mkdocs", "build", "--strict",
-               "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", site_dir or tmp]
-        return subprocess.call(cmd, cwd=ROOT)
+    site = Path(site_dir).resolve() if site_dir else ROOT / "site"
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+           "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(site)]
+    code = subprocess.call(cmd, cwd=ROOT)
+    if code == 0:
+        print(f"built the documentation site in {site} (open {site / 'index.html'})")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--site-dir", help="where to write the site (default: a temp dir)")
+    parser.add_argument("--site-dir", help="where to write the site (default: site/)")
     parser.add_argument("--no-build", action="store_true", help="regenerate only")
     parser.add_argument("--check", action="store_true",
                         help="fail when a generated page is out of date; write nothing")
