@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskloom import Task
+from taskloom import Engine, Task, TaskloomError
 from taskloom.app.cli import main
 from taskloom.app.config import validate_config
 from taskloom.kernel.schema import ENGINE_KEYS, INTERVAL_UNITS, SCHEDULE_KEYS, TASK_KEYS
@@ -218,22 +218,41 @@ def test_taskloom_validate_exits_0_or_2(tmp_path_factory: Any, doc: dict[str, An
 
 
 TASK_ARGS = st.fixed_dictionaries(
-    {"name": st.one_of(TEXT, junk(0))},
+    {"name": st.one_of(st.sampled_from(["t", "load"]), TEXT, junk(0))},
     optional={
         "description": junk(0), "priority": NUMBERS | junk(0),
         "dependencies": junk(1), "config": junk(1), "tags": junk(1),
         "trigger_rule": st.sampled_from(["all_success", "always"]) | junk(0),
         "retry": PLAUSIBLE_TASK | junk(1), "timeout": PLAUSIBLE_TASK | junk(1),
-        "cache": junk(1), "circuit_breaker": junk(1), "executor": COMPONENTS | junk(0),
-        "deadline": NUMBERS | DATES | junk(0), "options": junk(1), "fn": junk(0),
+        "cache": PLAUSIBLE_TASK | junk(1), "circuit_breaker": PLAUSIBLE_TASK | junk(1),
+        "executor": st.sampled_from(["thread", "inline", "asyncio", "nosuch"]) | junk(0),
+        "deadline": NUMBERS | DATES | junk(0), "options": junk(1), "fallback": junk(0),
+        "fn": junk(0),
     },
 )
+
+
+def _body() -> int:
+    return 1
 
 
 @FUZZ
 @given(kwargs=TASK_ARGS)
 def test_task_arguments_are_accepted_or_refused_with_a_message(kwargs: dict[str, Any]) -> None:
+    """Task(...) takes its arguments or raises TypeError/ValueError naming the task; a task it
+    takes either runs or is refused by the run (a TaskloomError), never a traceback."""
     try:
-        Task(**kwargs)
+        task = Task(**kwargs)
     except (TypeError, ValueError) as exc:
+        assert str(exc).startswith((f"task {kwargs['name']!r}: ", "a task name must be"))
+        return
+    task.fn = _body
+    try:
+        summary = ENGINE.run([task], timeout=30)
+    except TaskloomError as exc:
         assert str(exc)
+        return
+    assert summary.ok or task.error, summary
+
+
+ENGINE = Engine(executor="inline")

@@ -61,8 +61,6 @@ KeyPath = tuple[str | int, ...]
 #: The longest interval, jitter or grace time a schedule takes, in seconds (100 years): the
 #: scheduler adds it to dates, which end in the year 9999.
 MAX_SECONDS = 100 * 366 * 86400
-#: Task options whose tables hold numbers of seconds, counts and factors, never inf or nan.
-_SECONDS_OPTIONS = ("retry", "timeout", "cache", "circuit_breaker")
 #: Task options that policy plugins check (each stops at its first problem).
 _TASK_OPTIONS = ("retry", "timeout", "cache", "circuit_breaker")
 _UNIT_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
@@ -647,7 +645,6 @@ class _Checker:
                 elif dep not in tasks:
                     self.add((*path, "depends_on", i),
                              f"unknown task {dep!r}" + _did_you_mean(dep, names))
-            self.finite((*path,), {k: v for k, v in good.items() if k in _SECONDS_OPTIONS})
             retry = good.get("retry")
             if isinstance(retry, int) and retry < 0:
                 self.add((*path, "retry"), f"must be >= 0, got {retry}")
@@ -675,18 +672,6 @@ class _Checker:
             and all(("tasks", name, k) in self.origins for k in spec) else ""
         self.add(("tasks", name), 'no call = "module:function": a task needs something to '
                  "run" + _did_you_mean(name, others) + made_by)
-
-    def finite(self, path: KeyPath, value: Any) -> None:
-        """Report inf and nan anywhere inside ``value`` (a number of seconds, a count, a
-        factor: none of them can be infinite)."""
-        if isinstance(value, float) and not math.isfinite(value):
-            self.add(path, f"expected a finite number, got {value!r}")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                self.finite((*path, key), item)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                self.finite((*path, i), item)
 
     def cycles(self, tasks: dict[str, dict[str, Any]]) -> None:
         from taskloom.kernel.graph import DependencyGraph
