@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from taskloom import ConfigError, Engine, Task, TaskContext, load_config, validate_config
+from taskloom import (
+    ConfigError,
+    Engine,
+    Task,
+    TaskContext,
+    hookimpl,
+    load_config,
+    load_plugins,
+    validate_config,
+)
 from taskloom.api.workflows import ConditionContext, run_flow
 
 
@@ -294,3 +303,69 @@ def test_the_documented_pyproject_example_is_valid(tmp_path: Path) -> None:
         "tool.taskloom.max_workers: must be >= 1, got 0",
         "tool.taskloom.tasks.report.depends_on[0]: unknown task 'extrakt'; did you mean "
         "'extract'?"]
+
+
+@pytest.mark.parametrize(("trigger", "options"), [
+    ("interval", "{seconds = 1e300}"),
+    ("cron", '{expression = "* * * * *", jitter = 1e300}'),
+    ("interval", "{seconds = 5, start = 9999-12-31T23:59:59}"),
+    ("cron", '{expression = "0 3 * * *", timezone = 5}'),
+])
+def test_trigger_options_are_tried_as_the_scheduler_will_use_them(
+        tmp_path: Path, trigger: str, options: str) -> None:
+    """Options a trigger took and a running scheduler then crashed on are one problem each;
+    the wording is the trigger's own (or names its plugin when it raised something else)."""
+    path = write(tmp_path, f"""
+        [tasks.a]
+        call = "os:getcwd"
+        [[schedules]]
+        task = "a"
+        trigger = "{trigger}"
+        options = {options}
+    """)
+    problems = validate_config(path, env={})
+    assert len(problems) == 1 and problems[0].startswith("schedules[0].trigger: "), problems
+
+
+class Broken:
+    """A trigger plugin whose trigger builds, then fails when asked for fire times."""
+
+    class Trigger:
+        def __init__(self, days: float) -> None:
+            self.days = days
+
+        def next_fire_time(self, after: Any) -> Any:
+            import datetime as dt
+
+            return after + dt.timedelta(days=self.days)
+
+    @hookimpl
+    def taskloom_register(self, registry: Any) -> None:
+        registry.add("trigger", "every_days", self.Trigger)
+        registry.add("trigger", "crashing", lambda **options: options["missing"])
+
+
+def test_a_trigger_that_fails_is_named_with_its_plugin(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [tasks.a]
+        call = "os:getcwd"
+        [[schedules]]
+        task = "a"
+        trigger = "every_days"
+        options = { days = 1e12 }
+        [[schedules]]
+        task = "a"
+        trigger = "every_days"
+        options = { days = 1 }
+        [[schedules]]
+        task = "a"
+        trigger = "crashing"
+    """)
+    plugins = load_plugins(plugins=[Broken()])
+    name = plugins.registry.owner("trigger", "every_days")
+    assert name.startswith("Broken")
+    first, second = validate_config(path, env={}, plugins=plugins)
+    assert first.startswith(f"schedules[0].trigger: trigger 'every_days' (plugin {name!r}) "
+                            "cannot compute its fire times from these options: OverflowError")
+    assert second == (f"schedules[2].trigger: trigger 'crashing' (plugin {name!r}) failed on "
+                      "these options: KeyError: 'missing'")

@@ -217,6 +217,61 @@ def test_taskloom_validate_exits_0_or_2(tmp_path_factory: Any, doc: dict[str, An
     assert "Traceback" not in result.output
 
 
+SET_KEYS = st.sampled_from([
+    "taskloom.queue", "taskloom.executor", "taskloom.executor.max_workers", "taskloom.max_workers",
+    "taskloom.otel.exporter", "taskloom.webhook", "taskloom", "tasks", "schedules",
+    "tasks.a.retry", "tasks.a.retry.max_retries", "tasks.a.timeout.hard", "tasks.nosuch.retry",
+    'tasks."a b".call', "tasks.a.depends_on[0]", "schedules[0].cron", "schedules.0.interval",
+    "schedules[5].x", "a..b", "", ".",
+]) | TEXT
+SET_VALUES = st.sampled_from([
+    "5", "-1", "inf", "nan", "1e300", '"x"', "[1,", "{a = 1}", "true", "fifo", "",
+    "0001-01-01T00:00:00", '"Europe"', "{days = 1e300}", '{hard = 1}', '"os:getcwd"',
+]) | TEXT
+ENV_NAMES = st.sampled_from([
+    "TASKLOOM_QUEUE", "TASKLOOM_EXECUTOR", "TASKLOOM_EXECUTOR__MAX_WORKERS", "TASKLOOM_STRICT",
+    "TASKLOOM_MAX_WORKERS", "TASKLOOM_OTEL__EXPORTER", "TASKLOOM_WEBHOOK", "TASKLOOM_X__",
+    "TASKLOOM___", "TASKLOOM_DISABLE_PLUGINS", "TASKLOOM_RETRY__MAX_RETRIES",
+]) | st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789", min_size=1,
+             max_size=10).map(lambda s: "TASKLOOM_" + s)
+ENV_VALUES = SET_VALUES.filter(lambda v: "\x00" not in v)  # the OS refuses NUL in values
+
+
+def _pyproject(doc: dict[str, Any]) -> dict[str, Any]:
+    """The same configuration as ``[tool.taskloom]``: [taskloom] keys one level up."""
+    table: dict[str, Any] = {}
+    engine = doc.get("taskloom")
+    if isinstance(engine, dict):
+        table.update(engine)
+    elif "taskloom" in doc:
+        table["taskloom"] = engine
+    for key, value in doc.items():
+        if key != "taskloom":
+            table[key] = value
+    return {"project": {"name": "demo"}, "tool": {"taskloom": table}}
+
+
+@FUZZ
+@given(doc=DOCUMENTS, pyproject=st.booleans(),
+       sets=st.lists(st.tuples(SET_KEYS, SET_VALUES).map("=".join), max_size=3),
+       env=st.dictionaries(ENV_NAMES, ENV_VALUES, max_size=3))
+def test_overrides_and_pyproject_exit_0_or_2(tmp_path_factory: Any, doc: dict[str, Any],
+                                             pyproject: bool, sets: list[str],
+                                             env: dict[str, str]) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+    name = "pyproject.toml" if pyproject else "taskloom.toml"
+    path = folder / name
+    path.write_text(toml_document(_pyproject(doc) if pyproject else doc), encoding="utf-8")
+    args = ["validate", str(path)]
+    for item in sets:
+        args += ["--set", item]
+    result = CliRunner().invoke(main, args, env={"TASKLOOM_CONFIG": "", **env})
+    assert result.exit_code in (0, 2), (path.read_text(), sets, env, result.output,
+                                        result.exc_info)
+    assert "Traceback" not in result.output
+    assert validate_config(path, sets, env=env) == [] or result.exit_code == 2
+
+
 TASK_ARGS = st.fixed_dictionaries(
     {"name": st.one_of(st.sampled_from(["t", "load"]), TEXT, junk(0))},
     optional={

@@ -800,7 +800,7 @@ class _Checker:
         if schedule.jitter is not None:
             options["jitter"] = schedule.jitter
         try:
-            registry.create("trigger", schedule.trigger, **options)
+            trigger = registry.create("trigger", schedule.trigger, **options)
         except (TaskloomError, ValueError, TypeError) as exc:
             self.add(path if schedule.trigger != "interval" or "jitter" not in str(exc)
                      else (*path[:-1], "jitter"), str(exc))
@@ -809,6 +809,13 @@ class _Checker:
             owner = registry.owner("trigger", schedule.trigger)
             self.add(path, f"trigger {schedule.trigger!r} (plugin {owner!r}) failed on these "
                            f"options: {type(exc).__name__}: {exc}")
+            return False
+        try:
+            _fire_times(trigger)
+        except Exception as exc:
+            owner = registry.owner("trigger", schedule.trigger)
+            self.add(path, f"trigger {schedule.trigger!r} (plugin {owner!r}) cannot compute its "
+                           f"fire times from these options: {type(exc).__name__}: {exc}")
             return False
         return True
 
@@ -873,6 +880,21 @@ class _Checker:
             self.add(path, f"must be between the years 2 and 9998, got {value}")
             return None
         return moment
+
+
+def _fire_times(trigger: Any) -> None:
+    """Ask a trigger what the scheduler will ask it: its first two fire times from now, each
+    delayed by its whole jitter. Date arithmetic that overflows raises here, not in a
+    running scheduler."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    first = getattr(trigger, "first_fire_time", None)
+    when = first(now) if callable(first) else trigger.next_fire_time(now)
+    jitter = getattr(trigger, "jitter", None) or 0.0
+    for _ in range(2):
+        if when is None:
+            return
+        _dt.datetime.fromtimestamp(when.timestamp() + float(jitter), _dt.timezone.utc)
+        when = trigger.next_fire_time(when)
 
 
 def _schedule(i: int, good: Mapping[str, Any], which: str, seconds: float | None,
