@@ -369,3 +369,16 @@ def test_a_trigger_that_fails_is_named_with_its_plugin(tmp_path: Path) -> None:
                             "cannot compute its fire times from these options: OverflowError")
     assert second == (f"schedules[2].trigger: trigger 'crashing' (plugin {name!r}) failed on "
                       "these options: KeyError: 'missing'")
+
+
+def test_a_conditional_task_is_checked_before_the_flow_starts() -> None:
+    ran: list[str] = []
+
+    def train(cleaned: int) -> int:
+        return cleaned
+
+    tasks = [Task("clean", fn=lambda: ran.append("clean")),
+             Task("train", fn=train, dependencies=["clean"])]
+    with pytest.raises(ConfigError, match="task 'train': parameter 'cleaned' of the body"):
+        run_flow(Engine(), tasks, {"train": lambda context: True})
+    assert ran == []

@@ -20,7 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from taskloom.kernel.engine import Attempt, Engine, Run, RunSummary, TaskContext
+from taskloom.kernel.engine import (
+    Attempt,
+    Engine,
+    Run,
+    RunSummary,
+    TaskContext,
+    unfilled_parameters,
+)
+from taskloom.kernel.errors import ConfigError
 from taskloom.kernel.graph import DependencyGraph
 from taskloom.kernel.states import TERMINAL, TaskState
 from taskloom.kernel.task import Task
@@ -118,6 +126,10 @@ class Flow:
         return list(self._held)
 
     def start(self) -> None:
+        # A held task joins the run later: its body is checked now, before anything starts.
+        problems = [f"task {t.name!r}: {p}" for t in self._held for p in unfilled_parameters(t)]
+        if problems:
+            raise ConfigError(problems)
         self.run.add(self._start)
         self.run.start()
         self._advance()

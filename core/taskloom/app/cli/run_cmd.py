@@ -132,6 +132,10 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
         try:
             with view:
                 _drive(flow, run_, view, interrupts)
+        except TaskloomError as exc:  # a task refused as it joined the run (a held one)
+            run_.cancel()
+            run_.close()
+            fail([str(exc)], str(config.path) if config.path else None)
         except BaseException:
             run_.cancel()
             run_.close()
