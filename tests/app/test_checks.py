@@ -382,3 +382,20 @@ def test_a_conditional_task_is_checked_before_the_flow_starts() -> None:
     with pytest.raises(ConfigError, match="task 'train': parameter 'cleaned' of the body"):
         run_flow(Engine(), tasks, {"train": lambda context: True})
     assert ran == []
+
+
+def test_plugin_sections_are_asked_one_by_one_and_print_full_key_paths(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [taskloom]
+        webhook = 5
+
+        [taskloom.otel]
+        exporter = "zipkin"
+    """)
+    problems = validate_config(path, env={})
+    assert len(problems) == 3
+    assert any(p.startswith("taskloom.otel.exporter: unknown exporter 'zipkin'")
+               for p in problems)
+    assert any(p.startswith("taskloom.webhook: plugin 'webhook' crashed while checking its "
+                            "configuration: TypeError: ") for p in problems)
+    assert "taskloom.webhook: expected a table, got an integer (5)" in problems

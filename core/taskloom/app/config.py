@@ -953,15 +953,19 @@ def _plugins_for(table: Any, problems: _Checker) -> PluginSet | None:
         return load_plugins(config=clean)
     except PluginError as exc:
         problems.add(("taskloom", "strict"), str(exc))
-        configure = False
-    except Exception:  # a plugin rejected (or choked on) its section: asked one by one below
-        configure = True
+        failure: Exception | None = None
+    except Exception as exc:  # a plugin rejected (or choked on) its section: asked one by one
+        failure = exc
     try:  # the names are still worth checking
         plugins = load_plugins(config={"disable_plugins": clean["disable_plugins"]})
     except Exception:
-        return None
-    if configure:
+        plugins = None
+    before = len(problems.problems)
+    if failure is not None and plugins is not None:
         _configure_each(plugins, clean, problems)
+    if failure is not None and len(problems.problems) == before:
+        problems.add(("taskloom",), "the plugins cannot be loaded with this configuration: "
+                                    f"{type(failure).__name__}: {failure}")
     return plugins
 
 
@@ -1003,9 +1007,13 @@ def _every_problem(first: list[str], table: Mapping[str, Any], keys: Iterable[st
     return found
 
 
-def _section_path(problem: str) -> str:
-    """``[taskloom.retry].backoff must ...`` as ``taskloom.retry.backoff: must ...``."""
-    return re.sub(r"^\[taskloom\.([\w-]+)\]\.([\w-]+) ", r"taskloom.\1.\2: ", problem)
+def _section_path(problem: str, sections: Iterable[str]) -> str:
+    """A plugin's problem with the key path as the validator prints it:
+    ``[taskloom.retry].backoff must ...`` as ``taskloom.retry.backoff: must ...``, and
+    ``otel.exporter: ...`` as ``taskloom.otel.exporter: ...``."""
+    problem = re.sub(r"^\[taskloom\.([\w-]+)\]\.([\w-]+) ", r"taskloom.\1.\2: ", problem)
+    head = problem.split(":", 1)[0].split(".", 1)[0]
+    return f"taskloom.{problem}" if head in sections else problem
 
 
 def _configure_each(plugins: PluginSet, settings: dict[str, Any], problems: _Checker) -> None:
@@ -1019,7 +1027,7 @@ def _configure_each(plugins: PluginSet, settings: dict[str, Any], problems: _Che
         try:
             impl.function(config=config)
         except ConfigError as exc:
-            problems.problems.extend(_section_path(p) for p in _every_problem(
+            problems.problems.extend(_section_path(p, sections) for p in _every_problem(
                 exc.problems, settings, sections,
                 functools.partial(_configure_with, impl, settings),
             ))
