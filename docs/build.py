@@ -212,6 +212,50 @@ def _key_rows(keys: Mapping[str, Any]) -> Iterator[str]:
         yield f"| `{name}` | {' or '.join(kinds)} | {constraints} | {doc} |"
 
 
+_PYPROJECT = [
+    "## In `pyproject.toml`",
+    "",
+    "The `[tool.taskloom]` table holds what `taskloom.toml` holds, one level down: the "
+    "`[taskloom]` keys sit directly in `[tool.taskloom]` (there is no "
+    "`[tool.taskloom.taskloom]`), a plugin section `[taskloom.otel]` becomes "
+    "`[tool.taskloom.otel]`, tasks are `[tool.taskloom.tasks.NAME]` and schedules "
+    "`[[tool.taskloom.schedules]]`. A `pyproject.toml` is used only when it has a "
+    "`[tool.taskloom]` table (a `taskloom.toml` in the same folder wins), and problems print "
+    "their key paths as written there (`tool.taskloom.tasks.load.retry`). `call` and `when` "
+    "modules are imported from the folder of `pyproject.toml`.",
+    "",
+    "```toml",
+    "[project]",
+    'name = "sales-etl"',
+    "",
+    "[tool.taskloom]",
+    'queue = "priority"',
+    "max_workers = 4",
+    "",
+    "[tool.taskloom.otel]",
+    'exporter = "none"',
+    "",
+    "[tool.taskloom.tasks.extract]",
+    'call = "etl:extract"',
+    "retry = 2",
+    "",
+    "[tool.taskloom.tasks.report]",
+    'call = "etl:report"',
+    'depends_on = ["extract"]',
+    "timeout = 60",
+    "",
+    "[[tool.taskloom.schedules]]",
+    'task = "report"',
+    'cron = "30 2 * * *"',
+    'timezone = "Europe/Berlin"',
+    "```",
+    "",
+    "`taskloom validate` prints which file it checked (`pyproject.toml [tool.taskloom]: OK "
+    "(2 task(s), 1 schedule(s))`) and, when it finds none, where it looked (exit status 2).",
+    "",
+]
+
+
 def config_reference() -> str:
     lines = [
         GENERATED,
@@ -224,6 +268,7 @@ def config_reference() -> str:
         "`number` is an integer or a float.",
         "",
     ]
+    lines += _PYPROJECT
     for attr, keys in schema_tables().items():
         title, intro = _TABLES.get(attr, (f"`{attr}`", ""))
         lines += [f"## {title}", "", intro, "", *_key_rows(keys), ""]

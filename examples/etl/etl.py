@@ -106,9 +106,10 @@ def report(aggregate: dict[str, Any], validate: dict[str, Any], context: Any) ->
     return str(path)
 
 
-def has_rejects(context: dict[str, Any]) -> bool:
-    """``when`` predicate: only flag data quality when rows were rejected."""
-    return bool(context["results"]["validate"]["rejected"])
+def has_rejects(context: Any) -> bool:
+    """``when`` predicate: only flag data quality when rows were rejected. It receives the
+    same context object as a body, before the task's first attempt."""
+    return bool(context.results["validate"]["rejected"])
 
 
 def flag_rejects(validate: dict[str, Any]) -> int:

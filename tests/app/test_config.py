@@ -77,8 +77,10 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
         priority = 11
 
         [tasks.a]
+        call = "os:getcwd"
         depends_on = ["b"]
         [tasks.b]
+        call = "os:getcwd"
         depends_on = ["a"]
 
         [[schedules]]
@@ -107,9 +109,10 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
     assert "tasks.a.depends_on: dependency cycle: a -> b -> a" in problems
     assert "schedules[0].cron: cron expression '61 * * * *': field 1 (minute) is invalid: '61'" \
         in problems
-    assert "schedules[0].timezone: unknown time zone 'Europe/Berln'" in problems
+    assert "schedules[0].timezone: unknown time zone 'Europe/Berln': expected an IANA name " \
+        "such as 'Europe/Berlin' or 'UTC'" in problems
     assert "schedules[1].task: unknown task 'nope'" in problems
-    assert "schedules[1].interval: must be more than 0 seconds" in problems
+    assert "schedules[1].interval: must be more than 0 seconds, got 0" in problems
     assert len(problems) == 11
 
 
@@ -152,11 +155,13 @@ def test_pyproject_tool_table_and_its_key_paths(tmp_path: Path) -> None:
         queue = "lifo"
 
         [tool.taskloom.tasks.one]
+        call = "os:getcwd"
         priority = 0
     """, "pyproject.toml")
     assert validate_config(path) == ["tool.taskloom.tasks.one.priority: must be >= 1 and <= 10, "
                                      "got 0"]
-    ok = write(tmp_path, '[tool.taskloom]\nqueue = "lifo"\n[tool.taskloom.tasks.one]\n',
+    ok = write(tmp_path, '[tool.taskloom]\nqueue = "lifo"\n[tool.taskloom.tasks.one]\n'
+               'call = "os:getcwd"\n',
                "pyproject.toml")
     config = load_config(ok)
     assert config.settings["queue"] == "lifo" and list(config.tasks) == ["one"]
@@ -174,7 +179,8 @@ def test_file_is_found_in_parent_folders(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_environment_and_set_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path, '[taskloom]\nexecutor = "thread"\n[tasks.t]\nretry = 1\n')
+    path = write(tmp_path, '[taskloom]\nexecutor = "thread"\n[tasks.t]\ncall = "os:getcwd"\n'
+                           'retry = 1\n')
     env = {"TASKLOOM_QUEUE": "fifo", "TASKLOOM_EXECUTOR__MAX_WORKERS": "4",
            "TASKLOOM_DISABLE_PLUGINS": "x", "TASKLOOM_HOME": "/elsewhere", "PATH": "/bin"}
     config = load_config(path, ["tasks.t.retry=5", "taskloom.strict=false"], env=env)
@@ -221,6 +227,7 @@ def test_a_failed_import_names_the_task(tmp_path: Path) -> None:
 def test_schedules_are_parsed(tmp_path: Path) -> None:
     path = write(tmp_path, """
         [tasks.job]
+        call = "os:getcwd"
         [[schedules]]
         task = "job"
         cron = "30 2 * * *"
@@ -253,6 +260,7 @@ def test_invalid_toml_is_reported_with_the_file(tmp_path: Path) -> None:
 def test_policy_plugins_check_task_options_at_validation(tmp_path: Path) -> None:
     path = write(tmp_path, """
         [tasks.x]
+        call = "os:getcwd"
         retry = { max_retries = 2, backof = "linear" }
         circuit_breaker = { failure_threshold = 0 }
         cache = { ttl = -5 }
@@ -272,7 +280,8 @@ def test_a_formatted_key_path_reads_back_as_the_same_path(path: list[str]) -> No
 
 
 def test_set_accepts_paths_as_problems_print_them(tmp_path: Path) -> None:
-    path = write(tmp_path, '[tasks.job]\n[[schedules]]\ntask = "job"\ncron = "61 * * * *"\n')
+    path = write(tmp_path, '[tasks.job]\ncall = "os:getcwd"\n[[schedules]]\ntask = "job"\n'
+                           'cron = "61 * * * *"\n')
     assert validate_config(path) == [
         "schedules[0].cron: cron expression '61 * * * *': field 1 (minute) is invalid: '61'"]
     config = load_config(path, ['schedules[0].cron="0 3 * * *"'], env={})

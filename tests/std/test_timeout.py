@@ -95,24 +95,34 @@ def test_a_timed_out_attempt_is_retried():
     assert run.close().ok and task.result == "second" and task.attempts == 2
 
 
-def test_hard_limit_acts_as_soft_on_threads():
-    clock = FakeClock()
-    engine = Engine(clock=clock)
-    started = threading.Event()
+@pytest.mark.parametrize("executor", ["thread", "asyncio", "inline"])
+def test_a_hard_limit_is_refused_on_an_executor_that_cannot_stop_a_body(executor):
+    engine = Engine(executor=executor)
+    task = Task("t", fn=lambda: None, timeout={"soft": 1, "hard": 3})
+    with pytest.raises(ConfigError) as err:
+        engine.run([task])
+    message = str(err.value)
+    assert f"task 't': timeout.hard: the {executor!r} executor cannot stop a running body" \
+        in message
+    assert "executors that can: 'process'" in message and task.attempts == 0
 
-    def body(context):
-        started.set()
-        context.token.wait(5)
 
-    task = Task("t", fn=body, timeout={"hard": 3})
-    run = engine.open_run()
-    run.add([task])
-    run.start()
-    assert started.wait(5)
-    clock.advance(3)
-    assert run.wait(5)
-    run.close()
-    assert isinstance(task.exception, TaskTimeout)
+def test_an_executor_declares_that_it_stops_bodies():
+    from taskloom_std.executors.thread import ThreadExecutor
+
+    class Killable(ThreadExecutor):
+        name = "killable"
+        hard_timeouts = True
+
+    plugins = load_plugins()
+    plugins.registry.add("executor", "killable", Killable)
+    engine = Engine(plugins=plugins, executor="thread")
+    refused = Task("refused", fn=lambda: 1, timeout={"hard": 3})
+    with pytest.raises(ConfigError, match="executors that can: 'killable', 'process'"):
+        engine.run([refused])
+    engine = Engine(plugins=plugins, executor="killable")
+    summary = engine.run([Task("t", fn=lambda: 1, timeout={"hard": 3})])
+    assert summary.ok and summary.results == {"t": 1}
 
 
 @pytest.mark.parametrize("executor", ["asyncio", "thread"])

@@ -90,7 +90,7 @@ def test_bodies_run_on_workers_and_results_flow_along_edges(client: Client) -> N
 def test_a_failure_on_a_worker_fails_the_task_and_its_dependents(client: Client) -> None:
     summary = engine(client).run([
         Task("boom", fn=rb.boom),
-        Task("after", fn=rb.double, dependencies=["boom"]),
+        Task("after", fn=rb.where, dependencies=["boom"]),
     ])
     assert summary.status == "failed"
     tasks = {t.name: t for t in summary.tasks}

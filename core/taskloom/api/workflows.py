@@ -8,8 +8,8 @@ once its condition has been evaluated, and the tasks it does not take end ``skip
 
 :class:`Flow` drives a task graph in which some tasks have a condition (``when`` in TOML):
 a conditional task joins the run once its dependencies are final and its predicate, given
-the context dict, returned true; otherwise it is ``skipped`` and its dependents follow their
-trigger rules.
+a :class:`ConditionContext` (the context object bodies receive), returned true; otherwise
+it is ``skipped`` and its dependents follow their trigger rules.
 """
 
 from __future__ import annotations
@@ -20,14 +20,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from taskloom.kernel.engine import Engine, Run, RunSummary
+from taskloom.kernel.engine import (
+    Attempt,
+    Engine,
+    Run,
+    RunSummary,
+    TaskContext,
+    unfilled_parameters,
+)
+from taskloom.kernel.errors import ConfigError
 from taskloom.kernel.graph import DependencyGraph
 from taskloom.kernel.states import TERMINAL, TaskState
 from taskloom.kernel.task import Task
 
 log = logging.getLogger("taskloom.workflows")
 
-Condition = Callable[[dict[str, Any]], Any]
+Condition = Callable[[Any], Any]
 
 _engines: dict[int | None, Engine] = {}
 _engines_lock = threading.Lock()
@@ -42,17 +50,46 @@ def default_engine(max_workers: int | None = None) -> Engine:
         return engine
 
 
-def condition_context(run: Run, task: Task) -> dict[str, Any]:
-    """What a ``when`` predicate receives: the run's data, ``results`` of completed tasks by
-    name, ``last_result`` (the result of the task's last completed dependency) and ``task``."""
-    results = dict(run.results)
-    context = dict(run.data)
-    context["results"] = results
-    done = [d for d in task.dependencies if d in results]
-    if done:
-        context["last_result"] = results[done[-1]]
-    context["task"] = task.name
-    return context
+class ConditionContext(TaskContext):
+    """What a ``when`` predicate receives: the same context object as a task body (``results``,
+    ``data``, ``config``, ``task``, ``run_id``, ``token``), made before the task's first
+    attempt, plus ``last_result``: the result of the task's last completed dependency.
+
+    Dict-style reads of the older predicate argument still work: ``context["results"]``,
+    ``context["last_result"]``, ``context["task"]`` (the task's name) and the keys of the run's
+    data, with ``get`` and ``in``; they read a snapshot taken when the predicate is asked.
+    """
+
+    __slots__ = ("_view",)
+
+    def __init__(self, run: Run, task: Task) -> None:
+        super().__init__(Attempt(task, 0, run))
+        view = dict(run.data)
+        results = view["results"] = dict(run.results)
+        done = [d for d in task.dependencies if d in results]
+        if done:
+            view["last_result"] = results[done[-1]]
+        view["task"] = task.name
+        self._view = view
+
+    @property
+    def last_result(self) -> Any:
+        """The result of the task's last completed dependency (None when none completed)."""
+        return self._view.get("last_result")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._view[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._view
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._view.get(key, default)
+
+
+def condition_context(run: Run, task: Task) -> ConditionContext:
+    """What a ``when`` predicate of ``task`` receives (see :class:`ConditionContext`)."""
+    return ConditionContext(run, task)
 
 
 class Flow:
@@ -89,6 +126,10 @@ class Flow:
         return list(self._held)
 
     def start(self) -> None:
+        # A held task joins the run later: its body is checked now, before anything starts.
+        problems = [f"task {t.name!r}: {p}" for t in self._held for p in unfilled_parameters(t)]
+        if problems:
+            raise ConfigError(problems)
         self.run.add(self._start)
         self.run.start()
         self._advance()

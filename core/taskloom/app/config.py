@@ -20,8 +20,10 @@ Validation reports every problem at once, each with its key path.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib
 import json
+import math
 import os
 import re
 import sys
@@ -55,6 +57,13 @@ ENV_PREFIX = "TASKLOOM_"
 RESERVED_ENV = frozenset({"TASKLOOM_DISABLE_PLUGINS", "TASKLOOM_TRACE_HOOKS", "TASKLOOM_CONFIG"})
 
 KeyPath = tuple[str | int, ...]
+
+#: The longest interval, jitter or grace time a schedule takes, in seconds (100 years): the
+#: scheduler adds it to dates, which end in the year 9999.
+MAX_SECONDS = 100 * 366 * 86400
+#: Task options that policy plugins check (each stops at its first problem).
+_TASK_OPTIONS = ("retry", "timeout", "cache", "circuit_breaker")
+_UNIT_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
 
 
 def _toml() -> Any:
@@ -110,7 +119,8 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = _toml().loads(text)
     except _toml().TOMLDecodeError as exc:
-        raise ConfigError([f"invalid TOML: {exc}"], source=str(path)) from exc
+        raise ConfigError([f"invalid TOML: {exc}{_caret(text, str(exc))}"],
+                          source=str(path)) from exc
     if not _is_pyproject(path):
         return data
     tool = data.get("tool", {})
@@ -124,6 +134,21 @@ def _read(path: Path) -> dict[str, Any]:
         else:
             root["taskloom"][key] = value
     return root
+
+
+def _caret(text: str, message: str) -> str:
+    """The line a TOML error names, with a caret under its column (empty when none is named)."""
+    where = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if where is None:
+        return ""
+    number, column = int(where[1]), int(where[2])
+    lines = text.splitlines()
+    if not 1 <= number <= len(lines):
+        return ""
+    line = lines[number - 1]
+    pad = "".join(c if c == "\t" else " " for c in line[: column - 1])
+    gutter = " " * len(str(number))
+    return f"\n  {number} | {line}\n  {gutter} | {pad}^"
 
 
 def parse_value(text: str) -> Any:
@@ -334,7 +359,10 @@ class Config:
                         f"{spec['call']!r} for task {name!r}: {type(exc).__name__}: {exc}"
                     )
                     continue
-            tasks.append(_task(name, spec, fn))
+            try:
+                tasks.append(_task(name, spec, fn))
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{format_path(('tasks', name), pyproject)}: {exc}")
         if problems:
             raise ConfigError(problems, source=self._source())
         return tasks
@@ -445,6 +473,9 @@ class _Checker:
             self.add(path, f"expected {describe(key.kinds)}, got {_show(value)}")
             return False
         kind = kind_of(value)
+        if kind == "float" and "any" not in key.kinds and not math.isfinite(value):
+            self.add(path, f"expected a finite number, got {value!r}")
+            return False
         if kind in ("integer", "float") and (
             (key.minimum is not None and value < key.minimum)
             or (key.maximum is not None and value > key.maximum)
@@ -593,10 +624,14 @@ class _Checker:
         good_tasks: dict[str, dict[str, Any]] = {}
         for name, spec in tasks.items():
             path: KeyPath = ("tasks", name)
+            if not name.strip():
+                self.add(path, "a task name must not be empty")
             good = self.table(path, spec, TASK_KEYS)
             if good is None:
                 continue
             good_tasks[name] = good
+            if "call" not in spec:
+                self.nothing_to_run(name, names)
             for key in ("call", "when"):
                 ref = good.get(key)
                 if ref is not None and (not _REF.fullmatch(ref)
@@ -618,6 +653,25 @@ class _Checker:
                 self.add((*path, "timeout"), f"must be > 0, got {timeout}")
         self.cycles(good_tasks)
         return good_tasks
+
+    def bodies(self, tasks: Iterable[Task]) -> None:
+        """Parameters of a body that nothing will fill (no dependency of that name, no
+        default), found before a run fails on them."""
+        from taskloom.kernel.engine import unfilled_parameters
+
+        for task in tasks:
+            for problem in unfilled_parameters(task):
+                self.add(("tasks", task.name, "call"), problem)
+
+    def nothing_to_run(self, name: str, names: list[str]) -> None:
+        """A task table without ``call`` is a typo or a leftover, never a task to complete."""
+        others = [n for n in names if n != name]
+        made = [o for p, o in self.origins.items() if p[:2] == ("tasks", name)]
+        spec = self.raw["tasks"][name]
+        made_by = f" (the table was made by {made[0]})" if made and len(made) == len(spec) \
+            and all(("tasks", name, k) in self.origins for k in spec) else ""
+        self.add(("tasks", name), 'no call = "module:function": a task needs something to '
+                 "run" + _did_you_mean(name, others) + made_by)
 
     def cycles(self, tasks: dict[str, dict[str, Any]]) -> None:
         from taskloom.kernel.graph import DependencyGraph
@@ -643,11 +697,13 @@ class _Checker:
         if ps is None or not ps.flags.task_prepare:
             return
         impls = ps.hook.taskloom_task_prepare.get_hookimpls()
-        try:  # a run that never starts: plugins that keep per-run state can look at it
+        try:  # a run that never starts, on the configured executors: plugins look at it
             from taskloom.kernel.engine import Engine
 
-            run: Any = Engine(plugins=ps).open_run(name="validate")
-        except Exception:
+            kwargs = Config(None, self.raw).engine_kwargs()
+            run: Any = Engine(plugins=ps, **{k: v for k, v in kwargs.items() if k in (
+                "executor", "executor_options", "executors")}).open_run(name="validate")
+        except Exception:  # the engine's settings are wrong, and reported already
             run = None
         for name, spec in tasks.items():
             try:
@@ -656,15 +712,18 @@ class _Checker:
                 continue
             if not task.options:
                 continue
-            args = {"task": task, "run": run}
             for impl in impls:
                 try:
-                    impl.function(*[args[a] for a in impl.argnames])
+                    _prepare(impl, task, run)
                 except ConfigError as exc:
-                    for problem in exc.problems:
+                    recheck = functools.partial(_prepare_with, impl, name, spec, run)
+                    for problem in _every_problem(exc.problems, spec, _TASK_OPTIONS, recheck):
                         self.task_problem(name, problem)
-                except Exception:  # a plugin that needs a live run checks when the run starts
-                    continue
+                except Exception as exc:
+                    if run is None:  # a plugin that needs a run checks when the run starts
+                        continue
+                    self.add(("tasks", name), f"plugin {impl.plugin_name!r} crashed while "
+                             f"checking the task's options: {type(exc).__name__}: {exc}")
 
     def task_problem(self, name: str, problem: str) -> None:
         """A plugin's ``task 'x': retry.max_retries: ...`` as ``tasks.x.retry.max_retries``."""
@@ -696,27 +755,42 @@ class _Checker:
             if len(which) != 1:
                 self.add(path, "needs exactly one of cron, interval, at or trigger"
                          + (f"; got {', '.join(which)}" if which else ""))
+            for key in ("jitter", "misfire_grace_time"):
+                if key in good and good[key] > MAX_SECONDS:
+                    self.add((*path, key), f"must be at most {MAX_SECONDS} seconds (100 years), "
+                                           f"got {good[key]:g}")
+                    good.pop(key)
             tz = good.get("timezone")
-            if tz is not None:
-                import zoneinfo
-
-                try:
-                    zoneinfo.ZoneInfo(tz)
-                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                    self.add((*path, "timezone"), f"unknown time zone {tz!r}")
-                    good.pop("timezone")  # the trigger is still checked, in UTC
+            if tz is not None and not self.time_zone((*path, "timezone"), tz):
+                good.pop("timezone")  # the trigger is still checked, in UTC
             seconds = self.interval((*path, "interval"), good.get("interval"))
             at = self.at((*path, "at"), good.get("at"))
-            if len(which) != 1 or not isinstance(task, str) or (
+            # A key of the wrong type was reported by table() and is not in ``good``.
+            if len(which) != 1 or which[0] not in good or not isinstance(task, str) or (
                     which[0] in ("interval", "at") and (seconds or at) is None):
                 continue
             schedule = _schedule(i, good, which[0], seconds, at)
             if self.check_trigger((*path, which[0]), schedule) and len(self.problems) == before:
                 self.schedules.append(schedule)
 
+    def time_zone(self, path: KeyPath, name: str) -> bool:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(name)
+        # a folder of the zone database or a name too long for a file is an OSError
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            self.add(path, f"unknown time zone {_clip(name)}: expected an IANA name such as "
+                           "'Europe/Berlin' or 'UTC'")
+            return False
+        return True
+
     def check_trigger(self, path: KeyPath, schedule: Schedule) -> bool:
         """Build the trigger as the scheduler will, so its own checks (cron fields, time
-        zones, jitter) are reported now; without trigger plugins, cron is checked here."""
+        zones, jitter) are reported now; without trigger plugins, cron is checked here.
+
+        Whatever the trigger's factory raises is a reported problem naming the plugin that
+        registered it, never a traceback."""
         registry = self.plugins.registry if self.plugins is not None else None
         if registry is None or schedule.trigger not in registry.names("trigger"):
             if schedule.cron is not None:
@@ -726,10 +800,22 @@ class _Checker:
         if schedule.jitter is not None:
             options["jitter"] = schedule.jitter
         try:
-            registry.create("trigger", schedule.trigger, **options)
+            trigger = registry.create("trigger", schedule.trigger, **options)
         except (TaskloomError, ValueError, TypeError) as exc:
             self.add(path if schedule.trigger != "interval" or "jitter" not in str(exc)
                      else (*path[:-1], "jitter"), str(exc))
+            return False
+        except Exception as exc:
+            owner = registry.owner("trigger", schedule.trigger)
+            self.add(path, f"trigger {schedule.trigger!r} (plugin {owner!r}) failed on these "
+                           f"options: {type(exc).__name__}: {exc}")
+            return False
+        try:
+            _fire_times(trigger)
+        except Exception as exc:
+            owner = registry.owner("trigger", schedule.trigger)
+            self.add(path, f"trigger {schedule.trigger!r} (plugin {owner!r}) cannot compute its "
+                           f"fire times from these options: {type(exc).__name__}: {exc}")
             return False
         return True
 
@@ -738,44 +824,77 @@ class _Checker:
 
         try:
             CronSim(expression, _dt.datetime(2000, 1, 1))
-        except CronSimError as exc:
+        except (CronSimError, ValueError, OverflowError) as exc:
             self.add(path, f"invalid cron expression {expression!r}: {exc}")
             return False
         return True
 
     def interval(self, path: KeyPath, value: Any) -> float | None:
+        """Seconds from ``interval`` (a number, or a table of units): finite, more than 0
+        and at most :data:`MAX_SECONDS`, so the scheduler's date arithmetic cannot overflow."""
         if value is None:
             return None
         if isinstance(value, dict):
-            total = 0.0
+            total, ok = 0.0, True
             for unit, n in value.items():
                 if unit not in INTERVAL_UNITS:
                     self.unknown((*path, unit), INTERVAL_UNITS)
-                elif isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0:
-                    self.add((*path, unit), f"expected a number >= 0, got {_show(n)}")
+                    ok = False
+                elif isinstance(n, bool) or not isinstance(n, (int, float)) or not (
+                        math.isfinite(n) and n >= 0):
+                    self.add((*path, unit), f"expected a finite number >= 0, got {_show(n)}")
+                    ok = False
                 else:
-                    total += _dt.timedelta(**{unit: n}).total_seconds()
+                    total += n * _UNIT_SECONDS[unit]
+            if not ok:
+                return None
             value = total
-        if value <= 0:
-            self.add(path, "must be more than 0 seconds")
+        if not math.isfinite(value) or value <= 0:
+            self.add(path, f"must be more than 0 seconds, got {value:g}")
+            return None
+        if value > MAX_SECONDS:
+            self.add(path, f"must be at most {MAX_SECONDS} seconds (100 years), got {value:g}")
             return None
         return float(value)
 
     def at(self, path: KeyPath, value: Any) -> _dt.datetime | None:
         if value is None:
             return None
+        moment: _dt.datetime | None = None
         if isinstance(value, str):
             try:
-                return _dt.datetime.fromisoformat(value)
+                moment = _dt.datetime.fromisoformat(value)
             except ValueError:
-                self.add(path, f"expected an ISO date-time, got {value!r}")
+                self.add(path, f"expected an ISO date-time, got {_clip(value)}")
                 return None
-        if isinstance(value, _dt.datetime):
-            return value
-        if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-            return _dt.datetime(value.year, value.month, value.day)
-        self.add(path, f"expected a date-time, got {_show(value)}")
-        return None
+        elif isinstance(value, _dt.datetime):
+            moment = value
+        elif isinstance(value, _dt.date):
+            moment = _dt.datetime(value.year, value.month, value.day)
+        else:
+            self.add(path, f"expected a date-time, got {_show(value)}")
+            return None
+        # A time-zone offset or local time moves a moment by up to a day: years 1 and 9999
+        # cannot always be converted to UTC.
+        if not 1 < moment.year < 9999:
+            self.add(path, f"must be between the years 2 and 9998, got {value}")
+            return None
+        return moment
+
+
+def _fire_times(trigger: Any) -> None:
+    """Ask a trigger what the scheduler will ask it: its first two fire times from now, each
+    delayed by its whole jitter. Date arithmetic that overflows raises here, not in a
+    running scheduler."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    first = getattr(trigger, "first_fire_time", None)
+    when = first(now) if callable(first) else trigger.next_fire_time(now)
+    jitter = getattr(trigger, "jitter", None) or 0.0
+    for _ in range(2):
+        if when is None:
+            return
+        _dt.datetime.fromtimestamp(when.timestamp() + float(jitter), _dt.timezone.utc)
+        when = trigger.next_fire_time(when)
 
 
 def _schedule(i: int, good: Mapping[str, Any], which: str, seconds: float | None,
@@ -806,6 +925,12 @@ def _schedule(i: int, good: Mapping[str, Any], which: str, seconds: float | None
     )
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    """``repr(text)``, shortened: a problem line stays readable whatever was written."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[: limit - 5]}...' ({len(text)} characters)"
+
+
 def _show(value: Any) -> str:
     kind = kind_of(value)
     if kind in ("table", "array"):
@@ -826,16 +951,91 @@ def _plugins_for(table: Any, problems: _Checker) -> PluginSet | None:
     clean["strict"] = strict if isinstance(strict, bool) else False
     try:
         return load_plugins(config=clean)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            problems.problems.append(problem)
     except PluginError as exc:
         problems.add(("taskloom", "strict"), str(exc))
-    try:  # a plugin rejected its section: the names are still worth checking
-        clean.pop("strict")
-        return load_plugins(config={"disable_plugins": clean["disable_plugins"]})
+        failure: Exception | None = None
+    except Exception as exc:  # a plugin rejected (or choked on) its section: asked one by one
+        failure = exc
+    try:  # the names are still worth checking
+        plugins = load_plugins(config={"disable_plugins": clean["disable_plugins"]})
     except Exception:
-        return None
+        plugins = None
+    before = len(problems.problems)
+    if failure is not None and plugins is not None:
+        _configure_each(plugins, clean, problems)
+    if failure is not None and len(problems.problems) == before:
+        problems.add(("taskloom",), "the plugins cannot be loaded with this configuration: "
+                                    f"{type(failure).__name__}: {failure}")
+    return plugins
+
+
+def _prepare(impl: Any, task: Task, run: Any) -> None:
+    args = {"task": task, "run": run}
+    impl.function(*[args[a] for a in impl.argnames])
+
+
+def _prepare_with(impl: Any, name: str, spec: Mapping[str, Any], run: Any,
+                  changed: dict[str, Any]) -> None:
+    _prepare(impl, _task(name, {**spec, **changed}, None), run)
+
+
+def _configure_with(impl: Any, settings: dict[str, Any], changed: dict[str, Any]) -> None:
+    from types import MappingProxyType
+
+    impl.function(config=MappingProxyType({**settings, **changed}))
+
+
+def _every_problem(first: list[str], table: Mapping[str, Any], keys: Iterable[str],
+                   check: Callable[[dict[str, Any]], None]) -> list[str]:
+    """Every problem of the tables in ``table[keys]``, when a plugin stops at the first.
+
+    ``check`` is called again with each table reduced to one of its keys (``{"retry":
+    {"backoff": ...}}``); of what it raises, the problems that name that key are kept."""
+    found = list(first)
+    for key in keys:
+        sub = table.get(key)
+        if not isinstance(sub, dict) or len(sub) < 2:
+            continue
+        for item, value in sub.items():
+            try:
+                check({key: {item: value}})
+            except ConfigError as exc:
+                named = re.compile(rf"(?<![\w-]){re.escape(str(item))}(?![\w-])")
+                found.extend(p for p in exc.problems if named.search(p) and p not in found)
+            except Exception:  # only the whole table is this plugin's input
+                continue
+    return found
+
+
+def _section_path(problem: str, sections: Iterable[str]) -> str:
+    """A plugin's problem with the key path as the validator prints it:
+    ``[taskloom.retry].backoff must ...`` as ``taskloom.retry.backoff: must ...``, and
+    ``otel.exporter: ...`` as ``taskloom.otel.exporter: ...``."""
+    problem = re.sub(r"^\[taskloom\.([\w-]+)\]\.([\w-]+) ", r"taskloom.\1.\2: ", problem)
+    head = problem.split(":", 1)[0].split(".", 1)[0]
+    return f"taskloom.{problem}" if head in sections else problem
+
+
+def _configure_each(plugins: PluginSet, settings: dict[str, Any], problems: _Checker) -> None:
+    """Give each plugin the ``[taskloom]`` table on its own, so every plugin's complaint is
+    reported, and one that crashes is named instead of showing a traceback."""
+    from types import MappingProxyType
+
+    config = MappingProxyType(settings)
+    sections = [k for k, v in settings.items() if isinstance(v, dict)]
+    for impl in plugins.hook.taskloom_configure.get_hookimpls():
+        try:
+            impl.function(config=config)
+        except ConfigError as exc:
+            problems.problems.extend(_section_path(p, sections) for p in _every_problem(
+                exc.problems, settings, sections,
+                functools.partial(_configure_with, impl, settings),
+            ))
+        except Exception as exc:
+            name = impl.plugin_name
+            path: KeyPath = ("taskloom", name) if name in settings else ("taskloom",)
+            problems.add(path, f"plugin {name!r} crashed while checking its configuration: "
+                               f"{type(exc).__name__}: {exc}")
 
 
 def _merge(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
@@ -870,11 +1070,14 @@ def _check(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
     checker.policies(tasks)
     config = Config(path, raw, checker.schedules)
     if imports and not checker.problems:
-        for build in (config.build_tasks, config.conditions):
-            try:
-                build()
-            except ConfigError as exc:
-                checker.problems.extend(exc.problems)
+        try:
+            checker.bodies(config.build_tasks())
+        except ConfigError as exc:
+            checker.problems.extend(exc.problems)
+        try:
+            config.conditions()
+        except ConfigError as exc:
+            checker.problems.extend(exc.problems)
     return config, checker.problems
 
 
@@ -899,6 +1102,28 @@ def load_config(
     if problems:
         raise ConfigError(problems, source=str(file) if file is not None else None)
     return config
+
+
+def check_config(
+    path: Path | None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+    imports: bool = True,
+) -> tuple[Config | None, list[str]]:
+    """The configuration in ``path`` (``None``: the defaults) and every problem in it; the
+    configuration is ``None`` when the file cannot be read or parsed."""
+    try:
+        return _check(path, overrides, env, None, imports=imports)
+    except ConfigError as exc:
+        return None, list(exc.problems)
+
+
+def searched(start: str | os.PathLike[str] | None = None) -> str:
+    """Where :func:`find_config` looks, in words, for a message that it found nothing."""
+    here = Path(start or os.getcwd()).resolve()
+    return (f"looked for {FILE_NAME}, or pyproject.toml with a [tool.taskloom] table, in {here} "
+            "and every folder above it (TASKLOOM_CONFIG names a file directly)")
 
 
 def validate_config(

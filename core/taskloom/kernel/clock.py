@@ -48,6 +48,10 @@ class Clock(Protocol):
         """Wait until ``event`` is set or ``timeout`` clock-seconds pass; True if set."""
 
 
+#: The longest single wait of the timer thread; it wakes up and waits again after that.
+_MAX_WAIT = 86400.0
+
+
 class _TimerHeap:
     def __init__(self) -> None:
         self.heap: list[tuple[float, int, TimerHandle]] = []
@@ -117,7 +121,9 @@ class SystemClock:
                     if nxt is not None and nxt <= now:
                         due = self._timers.pop_due(now)
                         break
-                    self._cond.wait(None if nxt is None else nxt - now)
+                    # A far deadline (timeout = 1e300) must not overflow the wait and kill
+                    # the timer thread, which every later timer of the process needs.
+                    self._cond.wait(None if nxt is None else min(nxt - now, _MAX_WAIT))
             for handle in due:
                 _fire(handle)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from taskloom.kernel.clock import Clock, system_clock
 from taskloom.kernel.decisions import Fail, Fallback, Retry
 from taskloom.kernel.errors import (
+    ConfigError,
     DuplicateTaskError,
     PluginError,
     TaskCancelled,
@@ -77,6 +78,41 @@ def _signature(fn: Callable[..., Any]) -> tuple[frozenset[str], bool, bool]:
     return names, varkw, is_async
 
 
+#: Body parameters the engine fills itself, besides dependency results.
+_ENGINE_FILLED = ("context",)
+
+
+def unfilled_parameters(task: Task) -> list[str]:
+    """A message for each parameter of the task's body that nothing fills: not named like a
+    dependency, not ``context``, without a default (the run would fail with Python's
+    "missing 1 required positional argument"). Empty when the body can be called."""
+    body = task.execute if type(task).execute is not Task.execute else task.fn
+    if body is None:
+        return []
+    free = _signature(body)[0].difference(task.dependencies, _ENGINE_FILLED)
+    if not free:
+        return []
+    import difflib
+    import inspect
+
+    try:
+        params = inspect.signature(body).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    deps = list(dict.fromkeys(task.dependencies))
+    problems = []
+    for p in params:
+        if p.name in free and p.default is p.empty and p.kind not in (
+                p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            close = difflib.get_close_matches(p.name, deps, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            problems.append(
+                f"parameter {p.name!r} of the body matches no dependency (depends on: "
+                f"{', '.join(deps) or 'nothing'}) and has no default{hint}"
+            )
+    return problems
+
+
 class Plan:
     """What an attempt of one task needs, worked out once when the task joins a run."""
 
@@ -96,6 +132,10 @@ class Plan:
             self.is_async = False
             return
         names, varkw, self.is_async = _signature(body)
+        if names and names.difference(task.dependencies, _ENGINE_FILLED):
+            problems = unfilled_parameters(task)
+            if problems:
+                raise ConfigError([f"task {task.name!r}: {p}" for p in problems])
         if names or varkw:
             self.deps = tuple(
                 d for d in dict.fromkeys(task.dependencies) if varkw or d in names
@@ -861,6 +901,11 @@ class Run:
         )
         self._set(task, FAILED)
         self._terminal(task)
+
+    def executor_for(self, task: Task) -> Executor:
+        """The executor that runs ``task``'s attempts in this run."""
+        with self._lock:
+            return self._executor_for(task)
 
     def _executor_for(self, task: Task) -> Executor:
         name = task.options.get("executor") if task.options else None

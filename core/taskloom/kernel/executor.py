@@ -85,6 +85,10 @@ class Executor(abc.ABC):
     name = "executor"
     #: True when ``async def`` bodies run natively (else they run with ``asyncio.run``).
     native_async = False
+    #: True when the executor can stop a running body at a hard timeout on its own (a worker
+    #: process can be killed; a thread cannot). A hard timeout on an executor without this
+    #: capability is refused when the task joins a run.
+    hard_timeouts = False
 
     def __init__(self, max_workers: int | None = None, **options: Any) -> None:
         if options:
@@ -115,3 +119,20 @@ class Executor(abc.ABC):
 
     def shutdown(self, wait: bool = True) -> None:
         """Release workers. ``wait=False`` must not block on attempts that overran."""
+
+
+def hard_timeout_executors(registry: Any) -> list[str]:
+    """Names of the registered executors that can stop a running body (``hard_timeouts``),
+    each asked by building it with its default options."""
+    names: list[str] = []
+    for name in registry.names("executor"):
+        try:
+            executor = registry.create("executor", name)
+        except Exception:  # an executor that cannot be built with defaults is not offered
+            continue
+        try:
+            if getattr(executor, "hard_timeouts", False):
+                names.append(name)
+        finally:
+            executor.shutdown(wait=False)
+    return names

@@ -30,6 +30,18 @@ def validate_priority(name: str, priority: object) -> int:
     return priority
 
 
+def _names(task: str, what: str, value: object) -> list[str]:
+    """``value`` as a list of non-empty strings (task names, tags); TypeError naming the task."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(f"task {task!r}: {what} must be a list of strings, got {value!r}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise TypeError(f"task {task!r}: {what} must be a list of non-empty strings, "
+                            f"got {item!r} in it")
+    return items
+
+
 def stats_component(plugins: Any) -> Any:
     """The ``stats`` plugin's collector of a plugin set (found by name, never imported)."""
     from taskloom.kernel.errors import UnknownComponentError
@@ -129,23 +141,30 @@ class Task:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a task name must be a non-empty string, got {name!r}")
         self.name = name
+        if not isinstance(description, str):
+            raise TypeError(f"task {name!r}: description must be a string, got {description!r}")
         self.description = description
         # The common case (a small int) skips the validation call.
         if type(priority) is not int or not 1 <= priority <= 10:
             validate_priority(name, priority)
         self.priority = priority
-        self.dependencies: list[str] = list(dependencies) if dependencies else []
+        self.dependencies: list[str] = (
+            _names(name, "dependencies", dependencies) if dependencies else [])
+        if config and not isinstance(config, Mapping):
+            raise TypeError(f"task {name!r}: config must be a mapping, got {config!r}")
         self.config: dict[str, Any] = dict(config) if config else {}
         if fn is not None and not callable(fn):
             raise TypeError(f"task {name!r}: fn must be callable, got {fn!r}")
         self.fn = fn
-        self.tags: frozenset[str] = frozenset(tags) if tags else _NO_TAGS
-        if trigger_rule not in TRIGGER_RULES:
+        self.tags: frozenset[str] = frozenset(_names(name, "tags", tags)) if tags else _NO_TAGS
+        if not isinstance(trigger_rule, str) or trigger_rule not in TRIGGER_RULES:
             raise ValueError(
                 f"task {name!r}: unknown trigger_rule {trigger_rule!r}; "
                 f"one of {', '.join(sorted(TRIGGER_RULES))}"
             )
         self.trigger_rule = trigger_rule
+        if options and not isinstance(options, Mapping):
+            raise TypeError(f"task {name!r}: options must be a mapping, got {options!r}")
         opts: dict[str, Any] = dict(options) if options else {}
         if (retry is not None or timeout is not None or cache is not None
                 or circuit_breaker is not None or fallback is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,11 +49,14 @@ def resolve_exception_types(spec: Any, where: str) -> tuple[type[BaseException],
 
 
 def number(value: Any, where: str, *, minimum: float = 0.0, allow_none: bool = False) -> Any:
-    """``value`` if it is a real number >= ``minimum`` (bools refused), else ConfigError."""
+    """``value`` if it is a finite real number >= ``minimum`` (bools, inf and nan refused),
+    else ConfigError."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
         raise ConfigError(f"{where} must be a number >= {minimum:g}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number >= {minimum:g}, got {value!r}")
     return value
 
 

@@ -9,8 +9,9 @@ Task option ``timeout``: seconds (``timeout = 30``, the same as ``{soft = 30}``)
   ``context.token``; its late return is reported by ``taskloom_task_overrun``), an
   ``async def`` body is cancelled, a process worker is killed.
 * **hard**: the process executor kills and replaces the worker at that deadline on its own,
-  even with this plugin disabled. Threads cannot be killed, so for other executors a hard
-  limit acts as a soft one (the earlier of the two applies).
+  even with this plugin disabled. Threads cannot be killed: a hard limit on an executor
+  without the ``hard_timeouts`` capability (thread, asyncio, inline) is refused when the task
+  joins a run, naming the executors that have it.
 """
 
 from __future__ import annotations
@@ -96,7 +97,26 @@ def _expire(run: Any, attempt: Any, seconds: float) -> None:
 @hookimpl
 def taskloom_task_prepare(task: Any, run: Any) -> None:
     if "timeout" in task.options:
-        parse_timeout(task.options["timeout"], f"task {task.name!r}: timeout")
+        _, hard = parse_timeout(task.options["timeout"], f"task {task.name!r}: timeout")
+        if hard is not None and run is not None:
+            check_hard_timeout(task, run.executor_for(task), run.plugins.registry)
+
+
+def check_hard_timeout(task: Any, executor: Any, registry: Any) -> None:
+    """ConfigError unless ``executor`` can stop a body at the hard limit by itself."""
+    if getattr(executor, "hard_timeouts", False):
+        return
+    from taskloom.kernel.executor import hard_timeout_executors
+
+    able = hard_timeout_executors(registry)
+    name = getattr(executor, "name", type(executor).__name__)
+    where = (f"executors that can: {', '.join(repr(n) for n in able)} (executor = "
+             f"\"{able[0]}\" on the task or in [taskloom])" if able
+             else "no installed executor can")
+    raise ConfigError(
+        f"task {task.name!r}: timeout.hard: the {name!r} executor cannot stop a running body; "
+        f"{where}; or use a soft timeout"
+    )
 
 
 @hookimpl

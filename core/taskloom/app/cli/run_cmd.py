@@ -21,7 +21,7 @@ from taskloom.app.cli._common import (
     start_exporters,
     stop_exporters,
 )
-from taskloom.app.config import validate_config
+from taskloom.app.config import check_config, find_config, searched
 from taskloom.kernel.errors import ConfigError, TaskloomError
 from taskloom.kernel.states import TERMINAL, TaskState
 
@@ -139,6 +139,10 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
         try:
             with view:
                 _drive(flow, run_, view, interrupts)
+        except TaskloomError as exc:  # a task refused as it joined the run (a held one)
+            run_.cancel()
+            run_.close()
+            fail([str(exc)], str(config.path) if config.path else None)
         except BaseException:
             run_.cancel()
             run_.close()
@@ -234,15 +238,16 @@ def validate(file: str | None, config_file: str | None, sets: Sequence[str],
       taskloom validate pyproject.toml --set taskloom.queue=fifo
     """
     path = config_path(file, config_file)
-    problems = validate_config(path, list(sets), imports=not no_import)
-    source = str(path) if path is not None else None
-    if problems:
+    if path is None:
+        path = find_config()
+    if path is None:
+        fail([f"no configuration file found: {searched()}"])
+    config, problems = check_config(path, list(sets), imports=not no_import)
+    source = str(path)
+    if problems or config is None:
         fail(problems, source)
-    from taskloom.app.config import load_config
-
-    config = load_config(path, list(sets))
-    where = source or "defaults"
-    click.echo(f"{where}: OK ({len(config.tasks)} task(s), {len(config.schedules)} "
+    what = f"{source} [tool.taskloom]" if path.name == "pyproject.toml" else source
+    click.echo(f"{what}: OK ({len(config.tasks)} task(s), {len(config.schedules)} "
                f"schedule(s))")
     raise SystemExit(EXIT_OK)
 
