@@ -1,7 +1,10 @@
 """Cron jobs across daylight-saving changes: exact fire times under a fake clock.
 
-Policy: a local time that does not exist runs once at the first valid instant after the gap;
-a local time that occurs twice runs once (first occurrence) unless ``ambiguous="both"``.
+cron(8)'s rule: a fixed-time expression runs a local time that does not exist once at the
+first valid instant after the gap, and a local time that occurs twice once (its first
+occurrence) unless ``ambiguous="both"``; an expression whose minute or hour field starts
+with ``*`` follows the wall clock (skipped times are not made up, repeated ones run again).
+The independent minute-by-minute check of that rule is in ``test_cron_dst_walk``.
 """
 
 from __future__ import annotations
@@ -103,13 +106,39 @@ def test_new_york_spring_forward_every_30_minutes() -> None:
     ]
 
 
-def test_new_york_fall_back_hourly_does_not_repeat_the_hour() -> None:
+def test_new_york_fall_back_hourly_runs_in_every_real_hour() -> None:
     due, _ = drive("0 * * * *", NEW_YORK, utc(2024, 11, 3, 4, 30), utc(2024, 11, 3, 8, 0))
     assert [d.astimezone(UTC) for d in due] == [
         utc(2024, 11, 3, 5, 0),  # 01:00 EDT
-        # 01:00 EST (06:00 UTC) is the same wall time again: not run
+        utc(2024, 11, 3, 6, 0),  # 01:00 EST: the wall clock shows 01:00 again
         utc(2024, 11, 3, 7, 0),  # 02:00 EST
         utc(2024, 11, 3, 8, 0),  # 03:00 EST
+    ]
+
+
+def test_new_york_fall_back_hourly_once_when_asked() -> None:
+    due, _ = drive("0 * * * *", NEW_YORK, utc(2024, 11, 3, 4, 30), utc(2024, 11, 3, 8, 0),
+                   ambiguous="once")
+    assert [d.astimezone(UTC) for d in due] == [
+        utc(2024, 11, 3, 5, 0), utc(2024, 11, 3, 7, 0), utc(2024, 11, 3, 8, 0),
+    ]
+
+
+def test_berlin_spring_forward_hourly_fires_once_per_real_hour() -> None:
+    # The issue's case: 01:30 CET, then 03:30 CEST, not 03:00 and 03:30.
+    due, _ = drive("30 * * * *", BERLIN, utc(2024, 3, 30, 23, 0), utc(2024, 3, 31, 3, 0))
+    assert [d.astimezone(UTC) for d in due] == [
+        utc(2024, 3, 30, 23, 30), utc(2024, 3, 31, 0, 30), utc(2024, 3, 31, 1, 30),
+        utc(2024, 3, 31, 2, 30),
+    ]
+
+
+def test_berlin_spring_forward_hourly_shift_when_asked() -> None:
+    due, _ = drive("30 * * * *", BERLIN, utc(2024, 3, 31, 0, 0), utc(2024, 3, 31, 1, 45),
+                   nonexistent="shift")
+    assert [d.astimezone(BERLIN).replace(tzinfo=None) for d in due] == [
+        datetime(2024, 3, 31, 1, 30), datetime(2024, 3, 31, 3, 0),
+        datetime(2024, 3, 31, 3, 30),
     ]
 
 
@@ -148,8 +177,9 @@ def test_a_year_of_daily_jobs_has_one_run_per_day(tz: ZoneInfo) -> None:
 def test_stateless_query_inside_the_repeated_hour() -> None:
     from taskloom_std.scheduling import CronTrigger
 
-    once = CronTrigger("*/20 1 * * *", "America/New_York")
-    both = CronTrigger("*/20 1 * * *", "America/New_York", ambiguous="both")
+    once = CronTrigger("*/20 1 * * *", "America/New_York", ambiguous="once")
+    both = CronTrigger("*/20 1 * * *", "America/New_York")
+    assert both.ambiguous == "both"  # its minute field starts with '*': the wall clock
     # 01:10 EDT: the next run is 01:20 EDT for both policies.
     assert once.next_fire_time(utc(2024, 11, 3, 5, 10)) == utc(2024, 11, 3, 5, 20)
     assert both.next_fire_time(utc(2024, 11, 3, 5, 10)) == utc(2024, 11, 3, 5, 20)

@@ -393,13 +393,13 @@ def test_plain_recurring_jobs_share_a_trigger_and_fire_independently() -> None:
                                                 jitter=1.0, rng=random.Random(3))
         assert first.trigger is second.trigger
         assert jittered.trigger is not first.trigger and jittered.trigger.jitter == 1.0
-        # One trigger, but each job keeps its own grid: a at 60, 120; b at 90, 150.
+        # One trigger and one grid (whole minutes since the epoch), whenever a job was added:
+        # a and b both fire at 60 and 120; c as well, plus up to a second of jitter.
         clock.set(T0 + timedelta(seconds=60))
-        assert scheduler.run_pending() == ["a"]
-        clock.set(T0 + timedelta(seconds=91))
-        assert scheduler.run_pending() == ["b", "c"]
-        assert first.next_fire_time == T0 + timedelta(seconds=120)
-        assert second.next_fire_time == T0 + timedelta(seconds=150)
+        assert scheduler.run_pending() == ["a", "b"]
+        clock.set(T0 + timedelta(seconds=61))
+        assert scheduler.run_pending() == ["c"]
+        assert first.next_fire_time == second.next_fire_time == T0 + timedelta(seconds=120)
 
 
 class CountingInterval:
