@@ -751,3 +751,27 @@ def test_a_crash_during_catch_up_loses_no_missed_run(tmp_path: Any) -> None:
     assert crash in (due[:3], due[:4])
     assert [d for p, d in runs if p == "restart"] == due[4:]
     assert f"missed run due {due[3]} was claimed before" in restarted.stdout
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda s: s.schedule_cron(Task("x"), "0 3 * * *", timezone=5),
+     "timezone must be an IANA time zone name"),
+    (lambda s: s.add_job(Task("x"), "cron", expression="0 3 * * *", bogus=1),
+     "task 'x': trigger 'cron': .*'bogus'"),
+    (lambda s: s.add_job(Task("x"), "hourglass"), "task 'x': .*hourglass"),
+    (lambda s: s.schedule_recurring(Task("x"), 60, coalesce="yes"),
+     "task 'x': coalesce must be true or false, got 'yes'"),
+    (lambda s: s.schedule_recurring(Task("x"), 60, max_instances=1.5),
+     r"task 'x': max_instances must be >= 1, got 1.5 \(a whole number\)"),
+    (lambda s: s.schedule_recurring(Task("x"), 60, misfire_grace_time="5"),
+     "task 'x': misfire_grace_time must be >= 0, got '5'"),
+    (lambda s: s.schedule_recurring(Task("x"), 60, id=7), "task 'x': id must be a non-empty"),
+    (lambda s: s.add_task(Task("x"), "tomorrow"),
+     "task 'x': schedule_time: expected a datetime, got str 'tomorrow'"),
+    (lambda s: s.schedule_recurring(Task("x"), [60]), "interval trigger: expected seconds"),
+])
+def test_bad_api_values_are_config_errors_naming_the_key(scheduler: TaskScheduler, call: Any,
+                                                         message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call(scheduler)
+    assert scheduler.get_jobs() == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -426,3 +428,93 @@ def test_an_interval_trigger_without_shared_gets_one_instance_per_job() -> None:
         a = scheduler.schedule_recurring(Task("a"), 60)
         b = scheduler.schedule_recurring(Task("b"), 60)
     assert isinstance(a.trigger, CountingInterval) and a.trigger is not b.trigger
+
+
+# -- bad values: a ConfigError naming the key, never a traceback ------------------------------
+@pytest.mark.parametrize("zone,message", [
+    (5, "timezone must be an IANA time zone name such as 'Europe/Berlin', got int 5"),
+    (b"Europe/Berlin", "timezone must be an IANA time zone name"),
+    ("x" * 300, "unknown time zone 'xxxxxxxx"),
+    ("Europe", "unknown time zone 'Europe'"),
+    ("../etc", "unknown time zone '../etc'"),
+    ("Europe/Berlin\x00", "unknown time zone"),
+])
+def test_bad_time_zones_are_config_errors(zone: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        CronTrigger("0 3 * * *", zone)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        DateTrigger("2024-05-01T08:00:00", timezone=zone)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("jitter", [math.inf, math.nan, -1, "2", None])
+def test_bad_jitter_is_a_config_error(jitter: object) -> None:
+    for build in (lambda: CronTrigger("0 3 * * *", jitter=jitter),  # type: ignore[arg-type]
+                  lambda: DateTrigger(T0, jitter=jitter),  # type: ignore[arg-type]
+                  lambda: IntervalTrigger(60, jitter=jitter)):  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="jitter"):
+            build()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"interval": 1e300}, "at most a century"),
+    ({"interval": 1e-300}, "from 0.001s"),
+    ({"interval": math.nan}, "interval must be > 0"),
+    ({"hours": "2"}, "interval trigger: hours: expected seconds or a timedelta, got '2'"),
+    ({"interval": 60, "start": datetime(1, 1, 1)}, "too close to the ends of the calendar"),
+    ({"interval": 60, "end": 1e300}, "interval trigger end: expected epoch seconds between"),
+])
+def test_interval_values_out_of_range(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        IntervalTrigger(**kwargs)
+
+
+@pytest.mark.parametrize("at", [datetime(1, 1, 1), datetime(1, 1, 1, tzinfo=UTC),
+                                "0001-01-01T00:30:00", datetime(9999, 12, 31, 23, 59), -1e20])
+@pytest.mark.parametrize("zone", [None, "Pacific/Kiritimati", "America/Adak"])
+def test_date_near_the_ends_of_the_calendar(at: object, zone: str | None) -> None:
+    with pytest.raises(ConfigError, match="date trigger: at: .*(calendar|between)"):
+        DateTrigger(at, timezone=zone)  # type: ignore[arg-type]
+
+
+def test_a_trigger_past_the_year_9999_is_done() -> None:
+    late = IntervalTrigger(days=365 * 99, start=datetime(9990, 1, 1, tzinfo=UTC))
+    assert late.next_fire_time(datetime(9990, 1, 2, tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize("nickname,expression", [
+    ("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@midnight", "0 0 * * *"),
+    ("@weekly", "0 0 * * 0"), ("@monthly", "0 0 1 * *"), ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"), ("@DAILY", "0 0 * * *"),
+])
+def test_cron_nicknames(nickname: str, expression: str) -> None:
+    after = datetime(2024, 2, 27, 13, 17, tzinfo=UTC)
+    assert fires(CronTrigger(nickname, "Europe/Berlin"), after, 5) == \
+        fires(CronTrigger(expression, "Europe/Berlin"), after, 5)
+
+
+def test_reboot_and_unknown_nicknames_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"'@reboot': unknown nickname \(use one of @yearly"):
+        CronTrigger("@reboot")
+    with pytest.raises(ConfigError, match="cron expression must be a string such as"):
+        CronTrigger(30)  # type: ignore[arg-type]
+
+
+def test_dst_kind_and_policies() -> None:
+    assert not CronTrigger("30 2 * * *").wall_clock
+    assert not CronTrigger("0 1-5 * * *").wall_clock  # a range is a fixed time, as in cron(8)
+    assert CronTrigger("*/15 * * * *").wall_clock and CronTrigger("0 */2 * * *").wall_clock
+    assert CronTrigger("@hourly").wall_clock and not CronTrigger("@daily").wall_clock
+    fixed, wall = CronTrigger("30 2 * * *"), CronTrigger("30 * * * *")
+    assert (fixed.ambiguous, fixed.nonexistent) == ("once", "shift")
+    assert (wall.ambiguous, wall.nonexistent) == ("both", "skip")
+    with pytest.raises(ConfigError, match="nonexistent must be 'shift' or 'skip', got 'raise'"):
+        CronTrigger("30 2 * * *", nonexistent="raise")
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Berlin"])
+def test_every_cron_trigger_refuses_a_naive_time(zone: str | None) -> None:
+    trigger = CronTrigger("30 2 * * *", zone)
+    with pytest.raises(ValueError, match="after must be an aware datetime"):
+        trigger.next_fire_time(datetime(2024, 5, 1))
+    with pytest.raises(ValueError, match="after must be an aware datetime"):
+        next(trigger.iter_from(datetime(2024, 5, 1)))

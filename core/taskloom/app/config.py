@@ -701,10 +701,16 @@ class _Checker:
                 import zoneinfo
 
                 try:
+                    if len(tz) > 255:  # longer than a file name may be: not a zone
+                        raise ValueError(tz)
                     zoneinfo.ZoneInfo(tz)
-                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                    self.add((*path, "timezone"), f"unknown time zone {tz!r}")
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+                    # OSError: a folder of the zone database ("Europe"), or a bad path.
+                    self.add((*path, "timezone"), f"unknown time zone {tz[:60]!r}")
                     good.pop("timezone")  # the trigger is still checked, in UTC
+            for key in ("ambiguous", "nonexistent"):
+                if key in good and "cron" not in entry:
+                    self.add((*path, key), "a DST policy for cron schedules only")
             seconds = self.interval((*path, "interval"), good.get("interval"))
             at = self.at((*path, "at"), good.get("at"))
             if len(which) != 1 or not isinstance(task, str) or (
@@ -736,6 +742,8 @@ class _Checker:
     def check_cron(self, path: KeyPath, expression: str) -> bool:
         from cronsim import CronSim, CronSimError
 
+        if expression.strip().lower() in _CRON_NICKNAMES:
+            return True
         try:
             CronSim(expression, _dt.datetime(2000, 1, 1))
         except CronSimError as exc:
@@ -778,11 +786,18 @@ class _Checker:
         return None
 
 
+#: cron(8)'s nicknames the cron trigger accepts.
+_CRON_NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
+                   "@hourly")
+
+
 def _schedule(i: int, good: Mapping[str, Any], which: str, seconds: float | None,
               at: _dt.datetime | None) -> Schedule:
     tz = good.get("timezone")
     if which == "cron":
-        trigger, options = "cron", {"expression": good["cron"], "timezone": tz}
+        trigger, options = "cron", {"expression": good["cron"], "timezone": tz,
+                                    "ambiguous": good.get("ambiguous"),
+                                    "nonexistent": good.get("nonexistent")}
     elif which == "interval":
         trigger, options = "interval", {"seconds": seconds}
     elif which == "at":

@@ -16,6 +16,8 @@ UTC = timezone.utc
 _SHARED_MAX = 256
 #: The longest interval: a century (any longer one would first fire past the year 9999).
 MAX_INTERVAL = 100 * 365.25 * 86400
+#: The shortest interval: a millisecond (the due-time grid must stay exact in a float).
+MIN_INTERVAL = 0.001
 # Earliest and latest instants a trigger accepts: a day inside datetime's range, so that
 # reading them in any zone stays in range too.
 _MIN_TS = datetime(1, 1, 2, tzinfo=UTC).timestamp()
@@ -163,10 +165,10 @@ class IntervalTrigger:
             total = interval
         else:
             total = as_seconds(interval, "interval trigger")
-        if not 0 < total <= MAX_INTERVAL:
+        if not MIN_INTERVAL <= total <= MAX_INTERVAL:
             raise ConfigError(
-                f"interval trigger: interval must be > 0 seconds and at most a "
-                f"century ({MAX_INTERVAL:.0f}s), got {total!r}")
+                f"interval trigger: interval must be > 0 seconds and at most a century: "
+                f"from {MIN_INTERVAL:g}s to {MAX_INTERVAL:.0f}s, got {total!r}")
         start_at = None if start is None else as_utc(start, "interval trigger start")
         end_at = None if end is None else as_utc(end, "interval trigger end")
         if start_at is not None and end_at is not None and end_at < start_at:
@@ -202,7 +204,10 @@ class IntervalTrigger:
         """
         # The value's type is part of the key: True == 1, but True is not an interval.
         key = (cls, type(interval), interval)
-        trigger = cls._shared.get(key)
+        try:
+            trigger = cls._shared.get(key)
+        except TypeError:  # unhashable: not an interval, as the constructor will say
+            return cls(interval)
         if trigger is None:
             trigger = cls(interval)
             if len(cls._shared) < _SHARED_MAX:  # bounded: a program uses few intervals
@@ -227,7 +232,9 @@ class IntervalTrigger:
             return self.next_fire_ts(now)
         first = start
         end = self._end_ts
-        return None if end is not None and first > end else first
+        if end is not None and first > end:
+            return None
+        return None if first > _MAX_TS - self.jitter else first
 
     def next_fire_time(self, after: datetime) -> datetime | None:
         ts = self.next_fire_ts(after.timestamp())
@@ -250,4 +257,7 @@ class IntervalTrigger:
             if nxt <= after:  # float rounding on huge spans
                 nxt += step
         end = self._end_ts
-        return None if end is not None and nxt > end else nxt
+        if end is not None and nxt > end:
+            return None
+        # The calendar ends in the year 9999: a trigger with no time before then is done.
+        return None if nxt > _MAX_TS - self.jitter else nxt
