@@ -518,3 +518,20 @@ def test_every_cron_trigger_refuses_a_naive_time(zone: str | None) -> None:
         trigger.next_fire_time(datetime(2024, 5, 1))
     with pytest.raises(ValueError, match="after must be an aware datetime"):
         next(trigger.iter_from(datetime(2024, 5, 1)))
+
+
+def test_interval_jobs_started_apart_share_one_grid() -> None:
+    """Schedulers started at different moments compute the same due times for the same
+    interval, the same floats, so their claims collide."""
+    for step in (1.0, 0.25, 0.1, 7.0, 3600.0, 86400.0):
+        trigger = IntervalTrigger(step)
+        now = (1_714_550_400 // step) * step + step / 1000  # just after a grid time
+        firsts = [trigger.first_fire_ts(now + step * f) for f in (0.0, 0.3, 0.99)]
+        assert len(set(firsts)) == 1 and firsts[0] > now
+        chained = firsts[0]
+        for _ in range(500):
+            chained = trigger.next_fire_ts(chained)  # type: ignore[assignment]
+        assert chained == trigger.first_fire_ts(chained - step / 2)
+        assert chained == (round(firsts[0] / step) + 500) * step
+    # A daily job without start runs at 00:00 UTC.
+    assert IntervalTrigger(days=1).first_fire_time(T0) == datetime(2024, 5, 2, tzinfo=UTC)

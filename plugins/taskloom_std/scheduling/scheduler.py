@@ -213,6 +213,11 @@ def _checked_coalesce(value: object, where: str) -> bool:
     return value
 
 
+def _where(task: Any) -> str:
+    """How an error names the task (made only when there is an error to report)."""
+    return f"task {getattr(task, 'name', task)!r}"
+
+
 def _to_utc(value: datetime, what: str = "schedule_time") -> datetime:
     if not isinstance(value, datetime):
         raise ConfigError(f"{what}: expected a datetime, got {type(value).__name__} {value!r}")
@@ -338,28 +343,28 @@ class TaskScheduler:
         ``id`` (default: the task's name, made unique) names the job in the durable state.
         Run control defaults to the scheduler's settings.
         """
-        where = f"task {getattr(task, 'name', task)!r}"
         if not isinstance(task, Task):
-            raise ConfigError(f"{where}: expected a Task to schedule, got {type(task).__name__}")
+            raise ConfigError(f"{_where(task)}: expected a Task to schedule, got "
+                              f"{type(task).__name__}")
         if isinstance(trigger, str):
-            trigger = self._make_trigger(where, trigger, trigger_options)
+            trigger = self._make_trigger(task, trigger, trigger_options)
         elif trigger_options:
             raise TypeError(f"options {sorted(trigger_options)} given with a trigger object")
         if not callable(getattr(trigger, "next_fire_time", None)):
             raise TypeError(f"{trigger!r} is not a trigger (no next_fire_time)")
         if id is not None and (not isinstance(id, str) or not id):
-            raise ConfigError(f"{where}: id must be a non-empty string, got {id!r}")
+            raise ConfigError(f"{_where(task)}: id must be a non-empty string, got {id!r}")
         # The scheduler's defaults were checked when set; only explicit options are checked here.
         if misfire_grace_time is _DEFAULT:
             grace = self._misfire_grace_time
         else:
-            grace = _checked_grace(misfire_grace_time, where)
+            grace = _checked_grace(misfire_grace_time, _where(task))
         if max_instances is None:
             instances = self._max_instances
         else:
-            instances = _checked_instances(max_instances, where)
+            instances = _checked_instances(max_instances, _where(task))
         if coalesce is not None:
-            _checked_coalesce(coalesce, where)
+            _checked_coalesce(coalesce, _where(task))
         if instances > 1 and task.dependencies:
             raise ConfigError(
                 f"task {task.name!r}: max_instances > 1 needs a task without dependencies "
@@ -402,7 +407,8 @@ class TaskScheduler:
                 self._wake.set()
         return job
 
-    def _make_trigger(self, where: str, name: str, options: dict[str, Any]) -> Any:
+    def _make_trigger(self, task: Any, name: str, options: dict[str, Any]) -> Any:
+        where = _where(task)
         try:
             factory = self.plugins.registry.get("trigger", name)
         except UnknownComponentError as exc:

@@ -246,10 +246,10 @@ class IntervalTrigger:
         step = self.seconds
         if start is None:
             # k * step, the same float in every process for the same k (see the class doc).
-            k = math.floor(after / step) + 1
-            if k * step <= after:  # float rounding
-                k += 1
+            k = after // step + 1  # a whole number below 2**53: exact in a float
             nxt = k * step
+            if nxt <= after:  # float rounding: the next k, never nxt + step (not k * step)
+                nxt = (k + 1) * step
         elif after < start:
             nxt = start
         else:
