@@ -775,3 +775,37 @@ def test_bad_api_values_are_config_errors_naming_the_key(scheduler: TaskSchedule
     with pytest.raises(ConfigError, match=message):
         call(scheduler)
     assert scheduler.get_jobs() == []
+
+
+def test_a_catch_up_stopped_half_way_resumes_on_the_next_start(clock: FakeClock,
+                                                               recorder: Recorder) -> None:
+    state = MemoryScheduleState()
+    plugins = taskloom.load_plugins(plugins=[recorder])
+    body, started, release, _ = _first_blocks()
+    with TaskScheduler(clock=clock, plugins=plugins, state=state) as first:
+        first.schedule_recurring(Task("tick"), 60, coalesce=False)
+        clock.advance(60)
+        assert first.run_pending() == ["tick"]
+    clock.advance(4 * 60 + 30)  # 08:02 to 08:05 missed
+    manager = TaskManager(plugins=plugins, clock=clock)
+    second = TaskScheduler(clock=clock, manager=manager, state=state)
+    job = second.schedule_recurring(Task("tick", fn=body), 60, coalesce=False)
+    second.start()
+    assert started.wait(10)  # 08:02 runs, held
+    stopper = threading.Thread(target=second.stop)
+    stopper.start()
+    while second.running:
+        stopper.join(0.001)
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    # Stopped after 08:02: the rest is on record, and a new start carries on with it.
+    assert [m[0] for m in state.load("tick")["missed"]] == [
+        (T0 + timedelta(minutes=m)).timestamp() for m in (3, 4, 5)]
+    second.start()
+    while len(recorder.fired) < 5 or job.running:
+        assert second.wait_for([job.task], timeout=10)
+    second.stop()
+    manager.shutdown()
+    assert [f[1] for f in recorder.fired] == [T0 + timedelta(minutes=m) for m in range(1, 6)]
+    assert "missed" not in (state.load("tick") or {})

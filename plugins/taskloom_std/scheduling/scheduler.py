@@ -672,31 +672,40 @@ class TaskScheduler:
         on record for the next start.
         """
         fired: list[Task] = []
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    if (not job._backlog or job.paused or self._jobs.get(job.id) is not job
+                            or (not block and self._stopping.is_set())):
+                        return fired
+                    base, due = job._backlog[0]
+                if not self.state.claim(job.id, base, self.owner):
+                    log.warning("job %r: missed run due %s was claimed before (by another "
+                                "scheduler, or by one stopped before it finished it); not "
+                                "run again", job.id, _ts_dt(due).isoformat())
+                    task = None
+                else:
+                    # One after another: this run starts when the job's earlier runs are done.
+                    self.wait_for(list(job._instances or []))
+                    task = self._start(job, due, self.clock.time(), block=False)
+                    if task is not None:
+                        fired.append(task)
+                        self.wait_for([task])
+                with self._lock:
+                    if job._backlog:
+                        job._backlog.pop(0)
+                self._save(job, last=due if task is not None else None)
+        except Exception:
+            log.exception("job %r: catch-up failed; its missed runs stay on record", job.id)
+            return fired
+        finally:
             with self._lock:
-                if (not job._backlog or job.paused or self._jobs.get(job.id) is not job
-                        or (not block and self._stopping.is_set())):
-                    job._catchup = None
-                    if job._backlog == []:
-                        job._backlog = None
-                    return fired
-                base, due = job._backlog[0]
-            if not self.state.claim(job.id, base, self.owner):
-                log.warning("job %r: missed run due %s was claimed before (by another "
-                            "scheduler, or by one stopped before it finished it); not run "
-                            "again", job.id, _ts_dt(due).isoformat())
-                task = None
-            else:
-                # One after another: this run starts when the job's earlier runs are done.
-                self.wait_for(list(job._instances or []))
-                task = self._start(job, due, self.clock.time(), block=False)
-                if task is not None:
-                    fired.append(task)
-                    self.wait_for([task])
-            with self._lock:
-                if job._backlog:
-                    job._backlog.pop(0)
-            self._save(job, last=due if task is not None else None)
+                job._catchup = None
+                if not job._backlog:
+                    job._backlog = None
+                elif not job.paused and self._jobs.get(job.id) is job:
+                    # Stopped (or failed) half-way: the next pass, or start(), resumes it.
+                    self._backlogged[job.id] = job
 
     def _collect_due(self, job: Job, now: float) -> list[tuple[float, float]]:
         """Advance ``job`` past ``now``; return the runs to start as (trigger time, due time):
