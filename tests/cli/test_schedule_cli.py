@@ -187,3 +187,134 @@ def test_bad_on_stop_exits_2_naming_the_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["schedule", str(config), "--store", "none"])
     assert result.exit_code == 2
     assert "taskloom.on_stop: must be one of wait, cancel, got 'later'" in result.output
+
+
+def _daemon(tmp_path: Path, config: Path) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-c", "from taskloom.app.cli import main; main()", "schedule",
+            str(config)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _stop(proc: subprocess.Popen[str], lines: queue.Queue[str], pump: threading.Thread,
+          seen: list[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=20) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    pump.join(10)
+    while not lines.empty():
+        seen.append(lines.get())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_two_daemons_started_together_on_one_database_fire_each_due_time_once(
+        tmp_path: Path) -> None:
+    # Both use the default SQLite store beside the configuration: one schedule state.
+    config = _project(tmp_path, '''
+        [tasks.hello]
+        call = "jobs:hello"
+
+        [[schedules]]
+        task = "hello"
+        interval = 0.25
+    ''')
+    procs = [_daemon(tmp_path, config) for _ in range(2)]
+    pumps = [_lines(p) for p in procs]
+    seen: list[list[str]] = [[], []]
+    try:
+        fires = 0
+        while fires < 10:  # about 2.5 s of fires between them
+            for i, (lines, _) in enumerate(pumps):
+                try:
+                    line = lines.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                seen[i].append(line)
+                fires += " fired " in line
+    finally:
+        for proc, (lines, pump), got in zip(procs, pumps, seen, strict=True):
+            _stop(proc, lines, pump, got)
+    due = [line.split(" due ")[1].split(",")[0] for got in seen for line in got
+           if " fired " in line]
+    assert len(due) >= 10
+    assert len(due) == len(set(due)), "a due time fired twice"
+    # The due times are one grid (multiples of 0.25 s), with no run left out in between.
+    from datetime import datetime
+
+    stamps = sorted(datetime.fromisoformat(d).timestamp() for d in due)
+    assert all(round(s * 4) == s * 4 for s in stamps)
+    assert [round((b - a) * 4) for a, b in zip(stamps, stamps[1:])] == [1] * (len(stamps) - 1)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_daemon_shows_a_run_skipped_at_max_instances(tmp_path: Path) -> None:
+    config = _project(tmp_path, '''
+        [tasks.slow]
+        call = "jobs:slow"
+
+        [[schedules]]
+        task = "slow"
+        interval = 0.1
+        max_instances = 1
+    ''')
+    proc = _daemon(tmp_path, config)
+    lines, pump = _lines(proc)
+    seen: list[str] = []
+    try:
+        _until(lines, lambda s: any("still going" in x for x in s), seen)
+    finally:
+        _stop(proc, lines, pump, seen)
+    [skip, *_] = [x for x in seen if "still going" in x]
+    assert " skipped slow:interval:0 (task slow) due " in skip
+    assert skip.endswith(": 1 run(s) still going (max_instances 1)")
+
+
+def test_dst_policy_and_nicknames_in_toml(tmp_path: Path) -> None:
+    config = _project(tmp_path, '''
+        [tasks.hello]
+        call = "jobs:hello"
+
+        [[schedules]]
+        task = "hello"
+        cron = "@hourly"
+        timezone = "Europe/Berlin"
+        ambiguous = "once"
+        nonexistent = "shift"
+    ''')
+    from taskloom.app.config import load_config
+
+    [entry] = load_config(config).schedules
+    assert entry.options == {"expression": "@hourly", "timezone": "Europe/Berlin",
+                             "ambiguous": "once", "nonexistent": "shift"}
+    from taskloom_std.scheduling import CronTrigger
+
+    trigger = CronTrigger(**entry.options)
+    assert (trigger.ambiguous, trigger.nonexistent, trigger.wall_clock) == (
+        "once", "shift", True)
+
+
+@pytest.mark.parametrize("table,message", [
+    ('cron = "0 3 * * *"\nambiguous = "twice"',
+     "schedules[0].ambiguous: must be one of once, both, got 'twice'"),
+    ('interval = 60\nnonexistent = "skip"',
+     "schedules[0].nonexistent: a DST policy for cron schedules only"),
+    ('cron = "0 3 * * *"\ntimezone = "Europe"', "schedules[0].timezone: unknown time zone 'Europe'"),
+    (f'cron = "0 3 * * *"\ntimezone = "{"x" * 300}"', "schedules[0].timezone: unknown time zone"),
+    ('cron = "@reboot"', "unknown nickname"),
+    ("interval = 1e300", "interval must be > 0 seconds and at most a century"),
+    ("at = 0001-01-01T00:00:00", "too close to the ends of the calendar"),
+])
+def test_bad_schedule_values_exit_2_naming_the_key(tmp_path: Path, table: str,
+                                                   message: str) -> None:
+    config = _project(tmp_path, '[tasks.hello]\ncall = "jobs:hello"\n\n[[schedules]]\n'
+                                'task = "hello"\n' + table + "\n")
+    result = CliRunner().invoke(main, ["schedule", str(config), "--store", "none"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output

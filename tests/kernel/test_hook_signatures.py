@@ -27,6 +27,7 @@ HOOKS = {
     "taskloom_task_overrun": ("task", "attempt", "run"),
     "taskloom_schedule_fire": ("job", "scheduled_for", "fired_at"),
     "taskloom_schedule_misfire": ("job", "scheduled_for", "fired_at"),
+    "taskloom_schedule_overlap": ("job", "scheduled_for", "fired_at", "running"),
     "taskloom_circuit_change": ("key", "old", "new", "task"),
 }
 

@@ -418,6 +418,22 @@ def test_scheduler_fires_are_spans_and_lateness_is_measured(sdk):
     assert got["taskloom.schedule.misfires"] == {frozenset({("taskloom.job.id", "nightly")}): 1}
 
 
+def test_a_run_skipped_at_max_instances_is_counted_and_traced(sdk):
+    from datetime import datetime, timedelta, timezone
+
+    tp, mp, exporter, reader = sdk
+    ps = make_engine(tp, mp).plugins
+    due = datetime(2026, 3, 1, 2, 30, tzinfo=timezone.utc)
+    for k in range(2):
+        ps.hook.taskloom_schedule_overlap(job=Job(), scheduled_for=due + timedelta(minutes=k),
+                                          fired_at=due + timedelta(minutes=k), running=1)
+    spans = exporter.get_finished_spans()
+    assert [s.attributes["taskloom.schedule.running"] for s in spans] == [1, 1]
+    assert all(s.status.status_code is StatusCode.ERROR for s in spans)
+    assert points(reader)["taskloom.schedule.overlaps"] == {
+        frozenset({("taskloom.job.id", "nightly")}): 2}
+
+
 def test_a_real_scheduler_fire_is_a_span_with_its_lateness(sdk):
     from datetime import datetime, timedelta, timezone
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -393,13 +395,13 @@ def test_plain_recurring_jobs_share_a_trigger_and_fire_independently() -> None:
                                                 jitter=1.0, rng=random.Random(3))
         assert first.trigger is second.trigger
         assert jittered.trigger is not first.trigger and jittered.trigger.jitter == 1.0
-        # One trigger, but each job keeps its own grid: a at 60, 120; b at 90, 150.
+        # One trigger and one grid (whole minutes since the epoch), whenever a job was added:
+        # a and b both fire at 60 and 120; c as well, plus up to a second of jitter.
         clock.set(T0 + timedelta(seconds=60))
-        assert scheduler.run_pending() == ["a"]
-        clock.set(T0 + timedelta(seconds=91))
-        assert scheduler.run_pending() == ["b", "c"]
-        assert first.next_fire_time == T0 + timedelta(seconds=120)
-        assert second.next_fire_time == T0 + timedelta(seconds=150)
+        assert scheduler.run_pending() == ["a", "b"]
+        clock.set(T0 + timedelta(seconds=61))
+        assert scheduler.run_pending() == ["c"]
+        assert first.next_fire_time == second.next_fire_time == T0 + timedelta(seconds=120)
 
 
 class CountingInterval:
@@ -426,3 +428,110 @@ def test_an_interval_trigger_without_shared_gets_one_instance_per_job() -> None:
         a = scheduler.schedule_recurring(Task("a"), 60)
         b = scheduler.schedule_recurring(Task("b"), 60)
     assert isinstance(a.trigger, CountingInterval) and a.trigger is not b.trigger
+
+
+# -- bad values: a ConfigError naming the key, never a traceback ------------------------------
+@pytest.mark.parametrize("zone,message", [
+    (5, "timezone must be an IANA time zone name such as 'Europe/Berlin', got int 5"),
+    (b"Europe/Berlin", "timezone must be an IANA time zone name"),
+    ("x" * 300, "unknown time zone 'xxxxxxxx"),
+    ("Europe", "unknown time zone 'Europe'"),
+    ("../etc", "unknown time zone '../etc'"),
+    ("Europe/Berlin\x00", "unknown time zone"),
+])
+def test_bad_time_zones_are_config_errors(zone: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        CronTrigger("0 3 * * *", zone)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        DateTrigger("2024-05-01T08:00:00", timezone=zone)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("jitter", [math.inf, math.nan, -1, "2", None])
+def test_bad_jitter_is_a_config_error(jitter: object) -> None:
+    for build in (lambda: CronTrigger("0 3 * * *", jitter=jitter),  # type: ignore[arg-type]
+                  lambda: DateTrigger(T0, jitter=jitter),  # type: ignore[arg-type]
+                  lambda: IntervalTrigger(60, jitter=jitter)):  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="jitter"):
+            build()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"interval": 1e300}, "at most a century"),
+    ({"interval": 1e-300}, "from 0.001s"),
+    ({"interval": math.nan}, "interval must be > 0"),
+    ({"hours": "2"}, "interval trigger: hours: expected seconds or a timedelta, got '2'"),
+    ({"interval": 60, "start": datetime(1, 1, 1)}, "too close to the ends of the calendar"),
+    ({"interval": 60, "end": 1e300}, "interval trigger end: expected epoch seconds between"),
+])
+def test_interval_values_out_of_range(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        IntervalTrigger(**kwargs)
+
+
+@pytest.mark.parametrize("at", [datetime(1, 1, 1), datetime(1, 1, 1, tzinfo=UTC),
+                                "0001-01-01T00:30:00", datetime(9999, 12, 31, 23, 59), -1e20])
+@pytest.mark.parametrize("zone", [None, "Pacific/Kiritimati", "America/Adak"])
+def test_date_near_the_ends_of_the_calendar(at: object, zone: str | None) -> None:
+    with pytest.raises(ConfigError, match="date trigger: at: .*(calendar|between)"):
+        DateTrigger(at, timezone=zone)  # type: ignore[arg-type]
+
+
+def test_a_trigger_past_the_year_9999_is_done() -> None:
+    late = IntervalTrigger(days=365 * 99, start=datetime(9990, 1, 1, tzinfo=UTC))
+    assert late.next_fire_time(datetime(9990, 1, 2, tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize("nickname,expression", [
+    ("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@midnight", "0 0 * * *"),
+    ("@weekly", "0 0 * * 0"), ("@monthly", "0 0 1 * *"), ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"), ("@DAILY", "0 0 * * *"),
+])
+def test_cron_nicknames(nickname: str, expression: str) -> None:
+    after = datetime(2024, 2, 27, 13, 17, tzinfo=UTC)
+    assert fires(CronTrigger(nickname, "Europe/Berlin"), after, 5) == \
+        fires(CronTrigger(expression, "Europe/Berlin"), after, 5)
+
+
+def test_reboot_and_unknown_nicknames_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"'@reboot': unknown nickname \(use one of @yearly"):
+        CronTrigger("@reboot")
+    with pytest.raises(ConfigError, match="cron expression must be a string such as"):
+        CronTrigger(30)  # type: ignore[arg-type]
+
+
+def test_dst_kind_and_policies() -> None:
+    assert not CronTrigger("30 2 * * *").wall_clock
+    assert not CronTrigger("0 1-5 * * *").wall_clock  # a range is a fixed time, as in cron(8)
+    assert CronTrigger("*/15 * * * *").wall_clock and CronTrigger("0 */2 * * *").wall_clock
+    assert CronTrigger("@hourly").wall_clock and not CronTrigger("@daily").wall_clock
+    fixed, wall = CronTrigger("30 2 * * *"), CronTrigger("30 * * * *")
+    assert (fixed.ambiguous, fixed.nonexistent) == ("once", "shift")
+    assert (wall.ambiguous, wall.nonexistent) == ("both", "skip")
+    with pytest.raises(ConfigError, match="nonexistent must be 'shift' or 'skip', got 'raise'"):
+        CronTrigger("30 2 * * *", nonexistent="raise")
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Berlin"])
+def test_every_cron_trigger_refuses_a_naive_time(zone: str | None) -> None:
+    trigger = CronTrigger("30 2 * * *", zone)
+    with pytest.raises(ValueError, match="after must be an aware datetime"):
+        trigger.next_fire_time(datetime(2024, 5, 1))
+    with pytest.raises(ValueError, match="after must be an aware datetime"):
+        next(trigger.iter_from(datetime(2024, 5, 1)))
+
+
+def test_interval_jobs_started_apart_share_one_grid() -> None:
+    """Schedulers started at different moments compute the same due times for the same
+    interval, the same floats, so their claims collide."""
+    for step in (1.0, 0.25, 0.1, 7.0, 3600.0, 86400.0):
+        trigger = IntervalTrigger(step)
+        now = (1_714_550_400 // step) * step + step / 1000  # just after a grid time
+        firsts = [trigger.first_fire_ts(now + step * f) for f in (0.0, 0.3, 0.99)]
+        assert len(set(firsts)) == 1 and firsts[0] > now
+        chained = firsts[0]
+        for _ in range(500):
+            chained = trigger.next_fire_ts(chained)  # type: ignore[assignment]
+        assert chained == trigger.first_fire_ts(chained - step / 2)
+        assert chained == (round(firsts[0] / step) + 500) * step
+    # A daily job without start runs at 00:00 UTC.
+    assert IntervalTrigger(days=1).first_fire_time(T0) == datetime(2024, 5, 2, tzinfo=UTC)

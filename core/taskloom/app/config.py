@@ -763,6 +763,9 @@ class _Checker:
             tz = good.get("timezone")
             if tz is not None and not self.time_zone((*path, "timezone"), tz):
                 good.pop("timezone")  # the trigger is still checked, in UTC
+            for key in ("ambiguous", "nonexistent"):
+                if key in good and "cron" not in entry:
+                    self.add((*path, key), "a DST policy for cron schedules only")
             seconds = self.interval((*path, "interval"), good.get("interval"))
             at = self.at((*path, "at"), good.get("at"))
             # A key of the wrong type was reported by table() and is not in ``good``.
@@ -822,6 +825,8 @@ class _Checker:
     def check_cron(self, path: KeyPath, expression: str) -> bool:
         from cronsim import CronSim, CronSimError
 
+        if expression.strip().lower() in _CRON_NICKNAMES:
+            return True
         try:
             CronSim(expression, _dt.datetime(2000, 1, 1))
         except (CronSimError, ValueError, OverflowError) as exc:
@@ -897,11 +902,18 @@ def _fire_times(trigger: Any) -> None:
         when = trigger.next_fire_time(when)
 
 
+#: cron(8)'s nicknames the cron trigger accepts.
+_CRON_NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
+                   "@hourly")
+
+
 def _schedule(i: int, good: Mapping[str, Any], which: str, seconds: float | None,
               at: _dt.datetime | None) -> Schedule:
     tz = good.get("timezone")
     if which == "cron":
-        trigger, options = "cron", {"expression": good["cron"], "timezone": tz}
+        trigger, options = "cron", {"expression": good["cron"], "timezone": tz,
+                                    "ambiguous": good.get("ambiguous"),
+                                    "nonexistent": good.get("nonexistent")}
     elif which == "interval":
         trigger, options = "interval", {"seconds": seconds}
     elif which == "at":

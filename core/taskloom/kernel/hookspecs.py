@@ -41,6 +41,7 @@ OBSERVER_HOOKS = frozenset({
     "taskloom_task_overrun",
     "taskloom_schedule_fire",
     "taskloom_schedule_misfire",
+    "taskloom_schedule_overlap",
     "taskloom_circuit_change",
 })
 
@@ -235,6 +236,21 @@ def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> No
 
     ``job``: the job. ``scheduled_for``: the missed due time. ``fired_at``: when it was
     noticed.
+
+    Return: ignored (observer).
+    """
+
+
+@hookspec
+def taskloom_schedule_overlap(job: Any, scheduled_for: Any, fired_at: Any, running: int) -> None:
+    """A scheduled run was skipped because its job already had ``max_instances`` runs going.
+
+    When: when the scheduler's background thread reaches a due time and finds that many runs
+    of the job still in progress (``run_pending`` waits for one to end instead, and the
+    missed runs of a catch-up wait for each other, so neither skips).
+
+    ``job``: the job. ``scheduled_for``: the skipped due time (aware datetime).
+    ``fired_at``: when the skip happened. ``running``: how many runs of the job were going.
 
     Return: ignored (observer).
     """

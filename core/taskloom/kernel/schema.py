@@ -84,12 +84,20 @@ TASK_KEYS: dict[str, Key] = {
 SCHEDULE_KEYS: dict[str, Key] = {
     "task": Key(("string",), "the task to run (with what it depends on)", required=True),
     "id": Key(("string",), "a stable job id (default: the task name and trigger)"),
-    "cron": Key(("string",), 'cron expression, "30 2 * * *"'),
+    "cron": Key(("string",), 'cron expression, "30 2 * * *", or @hourly, @daily, @weekly, '
+                '@monthly, @yearly'),
     "interval": Key(("number", "table"), "seconds, or {weeks, days, hours, minutes, seconds}"),
     "at": Key(("datetime", "string"), "run once at this time"),
     "trigger": Key(("string",), "a trigger type registered by a plugin", component="trigger"),
     "options": Key(("table",), "options of that trigger"),
     "timezone": Key(("string",), "IANA time zone of cron and at, e.g. Europe/Berlin"),
+    "ambiguous": Key(("string",), "cron: a local time repeated at fall back runs once or at both "
+                     "occurrences (default: once for a fixed time, both when the minute or hour "
+                     "field starts with *)", choices=("once", "both")),
+    "nonexistent": Key(("string",), "cron: a local time skipped at spring forward runs once right "
+                       "after the gap (shift) or not at all (skip) (default: shift for a fixed "
+                       "time, skip when the minute or hour field starts with *)",
+                       choices=("shift", "skip")),
     "misfire_grace_time": Key(("number",), "seconds late a run may still start", minimum=0),
     "coalesce": Key(("boolean",), "many missed runs become one"),
     "max_instances": Key(("integer",), "runs of this job at once", minimum=1),

@@ -24,8 +24,9 @@ more.
 Attempt spans carry ``taskloom.task.{name,id,priority,tags,executor,attempt,state}``; a
 failed attempt records its exception and has status ERROR. Metrics: ``taskloom.tasks``
 (final states), ``taskloom.task.retries``, ``taskloom.task.duration`` (attempts, seconds),
-``taskloom.circuit.changes``, ``taskloom.schedule.lateness``, ``taskloom.schedule.misfires``
-and the observable gauges ``taskloom.queue.depth`` and ``taskloom.tasks.running``.
+``taskloom.circuit.changes``, ``taskloom.schedule.lateness``, ``taskloom.schedule.misfires``,
+``taskloom.schedule.overlaps`` (runs skipped at ``max_instances``) and the observable gauges
+``taskloom.queue.depth`` and ``taskloom.tasks.running``.
 
 Scheduler fires and circuit-breaker changes happen outside a run: they use the global
 providers, or the providers of the most recently configured plugin set.
@@ -185,6 +186,7 @@ class _Telemetry:
         self.circuit: Any = None
         self.lateness: Any = None
         self.misfires: Any = None
+        self.overlaps: Any = None
         if mp is not None:
             self._instruments(mp)
 
@@ -212,6 +214,10 @@ class _Telemetry:
         self.misfires = meter.create_counter(
             "taskloom.schedule.misfires", unit="{fire}",
             description="Scheduled runs skipped as too late",
+        )
+        self.overlaps = meter.create_counter(
+            "taskloom.schedule.overlaps", unit="{fire}",
+            description="Scheduled runs skipped because max_instances runs were still going",
         )
         runs = self.runs
 
@@ -607,6 +613,25 @@ def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> No
             f"schedule {attrs['taskloom.job.id']}", attributes=attrs, start_time=at
         )
         span.set_status(tel.status(tel.error_code, "misfire: too late to run"))
+        span.end(end_time=at)
+
+
+@hookimpl
+def taskloom_schedule_overlap(job: Any, scheduled_for: Any, fired_at: Any, running: int) -> None:
+    tel = _ambient()
+    if tel is None:
+        return
+    attrs = _job_fields(job, scheduled_for, fired_at)
+    if tel.overlaps is not None:
+        tel.overlaps.add(1, {"taskloom.job.id": attrs["taskloom.job.id"]})
+    if tel.tracer is not None:
+        attrs["taskloom.schedule.overlap"] = True
+        attrs["taskloom.schedule.running"] = running
+        at = _ns(fired_at)
+        span = tel.tracer.start_span(
+            f"schedule {attrs['taskloom.job.id']}", attributes=attrs, start_time=at
+        )
+        span.set_status(tel.status(tel.error_code, "skipped: max_instances runs still going"))
         span.end(end_time=at)
 
 

@@ -11,6 +11,11 @@ from taskloom.kernel.errors import ConfigError
 
 log = logging.getLogger("taskloom.scheduler")
 
+# Polls fall on k * poll since the epoch: k must stay exact in a float, and the polls must
+# stay inside the calendar (the year 9999).
+_MIN_POLL = 0.001
+_MAX_POLL = 100 * 365.25 * 86400
+
 
 class ConditionalTrigger:
     """Polls ``condition()`` every ``poll`` seconds; fires on each false -> true edge.
@@ -36,9 +41,12 @@ class ConditionalTrigger:
     ) -> None:
         if not callable(condition):
             raise ConfigError(f"conditional trigger: condition must be callable, got {condition!r}")
-        seconds = poll.total_seconds() if isinstance(poll, timedelta) else float(poll)
-        if not math.isfinite(seconds) or seconds <= 0:
-            raise ConfigError(f"conditional trigger: poll must be > 0 seconds, got {poll!r}")
+        seconds = poll.total_seconds() if isinstance(poll, timedelta) else poll
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+                _MIN_POLL <= seconds <= _MAX_POLL):
+            raise ConfigError(f"conditional trigger: poll must be > 0 seconds: from "
+                              f"{_MIN_POLL:g}s to a century ({_MAX_POLL:.0f}s), got {poll!r}")
+        seconds = float(seconds)
         self.condition = condition
         self.poll = timedelta(seconds=seconds)
         self._step = seconds

@@ -1,31 +1,39 @@
-"""The ``cron`` trigger: cron expressions in an IANA time zone, with an explicit DST policy.
+"""The ``cron`` trigger: cron expressions in an IANA time zone, with cron(8)'s DST rule.
 
 Matching is cronsim's (standard cron: weekday 0 or 7 = Sunday, 1 = Monday; names ``MON``,
 ``JAN``; ``L`` last day of month, ``LW`` last weekday of month, ``5L`` last Friday, ``1#2``
-second Monday). Six fields put **seconds first**: ``sec min hour dom month dow``.
+second Monday). Six fields put **seconds first**: ``sec min hour dom month dow``. The
+nicknames ``@yearly`` (``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``)
+and ``@hourly`` stand for their usual five fields.
 
 The nearest-weekday form ``15W`` (cronsim has only ``LW``) is matched here, with the usual
 rules: the weekday nearest the 15th, never leaving the month (``1W`` on a Saturday is Monday
 the 3rd, ``31W`` on a Sunday is Friday the 29th), no run in a month without that day. As in
 Quartz it stands alone in its field and needs ``*`` for the day of the week.
 
-The expression is matched against local wall-clock times of the zone; each local time is then
-mapped to an instant:
+The expression is matched against local wall-clock times of the zone. Which instants those
+are when daylight saving time starts or ends follows cron(8) (and cronsim), by the kind of
+expression:
 
-* a local time that does not exist (spring forward) runs **once**, at the first valid
-  instant after the gap (``02:30`` on a Berlin spring-forward day runs at ``03:00`` CEST);
-  several missing times collapse into that one run;
-* a local time that occurs twice (fall back) runs **once**, at its first occurrence, unless
-  ``ambiguous="both"``, which runs it at both.
+* **Fixed-time** expressions (neither the minute nor the hour field starts with ``*``:
+  ``30 2 * * *``, ``0 1-5 * * *``, ``@daily``): a local time that does not exist (spring
+  forward) runs **once**, at the first valid instant after the gap, and several missing times
+  collapse into that one run; a local time that occurs twice (fall back) runs **once**, at
+  its first occurrence.
+* **Wall-clock** expressions (the minute or the hour field starts with ``*``: ``30 * * * *``,
+  ``*/15 * * * *``, ``0 */2 * * *``, ``@hourly``) follow the clock on the wall: a skipped local
+  time is not made up, and a repeated local time runs at both of its occurrences, so an
+  hourly job runs once in every real hour.
 
-Every-minute and every-hour expressions follow the same rule: the hour repeated at fall back
-does not run again, and the hour skipped at spring forward runs once when it ends.
+``ambiguous`` (``"once"`` or ``"both"``) and ``nonexistent`` (``"shift"``: once right after
+the gap; ``"skip"``: not at all) override the rule for repeated and missing local times.
 """
 
 from __future__ import annotations
 
 import calendar
 import heapq
+import math
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -46,27 +54,53 @@ _MAX_SHIFT = timedelta(hours=3)
 _FIELDS5 = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _FIELDS6 = ("second", *_FIELDS5)
 _AMBIGUOUS = ("once", "both")
+_NONEXISTENT = ("shift", "skip")
+#: cron(8)'s nicknames (``@reboot`` has no time and is refused).
+NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+# Longer than any IANA name (the longest is about 30 characters) and than a file name may be.
+_MAX_ZONE_NAME = 255
+_MAX_EXPRESSION = 1000
 _NEAREST_WEEKDAY = re.compile(r"(\d{1,2})W", re.IGNORECASE)
 # Leap days come back within eight years (2096 -> 2104): a month day not found in that many
 # months is never found.
 _MONTHS_SEARCHED = 12 * 8 + 1
 
 
-def resolve_timezone(name: str | tzinfo | None, what: str = "") -> tzinfo:
-    """An IANA zone by name (``Europe/Berlin``), a tzinfo as is, None as UTC."""
+def resolve_timezone(name: object, what: str = "") -> tzinfo:
+    """An IANA zone by name (``Europe/Berlin``), a tzinfo as is, None as UTC.
+
+    Anything else (a number, an unknown or over-long name, a folder of the zone database)
+    is a :class:`ConfigError` naming ``what``.
+    """
     if name is None:
         return UTC
     if isinstance(name, tzinfo):
         return name
+    prefix = f"{what}: " if what else ""
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"{prefix}timezone must be an IANA time zone name such as 'Europe/Berlin', "
+            f"got {type(name).__name__} {name!r}"
+        )
     if name.upper() == "UTC":
         return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        prefix = f"{what}: " if what else ""
-        raise ConfigError(
-            f"{prefix}unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')"
-        ) from None
+    if len(name) <= _MAX_ZONE_NAME:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError, UnicodeError):
+            pass  # a folder, a bad path or an unreadable file: not a zone, said below
+    shown = name if len(name) <= 60 else name[:57] + "..."
+    raise ConfigError(
+        f"{prefix}unknown time zone {shown!r} (use an IANA name such as 'Europe/Berlin')"
+    )
 
 
 def _bad_field(expression: str, parts: list[str], message: str) -> ConfigError:
@@ -80,14 +114,31 @@ def _bad_field(expression: str, parts: list[str], message: str) -> ConfigError:
     return ConfigError(f"cron expression {expression!r}: {message}")
 
 
-def _parse(expression: str) -> tuple[CronSim, int | None]:
-    """The parsed expression, and the day ``n`` of a nearest-weekday ``nW`` (else None).
+def _parse(expression: object) -> tuple[CronSim, int | None, bool]:
+    """The parsed expression, the day ``n`` of a nearest-weekday ``nW`` (else None), and
+    whether it follows the wall clock across DST changes (its minute or hour field starts
+    with ``*``, cron(8)'s test) rather than being a fixed-time expression.
 
     For ``nW`` cronsim parses the expression with ``*`` in the day-of-month field; the day
     itself is matched by :func:`nearest_weekday`.
     """
     if not isinstance(expression, str):
-        raise ConfigError(f"cron expression must be a string, got {expression!r}")
+        raise ConfigError(
+            f"cron expression must be a string such as '30 2 * * *', got "
+            f"{type(expression).__name__} {expression!r}"
+        )
+    if len(expression) > _MAX_EXPRESSION:
+        raise ConfigError(
+            f"cron expression {expression[:40]!r}...: longer than {_MAX_EXPRESSION} characters"
+        )
+    if expression.strip().startswith("@"):
+        nickname = expression.strip().lower()
+        if nickname not in NICKNAMES:
+            raise ConfigError(
+                f"cron expression {expression!r}: unknown nickname (use one of "
+                f"{', '.join(NICKNAMES)})"
+            )
+        expression = NICKNAMES[nickname]
     parts = expression.split()
     if len(parts) not in (5, 6):
         raise ConfigError(
@@ -117,7 +168,28 @@ def _parse(expression: str) -> tuple[CronSim, int | None]:
     # Like cronsim's own check for "30 2": a day no allowed month has never runs.
     if nearest and nearest > max(calendar.monthrange(2000, m)[1] for m in sim.months):
         raise _bad_field(expression, parts, "Bad day-of-month")
-    return sim, nearest
+    minute = len(parts) - 5
+    wall = parts[minute].startswith("*") or parts[minute + 1].startswith("*")
+    return sim, nearest, wall
+
+
+def _choice(value: object, allowed: tuple[str, ...], key: str, where: str) -> str | None:
+    if value is None or value in allowed:
+        return value
+    raise ConfigError(
+        f"{where}: {key} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}"
+    )
+
+
+def checked_jitter(value: object, where: str) -> float:
+    """``jitter`` as seconds: a finite number >= 0, else a :class:`ConfigError`."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value < math.inf):
+        raise ConfigError(f"{where}: jitter must be a finite number of seconds >= 0, "
+                          f"got {value!r}")
+    return float(value)
 
 
 def nearest_weekday(year: int, month: int, day: int) -> int | None:
@@ -150,22 +222,22 @@ class CronTrigger:
         expression: str,
         timezone: str | tzinfo | None = None,
         *,
-        ambiguous: str = "once",
+        ambiguous: str | None = None,
+        nonexistent: str | None = None,
         jitter: float = 0.0,
     ) -> None:
-        self._template, self._nearest = _parse(expression)
+        self._template, self._nearest, self.wall_clock = _parse(expression)
         self.expression = expression
-        self.tz = resolve_timezone(timezone, f"cron expression {expression!r}")
+        where = f"cron expression {expression!r}"
+        self.tz = resolve_timezone(timezone, where)
         self.timezone = timezone if isinstance(timezone, str) else str(self.tz)
-        if ambiguous not in _AMBIGUOUS:
-            raise ConfigError(
-                f"cron expression {expression!r}: ambiguous must be 'once' or 'both', "
-                f"got {ambiguous!r}"
-            )
-        self.ambiguous = ambiguous
-        if jitter < 0:
-            raise ConfigError(f"cron expression {expression!r}: jitter must be >= 0")
-        self.jitter = float(jitter)
+        #: How a repeated local time runs ("once" or "both") and a skipped one ("shift":
+        #: once right after the gap, "skip": not at all); by default cron(8)'s rule.
+        self.ambiguous = _choice(ambiguous, _AMBIGUOUS, "ambiguous", where) or (
+            "both" if self.wall_clock else "once")
+        self.nonexistent = _choice(nonexistent, _NONEXISTENT, "nonexistent", where) or (
+            "skip" if self.wall_clock else "shift")
+        self.jitter = checked_jitter(jitter, where)
         self._utc = self.tz is UTC
         # The scheduler asks for the fire after the previous fire almost every time; keep
         # the iterator that produced it so that costs one step, not a fresh search.
@@ -262,6 +334,8 @@ class CronTrigger:
                 after = after.astimezone(UTC)
             naive = self._next_naive(after.replace(tzinfo=None))
             return None if naive is None else naive.replace(tzinfo=UTC)
+        if after.tzinfo is None:
+            raise ValueError("after must be an aware datetime")
         if self._iter is not None and after == self._last:
             found = next(self._iter, None)
         else:
@@ -290,10 +364,13 @@ class CronTrigger:
 
     def _instants_zoned(self, after: datetime) -> Iterator[datetime]:
         tz = self.tz
+        if after.tzinfo is None:  # one rule for every zone, as in the UTC path
+            raise ValueError("after must be an aware datetime")
         after = after.astimezone(UTC)
         local = after.astimezone(tz)
         start = local.replace(tzinfo=None)
         both = self.ambiguous == "both"
+        skip = self.nonexistent == "skip"
         if both:
             # Second occurrences of times earlier on the wall clock may still lie ahead.
             start -= _MAX_SHIFT
@@ -306,6 +383,8 @@ class CronTrigger:
             if off0 == off1:
                 primary = first.astimezone(UTC)
             elif first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+                if skip:
+                    continue
                 primary = _after_gap(naive, tz)
             else:
                 primary = first.astimezone(UTC)
@@ -319,6 +398,11 @@ class CronTrigger:
             if primary > last:
                 last = primary
                 yield primary
+        while extras:  # the expression has no later time: what is left of the repeat
+            extra = heapq.heappop(extras)
+            if extra > last:
+                last = extra
+                yield extra
 
 
 def localize(naive: datetime, tz: tzinfo) -> datetime:

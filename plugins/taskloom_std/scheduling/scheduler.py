@@ -17,13 +17,28 @@ Choices worth knowing:
   they reach the top (lazy deletion), so add and reschedule are O(log n) and the next due job
   is read in O(1).
 * **Late runs.** A due time later than ``misfire_grace_time`` is skipped and reported through
-  ``taskloom_schedule_misfire``; with ``coalesce`` (default) many missed runs of one job make
-  one run, without it each missed run runs. ``None`` grace means "run however late".
+  ``taskloom_schedule_misfire``. ``None`` grace means "run however late".
+* **Coalescing.** With ``coalesce`` (default) the missed runs of one job found in one pass
+  make one run: the **latest** missed due time runs (within grace), every earlier one is
+  dropped, and a warning names how many were dropped and their first and last due times.
+* **Catch-up.** Without ``coalesce`` each missed run runs, in due order and **one after
+  another** (each waits for the job's runs before it to finish, so they are never skipped
+  as overlaps of each other), on a thread of the job's own so other jobs keep their times.
+  Runs falling due while a catch-up is going join its end.
+* **Overlaps.** A due run that finds ``max_instances`` runs of its job still going is skipped
+  on the background thread and reported through ``taskloom_schedule_overlap``
+  (:meth:`run_pending` waits instead).
 * **Durable state.** Each job's next due time is saved in a :class:`ScheduleState` before it
   fires; a scheduler restarted on the same state resumes from it (missed runs are handled as
   late runs), and :meth:`ScheduleState.claim` makes sure two schedulers sharing the state
-  never fire the same run twice. Job ids are stable (the task name by default) so the state
-  finds its job again after a restart.
+  never fire the same run twice. A catch-up saves its missed runs (``missed``) together with
+  the next due time before the first starts, claims each just before it starts and removes
+  it when it is done, so a scheduler restarted after a crash runs the missed runs never
+  claimed and reports (a warning) the one claimed but never finished, instead of running it
+  twice. Job ids are stable (the task name by default) so the state finds its job again
+  after a restart.
+* **Stopping.** :meth:`stop` returns promptly whatever the background thread is doing: it
+  never waits for a due time.
 """
 
 from __future__ import annotations
@@ -43,7 +58,12 @@ from taskloom.api.manager import TaskManager
 from taskloom.api.scheduling import MemoryScheduleState, ScheduleState
 from taskloom.kernel.clock import Clock, system_clock
 from taskloom.kernel.engine import Engine, Run
-from taskloom.kernel.errors import ConfigError, TaskloomError
+from taskloom.kernel.errors import (
+    ConfigError,
+    PluginError,
+    TaskloomError,
+    UnknownComponentError,
+)
 from taskloom.kernel.pluginmanager import PluginSet
 from taskloom.kernel.states import TERMINAL
 from taskloom.kernel.task import Task
@@ -91,7 +111,9 @@ class Job:
     """A scheduled task: its trigger, run control and next fire time."""
 
     __slots__ = (
+        "_backlog",
         "_base",
+        "_catchup",
         "_due",
         "_entry",
         "_instances",
@@ -131,6 +153,9 @@ class Job:
         self._entry = 0  # the sequence number of its live heap entry; 0: none
         # Made on the first fire: ten thousand idle jobs need no ten thousand empty lists.
         self._instances: list[Task] | None = None
+        # Missed runs (trigger time, due time) still to run, in order; None: no catch-up.
+        self._backlog: list[tuple[float, float]] | None = None
+        self._catchup: threading.Thread | None = None
 
     @property
     def name(self) -> str:
@@ -167,22 +192,42 @@ class Job:
         return f"<Job {self.id!r} {self.trigger!r} next={when}>"
 
 
-def _checked_grace(value: float | None, where: str) -> float | None:
-    if value is not None and not value >= 0:
-        raise ConfigError(f"{where}: misfire_grace_time must be >= 0, got {value!r}")
+def _checked_grace(value: object, where: str) -> float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not value >= 0):
+        raise ConfigError(f"{where}: misfire_grace_time must be >= 0, got {value!r} "
+                          "(seconds, or None for no limit)")
     return value
 
 
-def _checked_instances(value: int, where: str) -> int:
-    if not value >= 1:
-        raise ConfigError(f"{where}: max_instances must be >= 1, got {value!r}")
+def _checked_instances(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not value >= 1:
+        raise ConfigError(f"{where}: max_instances must be >= 1, got {value!r} "
+                          "(a whole number)")
     return value
 
 
-def _to_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        value = value.astimezone()  # naive: the machine's local time (documented)
-    return value.astimezone(UTC)
+def _checked_coalesce(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: coalesce must be true or false, got {value!r}")
+    return value
+
+
+def _where(task: Any) -> str:
+    """How an error names the task (made only when there is an error to report)."""
+    return f"task {getattr(task, 'name', task)!r}"
+
+
+def _to_utc(value: datetime, what: str = "schedule_time") -> datetime:
+    if not isinstance(value, datetime):
+        raise ConfigError(f"{what}: expected a datetime, got {type(value).__name__} {value!r}")
+    try:
+        if value.tzinfo is None:
+            value = value.astimezone()  # naive: the machine's local time (documented)
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError, OSError):
+        raise ConfigError(f"{what}: {value.isoformat()} is too close to the ends of the "
+                          "calendar") from None
 
 
 def _ts_dt(ts: float) -> datetime:
@@ -256,6 +301,9 @@ class TaskScheduler:
         self._thread: threading.Thread | None = None
         self._overlap_runs: list[Run] = []
         self._active: list[Task] = []
+        # Jobs with missed runs to run one after another and nobody running them yet.
+        self._backlogged: dict[str, Job] = {}
+        self._save_lock = threading.Lock()
         self._interval: tuple[Callable[..., Any], Callable[..., Any]] | None = None
 
     # -- run-control defaults: checked when set, so add_job need not check them per job ------
@@ -295,21 +343,28 @@ class TaskScheduler:
         ``id`` (default: the task's name, made unique) names the job in the durable state.
         Run control defaults to the scheduler's settings.
         """
+        if not isinstance(task, Task):
+            raise ConfigError(f"{_where(task)}: expected a Task to schedule, got "
+                              f"{type(task).__name__}")
         if isinstance(trigger, str):
-            trigger = self.plugins.registry.create("trigger", trigger, **trigger_options)
+            trigger = self._make_trigger(task, trigger, trigger_options)
         elif trigger_options:
             raise TypeError(f"options {sorted(trigger_options)} given with a trigger object")
         if not callable(getattr(trigger, "next_fire_time", None)):
             raise TypeError(f"{trigger!r} is not a trigger (no next_fire_time)")
+        if id is not None and (not isinstance(id, str) or not id):
+            raise ConfigError(f"{_where(task)}: id must be a non-empty string, got {id!r}")
         # The scheduler's defaults were checked when set; only explicit options are checked here.
         if misfire_grace_time is _DEFAULT:
             grace = self._misfire_grace_time
         else:
-            grace = _checked_grace(misfire_grace_time, f"task {task.name!r}")
+            grace = _checked_grace(misfire_grace_time, _where(task))
         if max_instances is None:
             instances = self._max_instances
         else:
-            instances = _checked_instances(max_instances, f"task {task.name!r}")
+            instances = _checked_instances(max_instances, _where(task))
+        if coalesce is not None:
+            _checked_coalesce(coalesce, _where(task))
         if instances > 1 and task.dependencies:
             raise ConfigError(
                 f"task {task.name!r}: max_instances > 1 needs a task without dependencies "
@@ -323,10 +378,13 @@ class TaskScheduler:
             base: float | None
             due: float | None
             paused = False
+            missed = saved.get("missed") if saved is not None else None
             if saved is not None and saved.get("next_fire_time") is not None:
                 base = float(saved["next_fire_time"])
                 due = float(saved.get("due") or base)
                 paused = bool(saved.get("paused", False))
+            elif missed:
+                base = due = None  # only its catch-up is left to run
             else:
                 fast = getattr(trigger, "first_fire_ts", None)
                 base = fast(self.clock.time()) if fast is not None else self._first_base(trigger)
@@ -337,12 +395,31 @@ class TaskScheduler:
                       self.coalesce if coalesce is None else coalesce, instances,
                       base, due, paused)
             self._jobs[job_id] = job
+            if missed:
+                # A catch-up a stopped (or crashed) scheduler left unfinished: resumed first.
+                job._backlog = [(float(b), float(d)) for b, d in missed]
+                if not paused:
+                    self._backlogged[job_id] = job
             if due is not None and not paused:
                 job._entry = seq = next(self._seq)
                 heappush(self._heap, (due, seq, job_id))
             if self._thread is not None:
                 self._wake.set()
         return job
+
+    def _make_trigger(self, task: Any, name: str, options: dict[str, Any]) -> Any:
+        where = _where(task)
+        try:
+            factory = self.plugins.registry.get("trigger", name)
+        except UnknownComponentError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        try:
+            return factory(**options)
+        except TypeError as exc:
+            # An option the trigger does not take: name the trigger and the option.
+            raise ConfigError(f"{where}: trigger {name!r}: {exc}") from None
+        except PluginError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
     def _unique_id(self, wanted: str, explicit: bool) -> str:
         if wanted not in self._jobs:
@@ -357,7 +434,8 @@ class TaskScheduler:
 
     def add_task(self, task: Task, schedule_time: datetime | None = None, **options: Any) -> Job:
         """Run ``task`` once at ``schedule_time`` (None: due now). Naive times are local."""
-        at = self.clock.now() if schedule_time is None else _to_utc(schedule_time)
+        at = self.clock.now() if schedule_time is None else _to_utc(
+            schedule_time, f"task {getattr(task, 'name', task)!r}: schedule_time")
         return self.add_job(task, "date", at=at, **options)
 
     def schedule_recurring(self, task: Task, interval: timedelta | float, **options: Any) -> Job:
@@ -382,9 +460,14 @@ class TaskScheduler:
     ) -> Job:
         """Run ``task`` at the times of a cron expression in ``timezone`` (IANA, default UTC).
 
-        ``ambiguous="both"`` runs a local time repeated at fall back twice (default once).
+        Across DST changes a fixed-time expression runs a skipped local time once right after
+        the gap and a repeated one once; an expression whose minute or hour field starts with
+        ``*`` follows the wall clock (cron(8)'s rule, see :mod:`taskloom_std.scheduling.cron`).
+        ``ambiguous`` (``"once"``/``"both"``) and ``nonexistent`` (``"shift"``/``"skip"``)
+        override it.
         """
-        trigger_opts = {k: options.pop(k) for k in ("ambiguous", "jitter") if k in options}
+        trigger_opts = {k: options.pop(k) for k in ("ambiguous", "nonexistent", "jitter")
+                        if k in options}
         return self.add_job(task, "cron", expression=expression, timezone=timezone,
                             **trigger_opts, **options)
 
@@ -457,6 +540,8 @@ class TaskScheduler:
             job.paused = False
             if job._due is not None:
                 self._push(job)
+            if job._backlog and job._catchup is None:
+                self._backlogged[job.id] = job
             self._save(job)
         self._wake.set()
 
@@ -549,11 +634,78 @@ class TaskScheduler:
                 heappop(self._heap)
                 job = entry[1]
                 runs = self._collect_due(job, now)
+                queued = bool(runs) and (len(runs) > 1 or job._backlog is not None)
+                if queued:
+                    # Several missed runs, or a run due while a catch-up is going: they run
+                    # in order, one after another (see _catch_up).
+                    job._backlog = [*(job._backlog or []), *runs]
+                    if job._catchup is None:
+                        self._backlogged[job.id] = job
+            if queued:
+                self._save(job)  # the missed runs are on record before the first starts
+                continue
             for base, due in runs:
                 task = self._fire_one(job, base, due, now, block)
                 if task is not None:
                     fired.append(task)
+        with self._lock:
+            pending = list(self._backlogged.values())
+            self._backlogged.clear()
+            for job in pending:
+                if not block:
+                    job._catchup = threading.Thread(
+                        target=self._catch_up, args=(job, False),
+                        name=f"taskloom-catch-up:{job.id}", daemon=True)
+        for job in pending:
+            if block:
+                fired.extend(self._catch_up(job, True))
+            else:
+                assert job._catchup is not None
+                job._catchup.start()
         return fired
+
+    def _catch_up(self, job: Job, block: bool) -> list[Task]:
+        """Run ``job``'s missed runs in order, each after the job's earlier runs finished.
+
+        Each is claimed just before it starts and dropped from the saved ``missed`` list
+        when it is done. On the background thread (``block`` False) a stop leaves the rest
+        on record for the next start.
+        """
+        fired: list[Task] = []
+        try:
+            while True:
+                with self._lock:
+                    if (not job._backlog or job.paused or self._jobs.get(job.id) is not job
+                            or (not block and self._stopping.is_set())):
+                        return fired
+                    base, due = job._backlog[0]
+                if not self.state.claim(job.id, base, self.owner):
+                    log.warning("job %r: missed run due %s was claimed before (by another "
+                                "scheduler, or by one stopped before it finished it); not "
+                                "run again", job.id, _ts_dt(due).isoformat())
+                    task = None
+                else:
+                    # One after another: this run starts when the job's earlier runs are done.
+                    self.wait_for(list(job._instances or []))
+                    task = self._start(job, due, self.clock.time(), block=False)
+                    if task is not None:
+                        fired.append(task)
+                        self.wait_for([task])
+                with self._lock:
+                    if job._backlog:
+                        job._backlog.pop(0)
+                self._save(job, last=due if task is not None else None)
+        except Exception:
+            log.exception("job %r: catch-up failed; its missed runs stay on record", job.id)
+            return fired
+        finally:
+            with self._lock:
+                job._catchup = None
+                if not job._backlog:
+                    job._backlog = None
+                elif not job.paused and self._jobs.get(job.id) is job:
+                    # Stopped (or failed) half-way: the next pass, or start(), resumes it.
+                    self._backlogged[job.id] = job
 
     def _collect_due(self, job: Job, now: float) -> list[tuple[float, float]]:
         """Advance ``job`` past ``now``; return the runs to start as (trigger time, due time):
@@ -580,6 +732,10 @@ class TaskScheduler:
                 job._due = None if base is None else self._jittered(job.trigger, base)
                 break
         if job.coalesce and len(missed) > 1:
+            log.warning("job %r: %d missed runs coalesced into one: the run due %s runs, "
+                        "the %d due from %s to %s are dropped", job.id, len(missed),
+                        _ts_dt(missed[-1][1]).isoformat(), len(missed) - 1,
+                        _ts_dt(missed[0][1]).isoformat(), _ts_dt(missed[-2][1]).isoformat())
             missed = missed[-1:]
         runnable = []
         grace = job.misfire_grace_time
@@ -632,17 +788,27 @@ class TaskScheduler:
             job._due = job._base = None
 
     def _save(self, job: Job, last: float | None = None) -> None:
-        state: dict[str, Any] = {"next_fire_time": job._base, "due": job._due,
-                                 "paused": job.paused}
-        if last is not None:
-            state["last_fire_time"] = last
-        self.state.save(job.id, state)
+        # One writer at a time: a catch-up thread and the scheduler thread both save a job,
+        # and the later snapshot must be the one kept.
+        with self._save_lock:
+            state: dict[str, Any] = {"next_fire_time": job._base, "due": job._due,
+                                     "paused": job.paused}
+            backlog = job._backlog
+            if backlog:
+                state["missed"] = [list(run) for run in backlog]
+            if last is not None:
+                state["last_fire_time"] = last
+            self.state.save(job.id, state)
 
     def _start(self, job: Job, due: float, now: float, block: bool) -> Task | None:
-        if job.running >= job.max_instances:
+        running = job.running
+        if running >= job.max_instances:
             if not block:
                 log.warning("job %r: run due %s skipped, %d instance(s) still running",
-                            job.id, _ts_dt(due).isoformat(), job.max_instances)
+                            job.id, _ts_dt(due).isoformat(), running)
+                self.plugins.hook.taskloom_schedule_overlap(
+                    job=job, scheduled_for=_ts_dt(due), fired_at=self.clock.now(),
+                    running=running)
                 return None
             self.wait_for((job._instances or [])[:1])
         task = job.task
@@ -736,6 +902,10 @@ class TaskScheduler:
                 entry = self._peek()
                 timeout = None if entry is None else max(0.0, entry[0] - self.clock.time())
                 self._wake.clear()
+            # stop() sets the flag before the wake-up event: a wake-up cleared just now was
+            # stop's, and the flag tells.
+            if self._stopping.is_set():
+                break
             if timeout is None or timeout > 0:
                 self.clock.wait(self._wake, timeout)
 
@@ -747,19 +917,25 @@ class TaskScheduler:
         """
         with self._lock:
             thread = self._thread
+            self._stopping.set()
+            self._wake.set()
             self._thread = None
-        self._stopping.set()
-        self._wake.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         with self._lock:
             active = [t for t in self._active if t.status not in TERMINAL]
             overlap = list(self._overlap_runs)
+            catching_up = [j._catchup for j in self._jobs.values() if j._catchup is not None]
         if cancel_running:
             for task in active:
                 task.cancel()
         if wait:
             self.wait_for(active)
+        if wait or cancel_running:
+            # Each stops before its next missed run; what is left stays on record.
+            for worker in catching_up:
+                if worker.ident is not None and worker is not threading.current_thread():
+                    worker.join()
         for run in overlap:
             if wait or cancel_running:
                 run.close()

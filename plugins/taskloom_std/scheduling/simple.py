@@ -8,17 +8,28 @@ from datetime import datetime, timedelta, timezone
 from typing import ClassVar
 
 from taskloom.kernel.errors import ConfigError
+from taskloom_std.scheduling.cron import checked_jitter, localize, resolve_timezone
 
 UTC = timezone.utc
 
 #: Most distinct plain intervals :meth:`IntervalTrigger.shared` keeps.
 _SHARED_MAX = 256
+#: The longest interval: a century (any longer one would first fire past the year 9999).
+MAX_INTERVAL = 100 * 365.25 * 86400
+#: The shortest interval: a millisecond (the due-time grid must stay exact in a float).
+MIN_INTERVAL = 0.001
+# Earliest and latest instants a trigger accepts: a day inside datetime's range, so that
+# reading them in any zone stays in range too.
+_MIN_TS = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_MAX_TS = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 
 
-def as_utc(value: datetime | str | float, what: str) -> datetime:
+def as_utc(value: object, what: str) -> datetime:
     """An aware UTC datetime from a datetime, an ISO string or epoch seconds.
 
-    A naive datetime (or an ISO string without an offset) is read as local time.
+    A naive datetime (or an ISO string without an offset) is read as local time. Anything
+    else, or a time too close to the ends of the calendar (years 1 and 9999) to be read in
+    every zone, is a :class:`ConfigError` naming ``what``.
     """
     if isinstance(value, str):
         try:
@@ -26,12 +37,24 @@ def as_utc(value: datetime | str | float, what: str) -> datetime:
         except ValueError:
             raise ConfigError(f"{what}: not an ISO datetime: {value!r}") from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not _MIN_TS <= value <= _MAX_TS:
+            raise ConfigError(f"{what}: expected epoch seconds between years 1 and 9999, "
+                              f"got {value!r}")
         return datetime.fromtimestamp(value, UTC)
     if not isinstance(value, datetime):
-        raise ConfigError(f"{what}: expected a datetime, got {value!r}")
-    if value.tzinfo is None:
-        value = value.astimezone()  # local time, by the documented rule
-    return value.astimezone(UTC)
+        raise ConfigError(f"{what}: expected a datetime, an ISO string or epoch seconds, "
+                          f"got {type(value).__name__} {value!r}")
+    try:
+        if value.tzinfo is None:
+            value = value.astimezone()  # local time, by the documented rule
+        result = value.astimezone(UTC)
+        in_range = _MIN_TS <= result.timestamp() <= _MAX_TS
+    except (OverflowError, ValueError, OSError):
+        in_range = False
+    if not in_range:
+        raise ConfigError(f"{what}: {value.isoformat()} is too close to the ends of the "
+                          "calendar (use a time between the years 1 and 9999)")
+    return result
 
 
 def _has_offset(text: str) -> bool:
@@ -41,7 +64,7 @@ def _has_offset(text: str) -> bool:
         return True  # let as_utc report it
 
 
-def as_seconds(value: timedelta | float, what: str) -> float:
+def as_seconds(value: object, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise ConfigError(f"{what}: expected seconds or a timedelta, got {value!r}")
@@ -69,17 +92,19 @@ class DateTrigger:
         if when is None:
             raise ConfigError("date trigger: needs a time (at)")
         if timezone is not None:
-            from taskloom_std.scheduling.cron import localize, resolve_timezone
-
+            tz = resolve_timezone(timezone, "date trigger")
             if isinstance(when, str):
-                when = as_utc(when, "date trigger") if _has_offset(when) else \
+                when = as_utc(when, "date trigger: at") if _has_offset(when) else \
                     datetime.fromisoformat(when)
             if isinstance(when, datetime) and when.tzinfo is None:
-                when = localize(when, resolve_timezone(timezone, "date trigger"))
-        self.at = as_utc(when, "date trigger")
-        self.jitter = float(jitter)
-        if self.jitter < 0:
-            raise ConfigError("date trigger: jitter must be >= 0")
+                try:
+                    when = localize(when, tz)
+                except (OverflowError, ValueError):
+                    raise ConfigError(
+                        f"date trigger: at: {when.isoformat()} is too close to the ends of "
+                        "the calendar (use a time between the years 1 and 9999)") from None
+        self.at = as_utc(when, "date trigger: at")
+        self.jitter = checked_jitter(jitter, "date trigger")
 
     def __repr__(self) -> str:
         return f"DateTrigger({self.at.isoformat()})"
@@ -94,7 +119,10 @@ class DateTrigger:
 class IntervalTrigger:
     """Fires every ``interval``: at ``start``, ``start + interval``, ... up to ``end``.
 
-    Without ``start`` the first fire is one interval after the job is added. ``jitter``
+    Without ``start`` the fires fall on a grid of whole multiples of the interval since the
+    epoch (1970-01-01 UTC): the first is the next grid time after the job is added (at most
+    one interval away), and every scheduler, in any process, computes the very same due
+    times, so schedulers sharing a state claim the same runs and each runs once. ``jitter``
     delays each fire by a random ``[0, jitter)`` seconds drawn from ``rng``; the grid
     itself never drifts. Jitter must be shorter than the interval so runs keep their order.
 
@@ -129,18 +157,23 @@ class IntervalTrigger:
         rng: random.Random | None = None,
     ) -> None:
         if interval is None:
-            total = seconds + 60 * minutes + 3600 * hours + 86400 * days
+            total = 0.0
+            for unit, n, scale in (("seconds", seconds, 1), ("minutes", minutes, 60),
+                                   ("hours", hours, 3600), ("days", days, 86400)):
+                total += scale * as_seconds(n, f"interval trigger: {unit}")
         elif type(interval) is int or type(interval) is float:
             total = interval
         else:
             total = as_seconds(interval, "interval trigger")
-        if not 0 < total < math.inf:
-            raise ConfigError(f"interval trigger: interval must be > 0 seconds, got {total!r}")
+        if not MIN_INTERVAL <= total <= MAX_INTERVAL:
+            raise ConfigError(
+                f"interval trigger: interval must be > 0 seconds and at most a century: "
+                f"from {MIN_INTERVAL:g}s to {MAX_INTERVAL:.0f}s, got {total!r}")
         start_at = None if start is None else as_utc(start, "interval trigger start")
         end_at = None if end is None else as_utc(end, "interval trigger end")
         if start_at is not None and end_at is not None and end_at < start_at:
             raise ConfigError("interval trigger: end is before start")
-        spread = jitter if type(jitter) is float else as_seconds(jitter, "jitter")
+        spread = jitter if type(jitter) is float else checked_jitter(jitter, "interval trigger")
         if spread and not 0 < spread < total:
             raise ConfigError(
                 f"interval trigger: jitter must be >= 0 and shorter than the interval "
@@ -171,7 +204,10 @@ class IntervalTrigger:
         """
         # The value's type is part of the key: True == 1, but True is not an interval.
         key = (cls, type(interval), interval)
-        trigger = cls._shared.get(key)
+        try:
+            trigger = cls._shared.get(key)
+        except TypeError:  # unhashable: not an interval, as the constructor will say
+            return cls(interval)
         if trigger is None:
             trigger = cls(interval)
             if len(cls._shared) < _SHARED_MAX:  # bounded: a program uses few intervals
@@ -186,27 +222,21 @@ class IntervalTrigger:
         return f"IntervalTrigger({self.seconds:g}s)"
 
     def first_fire_time(self, now: datetime) -> datetime | None:
-        if self.start is None:
-            return self._bounded(now + self.interval)
-        if self.start >= now:
-            return self._bounded(self.start)
-        return self.next_fire_time(now)
+        ts = self.first_fire_ts(now.timestamp())
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
     def first_fire_ts(self, now: float) -> float | None:
         """:meth:`first_fire_time` on epoch seconds (the scheduler's fast path)."""
         start = self._start_ts
-        if start is None:
-            first = now + self.seconds
-        elif start >= now:
-            first = start
-        else:
+        if start is None or start < now:
             return self.next_fire_ts(now)
+        first = start
         end = self._end_ts
-        return None if end is not None and first > end else first
+        if end is not None and first > end:
+            return None
+        return None if first > _MAX_TS - self.jitter else first
 
     def next_fire_time(self, after: datetime) -> datetime | None:
-        if self.start is None:
-            return self._bounded(after + self.interval)
         ts = self.next_fire_ts(after.timestamp())
         return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
@@ -215,7 +245,11 @@ class IntervalTrigger:
         start = self._start_ts
         step = self.seconds
         if start is None:
-            nxt = after + step
+            # k * step, the same float in every process for the same k (see the class doc).
+            k = after // step + 1  # a whole number below 2**53: exact in a float
+            nxt = k * step
+            if nxt <= after:  # float rounding: the next k, never nxt + step (not k * step)
+                nxt = (k + 1) * step
         elif after < start:
             nxt = start
         else:
@@ -223,7 +257,7 @@ class IntervalTrigger:
             if nxt <= after:  # float rounding on huge spans
                 nxt += step
         end = self._end_ts
-        return None if end is not None and nxt > end else nxt
-
-    def _bounded(self, when: datetime) -> datetime | None:
-        return None if self.end is not None and when > self.end else when
+        if end is not None and nxt > end:
+            return None
+        # The calendar ends in the year 9999: a trigger with no time before then is done.
+        return None if nxt > _MAX_TS - self.jitter else nxt

@@ -48,6 +48,13 @@ class FireLog:
         self._echo(f"{_stamp(fired_at)} skipped {job.id} (task {job.task.name}) due "
                    f"{_stamp(scheduled_for)}: later than its misfire grace time")
 
+    @hookimpl
+    def taskloom_schedule_overlap(self, job: Any, scheduled_for: datetime, fired_at: datetime,
+                                  running: int) -> None:
+        self._echo(f"{_stamp(fired_at)} skipped {job.id} (task {job.task.name}) due "
+                   f"{_stamp(scheduled_for)}: {running} run(s) still going "
+                   f"(max_instances {job.max_instances})")
+
 
 class _StopSignals:
     """SIGTERM and SIGINT set a flag instead of raising.
