@@ -597,8 +597,8 @@ class Run:
         from taskloom.kernel.store import store_failure
 
         message = store_failure(self._store, exc)
-        log.error("run %s: %s", self.id, message)
         if self.store_error is None:
+            log.error("run %s: %s", self.id, message)
             self.store_error = message
 
     def summary(self) -> RunSummary:

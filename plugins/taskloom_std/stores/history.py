@@ -210,6 +210,17 @@ class RunHistory:
             results = conn.execute(
                 "SELECT task, kind, note, cache_hit FROM results WHERE run_id = ?", (run_id,)
             ).fetchall()
+        # What is shown is text: a row holding something else was not written by taskloom.
+        for table, rows, text_columns in (("errors", errors, (0, 2, 3, 4)),
+                                          ("results", results, (0, 1, 2))):
+            for row in rows:
+                bad = [i for i in text_columns if row[i] is not None and not isinstance(
+                    row[i], str)]
+                if bad or not isinstance(row[0], str):
+                    raise self.damaged(
+                        f"a row of {table} of run {run_id!r}",
+                        ValueError(f"column {bad[0] if bad else 0} is not text"),
+                    )
         tasks: dict[str, TaskRecord] = {}
         for _, name, state, t in events:
             rec = tasks.get(name)

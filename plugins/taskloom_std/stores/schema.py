@@ -120,10 +120,21 @@ SCHEMA_VERSION = max(MIGRATIONS)
 
 
 def read_version(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    """``(user_version, application_id, number of tables)``; raises DatabaseError on junk."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    app = conn.execute("PRAGMA application_id").fetchone()[0]
-    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    """``(user_version, application_id, number of tables)``; raises DatabaseError on junk.
+
+    Read in one transaction: another process creating the schema between two reads would
+    otherwise show tables without the application id.
+    """
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    finally:
+        if own and conn.in_transaction:
+            conn.execute("COMMIT")
     return int(version), int(app), int(tables)
 
 
