@@ -109,6 +109,14 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def _read_only_copy(path: Path) -> bool:
+    """Whether neither the file nor its folder carries any write permission."""
+    try:
+        return not (path.stat().st_mode & 0o222 or path.parent.stat().st_mode & 0o222)
+    except OSError:
+        return False
+
+
 class SqliteStore(RunHistory):
     """Records runs in a SQLite database (see the module docstring for durability)."""
 
@@ -271,23 +279,27 @@ class SqliteStore(RunHistory):
             raise StoreError(f"no database at {path}")
         self._check_header()
         where = urllib.parse.quote(str(path.resolve()))
+        # A read-only copy (no write permission on the file or its folder): SQLite could not
+        # make the WAL index beside it, and nobody is meant to write it, so it is read as
+        # immutable, creating nothing.
+        frozen = _read_only_copy(path)
         conn: sqlite3.Connection | None = None
         try:
             try:
-                conn = sqlite3.connect(f"file:{where}?mode=ro", uri=True,
-                                       timeout=_READ_TIMEOUT, check_same_thread=False)
+                conn = sqlite3.connect(
+                    f"file:{where}?mode=ro" + ("&immutable=1" if frozen else ""), uri=True,
+                    timeout=_READ_TIMEOUT, check_same_thread=False,
+                )
                 version = self._check(conn)
-            except sqlite3.OperationalError as exc:
+            except sqlite3.OperationalError:
                 if conn is not None:
                     conn.close()
-                if os.access(path.parent, os.W_OK) and os.access(path, os.R_OK):
+                    conn = None
+                if frozen or os.access(path.parent, os.W_OK):
                     raise
-                # A read-only copy (file and folder): SQLite cannot make the WAL index
-                # beside it, and nobody can write it, so it is read as immutable.
                 conn = sqlite3.connect(f"file:{where}?mode=ro&immutable=1", uri=True,
                                        timeout=_READ_TIMEOUT, check_same_thread=False)
                 version = self._check(conn)
-                del exc
         except sqlite3.OperationalError as exc:
             if conn is not None:
                 conn.close()
