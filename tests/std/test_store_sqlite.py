@@ -663,3 +663,47 @@ def test_processes_creating_one_new_database_at_once_all_succeed(tmp_path, attem
     assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outcomes]
     store = SqliteStore(db, read_only=True)
     store.close()
+
+
+@pytest.fixture(scope="module")
+def recorded_db(tmp_path_factory) -> bytes:
+    db = tmp_path_factory.mktemp("fuzz") / "base.db"
+    engine = _engine(db)
+    engine.plugins.register(RetryOnce(), name="retry-once")
+
+    def broken():
+        raise ValueError("broken")
+
+    engine.run([Task("flaky", fn=_flaky()), Task("broken", fn=broken),
+                Task("tuple", fn=lambda: (1, "a"), dependencies=["flaky"])], run_id="r")
+    engine.close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return db.read_bytes()
+
+
+@given(flips=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(1, 255)), min_size=1,
+                      max_size=8),
+       cut=st.one_of(st.none(), st.integers(0, 1 << 20)))
+def test_history_of_a_damaged_file_is_read_or_refused_never_a_crash(recorded_db, tmp_path_factory,
+                                                                    flips, cut):
+    data = bytearray(recorded_db)
+    for where, mask in flips:
+        data[where % len(data)] ^= mask
+    if cut is not None:
+        del data[cut % len(data):]
+    db = tmp_path_factory.mktemp("damaged") / "d.db"
+    db.write_bytes(bytes(data))
+    try:
+        store = SqliteStore(db, read_only=True)
+    except StoreError:
+        return
+    try:
+        for record in store.runs():
+            store.detail(record.id)
+            store.summary(record.id)
+    except StoreError:
+        pass
+    finally:
+        store.close()

@@ -248,7 +248,7 @@ class SqliteStore(RunHistory):
                     f"{path} cannot be used as a taskloom database ({exc}); it was left "
                     "untouched"
                 ) from exc
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
                 conn.close()
                 raise StoreCorruptError(
                     f"{path} is not a readable taskloom database ({exc}); it was left "
@@ -308,7 +308,7 @@ class SqliteStore(RunHistory):
                     f"database {path} is locked: could not read it within {_READ_TIMEOUT:g}s"
                 ) from exc
             raise StoreError(f"cannot read the database {path}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             if conn is not None:
                 conn.close()
             raise StoreCorruptError(
@@ -678,7 +678,7 @@ class SqliteStore(RunHistory):
                 if _is_locked(exc):
                     raise StoreLockedError(self._locked_message()) from exc
                 raise self.damaged("a query", exc) from exc
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
                 raise self.damaged("a query", exc) from exc
 
     def outcomes(self, run_id: str) -> dict[str, Outcome]:
