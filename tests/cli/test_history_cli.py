@@ -444,3 +444,61 @@ def test_a_full_disk_exits_non_zero_and_resume_runs_exactly_the_unrecorded(tmp_p
     assert resumed.returncode == 0, resumed.stderr
     again = _executions(tmp_path) - before
     assert sorted(again.elements()) == sorted(set(names) - recorded)
+
+
+GATED = textwrap.dedent('''
+    import os
+    from pathlib import Path
+
+    HERE = Path(__file__).resolve().parent
+
+    def step(context):
+        name = context.task.name
+        with open(HERE / "executions.log", "a") as f:
+            f.write(name + "\\n")
+        if name == "gate":
+            with open(os.environ["GATE"]) as pipe:  # returns once the test holds the lock
+                pipe.read()
+        return name
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes")
+@pytest.mark.parametrize("durability", ["safe", "fast"])
+def test_a_lock_held_by_another_process_fails_taskloom_run(tmp_path, durability):
+    import sqlite3
+
+    (tmp_path / "gated.py").write_text(GATED)
+    tables = ["[taskloom]", 'executor = { kind = "thread", max_workers = 1 }',
+              f'store_options = {{ durability = "{durability}", lock_timeout = 0.3 }}',
+              '[tasks.first]', 'call = "gated:step"',
+              '[tasks.gate]', 'call = "gated:step"', 'depends_on = ["first"]',
+              '[tasks.after]', 'call = "gated:step"', 'depends_on = ["gate"]']
+    (tmp_path / "taskloom.toml").write_text("\n".join(tables) + "\n")
+    pipe = tmp_path / "gate.pipe"
+    os.mkfifo(pipe)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "GATE": str(pipe)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from taskloom.app.cli import main; main()", "run", "taskloom.toml"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    db = tmp_path / ".taskloom" / "taskloom.db"
+    with open(pipe, "w") as gate:  # opens once gate is running: the database exists
+        holder = sqlite3.connect(db, isolation_level=None, timeout=30)
+        holder.execute("BEGIN IMMEDIATE")
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "Traceback" not in out + err
+    assert proc.returncode == 1, out + err
+    assert "store error" in out and f"database {db} is locked" in out.replace("\n", " ")
+    if durability == "safe":
+        # first was committed before gate started; gate's commit failed, after never ran.
+        assert _executions(tmp_path) == {"first": 1, "gate": 1}
+        run_id = _only_run(db)
+        resumed = _cli("resume", run_id, "taskloom.toml", cwd=tmp_path,
+                       env={"PYTHONPATH": str(tmp_path), "GATE": "/dev/null"})
+        assert resumed.returncode == 0, resumed.stderr
+        assert _executions(tmp_path) == {"first": 1, "gate": 2, "after": 1}
