@@ -306,7 +306,7 @@ _DETAIL = (("show", "RUN"), ("resume", "RUN", "taskloom.toml"))
     (lambda db: _damage_first_event(db, lambda d: d[: len(d) // 3]), "event batch", _DETAIL),
     (lambda db: _damage_first_event(db, lambda d: d.replace('"', "\x00", 3)), "event batch",
      _DETAIL),
-    (lambda db: _damage_first_event(db, lambda d: b"\x80\x04\x95garbage"), "event batch",
+    (lambda db: _damage_first_event(db, lambda d: b"\xff\xfe" + d.encode()), "event batch",
      _DETAIL),
     # The file's pages past the header: SQLite's own check finds the damage.
     (lambda db: db.write_bytes(db.read_bytes()[:4096] + random.Random(7).randbytes(1 << 14)),
@@ -483,7 +483,7 @@ def test_a_lock_held_by_another_process_fails_taskloom_run(tmp_path, durability)
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     db = tmp_path / ".taskloom" / "taskloom.db"
-    with open(pipe, "w") as gate:  # opens once gate is running: the database exists
+    with open(pipe, "w"):  # opens once gate is running: the database exists
         holder = sqlite3.connect(db, isolation_level=None, timeout=30)
         holder.execute("BEGIN IMMEDIATE")
     try:

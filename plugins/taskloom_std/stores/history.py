@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -13,7 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from taskloom_std.stores.errors import StoreCorruptError
-from taskloom_std.stores.schema import load_events
+from taskloom_std.stores.schema import LegacyEvents, load_events
+
+log = logging.getLogger("taskloom.store")
 
 _FINAL = ("completed", "failed", "cancelled", "skipped")
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
@@ -95,6 +98,15 @@ class RunHistory:
         ):
             try:
                 out.extend(load_events(run_id, data))
+            except LegacyEvents:
+                # Recorded before schema 3 (pickled): the attempts it held are not shown,
+                # and on resume its tasks count by their stored results alone.
+                warned: set[str] = self.__dict__.setdefault("_legacy_warned", set())
+                if run_id not in warned:
+                    warned.add(run_id)
+                    log.warning("%s: run %r has state changes recorded by an older taskloom; "
+                                "they are not read (they were pickled)", self.path, run_id)
+                continue
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 raise self.damaged(f"event batch {rowid} of run {run_id!r}", exc) from exc
         return out

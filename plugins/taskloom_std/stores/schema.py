@@ -150,6 +150,10 @@ def migrate(conn: sqlite3.Connection, current: int, target: int = SCHEMA_VERSION
 _STATES = frozenset(state.value for state in TaskState)
 
 
+class LegacyEvents(ValueError):
+    """An event batch pickled by a taskloom before schema version 3: never unpickled."""
+
+
 def dump_events(events: list[tuple[Any, ...]]) -> str:
     """One stored batch: ``[[task, state, time], ...]`` as JSON text (never a pickle)."""
     return json.dumps([(task, state.value, t) for _, task, state, t in events])
@@ -159,11 +163,11 @@ def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
     """``(run id, task, state, time)`` tuples of one stored batch; ``ValueError`` if damaged.
 
     Batches written before schema version 3 were pickled; they are not loaded (no pickle
-    is read back from a database without a signature) and raise ``ValueError`` too.
+    is read back from a database without a signature): :class:`LegacyEvents`.
     """
     if isinstance(data, bytes):
         if data[:1] == b"\x80":
-            raise ValueError("a pickled event batch of an older taskloom (not loaded)")
+            raise LegacyEvents("a pickled event batch of an older taskloom (not loaded)")
         data = data.decode()
     if not isinstance(data, str):
         raise ValueError(f"an event batch stored as {type(data).__name__}")
