@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -203,3 +204,301 @@ def test_an_attempt_cut_off_by_a_kill_stays_running_not_the_next_state():
     first, second = _attempts(rec, {})
     assert (first.number, first.state, first.finished) == (1, "running", None)
     assert (second.number, second.state, second.finished) == (2, "completed", 9.5)
+
+
+# -- faults through real processes: crafted, damaged, read-only and full databases ------------
+
+
+def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+         **popen: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from taskloom.app.cli import main; main()", *args],
+        cwd=cwd, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+
+
+class _Marker:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_database_runs_no_code(project, tmp_path_factory):
+    import pickle
+    import sqlite3
+
+    (project / "fixed").touch()
+    assert _cli("run", "taskloom.toml", cwd=project).returncode == 0
+    db = project / ".taskloom" / "taskloom.db"
+    run_id = _only_run(db)
+    marker = project / "code-ran"
+    evil = tmp_path_factory.mktemp("evil")
+    (evil / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef f(): pass\n")
+    (evil / "taskloom.toml").write_text('[tasks.extract]\ncall = "evilmod:f"\n')
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE results SET kind = 'pickle', value = ? WHERE task = 'extract'",
+                 (pickle.dumps(_Marker(str(marker))),))
+    conn.execute("UPDATE runs SET status = 'failed', config_path = ?",
+                 (str(evil / "taskloom.toml"),))
+    conn.close()
+    env = {"PYTHONPATH": os.pathsep.join([str(project), str(evil)])}
+
+    listed = _cli("runs", cwd=project, env=env)
+    assert listed.returncode == 0 and run_id in listed.stdout
+    shown = _cli("show", run_id, cwd=project, env=env)
+    assert shown.returncode == 0 and "extract" in shown.stdout
+    refused = _cli("resume", run_id, cwd=project, env=env)
+    assert refused.returncode == 2
+    assert f"give it as FILE to resume ('taskloom resume {run_id} {evil}" in refused.stderr
+    assert not marker.exists()
+
+    resumed = _cli("resume", run_id, "taskloom.toml", cwd=project, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not marker.exists()
+    # The unsigned result was not trusted: extract ran again, the others kept their results.
+    assert _executions(project) == {"extract": 2, "transform": 1, "load": 1}
+    for result in (listed, shown, refused, resumed):
+        _no_traceback(result)
+
+
+def _damage_first_event(db: Path, mutate) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    rowid, data = conn.execute("SELECT rowid, data FROM events ORDER BY rowid").fetchone()
+    conn.execute("UPDATE events SET data = ? WHERE rowid = ?", (mutate(data), rowid))
+    conn.close()
+
+
+def _set_version(db: Path, version: int) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory):
+    """A database holding one failed run of the project (resume then reads all of it)."""
+    folder = tmp_path_factory.mktemp("failed-run")
+    (folder / "steps.py").write_text(STEPS)
+    (folder / "taskloom.toml").write_text(CONFIG)
+    result = _cli("run", "taskloom.toml", cwd=folder, env={"PYTHONPATH": str(folder)})
+    assert result.returncode == 1, result.stderr
+    return folder / ".taskloom"
+
+
+_EVERY = (("runs",), ("show", "RUN"), ("resume", "RUN", "taskloom.toml"))
+_DETAIL = (("show", "RUN"), ("resume", "RUN", "taskloom.toml"))
+
+
+@pytest.mark.parametrize(("damage", "said", "commands"), [
+    # An event batch: the run list does not read events; show and resume refuse.
+    (lambda db: _damage_first_event(db, lambda d: d[: len(d) // 3]), "event batch", _DETAIL),
+    (lambda db: _damage_first_event(db, lambda d: d.replace('"', "\x00", 3)), "event batch",
+     _DETAIL),
+    (lambda db: _damage_first_event(db, lambda d: b"\xff\xfe" + d.encode()), "event batch",
+     _DETAIL),
+    # The file's pages past the header: SQLite's own check finds the damage.
+    (lambda db: db.write_bytes(db.read_bytes()[:4096] + random.Random(7).randbytes(1 << 14)),
+     "malformed", _EVERY),
+    (lambda db: db.write_bytes(b"garbage" * 300), "not an SQLite database", _EVERY),
+    (lambda db: _set_version(db, 99), "newer taskloom", _EVERY),
+])
+def test_a_damaged_database_exits_2_naming_the_file(project, failed_run, damage, said,
+                                                    commands):
+    db = project / ".taskloom" / "taskloom.db"
+    shutil.copytree(failed_run, project / ".taskloom")
+    run_id = _only_run(db)
+    damage(db)
+    for args in _EVERY:
+        args = tuple(run_id if a == "RUN" else a for a in args)
+        result = _cli(*args, cwd=project, env={"PYTHONPATH": str(project)})
+        _no_traceback(result)
+        if args[0] in {c[0] for c in commands}:
+            assert result.returncode == 2, (args, result.stdout, result.stderr)
+            assert str(db) in result.stderr and said in result.stderr, result.stderr
+        else:
+            assert result.returncode == 0, (args, result.stderr)
+
+
+def test_runs_and_show_read_a_read_only_copy_and_write_nothing(project):
+    import tempfile
+
+    (project / "fixed").touch()
+    assert _cli("run", "taskloom.toml", cwd=project).returncode == 0
+    db = project / ".taskloom" / "taskloom.db"
+    run_id = _only_run(db)
+    folder = Path(tempfile.mkdtemp(prefix="taskloom-ro-"))
+    try:
+        copy = folder / "history.db"
+        copy.write_bytes(db.read_bytes())
+        copy.chmod(0o400)
+        folder.chmod(0o500)
+        before = copy.read_bytes()
+        listed = _cli("runs", "--db", str(copy), cwd=folder)
+        shown = _cli("show", run_id, "--db", str(copy), cwd=folder)
+        assert listed.returncode == 0 and run_id in listed.stdout, listed.stderr
+        assert shown.returncode == 0 and "section load" in shown.stdout, shown.stderr
+        assert copy.read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == ["history.db"]
+    finally:
+        folder.chmod(0o700)
+        shutil.rmtree(folder)
+
+
+def test_runs_does_not_wait_for_a_writer_and_writes_no_owner(project):
+    import sqlite3
+
+    (project / "fixed").touch()
+    assert _cli("run", "taskloom.toml", cwd=project).returncode == 0
+    db = project / ".taskloom" / "taskloom.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("DELETE FROM runs")
+    try:
+        listed = _cli("runs", cwd=project)
+    finally:
+        holder.execute("ROLLBACK")
+    owners = holder.execute("SELECT count(*) FROM owners").fetchone()[0]
+    holder.close()
+    assert listed.returncode == 0 and "completed" in listed.stdout, listed.stderr
+    assert owners == 0
+    assert db.stat().st_mode & 0o777 == 0o600
+
+
+def test_resume_reads_a_relative_db_from_the_current_folder(project, tmp_path_factory):
+    assert _cli("run", "taskloom.toml", cwd=project).returncode == 1
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shutil.move(str(project / ".taskloom"), str(elsewhere / "history"))
+    run_id = _only_run(elsewhere / "history" / "taskloom.db")
+    (project / "fixed").touch()
+    result = _cli("resume", run_id, str(project / "taskloom.toml"), "--retry-failed",
+                  "--db", "history/taskloom.db", cwd=elsewhere,
+                  env={"PYTHONPATH": str(project)})
+    assert result.returncode == 0, result.stderr
+    assert not (project / ".taskloom").exists()  # no new, empty database beside the config
+    assert _executions(project) == {"extract": 1, "transform": 2, "load": 1}
+
+
+MANY = textwrap.dedent('''
+    from pathlib import Path
+
+    def make(context):
+        name = context.task.name
+        with open(Path(__file__).resolve().parent / "executions.log", "a") as f:
+            f.write(name + "\\n")
+        return name * 20000
+''')
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE")
+@pytest.mark.parametrize("durability", ["safe", "fast"])
+def test_a_full_disk_exits_non_zero_and_resume_runs_exactly_the_unrecorded(tmp_path,
+                                                                            durability):
+    (tmp_path / "many.py").write_text(MANY)
+    tables = ["[taskloom]", 'executor = { kind = "thread", max_workers = 2 }',
+              f'store_options = {{ durability = "{durability}", lock_timeout = 1 }}']
+    names = [f"m{i:02d}" for i in range(30)]
+    for name in names:
+        tables += [f"[tasks.{name}]", 'call = "many:make"']
+    (tmp_path / "taskloom.toml").write_text("\n".join(tables) + "\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    # The process may not grow any file past 200 kB: the database's disk is "full".
+    full = _cli("run", "taskloom.toml", cwd=tmp_path, env=env,
+                preexec_fn=_limit_file_size(200_000))
+    _no_traceback(full)
+    db = tmp_path / ".taskloom" / "taskloom.db"
+    assert full.returncode == 1, full.stdout + full.stderr
+    said = full.stdout + full.stderr
+    assert "store error" in said and str(db) in said and "disk I/O error" in said
+    assert "cannot rollback" not in said
+    run_id = _only_run(db)
+    store = SqliteStore(db, read_only=True)
+    try:
+        recorded = {n for n, (s, stored, *_) in store.outcomes(run_id).items()
+                    if s == "completed" and stored}
+    finally:
+        store.close()
+    assert len(recorded) < len(names)
+    before = _executions(tmp_path)
+    resumed = _cli("resume", run_id, "taskloom.toml", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    again = _executions(tmp_path) - before
+    assert sorted(again.elements()) == sorted(set(names) - recorded)
+
+
+GATED = textwrap.dedent('''
+    import os
+    from pathlib import Path
+
+    HERE = Path(__file__).resolve().parent
+
+    def step(context):
+        name = context.task.name
+        with open(HERE / "executions.log", "a") as f:
+            f.write(name + "\\n")
+        if name == "gate":
+            with open(os.environ["GATE"]) as pipe:  # returns once the test holds the lock
+                pipe.read()
+        return name
+''')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes")
+@pytest.mark.parametrize("durability", ["safe", "fast"])
+def test_a_lock_held_by_another_process_fails_taskloom_run(tmp_path, durability):
+    import sqlite3
+
+    (tmp_path / "gated.py").write_text(GATED)
+    tables = ["[taskloom]", 'executor = { kind = "thread", max_workers = 1 }',
+              f'store_options = {{ durability = "{durability}", lock_timeout = 0.3 }}',
+              '[tasks.first]', 'call = "gated:step"',
+              '[tasks.gate]', 'call = "gated:step"', 'depends_on = ["first"]',
+              '[tasks.after]', 'call = "gated:step"', 'depends_on = ["gate"]']
+    (tmp_path / "taskloom.toml").write_text("\n".join(tables) + "\n")
+    pipe = tmp_path / "gate.pipe"
+    os.mkfifo(pipe)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "GATE": str(pipe)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from taskloom.app.cli import main; main()", "run", "taskloom.toml"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    db = tmp_path / ".taskloom" / "taskloom.db"
+    with open(pipe, "w"):  # opens once gate is running: the database exists
+        holder = sqlite3.connect(db, isolation_level=None, timeout=30)
+        holder.execute("BEGIN IMMEDIATE")
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "Traceback" not in out + err
+    assert proc.returncode == 1, out + err
+    assert "store error" in out and f"database {db} is locked" in out.replace("\n", " ")
+    if durability == "safe":
+        # first was committed before gate started; gate's commit failed, after never ran.
+        assert _executions(tmp_path) == {"first": 1, "gate": 1}
+        run_id = _only_run(db)
+        resumed = _cli("resume", run_id, "taskloom.toml", cwd=tmp_path,
+                       env={"PYTHONPATH": str(tmp_path), "GATE": "/dev/null"})
+        assert resumed.returncode == 0, resumed.stderr
+        assert _executions(tmp_path) == {"first": 1, "gate": 2, "after": 1}

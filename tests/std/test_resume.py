@@ -154,3 +154,78 @@ def test_store_none_records_nothing_and_runs_every_time():
     engine.run([Task("a", fn=a)], run_id="same")
     engine.run([Task("a", fn=a)], run_id="same")
     assert calls == {"a": 2}
+
+
+class BrokenStore:
+    """A store whose writes fail the way a full disk makes them fail."""
+
+    name = "broken"
+
+    def __init__(self, fail_commit: bool = False) -> None:
+        self.fail_commit = fail_commit
+        self.committed: list[str] = []
+
+    def record_run_start(self, run):
+        pass
+
+    def record_run_finish(self, run, summary):
+        raise OSError(28, "No space left on device")
+
+    def commit_result(self, task, attempt, run):
+        if self.fail_commit and task.name == "b":
+            raise OSError(28, "No space left on device")
+        self.committed.append(task.name)
+
+    def summary(self, run_id):
+        return None
+
+    def outcomes(self, run_id):
+        return {}
+
+    def cache_get(self, key, now):
+        return False, None
+
+    def cache_put(self, key, task, value, expires):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _broken_engine(**options):
+    from taskloom import load_plugins
+    from taskloom.kernel.store import RunStore
+
+    plugins = load_plugins()
+    plugins.registry.add("store", "broken", BrokenStore)
+    engine = Engine(max_workers=1, plugins=plugins, store="broken", store_options=options)
+    assert isinstance(engine.store, RunStore)
+    return engine
+
+
+def test_a_store_failure_fails_the_run_and_is_not_an_ignored_plugin_error(caplog):
+    engine = _broken_engine()
+    wf = Workflow()
+    wf.broken = False
+    summary = engine.run(wf.tasks(), run_id="s")
+    assert summary.status == "failed" and not summary.ok
+    assert summary.store_error == "store 'broken': [Errno 28] No space left on device"
+    assert summary.counts == {"completed": 4}
+    assert "ignored" not in caplog.text  # not the observers' boundary
+    assert engine.plugins.pm.get_plugin("store") is None  # not a plugin at all
+
+
+def test_a_result_that_cannot_be_committed_is_not_completed(caplog):
+    engine = _broken_engine(fail_commit=True)
+    wf = Workflow()
+    wf.broken = False
+    summary = engine.run(wf.tasks("abcd"), run_id="c")
+    states = {t.name: t.status.value for t in summary.tasks}
+    assert states["a"] == "completed" and states["b"] == "cancelled"
+    assert states["c"] == "cancelled"  # nothing starts after the failed commit
+    assert "result not recorded" in summary.errors["b"]
+    assert summary.status == "failed" and "No space left" in (summary.store_error or "")
+    assert "b" not in engine.store.committed and "c" not in engine.store.committed

@@ -324,3 +324,404 @@ def test_a_stored_value_comes_back_equal(value):
     assert kind in ("none", "json", "pickle")
     back = decode(kind, data)
     assert back == value and type(back) is type(value)
+
+
+# -- faults: a full disk, a held lock, crafted and damaged files, concurrency -----------------
+
+
+def _counting(n: int, size: int, ran: list[str], upstream: dict[str, list[str]] | None = None):
+    """``n`` tasks returning ``size``-character results; each execution is appended to ran."""
+
+    def body(name):
+        def fn(**_):
+            ran.append(name)
+            return name + "x" * size
+
+        return fn
+
+    upstream = upstream or {}
+    return [Task(f"t{i:02d}", fn=body(f"t{i:02d}"), dependencies=upstream.get(f"t{i:02d}"))
+            for i in range(n)]
+
+
+def _recorded(db: Path, run_id: str) -> set[str]:
+    store = SqliteStore(db, read_only=True)
+    try:
+        return {n for n, (state, stored, *_) in store.outcomes(run_id).items()
+                if state == "completed" and stored}
+    finally:
+        store.close()
+
+
+def _cap_pages(engine: Engine, extra: int) -> None:
+    """A full disk: SQLite refuses to grow this connection's file past ``extra`` pages more."""
+    conn = engine.store._conn
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + extra}")
+
+
+@pytest.mark.parametrize("durability", ["safe", "fast"])
+def test_a_full_disk_fails_the_run_and_resume_reruns_exactly_the_unrecorded(tmp_path,
+                                                                            durability):
+    db = tmp_path / "full.db"
+    ran: list[str] = []
+    engine = _engine(db, durability=durability, lock_timeout=0.5)
+    _cap_pages(engine, 6)
+    summary = engine.run(_counting(30, 3000, ran), run_id="full")
+    assert summary.status == "failed" and not summary.ok
+    assert summary.store_error is not None
+    assert "database or disk is full" in summary.store_error and str(db) in summary.store_error
+    assert "cannot rollback" not in summary.store_error
+    with pytest.raises(StoreError, match="disk is full"):
+        engine.close()  # what is still queued cannot be written either
+
+    recorded = _recorded(db, "full")
+    if durability == "safe":
+        # Completed means committed: every task the run completed has its result stored.
+        completed = {n for n, t in ((t.name, t) for t in summary.tasks)
+                     if t.status.value == "completed"}
+        assert completed and completed == recorded
+        assert len(recorded) < 30
+    first = set(ran)
+
+    ran.clear()
+    again = _engine(db, durability=durability)  # a fresh connection: the disk has room again
+    try:
+        resumed = again.resume("full", _counting(30, 3000, ran))
+    finally:
+        again.close()
+    assert resumed.ok and resumed.counts == {"completed": 30}
+    assert sorted(ran) == sorted(f"t{i:02d}" for i in range(30) if f"t{i:02d}" not in recorded)
+    assert first  # the first run did execute tasks before the disk filled
+    assert _recorded(db, "full") == {f"t{i:02d}" for i in range(30)}
+
+
+@pytest.mark.parametrize("durability", ["safe", "fast"])
+def test_a_lock_held_by_another_connection_fails_the_run(tmp_path, durability):
+    db = tmp_path / "locked.db"
+    engine = _engine(db, durability=durability, lock_timeout=0.2)
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+
+    def take_the_lock():
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO owners VALUES (1, 'elsewhere', 'holder', 0)")
+        return "took it"
+
+    ran: list[str] = []
+    tasks = [Task("lock", fn=take_the_lock),
+             *_counting(4, 10, ran, {f"t{i:02d}": ["lock"] for i in range(4)})]
+    try:
+        summary = engine.run(tasks, run_id="held")
+        assert summary.status == "failed"
+        assert summary.store_error is not None
+        assert f"database {db} is locked" in summary.store_error
+        if durability == "safe":
+            # The lock's own result could not be committed: nothing after it started.
+            assert ran == []
+            assert summary.counts.get("completed", 0) == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.close()  # the lock is gone: what was kept is written now
+    recorded = _recorded(db, "held")
+    ran.clear()
+    again = _engine(db, durability=durability)
+    try:
+        resumed = again.resume("held", [Task("lock", fn=lambda: "again"),
+                                        *_counting(4, 10, ran, {f"t{i:02d}": ["lock"]
+                                                                for i in range(4)})])
+    finally:
+        again.close()
+    assert resumed.ok
+    assert sorted(ran) == sorted({f"t{i:02d}" for i in range(4)} - recorded)
+
+
+def test_a_slow_write_is_logged_with_the_store_name_while_it_runs(tmp_path):
+    import logging
+
+    db = tmp_path / "slow.db"
+    store = SqliteStore(db, lock_timeout=30, slow_write=0.05)
+    warned = threading.Event()
+    running_when_warned: list[bool] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            if "has been running for" in record.getMessage():
+                running_when_warned.append(writer.is_alive())
+                warned.set()
+
+    handler = Catch()
+    logging.getLogger("taskloom.store").addHandler(handler)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        store.cache_put("k", "task", 1, 1e12)
+        writer = threading.Thread(target=store.flush)
+        writer.start()
+        assert warned.wait(20)
+        assert running_when_warned == [True]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        logging.getLogger("taskloom.store").removeHandler(handler)
+    writer.join(30)
+    store.close()
+    assert _cache_rows(db) == 1
+
+
+def _cache_rows(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT count(*) FROM cache").fetchone()[0])
+    finally:
+        conn.close()
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that code from the database ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _plant_pickle(db: Path, run_id: str, task: str, marker: Path) -> None:
+    import pickle
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute(
+            "INSERT OR REPLACE INTO results(run_id, task, kind, value, note, cache_hit, t)"
+            " VALUES (?, ?, 'pickle', ?, 'pickled', 0, 0)",
+            (run_id, task, pickle.dumps(_Marker(str(marker)))),
+        )
+    finally:
+        conn.close()
+
+
+def test_a_crafted_pickle_is_never_loaded(tmp_path):
+    db, marker = tmp_path / "crafted.db", tmp_path / "ran"
+    engine = _engine(db)
+    engine.run([Task("a", fn=lambda: (1, 2)), Task("b", fn=lambda: 3)], run_id="r")
+    engine.close()
+    _plant_pickle(db, "r", "b", marker)
+
+    reader = SqliteStore(db, read_only=True)
+    try:
+        outcomes = reader.outcomes("r")
+        assert reader.summary("r")["results"]["b"].startswith("<pickled value")
+        assert reader.detail("r") is not None
+    finally:
+        reader.close()
+    assert outcomes["b"][2].startswith("<pickled value")
+    writer = SqliteStore(db)
+    try:
+        loaded = writer.outcomes("r")
+    finally:
+        writer.close()
+    assert loaded["a"] == ("completed", True, (1, 2), None, None)  # signed here: loaded
+    assert loaded["b"][:2] == ("completed", False)  # unsigned: not loaded, runs again
+    assert not marker.exists()
+
+
+def test_files_are_private_and_a_shared_key_is_refused(tmp_path, monkeypatch):
+    from taskloom_std.stores.codec import KEY_ENV
+
+    key = tmp_path / "keys" / "store.key"
+    monkeypatch.setenv(KEY_ENV, str(key))
+    db = tmp_path / "private" / "p.db"
+    engine = _engine(db)
+    engine.run([Task("t", fn=lambda: (1, 2))], run_id="r")
+    engine.close()
+    assert db.stat().st_mode & 0o777 == 0o600
+    assert key.stat().st_mode & 0o777 == 0o600
+    key.chmod(0o644)
+    store = SqliteStore(db)
+    try:
+        with pytest.raises(StoreError, match="readable by you only"):
+            store.outcomes("r")
+    finally:
+        store.close()
+
+
+def _flip(db: Path, sql: str, mutate) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        rowid, data = conn.execute(sql).fetchone()
+        conn.execute("UPDATE events SET data = ? WHERE rowid = ?", (mutate(data), rowid))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d[: len(d) // 2],                          # truncated
+    lambda d: d[:5] + chr(ord(d[5]) ^ 0x55) + d[6:],     # a flipped bit pattern
+    lambda d: b"\xff\xfe" + d.encode(),                  # not text
+    lambda d: '[["t", "exploded", 1.0]]',                # a state taskloom does not know
+])
+def test_a_damaged_event_batch_names_the_database_and_the_batch(tmp_path, damage):
+    db = tmp_path / "damaged.db"
+    engine = _engine(db)
+    engine.run([Task("t", fn=lambda: 1)], run_id="r")
+    engine.close()
+    _flip(db, "SELECT rowid, data FROM events ORDER BY rowid LIMIT 1", damage)
+    store = SqliteStore(db, read_only=True)
+    try:
+        with pytest.raises(StoreCorruptError, match=r"event batch \d+ of run 'r'") as info:
+            store.detail("r")
+    finally:
+        store.close()
+    assert str(db) in str(info.value)
+
+
+def test_read_only_history_writes_nothing_and_reads_a_read_only_copy(tmp_path):
+    db = tmp_path / "live.db"
+    engine = _engine(db)
+    engine.run([Task("t", fn=lambda: {"a": 1})], run_id="r")
+    engine.close()
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    copy = copy_dir / "ro.db"
+    copy.write_bytes(db.read_bytes())
+    copy.chmod(0o400)
+    copy_dir.chmod(0o500)
+    try:
+        store = SqliteStore(copy, read_only=True)
+        try:
+            assert [r.id for r in store.runs()] == ["r"]
+            assert store.summary("r")["results"] == {"t": {"a": 1}}
+        finally:
+            store.close()
+        assert sorted(p.name for p in copy_dir.iterdir()) == ["ro.db"]
+    finally:
+        copy_dir.chmod(0o700)
+    before = db.read_bytes()
+    store = SqliteStore(db, read_only=True)
+    try:
+        store.runs()
+        with pytest.raises(StoreError, match="read-only"):
+            store.cache_put("k", "t", 1, 1e12)
+    finally:
+        store.close()
+    assert db.read_bytes() == before
+
+
+def test_history_reads_while_another_process_holds_the_write_lock(tmp_path):
+    db = tmp_path / "busy.db"
+    engine = _engine(db)
+    engine.run([Task("t", fn=lambda: 1)], run_id="r")
+    engine.close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("DELETE FROM runs")  # uncommitted: readers still see the run
+    try:
+        store = SqliteStore(db, read_only=True, lock_timeout=60)
+        try:
+            assert [r.id for r in store.runs()] == ["r"]
+        finally:
+            store.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+_OPEN_AT_ONCE = textwrap.dedent("""
+    import sys
+    from taskloom_std.stores.sqlite import SqliteStore
+    print("ready", flush=True)
+    sys.stdin.readline()
+    store = SqliteStore(sys.argv[1])
+    store.close()
+    print("opened", flush=True)
+""")
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_processes_creating_one_new_database_at_once_all_succeed(tmp_path, attempt):
+    db = tmp_path / "new" / "fresh.db"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, str(db)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:  # released together: every one finds no database, or a half-made one
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        outcomes = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outcomes]
+    store = SqliteStore(db, read_only=True)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def recorded_db(tmp_path_factory) -> bytes:
+    db = tmp_path_factory.mktemp("fuzz") / "base.db"
+    engine = _engine(db)
+    engine.plugins.register(RetryOnce(), name="retry-once")
+
+    def broken():
+        raise ValueError("broken")
+
+    engine.run([Task("flaky", fn=_flaky()), Task("broken", fn=broken),
+                Task("tuple", fn=lambda: (1, "a"), dependencies=["flaky"])], run_id="r")
+    engine.close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return db.read_bytes()
+
+
+@given(flips=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(1, 255)), min_size=1,
+                      max_size=8),
+       cut=st.one_of(st.none(), st.integers(0, 1 << 20)))
+def test_history_of_a_damaged_file_is_read_or_refused_never_a_crash(recorded_db, tmp_path_factory,
+                                                                    flips, cut):
+    data = bytearray(recorded_db)
+    for where, mask in flips:
+        data[where % len(data)] ^= mask
+    if cut is not None:
+        del data[cut % len(data):]
+    db = tmp_path_factory.mktemp("damaged") / "d.db"
+    db.write_bytes(bytes(data))
+    try:
+        store = SqliteStore(db, read_only=True)
+    except StoreError:
+        return
+    try:
+        for record in store.runs():
+            store.detail(record.id)
+            store.summary(record.id)
+    except StoreError:
+        pass
+    finally:
+        store.close()
+
+
+def test_event_batches_pickled_by_an_older_taskloom_are_skipped_never_unpickled(tmp_path):
+    import pickle
+
+    db, marker = tmp_path / "old.db", tmp_path / "ran"
+    engine = _engine(db)
+    engine.run([Task("t", fn=lambda: 1)], run_id="r")
+    engine.close()
+    _flip(db, "SELECT rowid, data FROM events ORDER BY rowid LIMIT 1",
+          lambda d: pickle.dumps([("r", "t", _Marker(str(marker)), 1.0)], protocol=4))
+    store = SqliteStore(db, read_only=True)
+    try:
+        record = store.detail("r")
+        outcomes = store.outcomes("r")
+    finally:
+        store.close()
+    assert record is not None and outcomes["t"][:2] == ("completed", True)
+    assert not marker.exists()

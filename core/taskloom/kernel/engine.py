@@ -23,6 +23,7 @@ from taskloom.kernel.errors import (
     ConfigError,
     DuplicateTaskError,
     PluginError,
+    StoreFailure,
     TaskCancelled,
     TaskloomError,
     UpstreamFailed,
@@ -293,6 +294,8 @@ class RunSummary:
     finished_at: datetime | None
     duration: float
     tasks: list[Task] = field(default_factory=list, repr=False)
+    #: Why the store could not record this run (the run then counts as failed).
+    store_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -367,6 +370,11 @@ class Run:
         self._t0 = 0.0
         self._restored: dict[str, Any] = {}
         self._failed: dict[str, tuple[str, str | None]] = {}
+        # The store is called directly (kernel/store.py), outside the observers' boundary.
+        self._store: Any = engine.store
+        self._store_transition: Any = getattr(engine.store, "record_transition", None)
+        self._store_commit: Any = getattr(engine.store, "commit_result", None)
+        self.store_error: str | None = None
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -498,6 +506,11 @@ class Run:
             self.started_at = datetime.now(timezone.utc)
             for ex in self.executors().values():
                 ex.start(self)
+        if self._store is not None:
+            try:
+                self._store.record_run_start(self)
+            except Exception as exc:
+                self._store_failed(exc)
         self.hook.taskloom_run_start(run=self)
         with self._lock:
             self._dispatch()
@@ -613,8 +626,25 @@ class Run:
             self._summary = summary
         for ex in self.executors().values():
             ex.shutdown(wait=self._inflight == 0)
+        if self._store is not None:
+            try:
+                self._store.record_run_finish(self, summary)
+            except Exception as exc:
+                self._store_failed(exc)
+            if self.store_error is not None:
+                summary.status = "failed"
+                summary.store_error = self.store_error
         self.hook.taskloom_run_finish(run=self, summary=summary)
         return summary
+
+    def _store_failed(self, exc: BaseException) -> None:
+        """The store could not record: the run fails (the first cause is kept)."""
+        from taskloom.kernel.store import store_failure
+
+        message = store_failure(self._store, exc)
+        if self.store_error is None:
+            log.error("run %s: %s", self.id, message)
+            self.store_error = message
 
     def summary(self) -> RunSummary:
         with self._lock:
@@ -626,6 +656,8 @@ class Run:
         if new not in TRANSITIONS[old]:
             check_transition(task.name, old, new)
         task._status = new
+        if self._store_transition is not None:
+            self._store_transition(task, old, new, self)
         if self._flags.transition:
             self.plugins.fast["taskloom_task_transition"](task, old, new, self)
 
@@ -856,6 +888,12 @@ class Run:
         decision = self._decide(attempt, error) if error is not None and current else None
         if self._flags.attempt_finish and current:
             self.plugins.fast["taskloom_attempt_finish"](task, attempt, error, self)
+        unrecorded: BaseException | None = None
+        if error is None and current and self._store_commit is not None:
+            try:
+                self._store_commit(task, attempt, self)
+            except Exception as exc:
+                unrecorded = exc
         with self._lock:
             self._inflight -= 1
             if self._inflight == 0 and "_task_done" in self.__dict__:
@@ -866,13 +904,24 @@ class Run:
                 self.hook.taskloom_task_overrun(task=task, attempt=attempt, run=self)
             else:
                 task._attempt = None
-                if error is None:
+                if unrecorded is not None:
+                    self._unrecorded(task, unrecorded)
+                elif error is None:
                     task.result = value
                     self._set(task, COMPLETED)
                     self._terminal(task)
                 else:
                     self._apply_failure(task, attempt, error, decision)
             self._dispatch()
+
+    def _unrecorded(self, task: Task, exc: BaseException) -> None:
+        """The store could not commit ``task``'s result: the task is not completed (a resume
+        runs it again) and the run stops starting tasks. Called with the lock held."""
+        self._store_failed(exc)
+        self._record_error(task, StoreFailure(f"result not recorded: {self.store_error}"))
+        self._set(task, CANCELLED)
+        self._terminal(task)
+        self.cancel()
 
     def _apply_failure(
         self, task: Task, attempt: Attempt, error: BaseException, decision: Any
@@ -933,7 +982,9 @@ class Run:
                 results[name] = t.result
             elif t.error is not None:
                 errors[name] = t.error
-        if self._cancelling:
+        if self.store_error is not None:
+            status = "failed"
+        elif self._cancelling:
             status = "cancelled"
         elif counts.get("failed") or counts.get("cancelled"):
             status = "failed"
@@ -1054,20 +1105,13 @@ class Engine:
             if ("store", "memory") not in registry:  # a plugin set without the stores plugin
                 return None
             name = "memory"
-        store = registry.create("store", name, **dict(options))
-        label, n = "store", 1
-        while self.plugins.pm.get_plugin(label) is not None:
-            n += 1
-            label = f"store-{n}"
-        self.plugins.register(store, name=label)
-        self._store_label = label
-        return store
+        # Not registered as a plugin: the run calls it directly (kernel/store.py).
+        return registry.create("store", name, **dict(options))
 
     def close(self) -> None:
         """Release the store (commit what it has queued); the engine runs nothing after."""
         store, self.store = self.store, None
         if store is not None:
-            self.plugins.unregister(self._store_label)
             store.close()
 
     def create_queue(self) -> Any:

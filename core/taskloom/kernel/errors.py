@@ -54,6 +54,10 @@ class TaskCancelled(TaskloomError):
     """Raised by :meth:`CancelToken.raise_if_cancelled` and set on cancelled tasks."""
 
 
+class StoreFailure(TaskloomError):
+    """The run's store could not record a result: the task is not completed."""
+
+
 class TaskTimeout(TaskloomError):
     """A task attempt ran past its timeout."""
 

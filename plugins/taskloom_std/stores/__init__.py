@@ -3,9 +3,13 @@
 ``memory`` (the library default) keeps recent runs in the process; ``sqlite`` (the CLI's
 default, ``.taskloom/taskloom.db`` beside the config file) survives the process.
 
-What the engine asks of a store (any object registered as kind ``store``):
+What the engine asks of a store (any object registered as kind ``store``) is
+:class:`taskloom.kernel.store.RunStore`; the engine calls it directly, not as a plugin, so a
+store that cannot record fails the run instead of being logged and ignored:
 
-* hook implementations that record (the engine registers the store on its plugin set);
+* ``record_run_start(run)``, ``record_run_finish(run, summary)`` and, optionally, the
+  per-task ``record_transition(task, old, new, run)`` and ``commit_result(task, attempt,
+  run)``;
 * ``summary(run_id) -> dict | None``: a recorded run, as :class:`taskloom.RunSummary` fields;
 * ``outcomes(run_id) -> {task: (state, result stored, result, error, error type)}``;
 * ``cache_get(key, now) -> (hit, value)`` and ``cache_put(key, task, value, expires)``;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -12,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from taskloom_std.stores.schema import load_events
+from taskloom_std.stores.errors import StoreCorruptError
+from taskloom_std.stores.schema import LegacyEvents, load_events
+
+log = logging.getLogger("taskloom.store")
 
 _FINAL = ("completed", "failed", "cancelled", "skipped")
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
@@ -67,7 +71,18 @@ class RunRecord:
 
 
 class RunHistory:
-    """Read side of the SQLite store; the store supplies :meth:`read` and :meth:`outcomes`."""
+    """Read side of the SQLite store; the store supplies :meth:`read` and :meth:`outcomes`.
+
+    Damaged records raise :class:`StoreCorruptError` naming the database and the record.
+    """
+
+    path: Any = None
+
+    def damaged(self, what: str, exc: BaseException) -> StoreCorruptError:
+        return StoreCorruptError(
+            f"{self.path} is damaged: {what} cannot be read ({type(exc).__name__}: {exc}); "
+            "the file was left untouched"
+        )
 
     def read(self) -> AbstractContextManager[sqlite3.Connection]:
         raise TypeError("RunHistory needs a store that provides read()")
@@ -75,14 +90,25 @@ class RunHistory:
     def outcomes(self, run_id: str) -> dict[str, Outcome]:
         raise TypeError("RunHistory needs a store that provides outcomes()")
 
-    @staticmethod
-    def events(conn: sqlite3.Connection, run_id: str) -> list[tuple[str, str, str, float]]:
+    def events(self, conn: sqlite3.Connection, run_id: str) -> list[tuple[str, str, str, float]]:
         """Every recorded state change of the run, in order: ``(run id, task, state, time)``."""
         out: list[tuple[str, str, str, float]] = []
-        for (data,) in conn.execute(
-            "SELECT data FROM events WHERE run_id = ? ORDER BY rowid", (run_id,)
+        for rowid, data in conn.execute(
+            "SELECT rowid, data FROM events WHERE run_id = ? ORDER BY rowid", (run_id,)
         ):
-            out.extend(load_events(data))
+            try:
+                out.extend(load_events(run_id, data))
+            except LegacyEvents:
+                # Recorded before schema 3 (pickled): the attempts it held are not shown,
+                # and on resume its tasks count by their stored results alone.
+                warned: set[str] = self.__dict__.setdefault("_legacy_warned", set())
+                if run_id not in warned:
+                    warned.add(run_id)
+                    log.warning("%s: run %r has state changes recorded by an older taskloom; "
+                                "they are not read (they were pickled)", self.path, run_id)
+                continue
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                raise self.damaged(f"event batch {rowid} of run {run_id!r}", exc) from exc
         return out
 
     def logs(
@@ -124,7 +150,10 @@ class RunHistory:
             ).fetchall()
         out = []
         for row in rows:
-            record = self._record(row)
+            try:
+                record = self._record(row)
+            except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
+                raise self.damaged(f"the record of run {str(row[0])[:40]!r}", exc) from exc
             if not record.counts:
                 record.counts = self._counts(record.id)
             out.append(record)
@@ -133,10 +162,20 @@ class RunHistory:
     def _record(self, row: tuple[Any, ...]) -> RunRecord:
         (run_id, workflow, status, started, finished, duration, counts, config_path,
          config_hash, resumes, pid, host) = row
+        counts = json.loads(counts) if counts else {}
+        if not isinstance(counts, dict) or not all(
+            isinstance(k, str) and type(v) is int for k, v in counts.items()
+        ):
+            raise ValueError("task counts are not a table of numbers")
+        for number in (started, finished, duration):
+            if number is not None and not isinstance(number, (int, float)):
+                raise ValueError("a time is not a number")
+        if not isinstance(run_id, str) or not isinstance(status, str):
+            raise ValueError("the id or status is not text")
         return RunRecord(
             id=run_id, workflow=workflow, status=self._status(status, pid, host),
             started=started, finished=finished, duration=duration,
-            counts=json.loads(counts) if counts else {}, config_path=config_path,
+            counts=counts, config_path=config_path,
             config_hash=config_hash, resumes=resumes, pid=pid,
         )
 
@@ -154,7 +193,12 @@ class RunHistory:
                 " config_hash, resumes, pid, host FROM runs WHERE id = ?",
                 (run_id,),
             ).fetchone()
-        return None if row is None else self._record(row)
+        if row is None:
+            return None
+        try:
+            return self._record(row)
+        except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
+            raise self.damaged(f"the record of run {run_id!r}", exc) from exc
 
     def find(self, prefix: str) -> list[str]:
         """Run ids starting with ``prefix`` (the CLI accepts unambiguous prefixes)."""
@@ -199,6 +243,17 @@ class RunHistory:
             results = conn.execute(
                 "SELECT task, kind, note, cache_hit FROM results WHERE run_id = ?", (run_id,)
             ).fetchall()
+        # What is shown is text: a row holding something else was not written by taskloom.
+        for table, rows, text_columns in (("errors", errors, (0, 2, 3, 4)),
+                                          ("results", results, (0, 1, 2))):
+            for row in rows:
+                bad = [i for i in text_columns if row[i] is not None and not isinstance(
+                    row[i], str)]
+                if bad or not isinstance(row[0], str):
+                    raise self.damaged(
+                        f"a row of {table} of run {run_id!r}",
+                        ValueError(f"column {bad[0] if bad else 0} is not text"),
+                    )
         tasks: dict[str, TaskRecord] = {}
         for _, name, state, t in events:
             rec = tasks.get(name)

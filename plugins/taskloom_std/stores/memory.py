@@ -1,6 +1,6 @@
 """The ``memory`` store: the library default. Run outcomes and the result cache, in-process.
 
-It implements only the run-level hooks, so it adds nothing to a task's path. It keeps the
+It records only whole runs (no per-task method), so it adds nothing to a task's path. It keeps the
 last ``max_runs`` runs (their summaries hold results alive) and at most ``max_cache`` cache
 entries; both are lost when the process exits.
 """
@@ -12,7 +12,6 @@ from collections import OrderedDict
 from dataclasses import fields
 from typing import Any
 
-from taskloom import hookimpl
 from taskloom.api.scheduling import MemoryScheduleState
 
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
@@ -31,11 +30,11 @@ class MemoryStore:
         self._cache: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._schedule = MemoryScheduleState()
 
-    # -- hooks ---------------------------------------------------------------------------------
-    @hookimpl
-    def taskloom_run_finish(self, run: Any, summary: Any) -> None:
-        if getattr(run.engine, "store", None) is not self:
-            return
+    # -- recording (called by the engine) ------------------------------------------------------
+    def record_run_start(self, run: Any) -> None:
+        """Nothing is kept until the run ends."""
+
+    def record_run_finish(self, run: Any, summary: Any) -> None:
         outcomes: dict[str, Outcome] = {}
         for t in summary.tasks:
             state = t.status.value

@@ -9,29 +9,31 @@ What is recorded and where:
 * ``runs``: one row per run id (workflow name, config hash and path, status, times, task
   counts, how often it was resumed, the pid that ran it last).
 * ``events``: every state change of every task, with its wall-clock time, one row per run
-  per commit (``data`` is a list of ``(run id, task, state, time)`` tuples, pickled: one row
-  per change would cost more than running a small task). :func:`load_events` reads it back
-  with an unpickler that accepts nothing but those tuples. Attempts are the spans from a
-  ``running`` event to the next event of the same task.
+  per commit (``data`` is JSON text, a list of ``[task, state, time]``: one row per change
+  would cost more than running a small task). :func:`load_events` reads it back and checks
+  its shape. Attempts are the spans from a ``running`` event to the next event of the same
+  task.
 * ``errors``: the error of each failed, retried or cancelled transition (type, message,
   traceback), keyed by the time of that transition.
-* ``results``: the result of each completed task (JSON, a bounded pickle, or a note saying
-  why it was not stored) and whether it came from the cache.
+* ``results``: the result of each completed task (JSON, a bounded pickle signed with the
+  installation's key, or a note saying why it was not stored) and whether it came from the
+  cache.
 * ``cache``: the result cache (``cache`` task option), by key, with an expiry time.
 * ``schedule_state`` and ``schedule_claims``: what schedulers sharing the database know
   about each job, and the unique claim of each fire time.
 * ``logs``: what each attempt's body printed and logged (the ``capture`` plugin), capped per
   attempt by that plugin.
-* ``owners``: the processes that have the database open (pid, host, command), so a lock
-  timeout can say who holds it.
+* ``owners``: the processes that have the database open for writing (pid, host, command),
+  so a lock timeout can say who holds it. Read-only history writes nothing.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
+import json
 import sqlite3
 from typing import Any
+
+from taskloom import TaskState
 
 #: Marks the file as a taskloom database ("TLOM").
 APPLICATION_ID = 0x544C4F4D
@@ -110,7 +112,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (job_id, fire_time)
         ) WITHOUT ROWID""",
     ),
-    3: (
+    # Event batches are JSON text from here on (they were pickles): an older taskloom
+    # must not open a database it cannot read.
+    3: (),
+    4: (
         """CREATE TABLE logs (
             run_id TEXT NOT NULL,
             task TEXT NOT NULL,
@@ -127,10 +132,21 @@ SCHEMA_VERSION = max(MIGRATIONS)
 
 
 def read_version(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    """``(user_version, application_id, number of tables)``; raises DatabaseError on junk."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    app = conn.execute("PRAGMA application_id").fetchone()[0]
-    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    """``(user_version, application_id, number of tables)``; raises DatabaseError on junk.
+
+    Read in one transaction: another process creating the schema between two reads would
+    otherwise show tables without the application id.
+    """
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    finally:
+        if own and conn.in_transaction:
+            conn.execute("COMMIT")
     return int(version), int(app), int(tables)
 
 
@@ -143,22 +159,39 @@ def migrate(conn: sqlite3.Connection, current: int, target: int = SCHEMA_VERSION
     conn.execute(f"PRAGMA user_version = {target}")
 
 
-class _EventUnpickler(pickle.Unpickler):
-    """Loads event batches: builtins and task states only, never arbitrary objects."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "taskloom.kernel.states" and name == "TaskState":
-            from taskloom.kernel.states import TaskState
-
-            return TaskState
-        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in an event batch")
+_STATES = frozenset(state.value for state in TaskState)
 
 
-def dump_events(events: list[tuple[Any, ...]]) -> bytes:
-    return pickle.dumps(events, protocol=4)
+class LegacyEvents(ValueError):
+    """An event batch pickled by a taskloom before schema version 3: never unpickled."""
 
 
-def load_events(data: bytes) -> list[tuple[str, str, str, float]]:
-    """``(run id, task, state, time)`` tuples of one stored batch."""
-    rows = _EventUnpickler(io.BytesIO(data)).load()
-    return [(r, task, str(state), t) for r, task, state, t in rows]
+def dump_events(events: list[tuple[Any, ...]]) -> str:
+    """One stored batch: ``[[task, state, time], ...]`` as JSON text (never a pickle)."""
+    return json.dumps([(task, state.value, t) for _, task, state, t in events])
+
+
+def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
+    """``(run id, task, state, time)`` tuples of one stored batch; ``ValueError`` if damaged.
+
+    Batches written before schema version 3 were pickled; they are not loaded (no pickle
+    is read back from a database without a signature): :class:`LegacyEvents`.
+    """
+    if isinstance(data, bytes):
+        if data[:1] == b"\x80":
+            raise LegacyEvents("a pickled event batch of an older taskloom (not loaded)")
+        data = data.decode()
+    if not isinstance(data, str):
+        raise ValueError(f"an event batch stored as {type(data).__name__}")
+    rows = json.loads(data)
+    if not isinstance(rows, list):
+        raise ValueError("an event batch is not a list")
+    out = []
+    for row in rows:
+        if (
+            not isinstance(row, list) or len(row) != 3 or not isinstance(row[0], str)
+            or row[1] not in _STATES or type(row[2]) not in (int, float)
+        ):
+            raise ValueError(f"an event batch holds a malformed entry {str(row)[:60]!r}")
+        out.append((run_id, row[0], row[1], float(row[2])))
+    return out

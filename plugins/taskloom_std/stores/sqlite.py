@@ -1,22 +1,34 @@
 """The ``sqlite`` store: run history, results and the result cache in one SQLite file.
 
-Hooks only append small tuples to in-memory queues; a background writer thread turns them
-into one transaction per round, at least every ``flush_interval`` seconds. Nothing touches
-the disk under the engine's lock.
+The engine calls the store directly (:mod:`taskloom.kernel.store`); recording a state change
+only appends a small tuple to an in-memory queue, and a background writer thread turns the
+queues into one transaction per round, at least every ``flush_interval`` seconds. Nothing
+touches the disk under the engine's lock.
 
 Durability (``durability``):
 
 * ``"fast"`` (default): WAL with ``synchronous=NORMAL``. If the process is killed, the
   records of the last ``flush_interval`` seconds that were still queued are lost: those
   tasks have no stored result and run again on resume. A power failure can also lose the
-  last commits before a checkpoint. The database itself stays consistent.
+  last commits before a checkpoint. The database itself stays consistent. The end of a run
+  waits for its records to be committed; a write that failed (a full disk, an I/O error, a
+  lock held too long) and could not be made good by then fails the run, naming the cause.
 * ``"safe"``: WAL with ``synchronous=FULL``, and every successful attempt's result is
   committed before its task is marked completed (and its dependents start). A killed
-  process loses only attempts that were running; nothing a dependent has seen is lost.
-  Costs one fsync per commit round (rounds are shared by concurrent workers).
+  process loses only attempts that were running; nothing a dependent has seen is lost. A
+  commit that fails fails the run at once: that task is not completed, nothing new starts,
+  and a resume runs exactly the tasks whose results are not recorded. Costs one fsync per
+  commit round (rounds are shared by concurrent workers).
+
+Records that could not be written are kept and written with the next round that succeeds;
+they are never dropped silently.
 
 A locked database (another process in a long write) is waited for ``lock_timeout`` seconds,
-then :class:`StoreLockedError` names the processes that have it open.
+then :class:`StoreLockedError` names the processes that have it open. A write still running
+after ``slow_write`` seconds is logged while it runs. ``read_only`` opens the file for
+history only: nothing is written (not even the list of processes that have it open), no
+pickle is loaded, and a reader never waits for a writer (WAL lets it read the last commit).
+A new database file is readable and writable by its owner only.
 """
 
 from __future__ import annotations
@@ -30,20 +42,22 @@ import json
 import logging
 import operator
 import os
+import random
 import socket
 import sqlite3
 import sys
 import threading
 import time
 import traceback
+import urllib.parse
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from taskloom import TaskState, hookimpl
-from taskloom_std.stores.codec import RESULT_LIMIT, decode, encode
+from taskloom import TaskState
+from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import (
     StoreCorruptError,
     StoreError,
@@ -67,6 +81,8 @@ _COMPLETED = TaskState.COMPLETED
 _ERRORISH = frozenset({TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED})
 _CHUNK = 20_000
 _CACHE_IN_MEMORY = 1000
+#: How long a read-only reader waits for a lock: only a checkpoint or recovery holds one.
+_READ_TIMEOUT = 2.0
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
 
 
@@ -82,7 +98,23 @@ def _results_insert(rows: int) -> str:
 
 
 def _is_locked(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only (if it is not there)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _read_only_copy(path: Path) -> bool:
+    """Whether neither the file nor its folder carries any write permission."""
+    try:
+        return not (path.stat().st_mode & 0o222 or path.parent.stat().st_mode & 0o222)
+    except OSError:
+        return False
 
 
 class SqliteStore(RunHistory):
@@ -98,20 +130,39 @@ class SqliteStore(RunHistory):
         lock_timeout: float = 10.0,
         result_limit: int = RESULT_LIMIT,
         config_path: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
+        slow_write: float = 5.0,
     ) -> None:
         if durability not in ("fast", "safe"):
             raise StoreError(
                 f"store 'sqlite': durability must be 'fast' or 'safe', got {durability!r}"
             )
-        if flush_interval <= 0:
-            raise StoreError("store 'sqlite': flush_interval must be > 0")
+        for key, value in (("flush_interval", flush_interval), ("lock_timeout", lock_timeout),
+                           ("slow_write", slow_write)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 < value < float("inf")
+            ):
+                raise StoreError(
+                    f"store 'sqlite': {key} must be a positive number of seconds, got {value!r}"
+                )
         self.path = Path(path)
         self.durability = durability
         self.flush_interval = float(flush_interval)
         self.lock_timeout = float(lock_timeout)
         self.result_limit = int(result_limit)
+        self.slow_write = float(slow_write)
+        self.read_only = bool(read_only)
         self.config_path = None if config_path is None else str(Path(config_path).resolve())
+        self.signer = Signer()
         self._host = socket.gethostname()
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._schedule: Any = None
+        self._closed = False
+        self._failure: BaseException | None = None
+        if self.read_only:
+            self._reader = self._open_read_only()
+            return
         self._conn = self._open()
         self._register_owner()
         self._events: deque[tuple[Any, ...]] = deque()
@@ -128,14 +179,17 @@ class SqliteStore(RunHistory):
         self._wake = threading.Event()
         self._round_started = 0
         self._round_done = 0
-        self._failure: BaseException | None = None
         self._closing = False
-        self._closed = False
-        self._read_lock = threading.Lock()
-        self._reader: sqlite3.Connection | None = None
-        self._schedule: Any = None
+        # The watchdog: the writer marks each write's start; one thread logs a slow one.
+        self._watch = threading.Condition()
+        self._writing_since: float | None = None
+        self._write_number = 0
         self._writer = threading.Thread(target=self._write_loop, name="taskloom-store", daemon=True)
         self._writer.start()
+        self._watchdog = threading.Thread(
+            target=self._watch_loop, name="taskloom-store-watchdog", daemon=True
+        )
+        self._watchdog.start()
         atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- opening -----------------------------------------------------------------------------
@@ -146,53 +200,131 @@ class SqliteStore(RunHistory):
         )
         return conn
 
-    def _open(self) -> sqlite3.Connection:
+    def _check_header(self) -> bool:
+        """Whether the file exists with content; refuse one that is not SQLite."""
         path = self.path
-        if path.exists() and path.stat().st_size > 0:
+        try:
+            if not path.exists() or path.stat().st_size == 0:
+                return False
             with open(path, "rb") as f:
                 head = f.read(len(_HEADER))
-            if head != _HEADER:
-                raise StoreCorruptError(
-                    f"{path} is not an SQLite database (corrupt or another kind of file); "
-                    "it was left untouched. Move it away or choose another database path."
-                )
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
+        if head != _HEADER:
+            raise StoreCorruptError(
+                f"{path} is not an SQLite database (corrupt or another kind of file); "
+                "it was left untouched. Move it away or choose another database path."
+            )
+        return True
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        if not self._check_header():
+            try:
+                _create_private(path)
+            except OSError as exc:
+                raise StoreError(f"cannot create the database {path}: {exc}") from exc
         conn = self._connect()
-        try:
-            self._check(conn)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning("store %s: journal mode is %s, not wal", path, mode)
-            sync = "FULL" if self.durability == "safe" else "NORMAL"
-            conn.execute(f"PRAGMA synchronous={sync}")
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.005
+        while True:
+            try:
+                self._prepare(conn)
+                return conn
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if _is_locked(exc) and time.monotonic() < deadline:
+                    # Two processes creating one database can deadlock on the journal-mode
+                    # switch; SQLite then refuses one at once rather than waiting: try again.
+                    time.sleep(pause * (0.5 + random.random()))
+                    pause = min(pause * 2, 0.2)
+                    continue
+                conn.close()
+                if _is_locked(exc):
+                    raise StoreLockedError(self._locked_message()) from exc
+                raise StoreCorruptError(
+                    f"{path} cannot be used as a taskloom database ({exc}); it was left "
+                    "untouched"
+                ) from exc
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                conn.close()
+                raise StoreCorruptError(
+                    f"{path} is not a readable taskloom database ({exc}); it was left "
+                    "untouched. Move it away or choose another database path."
+                ) from exc
+            except BaseException:
+                conn.close()
+                raise
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Check the file, switch to WAL and bring the schema up to date (idempotent)."""
+        version = self._check(conn)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("store %s: journal mode is %s, not wal", self.path, mode)
+        sync = "FULL" if self.durability == "safe" else "NORMAL"
+        conn.execute(f"PRAGMA synchronous={sync}")
+        if version < SCHEMA_VERSION:
+            conn.execute("BEGIN IMMEDIATE")
+            # Another process may have migrated while this one waited for the lock.
             version = self._check(conn)
-            if version < SCHEMA_VERSION:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    # Another process may have migrated while this one waited for the lock.
-                    version = self._check(conn)
-                    migrate(conn, version)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
+            migrate(conn, version)
+            conn.execute("COMMIT")
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        path = self.path
+        if not path.is_file():
+            raise StoreError(f"no database at {path}")
+        self._check_header()
+        where = urllib.parse.quote(str(path.resolve()))
+        # A read-only copy (no write permission on the file or its folder): SQLite could not
+        # make the WAL index beside it, and nobody is meant to write it, so it is read as
+        # immutable, creating nothing.
+        frozen = _read_only_copy(path)
+        conn: sqlite3.Connection | None = None
+        try:
+            try:
+                conn = sqlite3.connect(
+                    f"file:{where}?mode=ro" + ("&immutable=1" if frozen else ""), uri=True,
+                    timeout=_READ_TIMEOUT, check_same_thread=False,
+                )
+                version = self._check(conn)
+            except sqlite3.OperationalError:
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                if frozen or os.access(path.parent, os.W_OK):
                     raise
+                conn = sqlite3.connect(f"file:{where}?mode=ro&immutable=1", uri=True,
+                                       timeout=_READ_TIMEOUT, check_same_thread=False)
+                version = self._check(conn)
         except sqlite3.OperationalError as exc:
-            conn.close()
+            if conn is not None:
+                conn.close()
             if _is_locked(exc):
-                raise StoreLockedError(self._locked_message()) from exc
+                raise StoreLockedError(
+                    f"database {path} is locked: could not read it within {_READ_TIMEOUT:g}s"
+                ) from exc
+            raise StoreError(f"cannot read the database {path}: {exc}") from exc
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            if conn is not None:
+                conn.close()
             raise StoreCorruptError(
-                f"{path} cannot be used as a taskloom database ({exc}); it was left untouched"
-            ) from exc
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreCorruptError(
-                f"{path} is not a readable taskloom database ({exc}); it was left untouched. "
-                "Move it away or choose another database path."
+                f"{path} is not a readable taskloom database ({exc}); it was left untouched"
             ) from exc
         except BaseException:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise
+        if version < SCHEMA_VERSION:
+            conn.close()
+            raise StoreVersionError(
+                f"{path} has schema version {version}, written by an older taskloom; history "
+                "is read without writing, so run 'taskloom run' or 'taskloom resume' on it "
+                "once to upgrade it"
+            )
         return conn
 
     def _check(self, conn: sqlite3.Connection) -> int:
@@ -217,11 +349,11 @@ class SqliteStore(RunHistory):
                 "INSERT OR REPLACE INTO owners(pid, host, command, since) VALUES (?, ?, ?, ?)",
                 (os.getpid(), self._host, command, time.time()),
             )
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             self._conn.close()
             if _is_locked(exc):
                 raise StoreLockedError(self._locked_message()) from exc
-            raise
+            raise StoreError(f"cannot write to the database {self.path}: {exc}") from exc
 
     def _locked_message(self) -> str:
         holders = self.holders()
@@ -236,7 +368,8 @@ class SqliteStore(RunHistory):
         me = os.getpid()
         found: dict[int, str] = {}
         try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=0.05)
+            where = urllib.parse.quote(str(self.path.resolve()))
+            conn = sqlite3.connect(f"file:{where}?mode=ro", uri=True, timeout=0.05)
             try:
                 rows = conn.execute("SELECT pid, host, command, since FROM owners").fetchall()
             finally:
@@ -246,9 +379,10 @@ class SqliteStore(RunHistory):
         import psutil
 
         for pid, host, command, since in rows:
-            if pid != me and host == self._host and psutil.pid_exists(pid):
-                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-                found[pid] = f"pid {pid} ({command}, since {started})"
+            with contextlib.suppress(TypeError, ValueError, OverflowError, OSError):
+                if pid != me and host == self._host and psutil.pid_exists(pid):
+                    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+                    found[pid] = f"pid {pid} ({command}, since {started})"
         target = str(self.path.resolve())
         names = {target, target + "-wal", target + "-journal"}
         for proc in psutil.process_iter(["pid", "name"]):
@@ -262,19 +396,18 @@ class SqliteStore(RunHistory):
                 continue
         return list(found.values())
 
-    # -- hooks (cheap: append to a queue) --------------------------------------------------------
-    @hookimpl
-    def taskloom_run_start(self, run: Any) -> None:
-        if getattr(run.engine, "store", None) is not self:
-            return
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"store 'sqlite': {self.path} is open read-only")
+
+    # -- recording (called by the engine; cheap: append to a queue) ------------------------------
+    def record_run_start(self, run: Any) -> None:
+        self._writable()
         tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
         self._ops.append(("run_start", run.id, run.name, time.time(), tasks))
         self._wake.set()
 
-    @hookimpl
-    def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        if run is None or run.engine.store is not self:
-            return
+    def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
         t = time.time()
         name = task.name
         self._events_append((run.id, name, new, t))
@@ -288,18 +421,13 @@ class SqliteStore(RunHistory):
                 task.error_traceback, task.exception,
             ))
 
-    @hookimpl
-    def taskloom_run_finish(self, run: Any, summary: Any) -> None:
-        if getattr(run.engine, "store", None) is not self:
-            return
+    def record_run_finish(self, run: Any, summary: Any) -> None:
+        """Queue the run's end and wait until all of it is committed (raise if it cannot be)."""
         self._ops.append((
             "run_finish", run.id, summary.status, time.time(), summary.duration,
             json.dumps(summary.counts, sort_keys=True),
         ))
-        if self.durability == "safe":
-            self.flush()
-        else:
-            self._wake.set()
+        self.flush()
 
     # -- writing ------------------------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -313,13 +441,38 @@ class SqliteStore(RunHistory):
             try:
                 self._write_round()
             except BaseException as exc:
+                if self._failure is None or str(self._failure) != str(exc):
+                    log.error("%s", exc)
                 self._failure = exc
-                log.error("store %s: writing failed: %s", self.path, exc)
             with self._cond:
                 self._round_done = number
                 self._cond.notify_all()
             if closing:
+                with self._watch:
+                    self._write_number = -1
+                    self._watch.notify_all()
                 return
+
+    def _watch_loop(self) -> None:
+        """Log a write that has run for longer than ``slow_write`` seconds, while it runs."""
+        limit = self.slow_write
+        with self._watch:
+            while self._write_number >= 0:
+                since, number = self._writing_since, self._write_number
+                if since is None:
+                    self._watch.wait()
+                    continue
+                left = since + limit - time.monotonic()
+                if left > 0:
+                    self._watch.wait(left)
+                    continue
+                log.warning(
+                    "store 'sqlite': a write to %s has been running for %.1fs (slow_write is "
+                    "%gs); another process may hold the database's lock, or the disk is slow",
+                    self.path, time.monotonic() - since, limit,
+                )
+                while self._write_number == number and self._writing_since is not None:
+                    self._watch.wait()
 
     @staticmethod
     def _drain(q: deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -336,29 +489,51 @@ class SqliteStore(RunHistory):
             ]
             if not any(rows for _, rows in batches):
                 return
-            self._retry = []
+            # Kept until committed: a failed round is written again by the next one.
+            self._retry = batches
             try:
                 self._commit(batches)
-            except sqlite3.OperationalError as exc:
-                if not _is_locked(exc):
-                    raise
-                # Keep the rows for the next round; the failure is reported by flush().
-                self._retry = batches
-                raise StoreLockedError(self._locked_message()) from exc
-            if self._failure is not None and isinstance(self._failure, StoreLockedError):
+            except sqlite3.Error as exc:
+                pending = sum(len(rows) for _, rows in batches)
+                if _is_locked(exc):
+                    raise StoreLockedError(
+                        f"store 'sqlite': {pending} records not written: "
+                        + self._locked_message()
+                    ) from exc
+                raise StoreError(
+                    f"store 'sqlite': cannot write to {self.path}: {exc} "
+                    f"({type(exc).__name__}; {pending} records not written yet)"
+                ) from exc
+            self._retry = []
+            if self._failure is not None:
+                log.warning("store 'sqlite': writing to %s works again; nothing was lost",
+                            self.path)
                 self._failure = None
 
     def _commit(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        with self._watch:
+            self._write_number += 1
+            self._writing_since = time.monotonic()
+            self._watch.notify_all()
         try:
-            for kind, rows in batches:
-                if rows:
-                    getattr(self, "_write_" + kind)(conn, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for kind, rows in batches:
+                    if rows:
+                        getattr(self, "_write_" + kind)(conn, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (a full disk) may already have rolled back: a ROLLBACK
+                # then fails too and would hide the real cause.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        finally:
+            with self._watch:
+                self._writing_since = None
+                self._watch.notify_all()
 
     @staticmethod
     def _write_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -382,14 +557,14 @@ class SqliteStore(RunHistory):
         )
 
     def _write_results(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        limit = self.result_limit
+        limit, signer = self.result_limit, self.signer
         flat: list[Any] = []
         add = flat.extend
         for run_id, task, value, t, hit in rows:
             if value is None:
                 add((run_id, task, "none", None, None, 1 if hit else 0, t))
                 continue
-            kind, data, note = encode(value, limit)
+            kind, data, note = encode(value, limit, signer)
             add((run_id, task, kind, data, note, 1 if hit else 0, t))
         # Many rows per statement: each statement step releases and retakes the GIL, which
         # the worker threads would otherwise feel once per row.
@@ -429,7 +604,7 @@ class SqliteStore(RunHistory):
                 )
             elif kind == "cache_put":
                 _, key, task, value, created, expires = op
-                ckind, data, note = encode(value, self.result_limit)
+                ckind, data, note = encode(value, self.result_limit, self.signer)
                 if ckind == "missing":
                     log.info("cache: %s not cached: %s", task, note)
                     continue
@@ -454,8 +629,8 @@ class SqliteStore(RunHistory):
         return h.hexdigest()[:16]
 
     def flush(self) -> None:
-        """Wait until everything recorded so far is committed; raise if writing failed."""
-        if self._closed:
+        """Wait until everything recorded so far is committed; raise if it could not be."""
+        if self._closed or self.read_only:
             return
         with self._cond:
             target = self._round_started + 1
@@ -464,32 +639,33 @@ class SqliteStore(RunHistory):
                 self._cond.wait(self.flush_interval)
                 self._wake.set()
         failure = self._failure
-        if failure is not None:
-            if not isinstance(failure, StoreLockedError):
-                self._failure = None
+        if failure is not None and self._retry:
             raise failure
 
     def close(self) -> None:
         """Commit what is queued, stop the writer, and release the database."""
         if self._closed:
             return
+        self._closed = True
+        if self.read_only:
+            if self._reader is not None:
+                self._reader.close()
+            return
         with self._cond:
             self._closing = True
         self._wake.set()
         self._writer.join()
-        self._closed = True
-        try:
+        self._watchdog.join()
+        with contextlib.suppress(sqlite3.Error):
             self._conn.execute(
                 "DELETE FROM owners WHERE pid = ? AND host = ?", (os.getpid(), self._host)
             )
-        except sqlite3.Error:
-            pass
         self._conn.close()
         if self._reader is not None:
             self._reader.close()
         if self._schedule is not None:
             self._schedule.close()
-        if self._failure is not None:
+        if self._failure is not None and self._retry:
             failure, self._failure = self._failure, None
             raise failure
 
@@ -502,8 +678,9 @@ class SqliteStore(RunHistory):
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A connection that sees everything committed (queued records are flushed first)."""
-        if not self._closed:
-            self.flush()
+        if not self._closed and not self.read_only:
+            with contextlib.suppress(StoreError):  # history still reads what was committed
+                self.flush()
         with self._read_lock:
             if self._reader is None:
                 self._reader = self._connect()
@@ -512,12 +689,15 @@ class SqliteStore(RunHistory):
             except sqlite3.OperationalError as exc:
                 if _is_locked(exc):
                     raise StoreLockedError(self._locked_message()) from exc
-                raise
+                raise self.damaged("a query", exc) from exc
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                raise self.damaged("a query", exc) from exc
 
     def outcomes(self, run_id: str) -> dict[str, Outcome]:
         """Each recorded task's last state: ``(state, result stored, result, error, type)``.
 
-        A task counts as completed only when its result is stored.
+        A task counts as completed only when its result is stored. A read-only store shows
+        pickled results as a placeholder; a writing one loads only pickles it can verify.
         """
         with self.read() as conn:
             states: dict[str, str] = {}
@@ -539,8 +719,18 @@ class SqliteStore(RunHistory):
         for task, kind, value in results:
             if kind == "missing":
                 out[task] = ("completed", False, None, None, None)
-            else:
-                out[task] = ("completed", True, decode(kind, value), None, None)
+                continue
+            try:
+                result = decode(kind, value, self.signer, load_pickles=not self.read_only)
+            except UntrustedPickle as exc:
+                log.warning("store %s: the result of task %r in run %r is not loaded: %s; "
+                            "it counts as not recorded", self.path, task, run_id, exc)
+                out[task] = ("completed", False, None, None, None)
+                continue
+            except Exception as exc:
+                raise self.damaged(f"the result of task {task!r} in run {run_id!r}",
+                                   exc) from exc
+            out[task] = ("completed", True, result, None, None)
         return out
 
     # -- result cache ------------------------------------------------------------------------
@@ -555,13 +745,18 @@ class SqliteStore(RunHistory):
             row = conn.execute(
                 "SELECT kind, value, expires FROM cache WHERE key = ?", (key,)
             ).fetchone()
-        if row is None or row[2] <= now:
+        if row is None or not isinstance(row[2], (int, float)) or row[2] <= now:
             return False, None
-        value = decode(row[0], row[1])
+        try:
+            value = decode(row[0], row[1], self.signer, load_pickles=not self.read_only)
+        except Exception as exc:  # an unverifiable or damaged entry is a miss
+            log.warning("store %s: cache entry %s not used: %s", self.path, key, exc)
+            return False, None
         self._remember(key, row[2], value)
         return True, value
 
     def cache_put(self, key: str, task: str, value: Any, expires: float) -> None:
+        self._writable()
         self._remember(key, expires, value)
         self._ops.append(("cache_put", key, task, value, time.time(), expires))
 
@@ -586,6 +781,7 @@ class SqliteStore(RunHistory):
         """The :class:`taskloom.api.scheduling.ScheduleState` on this database (one per store)."""
         from taskloom_std.stores.schedule import SqliteScheduleState
 
+        self._writable()
         with self._read_lock:
             if self._schedule is None:
                 self._schedule = SqliteScheduleState(self)
@@ -595,19 +791,13 @@ class SqliteStore(RunHistory):
 class SafeSqliteStore(SqliteStore):
     """``durability = "safe"``: a result is committed before its task completes."""
 
-    @hookimpl
-    def taskloom_attempt_finish(self, task: Any, attempt: Any, error: Any, run: Any) -> None:
-        if error is not None or run.engine.store is not self:
-            return
+    def commit_result(self, task: Any, attempt: Any, run: Any) -> None:
         self._results_append((
             run.id, task.name, attempt.value, time.time(), task.__dict__.get("cache_hit", False)
         ))
         self.flush()
 
-    @hookimpl
-    def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        if run is None or run.engine.store is not self:
-            return
+    def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
         t = time.time()
         self._events_append((run.id, task.name, new, t))
         if new is _COMPLETED:
@@ -623,7 +813,7 @@ class SafeSqliteStore(SqliteStore):
 
 
 def create_sqlite_store(durability: str = "fast", **options: Any) -> SqliteStore:
-    """The registry's factory: the ``safe`` variant adds a commit barrier per attempt."""
+    """The registry's factory: the ``safe`` variant commits each result before completion."""
     cls = SafeSqliteStore if durability == "safe" else SqliteStore
     return cls(durability=durability, **options)
 

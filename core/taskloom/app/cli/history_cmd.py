@@ -1,12 +1,20 @@
 """``taskloom runs``, ``show RUN`` and ``resume RUN``: the history in the SQLite store.
 
 The database is ``.taskloom/taskloom.db`` beside the configuration file (where ``taskloom
-run`` records), found from the current folder upwards; ``--db PATH`` chooses another.
+run`` records), found from the current folder upwards; ``--db PATH`` chooses another (a
+relative path is read from the current folder, like every path on the command line).
+
+``runs`` and ``show`` open the database read-only: they write nothing, load no pickled
+result, work on a read-only copy and do not wait for a writer. ``resume`` rebuilds the
+workflow only from a configuration the user names (or confirms): a database alone never
+decides which code is imported.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,22 +50,29 @@ def default_db(config_file: str | None = None, start: Path | None = None) -> Pat
 
 
 @contextmanager
-def open_store(db: str | None, config_file: str | None = None) -> Iterator[Any]:
-    """The SQLite store on the chosen database (exit 2 when there is none or it is unusable)."""
+def open_store(db: str | None, config_file: str | None = None,
+               read_only: bool = True) -> Iterator[Any]:
+    """The SQLite store on the chosen database, read-only unless asked; exit 2 when there
+    is none, it is unusable or damaged (the message names the file and the damage)."""
     from taskloom.kernel.pluginmanager import load_plugins
 
-    path = Path(db) if db else default_db(config_file)
+    path = Path(db).absolute() if db else default_db(config_file)
     if not path.is_file():
         fail([f"no run history at {path} (runs are recorded by 'taskloom run')"])
     plugins = load_plugins()
     try:
-        store = plugins.registry.create("store", "sqlite", path=str(path))
+        store = plugins.registry.create("store", "sqlite", path=str(path), read_only=read_only)
     except TaskloomError as exc:
         fail([str(exc)])
     try:
         yield store
+    except TaskloomError as exc:
+        fail([str(exc)])
     finally:
-        store.close()
+        try:
+            store.close()
+        except TaskloomError as exc:
+            fail([str(exc)])
 
 
 def resolve_run(store: Any, run: str) -> str:
@@ -240,11 +255,16 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     running when the process died run again (at-least-once), failed tasks stay failed
     unless --retry-failed.
 
-    The workflow is rebuilt from FILE, by default the configuration file the run recorded.
-    Exit status: 0 every task completed, 1 a task failed, 2 bad input, 130 interrupted.
+    The workflow is rebuilt from FILE. Without FILE, the configuration found in the current
+    folder (as for 'taskloom run') is used when it is the file the run recorded; the
+    recorded file alone is used only after you confirm it at a terminal. Exit status: 0
+    every task completed, 1 a task failed or the run could not be recorded, 2 bad input,
+    130 interrupted.
     """
     from taskloom.app.cli._common import build_engine, load
 
+    if file is not None and not Path(file).is_file():
+        fail([f"no such file: {file}"])
     with open_store(db, file) as store:
         run_id = resolve_run(store, run)
         record = store.run(run_id)
@@ -252,11 +272,7 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     if record.status == "completed":
         click.echo(f"run {run_id} already completed; nothing to do")
         raise SystemExit(EXIT_OK)
-    config_file = file or record.config_path
-    if config_file is None:
-        fail([f"run {run_id} recorded no configuration file; give FILE"])
-    if not Path(config_file).is_file():
-        fail([f"the run's configuration {config_file} is gone; give FILE"])
+    config_file = file or _recorded_config(run_id, record.config_path)
     digest = hashlib.sha256(Path(config_file).read_bytes()).hexdigest()[:16]
     if record.config_hash and digest != record.config_hash:
         click.echo(f"warning: {config_file} changed since run {run_id} was recorded", err=True)
@@ -271,6 +287,30 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     raise SystemExit(_finish(engine, run_id, record.workflow, tasks, conditions, retry_failed))
 
 
+def _recorded_config(run_id: str, recorded: str | None) -> str:
+    """The configuration to rebuild the run from when no FILE is given: the one found in the
+    current folder if it is the recorded file, else the recorded one if the user confirms.
+    The database's word alone never chooses the code that is imported."""
+    from taskloom.app.config import find_config
+
+    if recorded is None:
+        fail([f"run {run_id} recorded no configuration file; give FILE"])
+    found = find_config(None)
+    if (found is not None and found.is_file() and Path(recorded).is_file()
+            and os.path.samefile(found, recorded)):
+        return str(found)
+    if not Path(recorded).is_file():
+        fail([f"the run's configuration {recorded} is gone; give FILE"])
+    if sys.stdin.isatty() and click.confirm(
+        f"run {run_id} names the configuration {recorded}; rebuild its tasks (and import "
+        "the code it names) from that file?", err=True,
+    ):
+        return recorded
+    fail([f"run {run_id} was recorded from {recorded}: give it as FILE to resume "
+          f"('taskloom resume {run_id} {recorded}'); a database alone does not choose "
+          "which code runs"])
+
+
 def _toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -280,9 +320,9 @@ def _finish(engine: Any, run_id: str, workflow: str | None, tasks: list[Any],
     from taskloom.api.workflows import Flow
 
     t0 = time.monotonic()
-    kept = sum(1 for state, stored, *_ in engine.store.outcomes(run_id).values()
-               if state == "completed" and stored)
     try:
+        kept = sum(1 for state, stored, *_ in engine.store.outcomes(run_id).values()
+                   if state == "completed" and stored)
         run_ = engine.open_resumed_run(run_id, retry_failed=retry_failed, name=workflow)
         flow = Flow(run_, tasks, conditions)
         flow.start()
@@ -297,13 +337,20 @@ def _finish(engine: Any, run_id: str, workflow: str | None, tasks: list[Any],
         run_.cancel()
         code = EXIT_INTERRUPTED
     summary = run_.close()
-    engine.close()
+    store_error = summary.store_error
+    try:
+        engine.close()
+    except TaskloomError as exc:
+        store_error = store_error or str(exc)
     click.echo(
         f"run {run_id} {summary.status} in {time.monotonic() - t0:.2f}s: "
         f"{_counts(summary.counts)} ({kept} kept from the record)"
     )
     for name, error in summary.errors.items():
         click.echo(f"  {name}: {error}", err=True)
+    if store_error is not None:
+        click.echo(f"store error: {store_error}", err=True)
+        code = code if code != EXIT_OK else EXIT_FAILED
     if code == EXIT_OK and not summary.ok:
         code = EXIT_FAILED
     return code

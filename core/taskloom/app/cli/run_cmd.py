@@ -83,8 +83,8 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
     pyproject.toml, in this folder or above).
 
     Shows live progress. Exit status: 0 every task completed, 1 a task failed or was
-    cancelled, 2 bad input, 130 interrupted. The first Ctrl-C starts nothing new and waits
-    for running tasks; a second cancels them.
+    cancelled or the store could not record the run, 2 bad input, 130 interrupted. The
+    first Ctrl-C starts nothing new and waits for running tasks; a second cancels them.
 
     \b
     Examples:
@@ -218,6 +218,8 @@ def _report(view: Any, summary: Any, held: list[str], errors: dict[str, BaseExce
         view.print(f"  not started: {', '.join(held)}")
     if failed and recorded:
         view.print(f"  tracebacks and attempts: taskloom show {summary.id}")
+    if summary.store_error is not None:
+        view.print(f"  [red]store error[/]: {escape(summary.store_error)}")
 
 
 @click.command()
