@@ -535,3 +535,10 @@ def test_interval_jobs_started_apart_share_one_grid() -> None:
         assert chained == (round(firsts[0] / step) + 500) * step
     # A daily job without start runs at 00:00 UTC.
     assert IntervalTrigger(days=1).first_fire_time(T0) == datetime(2024, 5, 2, tzinfo=UTC)
+
+
+def test_date_plus_jitter_must_end_inside_the_calendar() -> None:
+    with pytest.raises(ConfigError, match="at plus jitter ends past the year 9999"):
+        DateTrigger(datetime(9999, 12, 29, tzinfo=UTC), jitter=1e9)
+    with pytest.raises(ConfigError, match="jitter must be a number of seconds from 0 to a century"):
+        CronTrigger("0 3 * * *", jitter=1e12)

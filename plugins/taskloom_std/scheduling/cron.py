@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import calendar
 import heapq
-import math
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -68,6 +67,7 @@ NICKNAMES = {
 # Longer than any IANA name (the longest is about 30 characters) and than a file name may be.
 _MAX_ZONE_NAME = 255
 _MAX_EXPRESSION = 1000
+_MAX_JITTER = 100 * 365.25 * 86400
 _NEAREST_WEEKDAY = re.compile(r"(\d{1,2})W", re.IGNORECASE)
 # Leap days come back within eight years (2096 -> 2104): a month day not found in that many
 # months is never found.
@@ -186,9 +186,9 @@ def checked_jitter(value: object, where: str) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 <= value < math.inf):
-        raise ConfigError(f"{where}: jitter must be a finite number of seconds >= 0, "
-                          f"got {value!r}")
+            0 <= value <= _MAX_JITTER):
+        raise ConfigError(f"{where}: jitter must be a number of seconds from 0 to a century "
+                          f"({_MAX_JITTER:.0f}), got {value!r}")
     return float(value)
 
 

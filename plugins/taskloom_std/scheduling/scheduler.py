@@ -439,7 +439,11 @@ class TaskScheduler:
         return self.add_job(task, "date", at=at, **options)
 
     def schedule_recurring(self, task: Task, interval: timedelta | float, **options: Any) -> Job:
-        """Run ``task`` every ``interval`` (a timedelta or seconds), first one interval from now.
+        """Run ``task`` every ``interval`` (a timedelta or seconds).
+
+        Without ``start`` the runs fall on whole multiples of the interval since the epoch,
+        the first at most one interval from now, so every scheduler computes the same due
+        times (see :class:`~taskloom_std.scheduling.simple.IntervalTrigger`).
 
         ``start``, ``end`` and ``jitter`` are passed to the ``interval`` trigger.
         """

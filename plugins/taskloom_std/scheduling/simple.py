@@ -105,6 +105,8 @@ class DateTrigger:
                         "the calendar (use a time between the years 1 and 9999)") from None
         self.at = as_utc(when, "date trigger: at")
         self.jitter = checked_jitter(jitter, "date trigger")
+        if self.at.timestamp() + self.jitter > _MAX_TS:
+            raise ConfigError("date trigger: at plus jitter ends past the year 9999")
 
     def __repr__(self) -> str:
         return f"DateTrigger({self.at.isoformat()})"
