@@ -30,6 +30,7 @@ from taskloom.kernel.errors import (
 from taskloom.kernel.executor import CancelToken, Executor
 from taskloom.kernel.graph import DependencyGraph
 from taskloom.kernel.pluginmanager import PluginSet, hookimpl, load_plugins
+from taskloom.kernel.stash import Stash, StashKey
 from taskloom.kernel.states import TRANSITIONS, TaskState
 from taskloom.kernel.task import Task
 
@@ -100,6 +101,8 @@ __all__ = [
     "RunSummary",
     "ScheduleState",
     "SequentialWorkflow",
+    "Stash",
+    "StashKey",
     "SystemClock",
     "Task",
     "TaskCancelled",

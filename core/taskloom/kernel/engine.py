@@ -29,6 +29,7 @@ from taskloom.kernel.errors import (
 from taskloom.kernel.executor import CancelToken, Executor
 from taskloom.kernel.graph import validate_tasks
 from taskloom.kernel.limiter import Limiter
+from taskloom.kernel.stash import STASH_LOCK, Stash
 from taskloom.kernel.states import TERMINAL, TRANSITIONS, TaskState, check_transition
 from taskloom.kernel.task import Task
 
@@ -146,13 +147,14 @@ class TaskContext:
 class Attempt:
     """One try at running a task; executors receive these."""
 
-    __slots__ = ("__dict__", "_token", "finished", "number", "run", "started", "task", "value")
+    __slots__ = ("_stash", "_token", "finished", "number", "run", "started", "task", "value")
 
     def __init__(self, task: Task, number: int, run: Run) -> None:
         self.task = task
         self.number = number
         self.run = run
         self._token: CancelToken | None = None
+        self._stash: Stash | None = None
         self.started = 0.0
         self.finished: float | None = None
         self.value: Any = None
@@ -173,9 +175,31 @@ class Attempt:
     def duration(self) -> float | None:
         return None if self.finished is None else self.finished - self.started
 
+    @property
+    def stash(self) -> Stash:
+        """Plugins' typed per-attempt state (:class:`~taskloom.kernel.stash.Stash`)."""
+        stash = self._stash
+        if stash is None:
+            with STASH_LOCK:  # made on first use: most attempts never need one
+                stash = self._stash
+                if stash is None:
+                    stash = self._stash = Stash()
+        return stash
+
+    @property
+    def plan(self) -> Plan:
+        """What the attempt runs: ``body``, ``deps``, ``wants_context``, ``is_async``,
+        ``wrappers`` and ``executor`` (worked out when the task joined the run)."""
+        return self.task._plan  # type: ignore[no-any-return]
+
+    @property
+    def current(self) -> bool:
+        """False once the attempt was cancelled or failed from outside (a timeout)."""
+        return self.task._attempt is self
+
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments the body receives: dependency results and ``context``."""
-        plan: Plan = self.task._plan
+        plan = self.plan
         tasks = self.run.tasks
         kwargs = {d: tasks[d].result for d in plan.deps}
         if plan.wants_context:
@@ -184,7 +208,7 @@ class Attempt:
 
     def invoke(self) -> Any:
         """Run the body once, without wrappers (coroutines run to completion here)."""
-        plan: Plan = self.task._plan
+        plan = self.plan
         body = plan.body
         if body is None:
             return None
@@ -197,15 +221,14 @@ class Attempt:
 
     def call(self) -> Any:
         """Run the body inside the task's wrappers (timeout, cache, breaker, tracing...)."""
-        wrappers = self.task._plan.wrappers
-        if not wrappers:
+        if not self.plan.wrappers:
             return self.invoke()
         return self.wrap(self.invoke)()
 
     def wrap(self, inner: Callable[[], Any]) -> Callable[[], Any]:
         """``inner`` inside the task's wrappers, outermost first."""
         fn = inner
-        for w in reversed(self.task._plan.wrappers):
+        for w in reversed(self.plan.wrappers):
             fn = functools.partial(w, fn, self)
         return fn
 
@@ -297,6 +320,7 @@ class Run:
         self.name = name
         self.data: dict[str, Any] = dict(data or {})
         self.plugins = engine.plugins
+        self.stash = Stash()  # plugins' typed per-run state
         self.hook = engine.plugins.hook
         self._flags = engine.plugins.flags
         self.clock: Clock = engine.clock
@@ -335,6 +359,25 @@ class Run:
     @property
     def executor(self) -> Executor:
         return self._default_executor
+
+    @property
+    def cancelling(self) -> bool:
+        """True once the run is being cancelled: nothing new starts."""
+        return self._cancelling
+
+    @property
+    def queued(self) -> int:
+        """Ready tasks waiting for a worker."""
+        return len(self._queue)
+
+    @property
+    def inflight(self) -> int:
+        """Attempts handed to an executor that have not returned yet."""
+        return self._inflight
+
+    def idle(self) -> bool:
+        """True when no task of the run is left to finish."""
+        return self._idle.is_set()
 
     def executors(self) -> dict[str, Executor]:
         return {self._default_executor.name: self._default_executor, **self._executors}

@@ -18,6 +18,7 @@ import pluggy
 from taskloom.kernel import hookspecs
 from taskloom.kernel.errors import PluginError
 from taskloom.kernel.registry import Registry
+from taskloom.kernel.stash import Stash
 
 log = logging.getLogger("taskloom.plugins")
 
@@ -164,6 +165,7 @@ class PluginSet:
         self.pm.add_hookspecs(hookspecs)
         self.hook = self.pm.hook
         self.registry = Registry()
+        self.stash = Stash()  # plugins' typed state for this plugin set
         self.infos: dict[str, PluginInfo] = {}
         self.flags = HookFlags()
         self._plain_exec = getattr(self.pm, "_inner_hookexec", None)

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from taskloom.kernel.errors import TaskloomError
+from taskloom.kernel.stash import STASH_LOCK, Stash
 from taskloom.kernel.states import TERMINAL, TaskState, check_transition
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class Task:
         "_run",
         "_seq",
         "_started",
+        "_stash",
         "_status",
         "_waiting_on",
         "_wired",
@@ -182,6 +184,7 @@ class Task:
         self._dependents: list[Task] = []  # set by the run the task joins
         self._wired: tuple[str, ...] = ()  # the dependencies the run wired it to
         self._seq = 0
+        self._stash: Stash | None = None
 
     # -- identity and metadata ------------------------------------------------------------
     @property
@@ -194,6 +197,40 @@ class Task:
     @property
     def status(self) -> TaskState:
         return self._status
+
+    @property
+    def stash(self) -> Stash:
+        """Plugins' typed per-task state (:class:`~taskloom.kernel.stash.Stash`)."""
+        stash = self._stash
+        if stash is None:
+            with STASH_LOCK:  # made on first use: most tasks never need one
+                stash = self._stash
+                if stash is None:
+                    stash = self._stash = Stash()
+        return stash
+
+    @property
+    def run(self) -> Run | None:
+        """The run the task last joined (None before it joined one)."""
+        return self._run
+
+    @property
+    def current_attempt(self) -> Any:
+        """The :class:`~taskloom.kernel.engine.Attempt` running now, or None.
+
+        An attempt that is no longer the task's current one was cancelled or failed from
+        outside (a timeout) while its body ran; its result will be discarded."""
+        return self._attempt
+
+    @property
+    def started(self) -> float | None:
+        """When the task's first attempt in its current go started (POSIX seconds)."""
+        return self._started
+
+    @property
+    def completed(self) -> float | None:
+        """When the task reached its final state (POSIX seconds), or None."""
+        return self._completed
 
     @property
     def executor(self) -> str | None:

@@ -211,7 +211,7 @@ class ProcessExecutor(Executor):
                     attempt = work.popleft()
                 remote = functools.partial(self._remote, slot, attempt)
                 try:
-                    if attempt.task._plan.wrappers:
+                    if attempt.plan.wrappers:
                         value, error = attempt.wrap(remote)(), None
                     else:
                         value, error = remote(), None
@@ -223,7 +223,7 @@ class ProcessExecutor(Executor):
 
     def _remote(self, slot: _Slot, attempt: Any) -> Any:
         task = attempt.task
-        plan = task._plan
+        plan = attempt.plan
         if plan.body is None:
             return None
         if plan.wants_context:

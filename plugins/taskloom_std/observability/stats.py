@@ -21,10 +21,10 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
-from taskloom import hookimpl
+from taskloom import StashKey, hookimpl
 
-#: ``Run.__dict__``: the collector of the run's plugin set.
-RUN_KEY = "_taskloom_stats"
+#: ``Run.stash``: the collector of the run's plugin set.
+RUN_KEY: StashKey[StatsCollector] = StashKey()
 #: Failed attempts kept per task name for its debug report.
 KEEP_FAILURES = 10
 
@@ -201,9 +201,9 @@ def taskloom_register(registry: Any) -> None:
 def taskloom_attempt_finish(
     task: Any, attempt: Any, error: BaseException | None, run: Any
 ) -> None:
-    collector = run.__dict__.get(RUN_KEY)
+    collector = run.stash.get(RUN_KEY, None)
     if collector is None:
-        collector = run.__dict__[RUN_KEY] = run.plugins.registry.create("exporter", "stats")
+        collector = run.stash[RUN_KEY] = run.plugins.registry.create("exporter", "stats")
     duration = attempt.duration or 0.0
     collector.record(task.name, attempt.number, run.clock.time() - duration, duration, error,
                      run.id)

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from taskloom import CircuitOpenError, ConfigError, Retry, hookimpl
+from taskloom import CircuitOpenError, ConfigError, Retry, Stash, StashKey, hookimpl
 from taskloom_std.policies._common import integer, number
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
@@ -188,18 +187,22 @@ def parse_config(config: Any) -> dict[str, BreakerSettings]:
     return out
 
 
-_boards: weakref.WeakKeyDictionary[Any, Board] = weakref.WeakKeyDictionary()
+#: ``PluginSet.stash``: the breakers of that plugin set.
+BOARD: StashKey[Board] = StashKey()
+#: ``Attempt.stash``: breaker key -> whether the attempt is one of its half-open trials.
+TRIALS: StashKey[dict[str, bool]] = StashKey()
 _boards_lock = threading.Lock()
 
 
 def board(plugins: Any) -> Board:
     """The breakers of a plugin set (``engine.plugins``, ``manager.plugins``)."""
-    b = _boards.get(plugins)
+    stash: Stash = plugins.stash
+    b = stash.get(BOARD, None)
     if b is None:
         with _boards_lock:
-            b = _boards.get(plugins)
+            b = stash.get(BOARD, None)
             if b is None:
-                b = _boards[plugins] = Board()
+                b = stash[BOARD] = Board()
     b.configure(plugins.config)
     return b
 
@@ -243,7 +246,7 @@ class BreakerWrapper:
         run, task = attempt.run, attempt.task
         now = run.clock.monotonic()
         trials: dict[str, bool] = {}
-        attempt._breaker_trials = trials
+        attempt.stash[TRIALS] = trials
         for b in self.breakers:
             changes: list[tuple[str, str]] = []
             try:
@@ -258,14 +261,14 @@ class BreakerWrapper:
         if attempt.token.cancelled:  # timed out or cancelled: not a success
             self._release(attempt)
             return
-        trials = attempt.__dict__.pop("_breaker_trials", None) or {}
+        trials = attempt.stash.pop(TRIALS, None) or {}
         for b in self.breakers:
             changes: list[tuple[str, str]] = []
             b.success(trials.get(b.key, False), changes)
             _announce(attempt.run, b, changes, attempt.task)
 
     def _release(self, attempt: Any) -> None:
-        trials = attempt.__dict__.pop("_breaker_trials", None) or {}
+        trials = attempt.stash.pop(TRIALS, None) or {}
         for b in self.breakers:
             if trials.get(b.key):
                 b.release_trial()
@@ -298,15 +301,15 @@ def _release_later(attempt: Any) -> None:
     the attempt and the next admission of the breaker reclaims nothing; so release them now
     when the attempt is no longer the task's current one.
     """
-    if attempt.task._attempt is not attempt:
-        trials = attempt.__dict__.pop("_breaker_trials", None) or {}
+    if not attempt.current:
+        trials = attempt.stash.pop(TRIALS, None) or {}
         for b in _wrapper_breakers(attempt):
             if trials.get(b.key):
                 b.release_trial()
 
 
 def _wrapper_breakers(attempt: Any) -> list[Breaker]:
-    for w in attempt.task._plan.wrappers:
+    for w in attempt.plan.wrappers:
         if isinstance(w, BreakerWrapper):
             return w.breakers
     return []
@@ -354,7 +357,7 @@ def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any)
         if settings is not None and settings.wait:
             return Retry(float(error.retry_after))  # type: ignore[attr-defined]
         return None
-    trials = attempt.__dict__.pop("_breaker_trials", None) or {}
+    trials = attempt.stash.pop(TRIALS, None) or {}
     now = run.clock.monotonic()
     for b in breakers:
         changes: list[tuple[str, str]] = []

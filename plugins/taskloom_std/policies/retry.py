@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom import CircuitOpenError, ConfigError, Retry, TaskCancelled, hookimpl
+from taskloom import CircuitOpenError, ConfigError, Retry, Stash, StashKey, TaskCancelled, hookimpl
 from taskloom_std.policies._common import integer, number, resolve_exception_types
 
 BACKOFFS = ("fixed", "linear", "exponential")
@@ -126,23 +125,20 @@ def _validated(p: RetryPolicy, where: str) -> RetryPolicy:
     return dataclasses.replace(p, retry_on=retry_on, give_up_on=give_up_on)
 
 
-# Parsed policies per task, reused while the task's option is the same object.
-_parsed: weakref.WeakKeyDictionary[Any, tuple[Any, RetryPolicy | None]] = (
-    weakref.WeakKeyDictionary()
-)
-# The configured default per plugin set, reused while its configuration is the same object.
-_defaults: weakref.WeakKeyDictionary[Any, tuple[Any, RetryPolicy | None]] = (
-    weakref.WeakKeyDictionary()
-)
-# Retries granted so far, per task, in its current go (marked by run and start time).
-_granted: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+#: ``Task.stash``: the parsed policy, reused while the task's option is the same object.
+PARSED: StashKey[tuple[Any, RetryPolicy | None]] = StashKey()
+#: ``PluginSet.stash``: the configured default, reused while the configuration is the same.
+DEFAULT: StashKey[tuple[Any, RetryPolicy | None]] = StashKey()
+#: ``Task.stash``: retries granted so far in the task's current go (marked by run and start).
+GRANTED: StashKey[list[Any]] = StashKey()
 
 
 def policy_for(task: Any, run: Any) -> RetryPolicy | None:
     raw = task.options.get("retry") if task.options else None
     if raw is None:
         return _default_for(run.plugins)
-    cached = _parsed.get(task)
+    stash: Stash = task.stash
+    cached = stash.get(PARSED, None)
     if cached is not None and cached[0] is raw:
         return cached[1]
     key = _content_key(raw)
@@ -151,7 +147,7 @@ def policy_for(task: Any, run: Any) -> RetryPolicy | None:
         policy = parse_policy(raw, f"task {task.name!r}: retry")
         if key is not None and policy is not None and len(_by_content) < 1024:
             _by_content[key] = policy
-    _parsed[task] = (raw, policy)
+    stash[PARSED] = (raw, policy)
     return policy
 
 
@@ -172,11 +168,12 @@ def _content_key(raw: Any) -> Any:
 
 def _default_for(plugins: Any) -> RetryPolicy | None:
     config = plugins.config
-    cached = _defaults.get(plugins)
+    stash: Stash = plugins.stash
+    cached = stash.get(DEFAULT, None)
     if cached is not None and cached[0] is config:
         return cached[1]
     policy = parse_policy(config.get("retry"), "[taskloom.retry]")
-    _defaults[plugins] = (config, policy)
+    stash[DEFAULT] = (config, policy)
     return policy
 
 
@@ -218,11 +215,11 @@ def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any)
     policy = policy_for(task, run)
     if policy is None or not policy.should_retry(error):
         return None
-    marker = (id(run), task._started)
-    state = _granted.get(task)
+    marker = (id(run), task.started)
+    state = task.stash.get(GRANTED, None)
     if state is None or state[0] != marker:
         state = [marker, 0]
-        _granted[task] = state
+        task.stash[GRANTED] = state
     if state[1] >= policy.max_retries:
         return None
     state[1] += 1

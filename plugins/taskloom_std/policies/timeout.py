@@ -60,7 +60,7 @@ class TimeoutWrapper:
     def _deadline(self, attempt: Any) -> float | None:
         if self.soft is not None:
             return self.soft
-        if getattr(attempt.task._plan.executor, "hard_timeouts", False):
+        if getattr(attempt.plan.executor, "hard_timeouts", False):
             return None  # the executor enforces the hard limit itself
         return self.hard
 

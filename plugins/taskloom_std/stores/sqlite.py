@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from taskloom import TaskState, hookimpl
+from taskloom_std.policies.cache import CACHE_HIT
 from taskloom_std.stores.codec import RESULT_LIMIT, decode, encode
 from taskloom_std.stores.errors import (
     StoreCorruptError,
@@ -280,7 +281,7 @@ class SqliteStore(RunHistory):
         self._events_append((run.id, name, new, t))
         if new is _COMPLETED:
             self._results_append(
-                (run.id, name, task.result, t, task.__dict__.get("cache_hit", False))
+                (run.id, name, task.result, t, task.stash.get(CACHE_HIT, False))
             )
         elif new in _ERRORISH:
             self._errors_append((
@@ -588,7 +589,7 @@ class SafeSqliteStore(SqliteStore):
         if error is not None or run.engine.store is not self:
             return
         self._results_append((
-            run.id, task.name, attempt.value, time.time(), task.__dict__.get("cache_hit", False)
+            run.id, task.name, attempt.value, time.time(), task.stash.get(CACHE_HIT, False)
         ))
         self.flush()
 
@@ -601,7 +602,7 @@ class SafeSqliteStore(SqliteStore):
         if new is _COMPLETED:
             if task.error is not None:  # completed by a fallback: no successful attempt
                 self._results_append(
-                    (run.id, task.name, task.result, t, task.__dict__.get("cache_hit", False))
+                    (run.id, task.name, task.result, t, task.stash.get(CACHE_HIT, False))
                 )
         elif new in _ERRORISH:
             self._errors_append((
