@@ -5,7 +5,8 @@
     python docs/build.py --no-build      # regenerate only
     python docs/build.py --check         # fail if a generated page is out of date (no writes)
 
-The hook reference comes from ``taskloom.kernel.hookspecs`` (names, arguments, options, docstrings);
+The hook reference comes from the hook specs of the installed plugin set (the core's in
+``taskloom.kernel.hookspecs``, then those plugins add: names, kinds, arguments, docstrings);
 the configuration reference from ``taskloom.kernel.schema`` (every ``*_KEYS`` table of
 ``Key``) and from the ``[taskloom.<name>]`` sections installed plugins declare.
 """
@@ -65,26 +66,11 @@ def rst_to_markdown(text: str) -> str:
 
 
 # -- hook reference ----------------------------------------------------------------------------
-def hook_specs() -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
-    """``(name, function, spec options)`` of every hook spec, in the order of the module."""
-    from taskloom.kernel import hookspecs
+def hook_specs() -> list[Any]:
+    """Every hook spec of the installed plugin set: the core's, then those plugins declare."""
+    from taskloom import load_plugins
 
-    found = []
-    for name, obj in vars(hookspecs).items():
-        opts = getattr(obj, "taskloom_spec", None)
-        if name.startswith("taskloom_") and callable(obj) and opts is not None:
-            found.append((name, obj, dict(opts)))
-    return found
-
-
-def hook_kind(name: str) -> str:
-    from taskloom.kernel import hookspecs
-
-    if name in hookspecs.OBSERVER_HOOKS:
-        return "observer"
-    if name in hookspecs.POLICY_HOOKS:
-        return "policy"
-    return "registration"
+    return load_plugins().hook_specs()
 
 
 def hook_reference() -> str:
@@ -102,19 +88,22 @@ def hook_reference() -> str:
         "| hook | kind | called |",
         "|---|---|---|",
     ]
-    for name, fn, opts in specs:
-        flags = [k for k in ("firstresult", "historic") if opts.get(k)]
-        args = ", ".join(inspect.signature(fn).parameters)
-        lines.append(f"| [`{name}({args})`](#{name}) | {hook_kind(name)} | "
+    for spec in specs:
+        name = spec.name
+        flags = [k for k in ("firstresult", "historic") if getattr(spec, k)]
+        args = ", ".join(spec.argnames)
+        lines.append(f"| [`{name}({args})`](#{name}) | {spec.kind.value} | "
                      f"{', '.join(flags) or 'all implementations'} |")
     lines.append("")
-    for name, fn, opts in specs:
-        params = list(inspect.signature(fn).parameters)
-        flags = [k for k in ("firstresult", "historic") if opts.get(k)]
+    for spec in specs:
+        name, params = spec.name, list(spec.argnames)
+        flags = [k for k in ("firstresult", "historic") if getattr(spec, k)]
+        declared = ("" if spec.declared_in == hookspecs.__name__
+                    else f"*Declared by:* `{spec.declared_in}`. ")
         lines += [
             f"## {name}",
             "",
-            f"*Kind:* {hook_kind(name)}. "
+            f"*Kind:* {spec.kind.value}. " + declared
             + (f"*Spec options:* `{'`, `'.join(flags)}`. " if flags else "")
             + f"*Arguments:* {', '.join(f'`{p}`' for p in params)}.",
             "",
@@ -124,7 +113,7 @@ def hook_reference() -> str:
             "    ...",
             "```",
             "",
-            rst_to_markdown(fn.__doc__ or ""),
+            rst_to_markdown(inspect.getdoc(spec.function) or ""),
         ]
     return "\n".join(lines).rstrip() + "\n"
 

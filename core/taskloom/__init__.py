@@ -11,7 +11,6 @@ from taskloom.kernel.clock import Clock, FakeClock, SystemClock
 from taskloom.kernel.decisions import Fail, Fallback, Retry
 from taskloom.kernel.engine import Attempt, Engine, Run, RunSummary, TaskContext
 from taskloom.kernel.errors import (
-    CircuitOpenError,
     ConfigError,
     CycleError,
     DuplicateTaskError,
@@ -65,10 +64,21 @@ def __getattr__(name: str) -> Any:
         return value
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'taskloom' has no attribute {name!r}")
+        # Errors a plugin declares (CircuitOpenError): found through the registry.
+        error = _plugin_error(name)
+        if error is None:
+            raise AttributeError(f"module 'taskloom' has no attribute {name!r}")
+        globals()[name] = error
+        return error
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def _plugin_error(name: str) -> type[TaskloomError] | None:
+    if not name[:1].isupper():
+        return None
+    return load_plugins().registry.errors().get(name)
 
 
 __all__ = [

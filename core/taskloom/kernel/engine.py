@@ -837,7 +837,11 @@ class Run:
                 self._limiter.discard(task)
 
     def _decide(self, attempt: Attempt, error: BaseException) -> Any:
-        if not self._flags.task_error or self._cancelling:
+        if self._cancelling:
+            return None
+        if self._flags.attempt_failed:
+            self.plugins.fast["taskloom_attempt_failed"](attempt.task, error, attempt, self)
+        if not self._flags.task_error:
             return None
         try:
             return self.hook.taskloom_task_error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from taskloom.kernel.errors import PluginError, UnknownComponentError
+from taskloom.kernel.errors import PluginError, TaskloomError, UnknownComponentError
 
 KINDS = ("queue", "executor", "trigger", "policy", "store", "exporter", "limiter", "scheduler")
 
@@ -27,6 +27,7 @@ class Registry:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, tuple[Callable[..., Any], str]]] = {k: {} for k in KINDS}
         self._sections: dict[str, tuple[dict[str, Any] | None, str]] = {}
+        self._errors: dict[str, tuple[type[TaskloomError], str]] = {}
         self.current_plugin = "<direct>"
 
     def add_config_section(self, name: str, keys: Mapping[str, Any] | None = None) -> None:
@@ -48,6 +49,21 @@ class Registry:
     def config_sections(self) -> dict[str, dict[str, Any] | None]:
         """Declared ``[taskloom.<name>]`` sections and their keys."""
         return {name: keys for name, (keys, _) in sorted(self._sections.items())}
+
+    def add_error(self, error: type[TaskloomError]) -> None:
+        """Declare an error this plugin raises; ``from taskloom import <Name>`` finds it."""
+        if not (isinstance(error, type) and issubclass(error, TaskloomError)):
+            raise PluginError(f"plugin {self.current_plugin!r}: error {error!r} must be a "
+                              "subclass of taskloom.TaskloomError")
+        have = self._errors.get(error.__name__)
+        if have is not None and have[0] is not error:
+            raise PluginError(f"error {error.__name__} declared twice: by plugin {have[1]!r} "
+                              f"and by plugin {self.current_plugin!r}")
+        self._errors[error.__name__] = (error, self.current_plugin)
+
+    def errors(self) -> dict[str, type[TaskloomError]]:
+        """Errors plugins declared, by class name."""
+        return {name: error for name, (error, _) in self._errors.items()}
 
     def add(self, kind: str, name: str, factory: Callable[..., Any]) -> None:
         if kind not in self._items:

@@ -4,7 +4,7 @@ Task option ``circuit_breaker``: ``True`` (defaults) or a mapping with
 ``failure_threshold`` (5 consecutive failures open it), ``recovery_timeout`` (60 s open before
 trial calls are let through), ``half_open_trials`` (1: that many trial calls must succeed to
 close it again; one failed trial opens it again), ``wait`` (false: while open the task fails
-fast with :class:`~taskloom.CircuitOpenError`; true: it is retried when the recovery time is
+fast with :class:`CircuitOpenError`; true: it is retried when the recovery time is
 up, on the engine's timer) and ``tag`` (share the breaker of every task that names the same
 tag instead of one per task).
 
@@ -13,8 +13,13 @@ The ``[taskloom.circuit_breaker.tags.NAME]`` tables put a breaker on every task 
 
 Breakers are keyed ``task:NAME`` or ``tag:NAME`` and live as long as the plugin set (one per
 engine or ``TaskManager``), so their state carries across runs. Every change of state fires
-``taskloom_circuit_change``. Time is the run's clock. A success while closed resets the
-failure count; every failure of a guarded task counts, whether it is retried or not.
+``taskloom_circuit_change``, a hook this plugin declares. Time is the run's clock. A success
+while closed resets the failure count; every failure of a guarded task counts, whether it is
+retried or not: failures are counted in the ``taskloom_attempt_failed`` observer, so a policy
+that decides first cannot hide them from the breaker.
+
+:class:`CircuitOpenError` is this plugin's error; ``from taskloom import CircuitOpenError``
+finds it through the plugin registry.
 """
 
 from __future__ import annotations
@@ -24,10 +29,45 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from taskloom import CircuitOpenError, ConfigError, Retry, Stash, StashKey, hookimpl
+import pluggy
+
+from taskloom import ConfigError, Retry, Stash, StashKey, Task, TaskloomError, hookimpl
+from taskloom.kernel.hookspecs import observer
 from taskloom_std.policies._common import integer, number
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+
+class CircuitOpenError(TaskloomError):
+    """A circuit breaker is open: the task fails fast without running.
+
+    ``key``: the breaker (``task:NAME``, ``tag:NAME``). ``retry_after``: seconds until the
+    breaker lets a trial call through.
+    """
+
+    def __init__(self, message: str, key: str | None = None, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.key = key
+        self.retry_after = retry_after
+
+
+class HookSpecs:
+    """The hooks this plugin declares (added to a plugin set by ``taskloom_addhooks``)."""
+
+    @staticmethod
+    @observer
+    def taskloom_circuit_change(key: str, old: str, new: str, task: Task | None) -> None:
+        """A circuit breaker changed state.
+
+        When: on every breaker transition (``closed``, ``open``, ``half-open``). Declared by
+        the ``circuit_breaker`` plugin: an implementation in another plugin should be marked
+        ``@hookimpl(optionalhook=True)`` so it loads when that plugin is disabled.
+
+        ``key``: the breaker's key (``task:NAME`` or ``tag:NAME``). ``old``, ``new``: states.
+        ``task``: the task whose attempt caused the change, or ``None``.
+
+        Return: ignored (observer).
+        """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +136,7 @@ class Breaker:
             else:
                 wait = s.recovery_timeout
                 message = f"circuit {self.key} is half-open and its trial calls are busy"
-        err = CircuitOpenError(message)
-        err.key = self.key  # type: ignore[attr-defined]
-        err.retry_after = max(0.0, wait)  # type: ignore[attr-defined]
-        raise err
+        raise CircuitOpenError(message, self.key, max(0.0, wait))
 
     def success(self, trial: bool, changes: list[tuple[str, str]]) -> None:
         with self._lock:
@@ -322,6 +359,7 @@ def taskloom_register(registry: Any) -> None:
     keys = {"tags": Key(("table",), "a breaker per tag: {api = {failure_threshold = 3, "
                         "recovery_timeout = 30, half_open_trials = 1, wait = false}}")}
     registry.add_config_section("circuit_breaker", keys)
+    registry.add_error(CircuitOpenError)
 
 
 @hookimpl
@@ -345,22 +383,33 @@ def taskloom_task_wrappers(task: Any, run: Any) -> Any:
     return BreakerWrapper(breakers) if breakers else None
 
 
+@hookimpl
+def taskloom_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    pluginmanager.add_hookspecs(HookSpecs)
+
+
 @hookimpl(tryfirst=True)
 def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+    """While open, a breaker configured to ``wait`` retries the task when it may try again."""
+    if not isinstance(error, CircuitOpenError) or error.key is None:
+        return None
+    breakers = _wrapper_breakers(attempt)
+    settings = next((b.settings for b in breakers if b.key == error.key), None)
+    if settings is not None and settings.wait:
+        return Retry(float(error.retry_after))
+    return None
+
+
+@hookimpl
+def taskloom_attempt_failed(task: Any, error: BaseException, attempt: Any, run: Any) -> None:
+    if isinstance(error, CircuitOpenError):
+        return
     breakers = _wrapper_breakers(attempt)
     if not breakers:
-        return None
-    if isinstance(error, CircuitOpenError):
-        if getattr(error, "key", None) is None:
-            return None
-        settings = next((b.settings for b in breakers if b.key == error.key), None)  # type: ignore[attr-defined]
-        if settings is not None and settings.wait:
-            return Retry(float(error.retry_after))  # type: ignore[attr-defined]
-        return None
+        return
     trials = attempt.stash.pop(TRIALS, None) or {}
     now = run.clock.monotonic()
     for b in breakers:
         changes: list[tuple[str, str]] = []
         b.failure(trials.get(b.key, False), now, changes)
         _announce(run, b, changes, task)
-    return None

@@ -12,7 +12,8 @@ random factor in ``[1 - jitter, 1 + jitter]`` (still capped); pass ``rng`` (a se
 
 ``retry_on`` (default: any :class:`Exception`) and ``give_up_on`` take exception types or
 dotted names (``"requests:ConnectionError"``, ``"builtins.ValueError"``). An open circuit
-(:class:`~taskloom.CircuitOpenError`) and a cancellation are never retried.
+(:class:`~taskloom_std.policies.circuit_breaker.CircuitOpenError`) and a cancellation are
+never retried.
 
 ``max_retries`` counts the retries this policy grants in one go of a task: a task run again
 later (a new run, ``retry_task``) starts with the full budget.
@@ -25,8 +26,9 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom import CircuitOpenError, ConfigError, Retry, Stash, StashKey, TaskCancelled, hookimpl
+from taskloom import ConfigError, Retry, Stash, StashKey, TaskCancelled, hookimpl
 from taskloom_std.policies._common import integer, number, resolve_exception_types
+from taskloom_std.policies.circuit_breaker import CircuitOpenError
 
 BACKOFFS = ("fixed", "linear", "exponential")
 DEFAULT_JITTER = 0.25

@@ -54,7 +54,7 @@ class _Events:
         if "run_finished" in self.events:
             self.send(payloads.run_finished(run, summary))
 
-    @hookimpl
+    @hookimpl(optionalhook=True)  # declared by the circuit_breaker plugin, which may be off
     def taskloom_circuit_change(self, key: str, old: str, new: str, task: Any) -> None:
         if new == "open" and "circuit_open" in self.events:
             self.send(payloads.circuit_open(key, old, new, task))
@@ -96,7 +96,7 @@ def attach(plugins: PluginSet) -> Sender | None:
 
 
 def _detach(plugins: PluginSet, events: _Events) -> None:
-    if plugins.pm.get_plugin(_PLUGIN_NAME) is events:
+    if plugins.get_plugin(_PLUGIN_NAME) is events:
         plugins.unregister(_PLUGIN_NAME)
     del plugins.stash[ATTACHED]
     events.sender.close(events.sender.settings.timeout)
