@@ -8,7 +8,7 @@
 The hook reference comes from the hook specs of the installed plugin set (the core's in
 ``taskloom.kernel.hookspecs``, then those plugins add: names, kinds, arguments, docstrings);
 the configuration reference from ``taskloom.kernel.schema`` (every ``*_KEYS`` table of
-``Key``) and from the ``[taskloom.<name>]`` sections installed plugins declare.
+``Key``), the task options and the ``[taskloom.<name>]`` sections installed plugins declare.
 """
 
 from __future__ import annotations
@@ -169,6 +169,13 @@ def plugin_sections() -> list[tuple[str, str, str | None, Mapping[str, Any] | No
     return sorted(found)
 
 
+def task_options() -> Mapping[str, Any]:
+    """The task options installed plugins declare, by name."""
+    from taskloom import load_plugins
+
+    return load_plugins().registry.task_options()
+
+
 def _constraints(key: Any) -> str:
     parts = []
     if key.required:
@@ -218,6 +225,22 @@ def config_reference() -> str:
         title, intro = _TABLES.get(attr, (f"`{attr}`", ""))
         lines += [f"## {title}", "", intro, "", *_key_rows(keys), ""]
     lines += [
+        "## Task options from plugins",
+        "",
+        "Keys of `[tasks.NAME]` (and keywords of `Task(...)`) that installed plugins declare "
+        "in `taskloom_register` (`registry.add_task_option(name, kinds, doc, validate)`). "
+        "A task giving an option whose plugin is disabled or missing is an error naming "
+        "the plugin.",
+        "",
+        "| option | type | plugin | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, option in task_options().items():
+        doc = option.key.doc.replace("|", "\\|").replace("*", "\\*")
+        lines.append(f"| `{name}` | {' or '.join(option.key.kinds)} | `{option.plugin}` | "
+                     f"{doc} |")
+    lines += [
+        "",
         "## Plugin sections",
         "",
         "A plugin declares the `[taskloom.<name>]` section it reads in `taskloom_register` "

@@ -101,3 +101,11 @@ def test_site_builds_with_warnings_as_errors(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "plugins" / "index.html").exists()
     assert "taskloom_task_error" in (tmp_path / "reference" / "hooks" / "index.html").read_text()
+
+
+def test_every_plugin_task_option_is_documented():
+    text = (REFERENCE / "config.md").read_text(encoding="utf-8")
+    section = text.split("## Task options from plugins", 1)[1].split("\n## ", 1)[0]
+    options = build.task_options()
+    assert {"retry", "timeout", "cache", "circuit_breaker", "fallback"} <= set(options)
+    assert set(options) == _keys_in(section)

@@ -105,6 +105,10 @@ def test_task_prepare_only_for_tasks_with_options_and_can_reject_the_run(
 ):
     class Validator:
         @hookimpl
+        def taskloom_register(self, registry):
+            registry.add_task_option("sla", (int, float), "seconds the task may take")
+
+        @hookimpl
         def taskloom_task_prepare(self, task, run):
             if task.options.get("sla", 0) < 0:
                 raise ConfigError(f"task {task.name!r}: sla must be >= 0")

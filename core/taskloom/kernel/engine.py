@@ -29,7 +29,7 @@ from taskloom.kernel.errors import (
 from taskloom.kernel.executor import CancelToken, Executor
 from taskloom.kernel.graph import validate_tasks
 from taskloom.kernel.limiter import Limiter
-from taskloom.kernel.stash import STASH_LOCK, Stash
+from taskloom.kernel.stash import HasStash, Stash
 from taskloom.kernel.states import TERMINAL, TRANSITIONS, TaskState, check_transition
 from taskloom.kernel.task import Task
 
@@ -144,17 +144,16 @@ class TaskContext:
         return self.task.config
 
 
-class Attempt:
+class Attempt(HasStash):
     """One try at running a task; executors receive these."""
 
-    __slots__ = ("_stash", "_token", "finished", "number", "run", "started", "task", "value")
+    __slots__ = ("_token", "finished", "number", "run", "started", "task", "value")
 
     def __init__(self, task: Task, number: int, run: Run) -> None:
         self.task = task
         self.number = number
         self.run = run
         self._token: CancelToken | None = None
-        self._stash: Stash | None = None
         self.started = 0.0
         self.finished: float | None = None
         self.value: Any = None
@@ -174,17 +173,6 @@ class Attempt:
     @property
     def duration(self) -> float | None:
         return None if self.finished is None else self.finished - self.started
-
-    @property
-    def stash(self) -> Stash:
-        """Plugins' typed per-attempt state (:class:`~taskloom.kernel.stash.Stash`)."""
-        stash = self._stash
-        if stash is None:
-            with STASH_LOCK:  # made on first use: most attempts never need one
-                stash = self._stash
-                if stash is None:
-                    stash = self._stash = Stash()
-        return stash
 
     @property
     def plan(self) -> Plan:
@@ -421,8 +409,10 @@ class Run:
                 batch = _dependencies_first(batch)
             flags, fast = self._flags, self.plugins.fast
             for t in batch:
-                if flags.task_prepare and t.options:
-                    fast["taskloom_task_prepare"](t, self)
+                if t.options:
+                    self.plugins.check_task_options(t)
+                    if flags.task_prepare:
+                        fast["taskloom_task_prepare"](t, self)
             # Tasks whose body takes no arguments and that have no wrappers share one plan
             # per body and executor: a plan per task is 80 bytes times 100,000 tasks.
             shared: dict[tuple[Any, Executor], Plan] = {}
@@ -596,7 +586,7 @@ class Run:
             attempt.finished = self.clock.monotonic()
             attempt.token.cancel("timeout")
             task._attempt = None
-            self._plan_executor(task).cancel(attempt)
+            task._plan.executor.cancel(attempt)
             self._apply_failure(task, attempt, error, decision)
             self._dispatch()
         return True
@@ -775,7 +765,7 @@ class Run:
             attempt = task._attempt
             if attempt is not None:
                 attempt.token.cancel(reason)
-                self._plan_executor(task).cancel(attempt)
+                task._plan.executor.cancel(attempt)
                 task._attempt = None
         self._record_error(task, TaskCancelled(f"task {task.name!r} {reason}"))
         self._set(task, CANCELLED)
@@ -915,10 +905,6 @@ class Run:
             if self._started:
                 ex.start(self)
         return ex
-
-    @staticmethod
-    def _plan_executor(task: Task) -> Executor:
-        return task._plan.executor  # type: ignore[no-any-return]
 
     def _summarise(self) -> RunSummary:
         counts: dict[str, int] = {}

@@ -130,9 +130,11 @@ def taskloom_register(registry: Registry) -> None:
     When: once, right after a plugin set (one per engine or manager) has loaded its plugins.
 
     ``registry``: a :class:`taskloom.kernel.registry.Registry`. Call
-    ``registry.add(kind, name, factory)`` with ``kind`` one of ``queue``, ``executor``,
-    ``trigger``, ``policy``, ``store``, ``exporter``. The factory is called with keyword
-    options when a run or scheduler selects the component by name.
+    ``registry.add(kind, name, factory)`` with ``kind`` one of
+    :data:`taskloom.kernel.registry.KINDS`; the factory is called with keyword options when
+    a run or scheduler selects the component by name. ``registry.add_task_option``,
+    ``registry.add_config_section`` and ``registry.add_error`` declare what the plugin reads
+    and raises.
 
     Return: ignored. Registering a name another plugin already registered for that kind is a
     :class:`~taskloom.kernel.errors.PluginError` naming both plugins.

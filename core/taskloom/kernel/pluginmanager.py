@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
@@ -11,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Any
 
 import pluggy
@@ -20,6 +21,7 @@ from taskloom.kernel import hookspecs
 from taskloom.kernel.errors import ConfigError, PluginError
 from taskloom.kernel.registry import Registry
 from taskloom.kernel.stash import Stash
+from taskloom.kernel.task import CORE_OPTIONS, Task
 
 log = logging.getLogger("taskloom.plugins")
 
@@ -292,6 +294,42 @@ class PluginSet:
                 self.infos[name] = PluginInfo(info.name, info.module, info.distribution,
                                               info.version, error=message)
 
+    def check_task_options(self, task: Task) -> None:
+        """Every option of ``task`` is declared by a loaded plugin, and valid by its check.
+
+        An option that is not is a :class:`ConfigError` naming the plugin it needs when that
+        plugin is installed but disabled or broken (a plugin's options share its entry-point
+        name or are listed by it), else the closest declared names.
+        """
+        declared = self.registry.task_options()
+        for key, value in task.options.items():
+            if key in CORE_OPTIONS:
+                continue
+            option = declared.get(key)
+            if option is None:
+                raise ConfigError(f"task {task.name!r}: {self.missing_option(key)}")
+            if option.validate is not None:
+                option.validate(value, f"task {task.name!r}: {key}")
+
+    def unavailable_option(self, key: str) -> str | None:
+        """Why option ``key`` is missing when its plugin is installed but not loaded."""
+        info = self.infos.get(key)
+        if info is None or not (info.disabled or info.error):
+            return None
+        why = "which is disabled" if info.disabled else f"which failed to load ({info.error})"
+        return f"option {key!r} needs plugin {key!r}, {why}"
+
+    def missing_option(self, key: str) -> str:
+        """Why option ``key`` is not available, for an error message."""
+        unavailable = self.unavailable_option(key)
+        if unavailable is not None:
+            return unavailable
+        off = sorted(n for n, i in self.infos.items() if i.disabled or i.error)
+        close = difflib.get_close_matches(key, list(self.registry.task_options()), 1)
+        return (f"unknown option {key!r}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + (f" (plugins not loaded: {', '.join(off)})" if off else ""))
+
     def hook_specs(self) -> list[HookSpecInfo]:
         """Every hook spec, the core's first (in their module's order), then plugins'."""
         found = []
@@ -430,6 +468,3 @@ def load_plugins(
     ps.configure(config)
     return ps
 
-
-def plugin_modules() -> list[ModuleType]:  # pragma: no cover - convenience for debugging
-    return [m for m in sys.modules.values() if m and m.__name__.startswith("taskloom_std")]

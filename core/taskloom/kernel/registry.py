@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from taskloom.kernel.errors import PluginError, TaskloomError, UnknownComponentError
+from taskloom.kernel.schema import Key, kinds_from_python
 
-KINDS = ("queue", "executor", "trigger", "policy", "store", "exporter", "limiter", "scheduler")
+KINDS = ("queue", "executor", "trigger", "policy", "store", "exporter", "limiter", "scheduler",
+         "stats")
 
 _KIND_LABEL = {
     "queue": "queue strategy",
@@ -18,7 +21,18 @@ _KIND_LABEL = {
     "exporter": "exporter",
     "limiter": "limiter",
     "scheduler": "scheduler",
+    "stats": "statistics",
 }
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A task option a plugin declared: ``Task(..., name=value)`` and ``[tasks.x] name``."""
+
+    name: str
+    key: Key  # TOML kinds and the one-line documentation
+    plugin: str
+    validate: Callable[[Any, str], object] | None = None
 
 
 class Registry:
@@ -28,6 +42,7 @@ class Registry:
         self._items: dict[str, dict[str, tuple[Callable[..., Any], str]]] = {k: {} for k in KINDS}
         self._sections: dict[str, tuple[dict[str, Any] | None, str]] = {}
         self._errors: dict[str, tuple[type[TaskloomError], str]] = {}
+        self._options: dict[str, TaskOption] = {}
         self.current_plugin = "<direct>"
 
     def add_config_section(self, name: str, keys: Mapping[str, Any] | None = None) -> None:
@@ -49,6 +64,33 @@ class Registry:
     def config_sections(self) -> dict[str, dict[str, Any] | None]:
         """Declared ``[taskloom.<name>]`` sections and their keys."""
         return {name: keys for name, (keys, _) in sorted(self._sections.items())}
+
+    def add_task_option(
+        self,
+        name: str,
+        kinds: Any,
+        doc: str,
+        validate: Callable[[Any, str], object] | None = None,
+    ) -> None:
+        """Declare a task option this plugin reads from ``task.options[name]``.
+
+        ``kinds``: what a configuration file may give, as for :meth:`add_config_section`
+        (``int``, ``(float, dict)``, ``"table"``...). ``doc``: one line for the configuration
+        reference. ``validate(value, where)``, when given, raises
+        :class:`~taskloom.ConfigError` for a bad value (``where`` is ``task 'x': name``); it
+        runs when a task joins a run and when a configuration file is validated. A task
+        carrying an option nobody declared is rejected naming the plugin it needs.
+        """
+        have = self._options.get(name)
+        if have is not None and have.plugin != self.current_plugin:
+            raise PluginError(f"task option {name!r} declared twice: by plugin {have.plugin!r} "
+                              f"and by plugin {self.current_plugin!r}")
+        key = kinds if isinstance(kinds, Key) else Key(kinds_from_python(kinds), doc)
+        self._options[name] = TaskOption(name, key, self.current_plugin, validate)
+
+    def task_options(self) -> dict[str, TaskOption]:
+        """Declared task options, by name."""
+        return dict(sorted(self._options.items()))
 
     def add_error(self, error: type[TaskloomError]) -> None:
         """Declare an error this plugin raises; ``from taskloom import <Name>`` finds it."""
@@ -94,6 +136,15 @@ class Registry:
             return factory(**options)
         except TypeError as exc:
             raise PluginError(f"{_KIND_LABEL[kind]} {name!r}: {exc}") from exc
+
+    def first(self, kind: str) -> Any:
+        """The component of a kind the core needs one of (``stats``), whoever registered it."""
+        if not self._items[kind]:
+            raise TaskloomError(
+                f"no loaded plugin registers a {_KIND_LABEL[kind]} component (kind {kind!r}; "
+                f"the standard {kind!r} plugin does: is it disabled?)"
+            )
+        return self.create(kind, min(self._items[kind]))
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._items[kind])

@@ -21,8 +21,7 @@ class StashKey(Generic[T]):
 
 _MISSING: Any = object()
 
-#: Taken by the objects that make their stash on first use, so two threads cannot each make one.
-STASH_LOCK = threading.Lock()
+_lock = threading.Lock()
 
 
 class Stash:
@@ -62,3 +61,24 @@ class Stash:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class HasStash:
+    """A ``stash`` made on first use (most tasks and attempts never need one), under a lock so
+    two threads cannot each make one."""
+
+    __slots__ = ("_stash",)
+    _stash: Stash
+
+    @property
+    def stash(self) -> Stash:
+        """Plugins' typed state on this object (:class:`Stash`)."""
+        try:
+            return self._stash
+        except AttributeError:
+            with _lock:
+                try:
+                    return self._stash
+                except AttributeError:
+                    stash = self._stash = Stash()
+                    return stash

@@ -2,7 +2,7 @@
 
 Every attempt that ends (``taskloom_attempt_finish``, one call per attempt: the only hook this
 plugin implements) updates the figures of its task's name in the plugin set's collector. The
-collector is the ``exporter`` component named ``stats``, which is how the core's
+collector is the plugin's component of kind ``stats``, which is how the core's
 ``Task.get_performance_stats()``, ``Task.get_debug_report()`` and
 ``TaskManager.get_performance_stats()`` find it without importing this module.
 
@@ -194,7 +194,7 @@ class StatsCollector:
 @hookimpl
 def taskloom_register(registry: Any) -> None:
     collector = StatsCollector()
-    registry.add("exporter", "stats", lambda: collector)
+    registry.add("stats", "attempts", lambda: collector)
 
 
 @hookimpl
@@ -203,7 +203,7 @@ def taskloom_attempt_finish(
 ) -> None:
     collector = run.stash.get(RUN_KEY, None)
     if collector is None:
-        collector = run.stash[RUN_KEY] = run.plugins.registry.create("exporter", "stats")
+        collector = run.stash[RUN_KEY] = run.plugins.registry.first("stats")
     duration = attempt.duration or 0.0
     collector.record(task.name, attempt.number, run.clock.time() - duration, duration, error,
                      run.id)

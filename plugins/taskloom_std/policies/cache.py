@@ -136,9 +136,9 @@ class CacheWrapper:
 
 
 @hookimpl
-def taskloom_task_prepare(task: Any, run: Any) -> None:
-    if "cache" in task.options:
-        parse_cache(task.options["cache"], f"task {task.name!r}: cache")
+def taskloom_register(registry: Any) -> None:
+    registry.add_task_option("cache", ("boolean", "number", "table"),
+                             "result cache: true, a TTL, or {ttl, key}", validate=parse_cache)
 
 
 @hookimpl(tryfirst=True)

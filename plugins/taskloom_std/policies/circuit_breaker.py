@@ -360,6 +360,9 @@ def taskloom_register(registry: Any) -> None:
                         "recovery_timeout = 30, half_open_trials = 1, wait = false}}")}
     registry.add_config_section("circuit_breaker", keys)
     registry.add_error(CircuitOpenError)
+    # Checked in taskloom_task_prepare, against the breakers other tasks already share.
+    registry.add_task_option("circuit_breaker", (bool, dict),
+                             "{failure_threshold, recovery_timeout, half_open_trials, wait, tag}")
 
 
 @hookimpl

@@ -67,6 +67,15 @@ def _decision(value: Any) -> Any:
 
 
 @hookimpl
+def taskloom_register(registry: Any) -> None:
+    registry.add_task_option("fallback", object, "result to use when every attempt failed "
+                             "(a value, or a callable(error, task) from Python)")
+    # Checked in taskloom_task_prepare, where the resolved table is kept for the task.
+    registry.add_task_option("error_handlers", dict, "exception type -> handler(error, task), "
+                             "most specific type first, once retries are over")
+
+
+@hookimpl
 def taskloom_task_prepare(task: Any, run: Any) -> None:
     resolve_handlers(task)
 

@@ -199,6 +199,9 @@ def _config_keys() -> dict[str, Any]:
 def taskloom_register(registry: Any) -> None:
     # The default policy of every task without its own; checked again in taskloom_configure.
     registry.add_config_section("retry", _config_keys())
+    # Checked in taskloom_task_prepare, where the parsed policy is kept for the task.
+    registry.add_task_option("retry", (int, dict),
+                             "retries: a count or {max_retries, backoff, ...}")
 
 
 @hookimpl

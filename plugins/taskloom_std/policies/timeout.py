@@ -94,9 +94,9 @@ def _expire(run: Any, attempt: Any, seconds: float) -> None:
 
 
 @hookimpl
-def taskloom_task_prepare(task: Any, run: Any) -> None:
-    if "timeout" in task.options:
-        parse_timeout(task.options["timeout"], f"task {task.name!r}: timeout")
+def taskloom_register(registry: Any) -> None:
+    registry.add_task_option("timeout", ("number", "table"), "seconds, or {soft, hard}",
+                             validate=parse_timeout)
 
 
 @hookimpl
