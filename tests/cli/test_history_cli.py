@@ -203,3 +203,26 @@ def test_an_attempt_cut_off_by_a_kill_stays_running_not_the_next_state():
     first, second = _attempts(rec, {})
     assert (first.number, first.state, first.finished) == (1, "running", None)
     assert (second.number, second.state, second.finished) == (2, "completed", 9.5)
+
+
+def test_the_cli_reads_history_through_the_history_component(project):
+    """The commands name no store and no file: a plugin without a ``history`` component
+    means no history, and the standard one's location is the store's own."""
+    import ast
+
+    from taskloom.app.cli import _common, history_cmd
+
+    for module in (_common, history_cmd):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        text = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                and isinstance(n.value, str)]
+        imports = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [t for t in text if "sqlite" in t or ".db" in t], module.__name__
+        assert not [m for m in imports if m.startswith("taskloom_std")], module.__name__
+    _invoke("run", "taskloom.toml")
+    listed = _invoke("runs")
+    assert listed.exit_code == 0
+    assert str(project / ".taskloom" / "taskloom.db") in listed.output.replace("\n", "")
+    env = {**os.environ, "TASKLOOM_DISABLE_PLUGINS": "stores"}
+    result = CliRunner().invoke(main, ["runs"], env=env)
+    assert result.exit_code == 2 and "keeps a run history" in result.output

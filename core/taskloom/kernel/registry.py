@@ -10,7 +10,7 @@ from taskloom.kernel.errors import PluginError, TaskloomError, UnknownComponentE
 from taskloom.kernel.schema import Key, kinds_from_python
 
 KINDS = ("queue", "executor", "trigger", "policy", "store", "exporter", "limiter", "scheduler",
-         "stats")
+         "stats", "history")
 
 _KIND_LABEL = {
     "queue": "queue strategy",
@@ -22,6 +22,7 @@ _KIND_LABEL = {
     "limiter": "limiter",
     "scheduler": "scheduler",
     "stats": "statistics",
+    "history": "run history",
 }
 
 
@@ -140,10 +141,8 @@ class Registry:
     def first(self, kind: str) -> Any:
         """The component of a kind the core needs one of (``stats``), whoever registered it."""
         if not self._items[kind]:
-            raise TaskloomError(
-                f"no loaded plugin registers a {_KIND_LABEL[kind]} component (kind {kind!r}; "
-                f"the standard {kind!r} plugin does: is it disabled?)"
-            )
+            raise TaskloomError(f"no loaded plugin registers a {_KIND_LABEL[kind]} component "
+                                f"(kind {kind!r}); is the plugin providing it disabled?")
         return self.create(kind, min(self._items[kind]))
 
     def names(self, kind: str) -> list[str]:

@@ -91,6 +91,11 @@ class SqliteStore(RunHistory):
 
     name = "sqlite"
 
+    @property
+    def location(self) -> str:
+        """Where the runs are kept (the CLI's history shows it)."""
+        return str(self.path)
+
     def __init__(
         self,
         path: str | os.PathLike[str] = DEFAULT_PATH,
