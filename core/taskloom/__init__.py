@@ -78,7 +78,9 @@ def __getattr__(name: str) -> Any:
 def _plugin_error(name: str) -> type[TaskloomError] | None:
     if not name[:1].isupper():
         return None
-    return load_plugins().registry.errors().get(name)
+    from taskloom.api.queue import default_plugins
+
+    return default_plugins().registry.errors().get(name)
 
 
 __all__ = [

@@ -308,9 +308,9 @@ class Config:
         for key in ("max_workers", "executors", "limits", "rate_limits"):
             if key in t:
                 kwargs[key] = t[key]
-        if "store" in t and engine_accepts("store"):
+        if "store" in t:
             kwargs["store"] = t["store"]
-            if "store_options" in t and engine_accepts("store_options"):
+            if "store_options" in t:
                 kwargs["store_options"] = t["store_options"]
         return kwargs
 
@@ -393,15 +393,6 @@ def _task(name: str, spec: Mapping[str, Any], fn: Callable[..., Any] | None) -> 
         # Every other key is an option a plugin declared (the validator checked which).
         **{k: v for k, v in spec.items() if k not in TASK_KEYS},
     )
-
-
-def engine_accepts(parameter: str) -> bool:
-    """Whether :class:`taskloom.Engine` takes this keyword (stores arrived after engines)."""
-    import inspect
-
-    from taskloom.kernel.engine import Engine
-
-    return parameter in inspect.signature(Engine.__init__).parameters
 
 
 # -- validation ----------------------------------------------------------------------------------

@@ -587,7 +587,7 @@ class Run:
             attempt.token.cancel("timeout")
             task._attempt = None
             task._plan.executor.cancel(attempt)
-            self._apply_failure(task, attempt, error, decision)
+            self._apply_failure(task, error, decision)
             self._dispatch()
         return True
 
@@ -863,12 +863,10 @@ class Run:
                     self._set(task, COMPLETED)
                     self._terminal(task)
                 else:
-                    self._apply_failure(task, attempt, error, decision)
+                    self._apply_failure(task, error, decision)
             self._dispatch()
 
-    def _apply_failure(
-        self, task: Task, attempt: Attempt, error: BaseException, decision: Any
-    ) -> None:
+    def _apply_failure(self, task: Task, error: BaseException, decision: Any) -> None:
         if isinstance(decision, Fallback):
             task.result = decision.value
             self._record_error(task, error)  # kept for inspection; the task completed
@@ -968,10 +966,6 @@ def _dependencies_first(tasks: list[Task]) -> list[Task]:
     return out
 
 
-def _empty_table(value: Any) -> bool:
-    return isinstance(value, Mapping) and not value
-
-
 class Engine:
     """Runs tasks. Holds the plugin set, the settings and the clock; each run is a :class:`Run`.
 
@@ -1068,7 +1062,7 @@ class Engine:
 
     def create_limiter(self) -> Limiter | None:
         """The per-tag limiter component (kind ``limiter``), or None when nothing is limited."""
-        if _empty_table(self.limits) and _empty_table(self.rate_limits):
+        if all(isinstance(t, Mapping) and not t for t in (self.limits, self.rate_limits)):
             return None
         limiter: Limiter = self.plugins.registry.create(
             "limiter", "tags", limits=self.limits, rate_limits=self.rate_limits, clock=self.clock

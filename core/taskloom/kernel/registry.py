@@ -12,18 +12,8 @@ from taskloom.kernel.schema import Key, kinds_from_python
 KINDS = ("queue", "executor", "trigger", "policy", "store", "exporter", "limiter", "scheduler",
          "stats", "history")
 
-_KIND_LABEL = {
-    "queue": "queue strategy",
-    "executor": "executor",
-    "trigger": "trigger",
-    "policy": "policy",
-    "store": "store",
-    "exporter": "exporter",
-    "limiter": "limiter",
-    "scheduler": "scheduler",
-    "stats": "statistics",
-    "history": "run history",
-}
+#: How errors name a component of a kind, where that is not the kind's own name.
+_LABELS = {"queue": "queue strategy", "stats": "statistics", "history": "run history"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +107,7 @@ class Registry:
         have = self._items[kind].get(name)
         if have is not None and have[1] != self.current_plugin:
             raise PluginError(
-                f"{_KIND_LABEL[kind]} {name!r} registered twice: by plugin {have[1]!r} "
+                f"{_LABELS.get(kind, kind)} {name!r} registered twice: by plugin {have[1]!r} "
                 f"and by plugin {self.current_plugin!r}"
             )
         self._items[kind][name] = (factory, self.current_plugin)
@@ -127,7 +117,7 @@ class Registry:
             return self._items[kind][name][0]
         except KeyError:
             raise UnknownComponentError(
-                _KIND_LABEL.get(kind, kind), name, list(self._items.get(kind, {}))
+                _LABELS.get(kind, kind), name, list(self._items.get(kind, {}))
             ) from None
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
@@ -136,12 +126,12 @@ class Registry:
         try:
             return factory(**options)
         except TypeError as exc:
-            raise PluginError(f"{_KIND_LABEL[kind]} {name!r}: {exc}") from exc
+            raise PluginError(f"{_LABELS.get(kind, kind)} {name!r}: {exc}") from exc
 
     def first(self, kind: str) -> Any:
         """The component of a kind the core needs one of (``stats``), whoever registered it."""
         if not self._items[kind]:
-            raise TaskloomError(f"no loaded plugin registers a {_KIND_LABEL[kind]} component "
+            raise TaskloomError(f"no loaded plugin registers a {_LABELS.get(kind, kind)} component "
                                 f"(kind {kind!r}); is the plugin providing it disabled?")
         return self.create(kind, min(self._items[kind]))
 

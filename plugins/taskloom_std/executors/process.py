@@ -193,10 +193,6 @@ class ProcessExecutor(Executor):
                     slot.proc.kill()
                     return
 
-    def pids(self) -> list[int]:
-        """Process ids of the live worker processes."""
-        return [s.proc.pid for s in list(self._slots) if s.proc is not None and s.proc.pid]
-
     def _dispatcher(self, slot: _Slot) -> None:
         work, cond = self._work, self._cond
         try:

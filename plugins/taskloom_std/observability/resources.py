@@ -106,7 +106,7 @@ def taskloom_register(registry: Any) -> None:
 
 
 @hookimpl
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+def taskloom_task_wrappers(run: Any) -> Any:
     monitor = run.stash.get(RUN_KEY, None)
     if monitor is None:
         monitor = run.stash[RUN_KEY] = _monitor(run)

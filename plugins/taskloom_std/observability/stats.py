@@ -145,11 +145,6 @@ class StatsCollector:
                 max(s.last_start for s in every),
             )
 
-    def task_names(self) -> list[str]:
-        self._fold()
-        with self._lock:
-            return sorted(self._tasks)
-
     def debug_info(self, task_name: str) -> list[str]:
         """Readable lines about the task's recent attempts, oldest first."""
         self._fold()
@@ -184,11 +179,6 @@ class StatsCollector:
             "config": dict(task.config),
             "status": task.status.value,
         }
-
-    def reset(self) -> None:
-        self._fold()
-        with self._lock:
-            self._tasks.clear()
 
 
 @hookimpl

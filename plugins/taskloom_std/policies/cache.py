@@ -142,7 +142,7 @@ def taskloom_register(registry: Any) -> None:
 
 
 @hookimpl(tryfirst=True)
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+def taskloom_task_wrappers(task: Any) -> Any:
     value = task.options.get("cache") if task.options else None
     if value is None:
         return None

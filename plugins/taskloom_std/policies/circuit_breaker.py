@@ -392,7 +392,7 @@ def taskloom_addhooks(pluginmanager: pluggy.PluginManager) -> None:
 
 
 @hookimpl(tryfirst=True)
-def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+def taskloom_task_error(error: BaseException, attempt: Any) -> Any:
     """While open, a breaker configured to ``wait`` retries the task when it may try again."""
     if not isinstance(error, CircuitOpenError) or error.key is None:
         return None

@@ -76,12 +76,12 @@ def taskloom_register(registry: Any) -> None:
 
 
 @hookimpl
-def taskloom_task_prepare(task: Any, run: Any) -> None:
+def taskloom_task_prepare(task: Any) -> None:
     resolve_handlers(task)
 
 
 @hookimpl(trylast=True)
-def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+def taskloom_task_error(task: Any, error: BaseException) -> Any:
     options = task.options
     if not options:
         return None

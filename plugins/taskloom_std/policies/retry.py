@@ -216,7 +216,7 @@ def taskloom_task_prepare(task: Any, run: Any) -> None:
 
 
 @hookimpl
-def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+def taskloom_task_error(task: Any, error: BaseException, run: Any) -> Any:
     policy = policy_for(task, run)
     if policy is None or not policy.should_retry(error):
         return None

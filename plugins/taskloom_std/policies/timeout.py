@@ -100,7 +100,7 @@ def taskloom_register(registry: Any) -> None:
 
 
 @hookimpl
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+def taskloom_task_wrappers(task: Any) -> Any:
     value = task.options.get("timeout") if task.options else None
     if value is None:
         return None

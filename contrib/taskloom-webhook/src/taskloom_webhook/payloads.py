@@ -10,10 +10,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _run_label(run: Any) -> str:
-    return f"run {run.name} ({run.id})" if getattr(run, "name", None) else f"run {run.id}"
-
-
 def task_failed(task: Any, run: Any) -> dict[str, Any]:
     return {
         "event": "task_failed",

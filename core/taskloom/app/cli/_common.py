@@ -9,7 +9,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from taskloom.api.history import HistoryProvider
-from taskloom.app.config import Config, engine_accepts, load_config
+from taskloom.app.config import Config, load_config
 from taskloom.kernel.errors import ConfigError, PluginError, TaskloomError, UnknownComponentError
 from taskloom.kernel.pluginmanager import PluginSet
 
@@ -90,14 +90,13 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None,
         name = store or config.settings.get("store")
         if history is not None and (name is None or history_at is not None):
             name = history.store
-        if name is not None and name != "none" and engine_accepts("store"):
+        if name is not None and name != "none":
             options = dict(config.settings.get("store_options", {}))
             if history is not None and name == history.store:
                 options = history.record_options(options, config.base_dir, config.path,
                                                  history_at)
             kwargs["store"] = name
-            if engine_accepts("store_options"):
-                kwargs["store_options"] = options
+            kwargs["store_options"] = options
         kwargs.pop("config", None)
         return Engine(plugins=plugins, clock=clock, **kwargs)
     except (ConfigError, PluginError, UnknownComponentError) as exc:
