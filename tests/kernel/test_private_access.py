@@ -60,6 +60,11 @@ def violations(source: str, core_names: set[str]) -> list[tuple[int, str]]:
             if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
                 continue
             found.append((node.lineno, ast.unparse(node)))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) > 1
+              and isinstance(node.args[1], ast.Constant) and node.args[1].value in core_names
+              and not (isinstance(node.args[0], ast.Name) and node.args[0].id in ("self", "cls"))):
+            found.append((node.lineno, ast.unparse(node)))
         elif (isinstance(node, ast.ImportFrom) and node.module
               and node.module.split(".")[0] == "taskloom"):
             found += [(node.lineno, f"from {node.module} import {a.name}")
@@ -79,11 +84,12 @@ def test_the_rule_catches_reads_and_spares_own_attributes():
         "from taskloom.kernel.engine import _signature\n"
         "def f(attempt, run):\n"
         "    return attempt.task._plan, len(run._queue), attempt._mine\n"
+        "x = getattr(task, '_plan', None)\n"
         "class W:\n"
         "    def g(self):\n"
         "        return self._plan\n"
     )
-    assert [line for line, _ in violations(source, names)] == [1, 3, 3]
+    assert sorted(line for line, _ in violations(source, names)) == [1, 3, 3, 4]
 
 
 def test_plugins_and_contrib_use_only_public_core_api():

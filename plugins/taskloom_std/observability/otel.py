@@ -487,7 +487,7 @@ def _activate(run: Any) -> _Traced | bool:
 
 def _ambient(task: Any = None) -> _Telemetry | None:
     """Telemetry for events outside a run: the task's run's, else the configured providers."""
-    run = getattr(task, "_run", None)
+    run = task.run if task is not None else None
     state = run.stash.get(RUN_KEY, None) if run is not None else None
     if state:
         return state.telemetry  # type: ignore[no-any-return]
@@ -617,7 +617,7 @@ def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
         tel.circuit.add(1, {"taskloom.circuit.key": key, "taskloom.circuit.state": new})
     if tel.tracer is not None:
         # The attempt that caused the change still has its span open.
-        attempt = getattr(task, "_attempt", None)
+        attempt = task.current_attempt if task is not None else None
         span = attempt.stash.get(SPAN_KEY, None) if attempt is not None else None
         if span is None or span is True:
             span = tel.get_current_span()

@@ -39,7 +39,7 @@ def run_finished(run: Any, summary: Any) -> dict[str, Any]:
 
 
 def circuit_open(key: str, old: str, new: str, task: Any) -> dict[str, Any]:
-    run = getattr(task, "_run", None) if task is not None else None
+    run = task.run if task is not None else None
     return {
         "event": "circuit_open",
         "run_id": getattr(run, "id", None),
