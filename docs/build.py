@@ -5,9 +5,10 @@
     python docs/build.py --no-build      # regenerate only
     python docs/build.py --check         # fail if a generated page is out of date (no writes)
 
-The hook reference comes from ``taskloom.kernel.hookspecs`` (names, arguments, options, docstrings);
+The hook reference comes from the hook specs of the installed plugin set (the core's in
+``taskloom.kernel.hookspecs``, then those plugins add: names, kinds, arguments, docstrings);
 the configuration reference from ``taskloom.kernel.schema`` (every ``*_KEYS`` table of
-``Key``) and from the ``[taskloom.<name>]`` sections installed plugins declare.
+``Key``), the task options and the ``[taskloom.<name>]`` sections installed plugins declare.
 """
 
 from __future__ import annotations
@@ -64,26 +65,11 @@ def rst_to_markdown(text: str) -> str:
 
 
 # -- hook reference ----------------------------------------------------------------------------
-def hook_specs() -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
-    """``(name, function, spec options)`` of every hook spec, in the order of the module."""
-    from taskloom.kernel import hookspecs
+def hook_specs() -> list[Any]:
+    """Every hook spec of the installed plugin set: the core's, then those plugins declare."""
+    from taskloom import load_plugins
 
-    found = []
-    for name, obj in vars(hookspecs).items():
-        opts = getattr(obj, "taskloom_spec", None)
-        if name.startswith("taskloom_") and callable(obj) and opts is not None:
-            found.append((name, obj, dict(opts)))
-    return found
-
-
-def hook_kind(name: str) -> str:
-    from taskloom.kernel import hookspecs
-
-    if name in hookspecs.OBSERVER_HOOKS:
-        return "observer"
-    if name in hookspecs.POLICY_HOOKS:
-        return "policy"
-    return "registration"
+    return load_plugins().hook_specs()
 
 
 def hook_reference() -> str:
@@ -101,19 +87,22 @@ def hook_reference() -> str:
         "| hook | kind | called |",
         "|---|---|---|",
     ]
-    for name, fn, opts in specs:
-        flags = [k for k in ("firstresult", "historic") if opts.get(k)]
-        args = ", ".join(inspect.signature(fn).parameters)
-        lines.append(f"| [`{name}({args})`](#{name}) | {hook_kind(name)} | "
+    for spec in specs:
+        name = spec.name
+        flags = [k for k in ("firstresult", "historic") if getattr(spec, k)]
+        args = ", ".join(spec.argnames)
+        lines.append(f"| [`{name}({args})`](#{name}) | {spec.kind.value} | "
                      f"{', '.join(flags) or 'all implementations'} |")
     lines.append("")
-    for name, fn, opts in specs:
-        params = list(inspect.signature(fn).parameters)
-        flags = [k for k in ("firstresult", "historic") if opts.get(k)]
+    for spec in specs:
+        name, params = spec.name, list(spec.argnames)
+        flags = [k for k in ("firstresult", "historic") if getattr(spec, k)]
+        declared = ("" if spec.declared_in == hookspecs.__name__
+                    else f"*Declared by:* `{spec.declared_in}`. ")
         lines += [
             f"## {name}",
             "",
-            f"*Kind:* {hook_kind(name)}. "
+            f"*Kind:* {spec.kind.value}. " + declared
             + (f"*Spec options:* `{'`, `'.join(flags)}`. " if flags else "")
             + f"*Arguments:* {', '.join(f'`{p}`' for p in params)}.",
             "",
@@ -123,7 +112,7 @@ def hook_reference() -> str:
             "    ...",
             "```",
             "",
-            rst_to_markdown(fn.__doc__ or ""),
+            rst_to_markdown(inspect.getdoc(spec.function) or ""),
         ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -177,6 +166,13 @@ def plugin_sections() -> list[tuple[str, str, str | None, Mapping[str, Any] | No
         for section, keys in registry.config_sections().items():
             found.append((section, impl.plugin_name, dist, keys))
     return sorted(found)
+
+
+def task_options() -> Mapping[str, Any]:
+    """The task options installed plugins declare, by name."""
+    from taskloom import load_plugins
+
+    return load_plugins().registry.task_options()
 
 
 def _constraints(key: Any) -> str:
@@ -273,6 +269,22 @@ def config_reference() -> str:
         title, intro = _TABLES.get(attr, (f"`{attr}`", ""))
         lines += [f"## {title}", "", intro, "", *_key_rows(keys), ""]
     lines += [
+        "## Task options from plugins",
+        "",
+        "Keys of `[tasks.NAME]` (and keywords of `Task(...)`) that installed plugins declare "
+        "in `taskloom_register` (`registry.add_task_option(name, kinds, doc, validate)`). "
+        "A task giving an option whose plugin is disabled or missing is an error naming "
+        "the plugin.",
+        "",
+        "| option | type | plugin | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, option in task_options().items():
+        doc = option.key.doc.replace("|", "\\|").replace("*", "\\*")
+        lines.append(f"| `{name}` | {' or '.join(option.key.kinds)} | `{option.plugin}` | "
+                     f"{doc} |")
+    lines += [
+        "",
         "## Plugin sections",
         "",
         "A plugin declares the `[taskloom.<name>]` section it reads in `taskloom_register` "

@@ -11,7 +11,6 @@ from taskloom.kernel.clock import Clock, FakeClock, SystemClock
 from taskloom.kernel.decisions import Fail, Fallback, Retry
 from taskloom.kernel.engine import Attempt, Engine, Run, RunSummary, TaskContext
 from taskloom.kernel.errors import (
-    CircuitOpenError,
     ConfigError,
     CycleError,
     DuplicateTaskError,
@@ -31,6 +30,7 @@ from taskloom.kernel.errors import (
 from taskloom.kernel.executor import CancelToken, Executor
 from taskloom.kernel.graph import DependencyGraph
 from taskloom.kernel.pluginmanager import PluginSet, hookimpl, load_plugins
+from taskloom.kernel.stash import Stash, StashKey
 from taskloom.kernel.states import TRANSITIONS, TaskState
 from taskloom.kernel.task import Task
 
@@ -65,10 +65,23 @@ def __getattr__(name: str) -> Any:
         return value
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'taskloom' has no attribute {name!r}")
+        # Errors a plugin declares (CircuitOpenError): found through the registry.
+        error = _plugin_error(name)
+        if error is None:
+            raise AttributeError(f"module 'taskloom' has no attribute {name!r}")
+        globals()[name] = error
+        return error
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def _plugin_error(name: str) -> type[TaskloomError] | None:
+    if not name[:1].isupper():
+        return None
+    from taskloom.api.queue import default_plugins
+
+    return default_plugins().registry.errors().get(name)
 
 
 __all__ = [
@@ -101,6 +114,8 @@ __all__ = [
     "RunSummary",
     "ScheduleState",
     "SequentialWorkflow",
+    "Stash",
+    "StashKey",
     "StoreFailure",
     "SystemClock",
     "Task",

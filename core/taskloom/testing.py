@@ -41,7 +41,6 @@ import pluggy
 import pytest
 
 from taskloom.api.manager import TaskManager
-from taskloom.kernel import hookspecs
 from taskloom.kernel.clock import FakeClock
 from taskloom.kernel.engine import Engine, Run
 from taskloom.kernel.pluginmanager import ENTRY_POINT_GROUP, PluginSet, load_plugins
@@ -193,12 +192,18 @@ class HookRecorder:
             self.plugins.unregister(self.PROBE_NAME)
 
     # -- reading --------------------------------------------------------------------------------
+    def _check_name(self, name: str | None) -> None:
+        """A hook of the core or one a plugin of this set declared, else ValueError."""
+        caller = getattr(self.plugins.hook, name, None) if name is not None else None
+        if name is not None and (caller is None or not caller.has_spec()):
+            raise ValueError(f"{name!r} is not a taskloom hook")
+
     def calls(self, name: str | None = None, **match: Any) -> list[HookCall]:
         """Recorded calls in order; of one hook with ``name``; ``match`` filters on arguments.
 
         A ``match`` value is compared with ``==``; for ``task`` a string matches the task name.
         """
-        _check_name(name)
+        self._check_name(name)
         with self._lock:
             found = list(self._calls)
         if name is not None:
@@ -255,7 +260,7 @@ class HookRecorder:
     def assert_order(self, *names: str) -> None:
         """Fail unless the hooks were called in this order (other calls may come between)."""
         for n in names:
-            _check_name(n)
+            self._check_name(n)
         it = iter(self.names())
         for n in names:
             if not any(seen == n for seen in it):
@@ -274,11 +279,6 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         pause.wait(0.002)
-
-
-def _check_name(name: str | None) -> None:
-    if name is not None and not hasattr(hookspecs, name):
-        raise ValueError(f"{name!r} is not a taskloom hook")
 
 
 def _matches(value: Any, want: Any) -> bool:

@@ -207,7 +207,7 @@ class TagLimiter:
         room = self.limits[tag] - self.running[tag] - self._held[tag]
         while room > 0 and lane:
             task = lane.popleft()
-            status = task._status
+            status = task.status
             if (status is not _READY and status is not _RETRYING) or id(task) in self._tickets:
                 continue  # cancelled while parked, or already on its way
             self._tickets[id(task)] = tag

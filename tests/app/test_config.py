@@ -273,6 +273,29 @@ def test_policy_plugins_check_task_options_at_validation(tmp_path: Path) -> None
     assert len(problems) == 3
 
 
+def test_task_options_come_from_plugins_and_a_disabled_one_is_named(tmp_path: Path) -> None:
+    (tmp_path / "steps_opt.py").write_text(BODY)
+    path = write(tmp_path, """
+        [taskloom]
+        disable_plugins = ["retry"]
+
+        [tasks.extract]
+        call = "steps_opt:extract"
+        retry = 3
+        timeout = 0
+        cache = true
+    """)
+    problems = validate_config(path)
+    assert "tasks.extract.retry: option 'retry' needs plugin 'retry', which is disabled" \
+        in problems
+    assert any(p.startswith("tasks.extract.timeout: ") for p in problems)  # timeout's check
+    assert len(problems) == 2
+    path.write_text(path.read_text().replace('disable_plugins = ["retry"]', "")
+                    .replace("timeout = 0", "timeout = 30"))
+    task = load_config(path).build_tasks()[0]
+    assert task.options == {"retry": 3, "timeout": 30, "cache": True}
+
+
 @given(st.lists(st.text(min_size=1, max_size=8).filter(lambda s: not s.isdigit()),
                 min_size=1, max_size=5))
 def test_a_formatted_key_path_reads_back_as_the_same_path(path: list[str]) -> None:

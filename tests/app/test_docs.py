@@ -41,7 +41,8 @@ def test_every_hook_is_documented():
     sections = _sections((REFERENCE / "hooks.md").read_text(encoding="utf-8"))
     specs = build.hook_specs()
     assert specs
-    for name, _fn, _ in specs:
+    assert "taskloom_circuit_change" in {s.name for s in specs}  # declared by a plugin
+    for name in (s.name for s in specs):
         assert name in sections, f"hook {name} is missing from docs/reference/hooks.md"
         assert "When:" in sections[name]
 
@@ -100,3 +101,11 @@ def test_site_builds_with_warnings_as_errors(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "plugins" / "index.html").exists()
     assert "taskloom_task_error" in (tmp_path / "reference" / "hooks" / "index.html").read_text()
+
+
+def test_every_plugin_task_option_is_documented():
+    text = (REFERENCE / "config.md").read_text(encoding="utf-8")
+    section = text.split("## Task options from plugins", 1)[1].split("\n## ", 1)[0]
+    options = build.task_options()
+    assert {"retry", "timeout", "cache", "circuit_breaker", "fallback"} <= set(options)
+    assert set(options) == _keys_in(section)

@@ -502,3 +502,26 @@ def test_a_lock_held_by_another_process_fails_taskloom_run(tmp_path, durability)
                        env={"PYTHONPATH": str(tmp_path), "GATE": "/dev/null"})
         assert resumed.returncode == 0, resumed.stderr
         assert _executions(tmp_path) == {"first": 1, "gate": 2, "after": 1}
+
+
+def test_the_cli_reads_history_through_the_history_component(project):
+    """The commands name no store and no file: a plugin without a ``history`` component
+    means no history, and the standard one's location is the store's own."""
+    import ast
+
+    from taskloom.app.cli import _common, history_cmd
+
+    for module in (_common, history_cmd):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        text = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                and isinstance(n.value, str)]
+        imports = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [t for t in text if "sqlite" in t or ".db" in t], module.__name__
+        assert not [m for m in imports if m.startswith("taskloom_std")], module.__name__
+    _invoke("run", "taskloom.toml")
+    listed = _invoke("runs")
+    assert listed.exit_code == 0
+    assert str(project / ".taskloom" / "taskloom.db") in listed.output.replace("\n", "")
+    env = {**os.environ, "TASKLOOM_DISABLE_PLUGINS": "stores"}
+    result = CliRunner().invoke(main, ["runs"], env=env)
+    assert result.exit_code == 2 and "keeps a run history" in result.output

@@ -14,6 +14,7 @@ from taskloom.kernel import hookspecs
 
 #: hook name -> argument names, in order. Frozen: edit only together with hookspecs.py.
 HOOKS = {
+    "taskloom_addhooks": ("pluginmanager",),
     "taskloom_register": ("registry",),
     "taskloom_configure": ("config",),
     "taskloom_run_start": ("run",),
@@ -21,6 +22,7 @@ HOOKS = {
     "taskloom_task_prepare": ("task", "run"),
     "taskloom_task_wrappers": ("task", "run"),
     "taskloom_task_error": ("task", "error", "attempt", "run"),
+    "taskloom_attempt_failed": ("task", "error", "attempt", "run"),
     "taskloom_task_transition": ("task", "old", "new", "run"),
     "taskloom_attempt_finish": ("task", "attempt", "error", "run"),
     "taskloom_attempt_output": ("task", "attempt", "text", "run"),
@@ -33,14 +35,18 @@ HOOKS = {
 
 #: Calling conventions are part of the contract too (docs/hook-policy.md).
 FIRSTRESULT = {"taskloom_task_error"}
-HISTORIC = {"taskloom_configure"}
+HISTORIC = {"taskloom_configure", "taskloom_addhooks"}
+#: The kind of every hook, declared on its spec (docs/hook-policy.md: a kind never changes).
+KINDS = {
+    "taskloom_addhooks": "setup", "taskloom_register": "setup", "taskloom_configure": "setup",
+    "taskloom_task_prepare": "policy", "taskloom_task_wrappers": "wrapper",
+    "taskloom_task_error": "decision",
+}
 
 
 def _specs():
-    return {
-        name: fn for name, fn in vars(hookspecs).items()
-        if name.startswith("taskloom_") and getattr(fn, "taskloom_spec", None) is not None
-    }
+    """The core's specs and those the standard plugins declare."""
+    return {spec.name: spec for spec in load_plugins().hook_specs()}
 
 
 def test_the_set_of_hooks_is_pinned():
@@ -52,22 +58,21 @@ def test_the_set_of_hooks_is_pinned():
 
 @pytest.mark.parametrize("name", sorted(HOOKS))
 def test_argument_names_are_pinned(name):
-    fn = _specs()[name]
+    fn = _specs()[name].function
     assert tuple(inspect.signature(fn).parameters) == HOOKS[name]
     # The plugin manager sees the same names (what an implementation may ask for).
-    caller = getattr(load_plugins(entry_points=False).hook, name)
+    caller = getattr(load_plugins().hook, name)
     assert tuple(caller.spec.argnames) == HOOKS[name]
 
 
 @pytest.mark.parametrize("name", sorted(HOOKS))
 def test_calling_conventions_are_pinned(name):
-    opts = _specs()[name].taskloom_spec
-    assert bool(opts.get("firstresult")) == (name in FIRSTRESULT)
-    assert bool(opts.get("historic")) == (name in HISTORIC)
+    spec = _specs()[name]
+    assert spec.firstresult == (name in FIRSTRESULT)
+    assert spec.historic == (name in HISTORIC)
 
 
-def test_kinds_cover_every_hook_once():
-    observers, policies = hookspecs.OBSERVER_HOOKS, hookspecs.POLICY_HOOKS
-    assert not observers & policies
-    assert (observers | policies) <= set(HOOKS)
-    assert set(HOOKS) - observers - policies == {"taskloom_register", "taskloom_configure"}
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_kinds_are_declared_on_the_specs(name):
+    assert _specs()[name].kind.value == KINDS.get(name, "observer")
+    assert _specs()[name].kind is hookspecs.kind_of(_specs()[name].function)

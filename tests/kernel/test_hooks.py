@@ -105,6 +105,10 @@ def test_task_prepare_only_for_tasks_with_options_and_can_reject_the_run(
 ):
     class Validator:
         @hookimpl
+        def taskloom_register(self, registry):
+            registry.add_task_option("sla", (int, float), "seconds the task may take")
+
+        @hookimpl
         def taskloom_task_prepare(self, task, run):
             if task.options.get("sla", 0) < 0:
                 raise ConfigError(f"task {task.name!r}: sla must be >= 0")
@@ -356,3 +360,53 @@ def test_optionalhook_lets_a_plugin_implement_a_hook_taskloom_lacks(taskloom_plu
     with pytest.raises(PluginError, match="taskloom_task_transiton"):
         register_plugin(Misspelled(), name="typo")
     assert taskloom_plugins.pm.get_plugin("typo") is None
+
+
+def test_taskloom_attempt_failed_sees_every_failure_before_the_decision(
+    taskloom_engine, register_plugin
+):
+    order = []
+
+    class Counter:
+        @hookimpl
+        def taskloom_attempt_failed(self, task, error, attempt, run):
+            order.append(("failed", attempt.number, type(error).__name__))
+
+    class Decider:
+        @hookimpl(tryfirst=True)
+        def taskloom_task_error(self, task, error, attempt, run):
+            order.append(("decide", attempt.number))
+            return Retry(0.0) if attempt.number < 2 else None
+
+    register_plugin(Counter())
+    register_plugin(Decider())
+    task = Task("flaky", fn=lambda: 1 / 0)
+    taskloom_engine.run([task])
+    assert task.status is TaskState.FAILED
+    assert order == [("failed", 1, "ZeroDivisionError"), ("decide", 1),
+                     ("failed", 2, "ZeroDivisionError"), ("decide", 2)]
+
+
+def test_taskloom_addhooks_lets_a_plugin_declare_a_hook(taskloom_plugins, register_plugin):
+    from taskloom.kernel.hookspecs import decision
+
+    class Specs:
+        @staticmethod
+        @decision
+        def taskloom_pick_colour(task):
+            """Pick a colour."""
+
+    class Owner:
+        @hookimpl
+        def taskloom_addhooks(self, pluginmanager):
+            pluginmanager.add_hookspecs(Specs)
+
+    class Picker:
+        @hookimpl
+        def taskloom_pick_colour(self, task):
+            return "blue"
+
+    register_plugin(Owner())  # historic: called at once on registration
+    register_plugin(Picker())
+    assert taskloom_plugins.kind("taskloom_pick_colour").value == "decision"
+    assert taskloom_plugins.hook.taskloom_pick_colour(task=Task("t")) == "blue"

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from taskloom import Engine, PluginError, Task, hookimpl, load_plugins
+from taskloom import Engine, PluginError, Task, TaskState, hookimpl, load_plugins
 from taskloom.kernel import pluginmanager as pmod
 
 
@@ -150,3 +150,77 @@ def test_configure_hook_receives_table_and_is_historic():
     ps = load_plugins(config={"reader": {"level": 3}})
     ps.register(Reader(), name="reader")
     assert got == [{"level": 3}]
+
+
+def test_a_plugin_declares_its_own_hook_and_a_plugin_loaded_before_it_implements_it(fake_dist):
+    fake_dist("alertsplug", {"a_listener": "tl_good", "z_owner": "tl_clash"}, {
+        "tl_good": """
+            from taskloom import hookimpl
+
+            seen = []
+
+            @hookimpl
+            def taskloom_thing_happened(what):
+                seen.append(what)
+                raise RuntimeError("a listener's bug")
+        """,
+        "tl_clash": """
+            from taskloom import hookimpl
+            from taskloom.kernel.hookspecs import observer
+
+            class Specs:
+                @staticmethod
+                @observer
+                def taskloom_thing_happened(what):
+                    '''A thing happened.'''
+
+            @hookimpl
+            def taskloom_addhooks(pluginmanager):
+                pluginmanager.add_hookspecs(Specs)
+        """,
+    })
+    ps = load_plugins(strict=True)
+    assert ps.kind("taskloom_thing_happened").value == "observer"
+    ps.hook.taskloom_thing_happened(what="x")  # the listener's failure is logged: an observer
+    assert sys.modules["tl_good"].seen == ["x"]
+    without = load_plugins(disable=["z_owner"])
+    assert "taskloom_thing_happened" in without.infos["a_listener"].error
+    assert without.get_plugin("a_listener") is None
+    with pytest.raises(PluginError, match="plugin 'a_listener'.*disabled or missing"):
+        load_plugins(disable=["z_owner"], strict=True)
+
+
+def test_fast_hooks_go_through_pluggy_only_while_monitored():
+    seen = []
+
+    class Watcher:
+        @hookimpl
+        def taskloom_task_transition(self, task, old, new, run):
+            seen.append(new.value)
+
+    ps = load_plugins(plugins=[Watcher()], entry_points=False)
+    called = []
+    undo = ps.pm.add_hookcall_monitoring(lambda name, impls, kw: called.append(name),
+                                         lambda *a: None)
+    transition = ps.fast["taskloom_task_transition"]
+    transition(Task("t"), TaskState.PENDING, TaskState.READY, None)
+    assert called == ["taskloom_task_transition"] and seen == ["ready"]
+    undo()
+    undo()  # idempotent
+    transition(Task("t"), TaskState.PENDING, TaskState.READY, None)
+    assert called == ["taskloom_task_transition"] and seen == ["ready", "ready"]
+
+
+def test_the_plugin_manager_uses_only_public_pluggy_api():
+    import ast
+    from pathlib import Path
+
+    source = Path(pmod.__file__).read_text(encoding="utf-8")
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            owner = node.value
+            assert isinstance(owner, ast.Name) and owner.id == "self", ast.unparse(node)
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                assert not (isinstance(target, ast.Attribute) and target.attr == "function")

@@ -170,3 +170,11 @@ def test_the_core_does_not_import_the_kit_or_pytest():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_the_recorder_knows_hooks_plugins_declare(hook_recorder, taskloom_plugins):
+    taskloom_plugins.hook.taskloom_circuit_change(key="task:a", old="closed", new="open",
+                                                  task=None)
+    assert hook_recorder.calls("taskloom_circuit_change", key="task:a")
+    with pytest.raises(ValueError, match="not a taskloom hook"):
+        hook_recorder.calls("taskloom_no_such_hook")

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from taskloom import ConfigError, Engine, FakeClock, Task
+from taskloom_std.policies.cache import CACHE_HIT
 
 calls: Counter[str] = Counter()
 
@@ -52,7 +53,7 @@ def test_a_hit_skips_the_body_and_is_recorded(engine):
     second = engine.run(tasks)
     assert first.results["costly"] == second.results["costly"] == 100
     assert calls == {"source": 2, "costly": 1}
-    assert tasks[1].cache_hit is True and tasks[0].__dict__.get("cache_hit") is None
+    assert tasks[1].stash[CACHE_HIT] is True and CACHE_HIT not in tasks[0].stash
     if hasattr(engine.store, "detail"):
         recorded = {t.name: t for t in engine.store.detail(second.id).tasks}
         assert recorded["costly"].cache_hit and not recorded["source"].cache_hit
@@ -100,7 +101,7 @@ def test_the_sqlite_cache_survives_a_restart(tmp_path):
         assert second.run(tasks).results["costly"] == 100
     finally:
         second.close()
-    assert calls["costly"] == 1 and tasks[1].cache_hit
+    assert calls["costly"] == 1 and tasks[1].stash[CACHE_HIT]
 
 
 def test_a_failed_attempt_is_not_cached(engine):

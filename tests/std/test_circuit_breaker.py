@@ -9,7 +9,9 @@ from taskloom import (
     CircuitOpenError,
     ConfigError,
     Engine,
+    Fail,
     FakeClock,
+    Retry,
     Task,
     TaskManager,
     TaskState,
@@ -243,3 +245,46 @@ def test_invalid_section_is_reported(section, message):
     with pytest.raises(ConfigError) as info:
         Engine(config={"circuit_breaker": section})
     assert message in str(info.value)
+
+
+class DecidesFirst:
+    """A third-party policy that answers every connection failure before anyone else."""
+
+    def __init__(self, decision):
+        self.decision = decision
+        self.answered = 0
+
+    @hookimpl(tryfirst=True)
+    def taskloom_task_error(self, task, error, attempt, run):
+        if not isinstance(error, ConnectionError):
+            return None
+        self.answered += 1
+        return self.decision
+
+
+@pytest.mark.parametrize("decision", [Fail(), Retry(0.0)], ids=["fail", "retry"])
+def test_a_policy_that_decides_first_cannot_stop_the_breaker_counting(decision):
+    first = DecidesFirst(decision)
+    engine = Engine(plugins=load_plugins(plugins=[first]), clock=FakeClock())
+    service = Service()
+    opts = {"failure_threshold": 3}
+    runs = 3 if isinstance(decision, Fail) else 1  # a Retry runs the task again in its run
+    tasks = [Task("svc", fn=service, circuit_breaker=opts) for _ in range(runs)]
+    for task in tasks:
+        engine.run([task])
+    assert first.answered == 3 and service.calls == 3
+    assert breaker_state(engine.plugins, "task:svc") == "open"
+    # Open: the next attempt fails fast with the breaker's error, which nobody retries.
+    assert isinstance(tasks[-1].exception, CircuitOpenError) == isinstance(decision, Retry)
+
+
+def test_the_error_and_the_hook_belong_to_the_plugin():
+    from taskloom.kernel import errors, hookspecs
+    from taskloom_std.policies import circuit_breaker
+
+    assert CircuitOpenError is circuit_breaker.CircuitOpenError  # found through the registry
+    assert not hasattr(errors, "CircuitOpenError")
+    assert not hasattr(hookspecs, "taskloom_circuit_change")
+    without = load_plugins(disable=["circuit_breaker"])
+    assert not without.hook.taskloom_circuit_change.has_spec()
+    assert without.infos["webhook"].error is None  # its optional implementation still loads

@@ -137,9 +137,12 @@ def test_downstream_receives_the_fallback_result():
     assert s.ok and s.results["count"] == 0
 
 
-def test_disabling_the_plugin_by_name():
+def test_disabling_the_plugin_by_name_makes_its_option_an_error_naming_it():
     engine = Engine(plugins=load_plugins(disable=["fallback"]))
-    s = engine.run([Task("t", fn=raises(ValueError("x")), fallback=1)])
+    with pytest.raises(ConfigError, match="task 't': option 'fallback' needs plugin "
+                                          "'fallback', which is disabled"):
+        engine.run([Task("t", fn=raises(ValueError("x")), fallback=1)])
+    s = engine.run([Task("t", fn=raises(ValueError("x")))])
     assert s.tasks[0].status is TaskState.FAILED
 
 

@@ -25,8 +25,8 @@ def test_no_sdk_means_no_wrapper_and_an_untraced_run():
     run.start()
     run.wait()
     run.close()
-    assert run.__dict__[otel.RUN_KEY] is False
-    assert not any(k.startswith("_taskloom_otel") for t in tasks for k in t.__dict__)
+    assert run.stash[otel.RUN_KEY] is False
+    assert not any(len(t.stash) for t in tasks)
 
 
 def test_the_otel_plugin_adds_no_per_task_hook_when_inert():

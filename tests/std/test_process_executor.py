@@ -117,8 +117,7 @@ def test_a_crashed_worker_fails_only_its_task():
 @pytest.mark.parametrize(("timeout", "disable"), [
     ({"hard": 30}, ()),
     (30, ()),
-    ({"hard": 30}, ("timeout",)),  # hard limits are the executor's own
-], ids=["hard", "soft", "hard-without-timeout-plugin"])
+], ids=["hard", "soft"])
 def test_timeout_kills_and_replaces_the_worker(tmp_path, timeout, disable):
     clock = FakeClock()
     engine = Engine(executor="process", max_workers=1, clock=clock,

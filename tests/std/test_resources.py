@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from taskloom import Engine, Task, load_plugins
-from taskloom_std.observability.resources import ResourceMonitor
+from taskloom_std.observability.resources import USAGE, ResourceMonitor
 
 ON = {"resources": {"enabled": True}}
 MB = 1 << 20
@@ -33,19 +33,19 @@ def test_off_by_default_no_wrapper_and_nothing_on_the_task():
     task = Task("burn", fn=burn)
     Engine(plugins=load_plugins()).run([task])
     assert not any(isinstance(w, ResourceMonitor) for w in task._plan.wrappers)
-    assert "resource_usage" not in task.__dict__
+    assert USAGE not in task.stash
 
 
 def test_cpu_and_memory_of_each_attempt_are_on_the_task():
     burner, grower = Task("burn", fn=burn), Task("grow", fn=allocate)
     summary = Engine(plugins=load_plugins(config=ON), max_workers=1).run([burner, grower])
     assert summary.ok
-    cpu = burner.resource_usage
+    cpu = burner.stash[USAGE]
     assert cpu["attempt"] == 1
     assert cpu["thread_cpu_time"] >= 0.03
     assert cpu["cpu_time"] >= cpu["thread_cpu_time"] * 0.5  # process time, coarser ticks
     assert cpu["cpu_time"] == cpu["cpu_user"] + cpu["cpu_system"]
-    mem = grower.resource_usage
+    mem = grower.stash[USAGE]
     assert mem["rss_delta"] >= 16 * MB
     assert mem["rss"] >= mem["rss_delta"]
 
@@ -70,4 +70,4 @@ def test_coroutines_on_the_asyncio_executor_are_measured():
 
     task = Task("async", fn=work)
     assert Engine(plugins=plugins, executor="asyncio").run([task]).ok
-    assert task.resource_usage["thread_cpu_time"] >= 0.01
+    assert task.stash[USAGE]["thread_cpu_time"] >= 0.01

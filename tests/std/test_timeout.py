@@ -166,8 +166,11 @@ def test_invalid_timeouts_name_task_and_key(timeout, message):
     assert message in str(info.value)
 
 
-def test_disabled_timeout_plugin_leaves_tasks_alone():
+def test_a_timeout_needs_the_timeout_plugin():
     clock = FakeClock()
     engine = Engine(plugins=load_plugins(disable=["timeout"]), clock=clock)
-    s = engine.run([Task("t", fn=lambda: "done", timeout=1)])
-    assert s.ok and clock.pending_timers() == 0
+    ran = []
+    with pytest.raises(ConfigError, match="option 'timeout' needs plugin 'timeout', which "
+                                          "is disabled"):
+        engine.run([Task("t", fn=lambda: ran.append(1), timeout=1)])
+    assert ran == [] and clock.pending_timers() == 0

@@ -186,7 +186,7 @@ def test_a_timed_out_attempt_cancels_its_future(client: Client) -> None:
     run.start()
     try:
         Queue(started, client=client).get(timeout=30)
-        assert run.fail_attempt(slow._attempt, TaskTimeout("slow", 0.5))
+        assert run.fail_attempt(slow.current_attempt, TaskTimeout("slow", 0.5))
         assert slow.status is TaskState.FAILED
         assert slow.error_type == "TaskTimeout"
         # The body is still blocked: only the cancelled future can have reported back.

@@ -11,7 +11,7 @@ from taskloom.kernel.engine import Engine, Run
 from taskloom.kernel.errors import TaskloomError, TaskNotFoundError
 from taskloom.kernel.pluginmanager import PluginSet
 from taskloom.kernel.states import TERMINAL, TaskState
-from taskloom.kernel.task import Task, stats_component
+from taskloom.kernel.task import Task
 
 
 class TaskManager:
@@ -190,8 +190,8 @@ class TaskManager:
 
     def get_performance_stats(self, task_name: str | None = None) -> dict[str, Any]:
         """Attempt statistics of one task name, or of every task this manager's plugins saw
-        (the ``stats`` plugin): the keys of :meth:`Task.get_performance_stats`."""
-        stats: dict[str, Any] = stats_component(self.plugins).performance(task_name)
+        (the ``stats`` component): the keys of :meth:`Task.get_performance_stats`."""
+        stats: dict[str, Any] = self.plugins.registry.first("stats").performance(task_name)
         return stats
 
     def shutdown(self) -> None:

@@ -31,7 +31,8 @@ _default_lock = threading.Lock()
 
 
 def default_plugins() -> PluginSet:
-    """The plugin set shared by every TaskQueue built without one (loaded on first use)."""
+    """The plugin set shared by every TaskQueue built without one, and asked for the scheduler
+    class and plugins' errors (``from taskloom import TaskScheduler``); loaded on first use."""
     global _default_plugins
     if _default_plugins is None:
         with _default_lock:

@@ -77,10 +77,10 @@ class MemoryScheduleState:
 def scheduler_class(plugins: PluginSet | None = None, name: str = DEFAULT_SCHEDULER) -> Any:
     """The scheduler class registered as ``name`` (kind ``scheduler``) by an installed plugin.
 
-    Without ``plugins``, the default plugin set (entry points) is loaded.
+    Without ``plugins``, the process's default plugin set (entry points) is asked.
     """
     if plugins is None:
-        from taskloom.kernel.pluginmanager import load_plugins
+        from taskloom.api.queue import default_plugins
 
-        plugins = load_plugins()
+        plugins = default_plugins()
     return plugins.registry.get("scheduler", name)

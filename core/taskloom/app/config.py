@@ -333,9 +333,9 @@ class Config:
         for key in ("max_workers", "executors", "limits", "rate_limits"):
             if key in t:
                 kwargs[key] = t[key]
-        if "store" in t and engine_accepts("store"):
+        if "store" in t:
             kwargs["store"] = t["store"]
-            if "store_options" in t and engine_accepts("store_options"):
+            if "store_options" in t:
                 kwargs["store_options"] = t["store_options"]
         return kwargs
 
@@ -415,24 +415,12 @@ def _task(name: str, spec: Mapping[str, Any], fn: Callable[..., Any] | None) -> 
         fn=fn,
         tags=spec.get("tags", ()),
         trigger_rule=spec.get("trigger_rule", "all_success"),
-        retry=spec.get("retry"),
-        timeout=spec.get("timeout"),
-        cache=spec.get("cache"),
-        circuit_breaker=spec.get("circuit_breaker"),
-        fallback=spec.get("fallback"),
         executor=spec.get("executor"),
         deadline=spec.get("deadline"),
         options=spec.get("options"),
+        # Every other key is an option a plugin declared (the validator checked which).
+        **{k: v for k, v in spec.items() if k not in TASK_KEYS},
     )
-
-
-def engine_accepts(parameter: str) -> bool:
-    """Whether :class:`taskloom.Engine` takes this keyword (stores arrived after engines)."""
-    import inspect
-
-    from taskloom.kernel.engine import Engine
-
-    return parameter in inspect.signature(Engine.__init__).parameters
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -443,6 +431,7 @@ class _Checker:
                  origins: dict[KeyPath, str]) -> None:
         self.raw = raw
         self.plugins = plugins
+        self.task_keys: Mapping[str, Key] = TASK_KEYS  # with the plugins' task options
         self.pyproject = pyproject
         self.origins = origins
         self.problems: list[str] = []
@@ -451,7 +440,9 @@ class _Checker:
     def add(self, path: KeyPath, message: str) -> None:
         origin = next((o for p, o in self.origins.items() if path[: len(p)] == p), None)
         suffix = f" (from {origin})" if origin else ""
-        self.problems.append(f"{format_path(path, self.pyproject)}: {message}{suffix}")
+        problem = f"{format_path(path, self.pyproject)}: {message}{suffix}"
+        if problem not in self.problems:  # two checks of one value may agree on its fault
+            self.problems.append(problem)
 
     # -- generic -------------------------------------------------------------------------------
     def unknown(self, path: KeyPath, known: Iterable[str], what: str = "unknown key") -> None:
@@ -622,11 +613,19 @@ class _Checker:
             return {}
         names = list(tasks)
         good_tasks: dict[str, dict[str, Any]] = {}
+        options = self.plugins.registry.task_options() if self.plugins else {}
+        keys = self.task_keys = {**TASK_KEYS, **{name: o.key for name, o in options.items()}}
         for name, spec in tasks.items():
             path: KeyPath = ("tasks", name)
             if not name.strip():
                 self.add(path, "a task name must not be empty")
-            good = self.table(path, spec, TASK_KEYS)
+            if isinstance(spec, dict) and self.plugins is not None:
+                missing = {k: self.plugins.unavailable_option(k) for k in spec if k not in keys}
+                for key, why in missing.items():
+                    if why is not None:
+                        self.add((*path, key), why)
+                spec = {k: v for k, v in spec.items() if missing.get(k) is None}
+            good = self.table(path, spec, keys)
             if good is None:
                 continue
             good_tasks[name] = good
@@ -645,12 +644,6 @@ class _Checker:
                 elif dep not in tasks:
                     self.add((*path, "depends_on", i),
                              f"unknown task {dep!r}" + _did_you_mean(dep, names))
-            retry = good.get("retry")
-            if isinstance(retry, int) and retry < 0:
-                self.add((*path, "retry"), f"must be >= 0, got {retry}")
-            timeout = good.get("timeout")
-            if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout <= 0:
-                self.add((*path, "timeout"), f"must be > 0, got {timeout}")
         self.cycles(good_tasks)
         return good_tasks
 
@@ -689,12 +682,24 @@ class _Checker:
                      "dependency cycle: " + " -> ".join(cycle))
 
     def policies(self, tasks: dict[str, dict[str, Any]]) -> None:
-        """Let each policy plugin check task options now (``taskloom_task_prepare``).
-
-        Every implementation is called on its own, so each plugin's complaint is reported.
+        """Let each plugin check task options now: the checks their declarations carry, then
+        ``taskloom_task_prepare``. Each is called on its own, so every complaint is reported.
         """
         ps = self.plugins
-        if ps is None or not ps.flags.task_prepare:
+        if ps is None:
+            return
+        declared = ps.registry.task_options()
+        for name, spec in tasks.items():
+            for key, value in spec.items():
+                option = declared.get(key)
+                if option is None or option.validate is None:
+                    continue
+                try:
+                    option.validate(value, f"task {name!r}: {key}")
+                except ConfigError as exc:
+                    for problem in exc.problems:
+                        self.task_problem(name, problem)
+        if not ps.flags.task_prepare:
             return
         impls = ps.hook.taskloom_task_prepare.get_hookimpls()
         try:  # a run that never starts, on the configured executors: plugins look at it
@@ -732,7 +737,7 @@ class _Checker:
         for sep in (": ", " "):
             head, found, rest = message.partition(sep)
             keys = head.split(".")
-            if found and keys[0] in TASK_KEYS and all(_BARE.fullmatch(k) for k in keys):
+            if found and keys[0] in self.task_keys and all(_BARE.fullmatch(k) for k in keys):
                 self.add(("tasks", name, *keys), rest)
                 return
         self.add(("tasks", name), message)

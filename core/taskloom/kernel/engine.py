@@ -31,6 +31,7 @@ from taskloom.kernel.errors import (
 from taskloom.kernel.executor import CancelToken, Executor
 from taskloom.kernel.graph import validate_tasks
 from taskloom.kernel.limiter import Limiter
+from taskloom.kernel.stash import HasStash, Stash
 from taskloom.kernel.states import TERMINAL, TRANSITIONS, TaskState, check_transition
 from taskloom.kernel.task import Task
 
@@ -184,12 +185,10 @@ class TaskContext:
         return self.task.config
 
 
-class Attempt:
+class Attempt(HasStash):
     """One try at running a task; executors receive these."""
 
-    __slots__ = (
-        "__dict__", "_token", "finished", "number", "output", "run", "started", "task", "value"
-    )
+    __slots__ = ("_token", "finished", "number", "output", "run", "started", "task", "value")
 
     def __init__(self, task: Task, number: int, run: Run) -> None:
         self.task = task
@@ -219,9 +218,20 @@ class Attempt:
     def duration(self) -> float | None:
         return None if self.finished is None else self.finished - self.started
 
+    @property
+    def plan(self) -> Plan:
+        """What the attempt runs: ``body``, ``deps``, ``wants_context``, ``is_async``,
+        ``wrappers`` and ``executor`` (worked out when the task joined the run)."""
+        return self.task._plan  # type: ignore[no-any-return]
+
+    @property
+    def current(self) -> bool:
+        """False once the attempt was cancelled or failed from outside (a timeout)."""
+        return self.task._attempt is self
+
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments the body receives: dependency results and ``context``."""
-        plan: Plan = self.task._plan
+        plan = self.plan
         tasks = self.run.tasks
         kwargs = {d: tasks[d].result for d in plan.deps}
         if plan.wants_context:
@@ -230,7 +240,7 @@ class Attempt:
 
     def invoke(self) -> Any:
         """Run the body once, without wrappers (coroutines run to completion here)."""
-        plan: Plan = self.task._plan
+        plan = self.plan
         body = plan.body
         if body is None:
             return None
@@ -243,15 +253,14 @@ class Attempt:
 
     def call(self) -> Any:
         """Run the body inside the task's wrappers (timeout, cache, breaker, tracing...)."""
-        wrappers = self.task._plan.wrappers
-        if not wrappers:
+        if not self.plan.wrappers:
             return self.invoke()
         return self.wrap(self.invoke)()
 
     def wrap(self, inner: Callable[[], Any]) -> Callable[[], Any]:
         """``inner`` inside the task's wrappers, outermost first."""
         fn = inner
-        for w in reversed(self.task._plan.wrappers):
+        for w in reversed(self.plan.wrappers):
             fn = functools.partial(w, fn, self)
         return fn
 
@@ -345,6 +354,7 @@ class Run:
         self.name = name
         self.data: dict[str, Any] = dict(data or {})
         self.plugins = engine.plugins
+        self.stash = Stash()  # plugins' typed per-run state
         self.hook = engine.plugins.hook
         self._flags = engine.plugins.flags
         self.clock: Clock = engine.clock
@@ -389,6 +399,25 @@ class Run:
     def executor(self) -> Executor:
         return self._default_executor
 
+    @property
+    def cancelling(self) -> bool:
+        """True once the run is being cancelled: nothing new starts."""
+        return self._cancelling
+
+    @property
+    def queued(self) -> int:
+        """Ready tasks waiting for a worker."""
+        return len(self._queue)
+
+    @property
+    def inflight(self) -> int:
+        """Attempts handed to an executor that have not returned yet."""
+        return self._inflight
+
+    def idle(self) -> bool:
+        """True when no task of the run is left to finish."""
+        return self._idle.is_set()
+
     def executors(self) -> dict[str, Executor]:
         return {self._default_executor.name: self._default_executor, **self._executors}
 
@@ -431,8 +460,10 @@ class Run:
                 batch = _dependencies_first(batch)
             flags, fast = self._flags, self.plugins.fast
             for t in batch:
-                if flags.task_prepare and t.options:
-                    fast["taskloom_task_prepare"](t, self)
+                if t.options:
+                    self.plugins.check_task_options(t)
+                    if flags.task_prepare:
+                        fast["taskloom_task_prepare"](t, self)
             # Tasks whose body takes no arguments and that have no wrappers share one plan
             # per body and executor: a plan per task is 80 bytes times 100,000 tasks.
             shared: dict[tuple[Any, Executor], Plan] = {}
@@ -611,8 +642,8 @@ class Run:
             attempt.finished = self.clock.monotonic()
             attempt.token.cancel("timeout")
             task._attempt = None
-            self._plan_executor(task).cancel(attempt)
-            self._apply_failure(task, attempt, error, decision)
+            task._plan.executor.cancel(attempt)
+            self._apply_failure(task, error, decision)
             self._dispatch()
         return True
 
@@ -809,7 +840,7 @@ class Run:
             attempt = task._attempt
             if attempt is not None:
                 attempt.token.cancel(reason)
-                self._plan_executor(task).cancel(attempt)
+                task._plan.executor.cancel(attempt)
                 task._attempt = None
         self._record_error(task, TaskCancelled(f"task {task.name!r} {reason}"))
         self._set(task, CANCELLED)
@@ -871,7 +902,11 @@ class Run:
                 self._limiter.discard(task)
 
     def _decide(self, attempt: Attempt, error: BaseException) -> Any:
-        if not self._flags.task_error or self._cancelling:
+        if self._cancelling:
+            return None
+        if self._flags.attempt_failed:
+            self.plugins.fast["taskloom_attempt_failed"](attempt.task, error, attempt, self)
+        if not self._flags.task_error:
             return None
         try:
             return self.hook.taskloom_task_error(
@@ -911,7 +946,7 @@ class Run:
                     self._set(task, COMPLETED)
                     self._terminal(task)
                 else:
-                    self._apply_failure(task, attempt, error, decision)
+                    self._apply_failure(task, error, decision)
             self._dispatch()
 
     def _unrecorded(self, task: Task, exc: BaseException) -> None:
@@ -923,9 +958,7 @@ class Run:
         self._terminal(task)
         self.cancel()
 
-    def _apply_failure(
-        self, task: Task, attempt: Attempt, error: BaseException, decision: Any
-    ) -> None:
+    def _apply_failure(self, task: Task, error: BaseException, decision: Any) -> None:
         if isinstance(decision, Fallback):
             task.result = decision.value
             self._record_error(task, error)  # kept for inspection; the task completed
@@ -967,10 +1000,6 @@ class Run:
             if self._started:
                 ex.start(self)
         return ex
-
-    @staticmethod
-    def _plan_executor(task: Task) -> Executor:
-        return task._plan.executor  # type: ignore[no-any-return]
 
     def _summarise(self) -> RunSummary:
         counts: dict[str, int] = {}
@@ -1034,10 +1063,6 @@ def _dependencies_first(tasks: list[Task]) -> list[Task]:
         placed = {t.name for t in out}
         out.extend(t for t in tasks if t.name not in placed)
     return out
-
-
-def _empty_table(value: Any) -> bool:
-    return isinstance(value, Mapping) and not value
 
 
 class Engine:
@@ -1129,7 +1154,7 @@ class Engine:
 
     def create_limiter(self) -> Limiter | None:
         """The per-tag limiter component (kind ``limiter``), or None when nothing is limited."""
-        if _empty_table(self.limits) and _empty_table(self.rate_limits):
+        if all(isinstance(t, Mapping) and not t for t in (self.limits, self.rate_limits)):
             return None
         limiter: Limiter = self.plugins.registry.create(
             "limiter", "tags", limits=self.limits, rate_limits=self.rate_limits, clock=self.clock

@@ -66,10 +66,6 @@ class TaskTimeout(TaskloomError):
         super().__init__(f"task {task!r} timed out after {timeout:g}s")
 
 
-class CircuitOpenError(TaskloomError):
-    """A circuit breaker is open: the task fails fast without running."""
-
-
 class QueueFullError(TaskloomError):
     """A bounded :class:`TaskQueue` is at ``max_size``."""
 

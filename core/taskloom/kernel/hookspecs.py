@@ -1,4 +1,4 @@
-"""Every hook taskloom calls. All of them, documented, in one place.
+"""Every hook the core calls, documented, with its kind declared on the spec.
 
 Plugins implement hooks with :data:`taskloom.hookimpl`::
 
@@ -8,69 +8,141 @@ Plugins implement hooks with :data:`taskloom.hookimpl`::
     def taskloom_task_transition(task, old, new, run):
         ...
 
-Kinds of hook:
+A plugin may declare hooks of its own (the ``circuit_breaker`` plugin declares
+``taskloom_circuit_change``): it implements ``taskloom_addhooks`` and adds a module of specs
+written with the same decorators as here.
 
-* **registration/configuration** (``taskloom_register``, ``taskloom_configure``): called once
-  when a plugin set is built or configured.
-* **observers** (``taskloom_run_*``, ``taskloom_task_transition``, ``taskloom_attempt_finish``,
-  ``taskloom_task_overrun``, ``taskloom_schedule_*``, ``taskloom_circuit_change``): return
-  values are ignored. A plugin that raises in an observer is logged with its name and the run
-  goes on.
-* **policies** (``taskloom_task_prepare``, ``taskloom_task_wrappers``, ``taskloom_task_error``):
-  their result changes what happens to a task. A plugin that raises there fails that task with
-  a :class:`~taskloom.kernel.errors.PluginError` naming the plugin.
+Kinds of hook, declared by the decorator of each spec (:func:`setup`, :func:`observer`,
+:func:`policy`, :func:`wrapper`, :func:`decision`):
+
+* **setup** (``taskloom_addhooks``, ``taskloom_register``, ``taskloom_configure``): called
+  once when a plugin set is built or configured.
+* **observers**: return values are ignored. A plugin that raises in an observer is logged
+  with its name and the run goes on.
+* **policy** and **wrapper** hooks (``taskloom_task_prepare``, ``taskloom_task_wrappers``)
+  and the first-result **decision** (``taskloom_task_error``): their result changes what
+  happens to a task. A plugin that raises there fails that task with a
+  :class:`~taskloom.kernel.errors.PluginError` naming the plugin.
 
 Hooks that no plugin implements are not called at all on the engine's per-task path.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
+if TYPE_CHECKING:
+    import datetime
+
+    from taskloom.kernel.decisions import Fail, Fallback, Retry
+    from taskloom.kernel.engine import Attempt, Run, RunSummary
+    from taskloom.kernel.registry import Registry
+    from taskloom.kernel.states import TaskState
+    from taskloom.kernel.task import Task
+
 hookspec = pluggy.HookspecMarker("taskloom")
 
-#: Observer hooks: failures are logged and swallowed, never fail a task or a run.
-OBSERVER_HOOKS = frozenset({
-    "taskloom_run_start",
-    "taskloom_run_finish",
-    "taskloom_task_transition",
-    "taskloom_attempt_finish",
-    "taskloom_attempt_output",
-    "taskloom_task_overrun",
-    "taskloom_schedule_fire",
-    "taskloom_schedule_misfire",
-    "taskloom_schedule_overlap",
-    "taskloom_circuit_change",
-})
-
-#: Policy hooks: a failure fails the task, with an error naming the plugin.
-POLICY_HOOKS = frozenset({
-    "taskloom_task_prepare",
-    "taskloom_task_wrappers",
-    "taskloom_task_error",
-})
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@hookspec
-def taskloom_register(registry: Any) -> None:
+class Kind(str, Enum):
+    """What a hook is for, which decides how a plugin's failure in it is handled."""
+
+    SETUP = "setup"
+    OBSERVER = "observer"
+    POLICY = "policy"
+    WRAPPER = "wrapper"
+    DECISION = "decision"
+
+    @property
+    def guarded(self) -> bool:
+        """Whether a failure is contained: logged (observer) or a PluginError (the rest)."""
+        return self is not Kind.SETUP
+
+
+def _spec(kind: Kind, **opts: Any) -> Callable[[F], F]:
+    def mark(fn: F) -> F:
+        fn.taskloom_kind = kind  # type: ignore[attr-defined]
+        return hookspec(**opts)(fn)  # type: ignore[no-any-return]
+
+    return mark
+
+
+def setup(fn: F) -> F:
+    """A registration or configuration hook."""
+    return _spec(Kind.SETUP)(fn)
+
+
+def observer(fn: F) -> F:
+    """A hook whose return values are ignored; a raising plugin is logged."""
+    return _spec(Kind.OBSERVER)(fn)
+
+
+def policy(fn: F) -> F:
+    """A hook whose outcome changes what happens to a task; a raising plugin fails the task."""
+    return _spec(Kind.POLICY)(fn)
+
+
+def wrapper(fn: F) -> F:
+    """A hook that returns wrappers around a task's attempts (a policy hook)."""
+    return _spec(Kind.WRAPPER)(fn)
+
+
+def decision(fn: F) -> F:
+    """A first-result hook: the first implementation returning non-None decides."""
+    return _spec(Kind.DECISION, firstresult=True)(fn)
+
+
+def kind_of(spec_function: Any) -> Kind:
+    """The kind a spec function was declared with; a bare ``hookspec`` is a decision when
+    first-result, else an observer (as is a hook with no spec yet)."""
+    kind = getattr(spec_function, "taskloom_kind", None)
+    if kind is not None:
+        return kind  # type: ignore[no-any-return]
+    opts = getattr(spec_function, "taskloom_spec", None) or {}
+    return Kind.DECISION if opts.get("firstresult") else Kind.OBSERVER
+
+
+@_spec(Kind.SETUP, historic=True)
+def taskloom_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    """Add the hook specs a plugin declares for its own events.
+
+    When: as soon as a plugin implementing it is registered (historic: before the plugin
+    set's components are registered).
+
+    ``pluginmanager``: the plugin set's pluggy manager; call
+    ``pluginmanager.add_hookspecs(module)`` with a module whose specs use this module's
+    decorators (``@observer``, ``@policy``, ...).
+
+    Return: ignored. Every hook a plugin implements must have a spec once all plugins are
+    loaded, unless it is marked ``@hookimpl(optionalhook=True)``.
+    """
+
+
+@setup
+def taskloom_register(registry: Registry) -> None:
     """Register named components.
 
     When: once, right after a plugin set (one per engine or manager) has loaded its plugins.
 
     ``registry``: a :class:`taskloom.kernel.registry.Registry`. Call
-    ``registry.add(kind, name, factory)`` with ``kind`` one of ``queue``, ``executor``,
-    ``trigger``, ``policy``, ``store``, ``exporter``. The factory is called with keyword
-    options when a run or scheduler selects the component by name.
+    ``registry.add(kind, name, factory)`` with ``kind`` one of
+    :data:`taskloom.kernel.registry.KINDS`; the factory is called with keyword options when
+    a run or scheduler selects the component by name. ``registry.add_task_option``,
+    ``registry.add_config_section`` and ``registry.add_error`` declare what the plugin reads
+    and raises.
 
     Return: ignored. Registering a name another plugin already registered for that kind is a
     :class:`~taskloom.kernel.errors.PluginError` naming both plugins.
     """
 
 
-@hookspec(historic=True)
-def taskloom_configure(config: Any) -> None:
+@_spec(Kind.SETUP, historic=True)
+def taskloom_configure(config: Mapping[str, Any]) -> None:
     """Read configuration.
 
     When: once per plugin set, when its configuration is known (the TOML ``[taskloom]``
@@ -84,8 +156,8 @@ def taskloom_configure(config: Any) -> None:
     """
 
 
-@hookspec
-def taskloom_run_start(run: Any) -> None:
+@observer
+def taskloom_run_start(run: Run) -> None:
     """A run is starting.
 
     When: once per run, after validation and before the first task is queued.
@@ -96,8 +168,8 @@ def taskloom_run_start(run: Any) -> None:
     """
 
 
-@hookspec
-def taskloom_run_finish(run: Any, summary: Any) -> None:
+@observer
+def taskloom_run_finish(run: Run, summary: RunSummary) -> None:
     """A run has finished.
 
     When: once per run, when every task is in a final state (or the run was closed).
@@ -109,8 +181,8 @@ def taskloom_run_finish(run: Any, summary: Any) -> None:
     """
 
 
-@hookspec
-def taskloom_task_prepare(task: Any, run: Any) -> None:
+@policy
+def taskloom_task_prepare(task: Task, run: Run) -> None:
     """Validate a task's plugin options before the run starts.
 
     When: once per task as it is added to a run, before anything runs, and only for tasks
@@ -124,8 +196,10 @@ def taskloom_task_prepare(task: Any, run: Any) -> None:
     """
 
 
-@hookspec
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+@wrapper
+def taskloom_task_wrappers(
+    task: Task, run: Run
+) -> Callable[[Callable[[], Any], Attempt], Any] | None:
     """Supply wrappers around a task's attempts (timeout, cache, breaker, tracing, ...).
 
     When: once per task as it is added to a run (not per attempt).
@@ -141,8 +215,10 @@ def taskloom_task_wrappers(task: Any, run: Any) -> Any:
     """
 
 
-@hookspec(firstresult=True)
-def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+@decision
+def taskloom_task_error(
+    task: Task, error: BaseException, attempt: Attempt, run: Run
+) -> Retry | Fallback | Fail | None:
     """Decide what happens after an attempt raised.
 
     When: each time an attempt fails (an exception, a timeout), before the task's state
@@ -158,8 +234,26 @@ def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any)
     """
 
 
-@hookspec
-def taskloom_task_transition(task: Any, old: Any, new: Any, run: Any) -> None:
+@observer
+def taskloom_attempt_failed(
+    task: Task, error: BaseException, attempt: Attempt, run: Run
+) -> None:
+    """An attempt failed; every implementation sees it, whoever decides what follows.
+
+    When: each time an attempt fails (an exception, a timeout), just before
+    ``taskloom_task_error`` is asked, and not while the run is being cancelled. Counting
+    failures belongs here (the circuit breaker does): a decision hook that answers first
+    stops the others from being asked, an observer does not.
+
+    ``task``: the task. ``error``: the exception. ``attempt``: the attempt that failed.
+    ``run``: the run.
+
+    Return: ignored (observer).
+    """
+
+
+@observer
+def taskloom_task_transition(task: Task, old: TaskState, new: TaskState, run: Run | None) -> None:
     """A task changed state.
 
     When: on every state change of a task in a run, in order, exactly once per change.
@@ -171,8 +265,10 @@ def taskloom_task_transition(task: Any, old: Any, new: Any, run: Any) -> None:
     """
 
 
-@hookspec
-def taskloom_attempt_finish(task: Any, attempt: Any, error: BaseException | None, run: Any) -> None:
+@observer
+def taskloom_attempt_finish(
+    task: Task, attempt: Attempt, error: BaseException | None, run: Run
+) -> None:
     """An attempt has ended.
 
     When: once per attempt, when its body returned or raised (or a wrapper decided), before
@@ -186,8 +282,8 @@ def taskloom_attempt_finish(task: Any, attempt: Any, error: BaseException | None
     """
 
 
-@hookspec
-def taskloom_attempt_output(task: Any, attempt: Any, text: str, run: Any) -> None:
+@observer
+def taskloom_attempt_output(task: Task, attempt: Attempt, text: str, run: Run) -> None:
     """A running attempt's body printed or logged whole lines.
 
     When: an output-capturing plugin (such as ``capture``) saw them, as they are written, in
@@ -202,8 +298,8 @@ def taskloom_attempt_output(task: Any, attempt: Any, text: str, run: Any) -> Non
     """
 
 
-@hookspec
-def taskloom_task_overrun(task: Any, attempt: Any, run: Any) -> None:
+@observer
+def taskloom_task_overrun(task: Task, attempt: Attempt, run: Run) -> None:
     """An attempt that was already failed (timed out) or cancelled has finally returned.
 
     When: when the worker running a soft-timed-out or cancelled attempt gets control back;
@@ -215,21 +311,26 @@ def taskloom_task_overrun(task: Any, attempt: Any, run: Any) -> None:
     """
 
 
-@hookspec
-def taskloom_schedule_fire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
+@observer
+def taskloom_schedule_fire(
+    job: Any, scheduled_for: datetime.datetime, fired_at: datetime.datetime
+) -> None:
     """A scheduled job fired.
 
     When: each time the scheduler starts a job's run.
 
-    ``job``: the scheduler's job (``job.id``, ``job.task``, ``job.trigger``).
+    ``job``: the scheduler's job (``job.id``, ``job.task``, ``job.trigger``; the scheduler
+    is a plugin component, so its class is not the kernel's to name).
     ``scheduled_for``: the aware datetime it was due. ``fired_at``: when it really started.
 
     Return: ignored (observer).
     """
 
 
-@hookspec
-def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
+@observer
+def taskloom_schedule_misfire(
+    job: Any, scheduled_for: datetime.datetime, fired_at: datetime.datetime
+) -> None:
     """A scheduled run was skipped because it was later than the job's misfire grace time.
 
     When: when the scheduler notices a due time that is too old to run.
@@ -241,8 +342,9 @@ def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> No
     """
 
 
-@hookspec
-def taskloom_schedule_overlap(job: Any, scheduled_for: Any, fired_at: Any, running: int) -> None:
+@observer
+def taskloom_schedule_overlap(job: Any, scheduled_for: datetime.datetime,
+                              fired_at: datetime.datetime, running: int) -> None:
     """A scheduled run was skipped because its job already had ``max_instances`` runs going.
 
     When: when the scheduler's background thread reaches a due time and finds that many runs
@@ -251,19 +353,6 @@ def taskloom_schedule_overlap(job: Any, scheduled_for: Any, fired_at: Any, runni
 
     ``job``: the job. ``scheduled_for``: the skipped due time (aware datetime).
     ``fired_at``: when the skip happened. ``running``: how many runs of the job were going.
-
-    Return: ignored (observer).
-    """
-
-
-@hookspec
-def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
-    """A circuit breaker changed state.
-
-    When: on every breaker transition (``closed``, ``open``, ``half-open``).
-
-    ``key``: the breaker's key (``task:NAME`` or ``tag:NAME``). ``old``, ``new``: states.
-    ``task``: the task whose attempt caused the change, or ``None``.
 
     Return: ignored (observer).
     """

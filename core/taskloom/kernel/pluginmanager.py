@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
+import inspect
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Any
 
 import pluggy
 
 from taskloom.kernel import hookspecs
-from taskloom.kernel.errors import PluginError
+from taskloom.kernel.errors import ConfigError, PluginError
 from taskloom.kernel.registry import Registry
+from taskloom.kernel.stash import Stash
+from taskloom.kernel.task import CORE_OPTIONS, Task
 
 log = logging.getLogger("taskloom.plugins")
 
@@ -37,6 +41,22 @@ class PluginInfo:
     disabled: bool = False
     hooks: tuple[str, ...] = ()
     components: Mapping[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HookSpecInfo:
+    """One hook spec of a plugin set: the core's, or one a plugin added."""
+
+    name: str
+    function: Callable[..., Any]
+    kind: hookspecs.Kind
+    firstresult: bool
+    historic: bool
+    declared_in: str  # the module (or class) holding the spec
+
+    @property
+    def argnames(self) -> tuple[str, ...]:
+        return tuple(inspect.signature(self.function).parameters)
 
 
 @dataclass(frozen=True)
@@ -90,11 +110,50 @@ def disabled_from_env() -> set[str]:
 class HookFlags:
     """Which per-task hooks have implementations; the engine reads these on its hot path."""
 
-    __slots__ = ("attempt_finish", "task_error", "task_prepare", "task_wrappers", "transition")
+    __slots__ = ("attempt_failed", "attempt_finish", "task_error", "task_prepare",
+                 "task_wrappers", "transition")
 
     def __init__(self) -> None:
         self.transition = self.attempt_finish = self.task_error = False
-        self.task_prepare = self.task_wrappers = False
+        self.task_prepare = self.task_wrappers = self.attempt_failed = False
+
+
+#: The per-task hooks the engine calls through a :class:`FastHook`.
+FAST_HOOKS = ("taskloom_task_wrappers", "taskloom_task_prepare", "taskloom_attempt_finish",
+              "taskloom_task_transition", "taskloom_attempt_failed")
+
+
+class _Manager(pluggy.PluginManager):
+    """pluggy's manager, counting the hook-call monitors in place (tracing included): while
+    one is active, :class:`FastHook` goes through pluggy so every call is seen."""
+
+    monitors = 0
+
+    def add_hookcall_monitoring(self, before: Any, after: Any) -> Callable[[], None]:
+        undo = super().add_hookcall_monitoring(before, after)
+        self.monitors += 1
+        done = False
+
+        def undo_and_count() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.monitors -= 1
+                undo()
+
+        return undo_and_count
+
+
+def contain(exc: Exception, kind: hookspecs.Kind, plugin: str, hook: str) -> None:
+    """The error boundary of a plugin's hook implementation, by the hook's kind: an observer's
+    failure is logged and ignored; a policy's fails the task with a PluginError naming the
+    plugin (configuration and plugin errors pass as they are); a setup hook's propagates."""
+    if kind is hookspecs.Kind.OBSERVER:
+        log.error("plugin %r raised in %s; ignored", plugin, hook, exc_info=exc)
+        return
+    if not kind.guarded or isinstance(exc, (PluginError, ConfigError)):
+        raise exc
+    raise PluginError(f"plugin {plugin!r} raised in {hook}: {type(exc).__name__}: {exc}") from exc
 
 
 class FastHook:
@@ -103,28 +162,26 @@ class FastHook:
     pluggy's dispatch costs about a microsecond per call before any plugin runs; on the
     engine's per-task path that is most of a task's budget. While nobody traces or monitors
     hook calls (``TASKLOOM_TRACE_HOOKS``, the test kit's recorder), the implementations are
-    called straight from a precomputed list, positionally in the spec's argument order, with
-    the same error boundaries as the guarded pluggy path; otherwise the call goes through
-    pluggy so it is seen.
+    called straight from a precomputed list, positionally in the spec's argument order, inside
+    the same error boundary (:func:`contain`) as the pluggy path; otherwise the call goes
+    through pluggy so it is seen.
     """
 
-    __slots__ = ("_argnames", "_caller", "_impls", "_observer", "_plain", "_pm", "name")
+    __slots__ = ("_argnames", "_caller", "_impls", "_kind", "_pm", "name")
 
-    def __init__(self, ps: PluginSet, name: str, plain_exec: Any) -> None:
+    def __init__(self, ps: PluginSet, name: str) -> None:
         self.name = name
         self._pm = ps.pm
-        self._plain = plain_exec
-        self._caller = getattr(ps.hook, name)
-        self._observer = name in hookspecs.OBSERVER_HOOKS
-        spec = self._caller.spec
+        self._caller = caller = getattr(ps.hook, name)
+        spec = caller.spec
+        self._kind = hookspecs.kind_of(spec.function if spec is not None else None)
         self._argnames: tuple[str, ...] = tuple(spec.argnames) if spec is not None else ()
-        impls = self._caller.get_hookimpls()
         self._impls: list[tuple[str, Callable[..., Any], tuple[int, ...] | None]] | None = []
-        for impl in reversed(impls):  # pluggy calls the last registered first
+        for impl in reversed(caller.get_hookimpls()):  # pluggy calls the last registered first
             if impl.wrapper or impl.hookwrapper:
                 self._impls = None  # wrappers need pluggy's machinery
                 break
-            fn = getattr(impl.function, "__wrapped__", impl.function)
+            fn = getattr(impl.function, "taskloom_raw", impl.function)
             wanted = tuple(impl.argnames)
             picks = None if wanted == self._argnames else tuple(
                 self._argnames.index(a) for a in wanted
@@ -134,7 +191,7 @@ class FastHook:
     def __call__(self, *args: Any) -> list[Any]:
         """Call with the hook's arguments, positionally in the spec's order."""
         impls = self._impls
-        if impls is None or getattr(self._pm, "_inner_hookexec", None) is not self._plain:
+        if impls is None or self._pm.monitors:
             kwargs = dict(zip(self._argnames, args, strict=True))
             return self._caller(**kwargs)  # type: ignore[no-any-return]
         results = []
@@ -142,15 +199,8 @@ class FastHook:
             try:
                 result = fn(*args) if picks is None else fn(*[args[i] for i in picks])
             except Exception as exc:
-                if self._observer:
-                    log.exception("plugin %r raised in %s; ignored", plugin, self.name)
-                    continue
-                from taskloom.kernel.errors import ConfigError
-
-                if isinstance(exc, (PluginError, ConfigError)):
-                    raise
-                raise PluginError(f"plugin {plugin!r} raised in {self.name}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                contain(exc, self._kind, plugin, self.name)
+                continue
             if result is not None:
                 results.append(result)
         return results
@@ -160,16 +210,18 @@ class PluginSet:
     """A pluggy manager with the taskloom hook specs, its plugins and their registry."""
 
     def __init__(self) -> None:
-        self.pm = pluggy.PluginManager("taskloom")
+        self.pm = _Manager("taskloom")
         self.pm.add_hookspecs(hookspecs)
         self.hook = self.pm.hook
         self.registry = Registry()
+        self.stash = Stash()  # plugins' typed state for this plugin set
         self.infos: dict[str, PluginInfo] = {}
         self.flags = HookFlags()
-        self._plain_exec = getattr(self.pm, "_inner_hookexec", None)
         self.fast: dict[str, FastHook] = {}
         self.config: Mapping[str, Any] = MappingProxyType({})
+        self._plugins: dict[str, object] = {}
         self._registered_components = False
+        self.hook.taskloom_addhooks.call_historic(kwargs={"pluginmanager": self.pm})
         self._refresh_flags()
         if os.environ.get("TASKLOOM_TRACE_HOOKS", "") not in ("", "0"):
             self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
@@ -178,52 +230,133 @@ class PluginSet:
     # -- registration ------------------------------------------------------------------------
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a hook-implementing object (module, class instance) under ``name``."""
+        name = name or self.pm.get_canonical_name(plugin)
+        if self.pm.get_plugin(name) is not None or plugin in self._plugins.values():
+            raise PluginError(f"plugin {name!r} is invalid: already registered")
         try:
-            registered = self.pm.register(plugin, name=name)
-            assert registered is not None, f"plugin {name!r} is blocked"
-            self.pm.check_pending()
+            self.pm.register(self._guarded(plugin, name), name=name)
+            if self._registered_components:  # early plugins are checked once all are loaded
+                self.pm.check_pending()
         except Exception as exc:
-            if name is not None and self.pm.get_plugin(name) is not None:
+            if self.pm.get_plugin(name) is not None:
                 self.pm.unregister(name=name)
-            raise PluginError(f"plugin {name or plugin!r} is invalid: {exc}") from exc
-        self._guard(registered)
+            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+        self._plugins[name] = plugin
         self._refresh_flags()
         if self._registered_components:
-            self._call_register(registered)
-        return registered
+            self._call_register(name)
+        return name
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
+        self._plugins.pop(name, None)
         self._refresh_flags()
 
-    def _guard(self, plugin_name: str) -> None:
-        """Isolate observer failures and attribute policy failures to the plugin."""
-        plugin = self.pm.get_plugin(plugin_name)
-        for caller in self.pm.get_hookcallers(plugin) or ():
-            for impl in caller.get_hookimpls():
-                if impl.plugin is not plugin or getattr(impl.function, "_taskloom_guard", False):
-                    continue
-                # pluggy calls impl.function; swapping it in is the least intrusive way to
-                # give each plugin its own error boundary.
-                if caller.name in hookspecs.OBSERVER_HOOKS:
-                    guarded = _observer_guard(impl.function, plugin_name, caller.name)
-                    impl.function = guarded  # type: ignore[misc]
-                elif caller.name in hookspecs.POLICY_HOOKS:
-                    guarded = _policy_guard(impl.function, plugin_name, caller.name)
-                    impl.function = guarded  # type: ignore[misc]
+    def get_plugin(self, name: str) -> object | None:
+        """The object registered as ``name`` (what was passed to :meth:`register`)."""
+        return self._plugins.get(name)
+
+    def _guarded(self, plugin: object, name: str) -> object:
+        """What pluggy registers for ``plugin``: its hook implementations, each inside the
+        error boundary of its hook's kind (looked up when it raises: a plugin may implement a
+        hook whose spec another plugin adds later)."""
+        hooks = _Hooks()
+        for attr in dir(plugin):
+            opts = self.pm.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                continue
+            fn = getattr(plugin, attr)
+            if not (opts.get("wrapper") or opts.get("hookwrapper")):
+                fn = _guard(self, fn, name, opts.get("specname") or attr)
+                fn.taskloom_impl = opts  # type: ignore[attr-defined]
+            setattr(hooks, attr, fn)
+        return hooks
+
+    def kind(self, hook: str) -> hookspecs.Kind:
+        spec = getattr(self.hook, hook).spec
+        return hookspecs.kind_of(spec.function if spec is not None else None)
+
+    def check_hooks(self, strict: bool = False) -> None:
+        """Every implemented hook has a spec (or is optional): a plugin implementing an unknown
+        hook is dropped with a warning (an error with ``strict``)."""
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin) or "?"
+                message = f"{exc} (a hook declared by a plugin that is disabled or missing?)"
+                if strict:
+                    raise PluginError(f"plugin {name!r} is invalid: {message}") from exc
+                log.warning("plugin %r not loaded: %s", name, message)
+                self.unregister(name)
+                info = self.infos.get(name, PluginInfo(name, name))
+                self.infos[name] = PluginInfo(info.name, info.module, info.distribution,
+                                              info.version, error=message)
+
+    def check_task_options(self, task: Task) -> None:
+        """Every option of ``task`` is declared by a loaded plugin, and valid by its check.
+
+        An option that is not is a :class:`ConfigError` naming the plugin it needs when that
+        plugin is installed but disabled or broken (a plugin's options share its entry-point
+        name or are listed by it), else the closest declared names.
+        """
+        declared = self.registry.task_options()
+        for key, value in task.options.items():
+            if key in CORE_OPTIONS:
+                continue
+            option = declared.get(key)
+            if option is None:
+                raise ConfigError(f"task {task.name!r}: {self.missing_option(key)}")
+            if option.validate is not None:
+                option.validate(value, f"task {task.name!r}: {key}")
+
+    def unavailable_option(self, key: str) -> str | None:
+        """Why option ``key`` is missing when its plugin is installed but not loaded."""
+        info = self.infos.get(key)
+        if info is None or not (info.disabled or info.error):
+            return None
+        why = "which is disabled" if info.disabled else f"which failed to load ({info.error})"
+        return f"option {key!r} needs plugin {key!r}, {why}"
+
+    def missing_option(self, key: str) -> str:
+        """Why option ``key`` is not available, for an error message."""
+        unavailable = self.unavailable_option(key)
+        if unavailable is not None:
+            return unavailable
+        off = sorted(n for n, i in self.infos.items() if i.disabled or i.error)
+        close = difflib.get_close_matches(key, list(self.registry.task_options()), 1)
+        return (f"unknown option {key!r}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + (f" (plugins not loaded: {', '.join(off)})" if off else ""))
+
+    def hook_specs(self) -> list[HookSpecInfo]:
+        """Every hook spec, the core's first (in their module's order), then plugins'."""
+        found = []
+        for caller in vars(self.hook).values():
+            spec = getattr(caller, "spec", None)
+            if not isinstance(caller, pluggy.HookCaller) or spec is None:
+                continue
+            ns = spec.namespace
+            where = getattr(ns, "__qualname__", None) and f"{ns.__module__}.{ns.__qualname__}"
+            found.append(HookSpecInfo(
+                caller.name, spec.function, hookspecs.kind_of(spec.function),
+                bool(spec.opts.get("firstresult")), bool(spec.opts.get("historic")),
+                where or ns.__name__,
+            ))
+        core = hookspecs.__name__
+        return sorted(found, key=lambda s: (s.declared_in != core, s.declared_in,
+                                            s.function.__code__.co_firstlineno))
 
     def _refresh_flags(self) -> None:
         f, h = self.flags, self.hook
         f.transition = bool(h.taskloom_task_transition.get_hookimpls())
         f.attempt_finish = bool(h.taskloom_attempt_finish.get_hookimpls())
+        f.attempt_failed = bool(h.taskloom_attempt_failed.get_hookimpls())
         f.task_error = bool(h.taskloom_task_error.get_hookimpls())
         f.task_prepare = bool(h.taskloom_task_prepare.get_hookimpls())
         f.task_wrappers = bool(h.taskloom_task_wrappers.get_hookimpls())
-        self.fast = {
-            name: FastHook(self, name, self._plain_exec)
-            for name in ("taskloom_task_wrappers", "taskloom_task_prepare",
-                         "taskloom_attempt_finish", "taskloom_task_transition")
-        }
+        self.fast = {name: FastHook(self, name) for name in FAST_HOOKS}
 
     def load_entry_points(self, disable: Iterable[str] = (), strict: bool = False) -> None:
         """Load every ``taskloom`` entry point except the disabled ones.
@@ -290,33 +423,20 @@ class PluginSet:
         self.hook.taskloom_configure.call_historic(kwargs={"config": self.config})
 
 
-def _observer_guard(fn: Callable[..., Any], plugin: str, hook: str) -> Callable[..., Any]:
+class _Hooks:
+    """A namespace of guarded hook implementations, registered with pluggy for one plugin."""
+
+
+def _guard(ps: PluginSet, fn: Callable[..., Any], plugin: str, hook: str) -> Callable[..., Any]:
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except Exception:
-            log.exception("plugin %r raised in %s; ignored", plugin, hook)
+        except Exception as exc:
+            contain(exc, ps.kind(hook), plugin, hook)
             return None
 
-    guarded._taskloom_guard = True  # type: ignore[attr-defined]
-    return guarded
-
-
-def _policy_guard(fn: Callable[..., Any], plugin: str, hook: str) -> Callable[..., Any]:
-    from taskloom.kernel.errors import ConfigError
-
-    @functools.wraps(fn)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (PluginError, ConfigError):
-            raise
-        except Exception as exc:
-            raise PluginError(f"plugin {plugin!r} raised in {hook}: "
-                              f"{type(exc).__name__}: {exc}") from exc
-
-    guarded._taskloom_guard = True  # type: ignore[attr-defined]
+    guarded.taskloom_raw = fn  # type: ignore[attr-defined]
     return guarded
 
 
@@ -343,10 +463,8 @@ def load_plugins(
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{i}"
         ps.register(plugin, name=name)
         ps.infos[name] = PluginInfo(name, getattr(plugin, "__module__", name) or name)
+    ps.check_hooks(strict)
     ps.register_components()
     ps.configure(config)
     return ps
 
-
-def plugin_modules() -> list[ModuleType]:  # pragma: no cover - convenience for debugging
-    return [m for m in sys.modules.values() if m and m.__name__.startswith("taskloom_std")]

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from taskloom.kernel.errors import PluginError, UnknownComponentError
+from taskloom.kernel.errors import PluginError, TaskloomError, UnknownComponentError
+from taskloom.kernel.schema import Key, kinds_from_python
 
-KINDS = ("queue", "executor", "trigger", "policy", "store", "exporter", "limiter", "scheduler")
+KINDS = ("queue", "executor", "trigger", "policy", "store", "exporter", "limiter", "scheduler",
+         "stats", "history")
 
-_KIND_LABEL = {
-    "queue": "queue strategy",
-    "executor": "executor",
-    "trigger": "trigger",
-    "policy": "policy",
-    "store": "store",
-    "exporter": "exporter",
-    "limiter": "limiter",
-    "scheduler": "scheduler",
-}
+#: How errors name a component of a kind, where that is not the kind's own name.
+_LABELS = {"queue": "queue strategy", "stats": "statistics", "history": "run history"}
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A task option a plugin declared: ``Task(..., name=value)`` and ``[tasks.x] name``."""
+
+    name: str
+    key: Key  # TOML kinds and the one-line documentation
+    plugin: str
+    validate: Callable[[Any, str], object] | None = None
 
 
 class Registry:
@@ -27,6 +32,8 @@ class Registry:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, tuple[Callable[..., Any], str]]] = {k: {} for k in KINDS}
         self._sections: dict[str, tuple[dict[str, Any] | None, str]] = {}
+        self._errors: dict[str, tuple[type[TaskloomError], str]] = {}
+        self._options: dict[str, TaskOption] = {}
         self.current_plugin = "<direct>"
 
     def add_config_section(self, name: str, keys: Mapping[str, Any] | None = None) -> None:
@@ -49,6 +56,48 @@ class Registry:
         """Declared ``[taskloom.<name>]`` sections and their keys."""
         return {name: keys for name, (keys, _) in sorted(self._sections.items())}
 
+    def add_task_option(
+        self,
+        name: str,
+        kinds: Any,
+        doc: str,
+        validate: Callable[[Any, str], object] | None = None,
+    ) -> None:
+        """Declare a task option this plugin reads from ``task.options[name]``.
+
+        ``kinds``: what a configuration file may give, as for :meth:`add_config_section`
+        (``int``, ``(float, dict)``, ``"table"``...). ``doc``: one line for the configuration
+        reference. ``validate(value, where)``, when given, raises
+        :class:`~taskloom.ConfigError` for a bad value (``where`` is ``task 'x': name``); it
+        runs when a task joins a run and when a configuration file is validated. A task
+        carrying an option nobody declared is rejected naming the plugin it needs.
+        """
+        have = self._options.get(name)
+        if have is not None and have.plugin != self.current_plugin:
+            raise PluginError(f"task option {name!r} declared twice: by plugin {have.plugin!r} "
+                              f"and by plugin {self.current_plugin!r}")
+        key = kinds if isinstance(kinds, Key) else Key(kinds_from_python(kinds), doc)
+        self._options[name] = TaskOption(name, key, self.current_plugin, validate)
+
+    def task_options(self) -> dict[str, TaskOption]:
+        """Declared task options, by name."""
+        return dict(sorted(self._options.items()))
+
+    def add_error(self, error: type[TaskloomError]) -> None:
+        """Declare an error this plugin raises; ``from taskloom import <Name>`` finds it."""
+        if not (isinstance(error, type) and issubclass(error, TaskloomError)):
+            raise PluginError(f"plugin {self.current_plugin!r}: error {error!r} must be a "
+                              "subclass of taskloom.TaskloomError")
+        have = self._errors.get(error.__name__)
+        if have is not None and have[0] is not error:
+            raise PluginError(f"error {error.__name__} declared twice: by plugin {have[1]!r} "
+                              f"and by plugin {self.current_plugin!r}")
+        self._errors[error.__name__] = (error, self.current_plugin)
+
+    def errors(self) -> dict[str, type[TaskloomError]]:
+        """Errors plugins declared, by class name."""
+        return {name: error for name, (error, _) in self._errors.items()}
+
     def add(self, kind: str, name: str, factory: Callable[..., Any]) -> None:
         if kind not in self._items:
             raise PluginError(
@@ -58,7 +107,7 @@ class Registry:
         have = self._items[kind].get(name)
         if have is not None and have[1] != self.current_plugin:
             raise PluginError(
-                f"{_KIND_LABEL[kind]} {name!r} registered twice: by plugin {have[1]!r} "
+                f"{_LABELS.get(kind, kind)} {name!r} registered twice: by plugin {have[1]!r} "
                 f"and by plugin {self.current_plugin!r}"
             )
         self._items[kind][name] = (factory, self.current_plugin)
@@ -68,7 +117,7 @@ class Registry:
             return self._items[kind][name][0]
         except KeyError:
             raise UnknownComponentError(
-                _KIND_LABEL.get(kind, kind), name, list(self._items.get(kind, {}))
+                _LABELS.get(kind, kind), name, list(self._items.get(kind, {}))
             ) from None
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
@@ -77,7 +126,14 @@ class Registry:
         try:
             return factory(**options)
         except TypeError as exc:
-            raise PluginError(f"{_KIND_LABEL[kind]} {name!r}: {exc}") from exc
+            raise PluginError(f"{_LABELS.get(kind, kind)} {name!r}: {exc}") from exc
+
+    def first(self, kind: str) -> Any:
+        """The component of a kind the core needs one of (``stats``), whoever registered it."""
+        if not self._items[kind]:
+            raise TaskloomError(f"no loaded plugin registers a {_LABELS.get(kind, kind)} component "
+                                f"(kind {kind!r}); is the plugin providing it disabled?")
+        return self.create(kind, min(self._items[kind]))
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._items[kind])

@@ -11,6 +11,8 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
+from taskloom.kernel.task import TRIGGER_RULES
+
 #: TOML value kinds; ``number`` accepts integers and floats.
 KINDS = ("string", "integer", "float", "number", "boolean", "array", "table", "datetime", "any")
 
@@ -60,8 +62,6 @@ EXECUTOR_TABLE_KEYS: dict[str, Key] = {
     "max_workers": Key(("integer",), "attempts running at once", minimum=1),
 }
 
-TRIGGER_RULES = ("all_success", "all_done", "one_failed", "always")
-
 TASK_KEYS: dict[str, Key] = {
     "call": Key(("string",), 'the body, "module:function" (imported when the run starts)'),
     "description": Key(("string",), "what the task does"),
@@ -70,15 +70,11 @@ TASK_KEYS: dict[str, Key] = {
     "tags": Key(("array",), "labels for limits, fair queueing and breakers", items="string"),
     "config": Key(("table",), "free-form settings the body reads (context.config)"),
     "trigger_rule": Key(("string",), "when to run given upstream outcomes", choices=TRIGGER_RULES),
-    "retry": Key(("integer", "table"), "retries: a count or {max_retries, backoff, ...}"),
-    "timeout": Key(("number", "table"), "seconds, or {soft, hard}"),
-    "cache": Key(("boolean", "number", "table"), "result cache: true, a TTL, or {ttl, key}"),
-    "circuit_breaker": Key(("boolean", "table"), "{failure_threshold, recovery_timeout, ...}"),
-    "fallback": Key(("any",), "result to use when every attempt failed"),
     "executor": Key(("string",), "run this task on another executor", component="executor"),
     "deadline": Key(("number", "datetime"), "for the deadline queue: POSIX seconds or a date"),
     "when": Key(("string",), '"module:predicate": run only when it returns true, else skip'),
-    "options": Key(("table",), "options for third-party plugins"),
+    "options": Key(("table",), "options for plugins, as a table (or each at the top level: "
+                   "the options the installed plugins declare are listed below)"),
 }
 
 SCHEDULE_KEYS: dict[str, Key] = {

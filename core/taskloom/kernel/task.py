@@ -9,12 +9,15 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from taskloom.kernel.errors import TaskloomError
+from taskloom.kernel.stash import HasStash
 from taskloom.kernel.states import TERMINAL, TaskState, check_transition
 
 if TYPE_CHECKING:
     from taskloom.kernel.engine import Run
 
-TRIGGER_RULES = frozenset({"all_success", "all_done", "one_failed", "always"})
+TRIGGER_RULES = ("all_success", "all_done", "one_failed", "always")
+#: Keys of ``task.options`` the core itself reads; every other key is a plugin's option.
+CORE_OPTIONS = frozenset({"executor", "deadline"})
 
 _PENDING = TaskState.PENDING
 _NO_TAGS: frozenset[str] = frozenset()
@@ -42,19 +45,6 @@ def _names(task: str, what: str, value: object) -> list[str]:
     return items
 
 
-def stats_component(plugins: Any) -> Any:
-    """The ``stats`` plugin's collector of a plugin set (found by name, never imported)."""
-    from taskloom.kernel.errors import UnknownComponentError
-
-    try:
-        return plugins.registry.create("exporter", "stats")
-    except UnknownComponentError:
-        raise TaskloomError(
-            "performance statistics come from the 'stats' plugin, which is not loaded "
-            "(disabled in config or TASKLOOM_DISABLE_PLUGINS?)"
-        ) from None
-
-
 def _uuid4_hex() -> str:
     """``uuid.uuid4().hex`` without building a UUID object (a third of the cost): traced
     and managed tasks each need one."""
@@ -71,7 +61,7 @@ def _utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
 
 
-class Task:
+class Task(HasStash):
     """A unit of work.
 
     ``fn`` is the body (sync or ``async def``); a subclass may override :meth:`execute`
@@ -79,9 +69,12 @@ class Task:
     like a dependency receive that dependency's result; a parameter named ``context``
     receives the :class:`~taskloom.kernel.engine.TaskContext` of the attempt.
 
-    Policy options (``retry``, ``timeout``, ``cache``, ``circuit_breaker``, ``fallback``,
-    ``error_handlers``, ``executor``, ``deadline``) are read by the plugins that implement
-    them; ``options`` holds keys for third-party plugins.
+    ``executor`` picks the executor the attempt runs on and ``deadline`` orders it in the
+    ``deadline`` queue. Every other keyword is a task option a plugin declared
+    (``registry.add_task_option``): ``retry``, ``timeout``, ``cache``, ``circuit_breaker``,
+    ``fallback`` and ``error_handlers`` come from the standard plugins. Options land in
+    ``task.options`` (as do the keys of ``options``); a run rejects a task carrying an option
+    no loaded plugin declared, naming the plugin it needs.
     """
 
     __slots__ = (
@@ -128,15 +121,10 @@ class Task:
         fn: Callable[..., Any] | None = None,
         tags: Iterable[str] = (),
         trigger_rule: str = "all_success",
-        retry: Any = None,
-        timeout: float | Mapping[str, Any] | None = None,
-        cache: Any = None,
-        circuit_breaker: Any = None,
-        fallback: Any = None,
-        error_handlers: Mapping[Any, Any] | None = None,
         executor: str | None = None,
         deadline: float | datetime | None = None,
         options: Mapping[str, Any] | None = None,
+        **plugin_options: Any,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a task name must be a non-empty string, got {name!r}")
@@ -166,21 +154,12 @@ class Task:
         if options and not isinstance(options, Mapping):
             raise TypeError(f"task {name!r}: options must be a mapping, got {options!r}")
         opts: dict[str, Any] = dict(options) if options else {}
-        if (retry is not None or timeout is not None or cache is not None
-                or circuit_breaker is not None or fallback is not None
-                or error_handlers is not None or executor is not None or deadline is not None):
-            for key, value in (
-                ("retry", retry),
-                ("timeout", timeout),
-                ("cache", cache),
-                ("circuit_breaker", circuit_breaker),
-                ("fallback", fallback),
-                ("error_handlers", error_handlers),
-                ("executor", executor),
-                ("deadline", deadline),
-            ):
-                if value is not None:
-                    opts[key] = value
+        if plugin_options:  # None means "not given", as for the core's keywords
+            opts.update((k, v) for k, v in plugin_options.items() if v is not None)
+        if executor is not None:
+            opts["executor"] = executor
+        if deadline is not None:
+            opts["deadline"] = deadline
         self.options = opts
         self._id: str | None = None
         self._status = _PENDING
@@ -213,6 +192,29 @@ class Task:
     @property
     def status(self) -> TaskState:
         return self._status
+
+    @property
+    def run(self) -> Run | None:
+        """The run the task last joined (None before it joined one)."""
+        return self._run
+
+    @property
+    def current_attempt(self) -> Any:
+        """The :class:`~taskloom.kernel.engine.Attempt` running now, or None.
+
+        An attempt that is no longer the task's current one was cancelled or failed from
+        outside (a timeout) while its body ran; its result will be discarded."""
+        return self._attempt
+
+    @property
+    def started(self) -> float | None:
+        """When the task's first attempt in its current go started (POSIX seconds)."""
+        return self._started
+
+    @property
+    def completed(self) -> float | None:
+        """When the task reached its final state (POSIX seconds), or None."""
+        return self._completed
 
     @property
     def executor(self) -> str | None:
@@ -314,7 +316,7 @@ class Task:
         self.options["error_handlers"] = handlers
 
     def get_performance_stats(self) -> dict[str, Any]:
-        """Attempts of this task's name and their durations (from the ``stats`` plugin).
+        """Attempts of this task's name and their durations (from the ``stats`` component).
 
         ``execution_count`` (failures included), ``average_duration``, ``min_duration``,
         ``max_duration``, ``total_duration``, ``error_rate`` (0 to 1), ``last_execution``;
@@ -323,7 +325,7 @@ class Task:
         run = self._run
         if run is None:
             return {"status": "no_executions"}
-        stats: dict[str, Any] = stats_component(run.plugins).performance(self.name)
+        stats: dict[str, Any] = run.plugins.registry.first("stats").performance(self.name)
         return stats
 
     def get_debug_report(self) -> dict[str, Any]:
@@ -332,7 +334,7 @@ class Task:
         if run is None:
             return {"task_name": self.name, "debug_info": [], "config": dict(self.config),
                     "status": self._status.value}
-        report: dict[str, Any] = stats_component(run.plugins).debug_report(self)
+        report: dict[str, Any] = run.plugins.registry.first("stats").debug_report(self)
         return report
 
     # -- internals ---------------------------------------------------------------------------

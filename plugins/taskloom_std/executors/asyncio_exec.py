@@ -123,7 +123,7 @@ class AsyncioExecutor(Executor):
 
     def _chain(self, attempt: Any) -> AsyncCall:
         fn: AsyncCall = lambda: self._body(attempt)  # noqa: E731
-        for w in reversed(attempt.task._plan.wrappers):
+        for w in reversed(attempt.plan.wrappers):
             fn = self._wrapped(w, fn, attempt)
         return fn
 
@@ -155,7 +155,7 @@ class AsyncioExecutor(Executor):
             tasks.append(fut)
 
     async def _body(self, attempt: Any) -> Any:
-        plan = attempt.task._plan
+        plan = attempt.plan
         body = plan.body
         if body is None:
             return None

@@ -30,8 +30,7 @@ class InlineExecutor(Executor):
     def drive(self, run: Any, timeout: float | None) -> None:
         """Run queued attempts until the run is idle (retries arrive from the timer)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        idle = run._idle
-        while not idle.is_set():
+        while not run.idle():
             with self._cond:
                 if not self._work:
                     remaining = None if deadline is None else deadline - time.monotonic()

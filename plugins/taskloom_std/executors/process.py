@@ -29,10 +29,10 @@ import pickle
 import sys
 import threading
 import traceback
-from collections import deque
 from typing import Any
 
-from taskloom import Executor, TaskCancelled, TaskloomError, TaskTimeout
+from taskloom import TaskCancelled, TaskloomError, TaskTimeout
+from taskloom_std.executors.thread import WorkerPool
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _STOP = b""
@@ -131,7 +131,7 @@ class _Slot:
         self.lock = threading.Lock()
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(WorkerPool):
     """Worker processes, one per slot, up to ``max_workers`` (default: the CPU count).
 
     ``context``: the multiprocessing start method, ``forkserver`` (default where available)
@@ -158,12 +158,7 @@ class ProcessExecutor(Executor):
             # Children forked from a server that already imported this module start in
             # milliseconds instead of importing taskloom each. No effect once it runs.
             self._ctx.set_forkserver_preload([__name__])
-        self._work: deque[Any] = deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._threads: list[threading.Thread] = []
         self._slots: list[_Slot] = []
-        self._idle = 0
-        self._shutdown = False
 
     @staticmethod
     def default_workers() -> int:
@@ -171,11 +166,7 @@ class ProcessExecutor(Executor):
 
     def submit(self, attempt: Any) -> None:
         with self._cond:
-            self._work.append(attempt)
-            if self._idle:
-                self._cond.notify()
-            # A notified dispatcher counts as idle until it wakes (see the thread executor).
-            if len(self._work) > self._idle and len(self._threads) < self.max_workers:
+            if self._enqueue(attempt):
                 slot = _Slot()
                 t = threading.Thread(
                     target=self._dispatcher, args=(slot,),
@@ -193,25 +184,15 @@ class ProcessExecutor(Executor):
                     slot.proc.kill()
                     return
 
-    def pids(self) -> list[int]:
-        """Process ids of the live worker processes."""
-        return [s.proc.pid for s in list(self._slots) if s.proc is not None and s.proc.pid]
-
     def _dispatcher(self, slot: _Slot) -> None:
-        work, cond = self._work, self._cond
         try:
             while True:
-                with cond:
-                    while not work:
-                        if self._shutdown:
-                            return
-                        self._idle += 1
-                        cond.wait()
-                        self._idle -= 1
-                    attempt = work.popleft()
+                attempt = self._take()
+                if attempt is None:
+                    return
                 remote = functools.partial(self._remote, slot, attempt)
                 try:
-                    if attempt.task._plan.wrappers:
+                    if attempt.plan.wrappers:
                         value, error = attempt.wrap(remote)(), None
                     else:
                         value, error = remote(), None
@@ -223,7 +204,7 @@ class ProcessExecutor(Executor):
 
     def _remote(self, slot: _Slot, attempt: Any) -> Any:
         task = attempt.task
-        plan = task._plan
+        plan = attempt.plan
         if plan.body is None:
             return None
         if plan.wants_context:

@@ -9,18 +9,19 @@ out again when the last such run of that plugin set finishes.
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Any
 
+from taskloom import StashKey
+
 _lock = threading.Lock()
-# plugin set -> observer name -> how many observed runs hold it
-_holders: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+#: ``PluginSet.stash``: observer name -> how many observed runs hold it.
+HOLDERS: StashKey[dict[str, int]] = StashKey()
 
 
 def acquire(plugins: Any, name: str, observer: object) -> None:
     """Register ``observer`` as ``name`` in ``plugins`` unless it is there; count the holder."""
     with _lock:
-        counts = _holders.setdefault(plugins, {})
+        counts = plugins.stash.setdefault(HOLDERS, {})
         held = counts.get(name, 0)
         if held == 0 and plugins.pm.get_plugin(name) is None:
             plugins.register(observer, name=name)
@@ -30,7 +31,7 @@ def acquire(plugins: Any, name: str, observer: object) -> None:
 def release(plugins: Any, name: str) -> None:
     """Drop one holder; the last one takes the observer out of ``plugins``."""
     with _lock:
-        counts = _holders.get(plugins)
+        counts = plugins.stash.get(HOLDERS, None)
         if not counts or name not in counts:
             return
         held = counts[name] - 1

@@ -30,11 +30,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from taskloom import ConfigError, hookimpl
+from taskloom import ConfigError, StashKey, hookimpl
 
 DEFAULT_LIMIT = 64 * 1024
-#: ``Attempt.__dict__``: the attempt's :class:`Buffer` once its body ran under capture.
-ATTEMPT_KEY = "_taskloom_capture"
 
 
 class Buffer:
@@ -87,6 +85,9 @@ class Buffer:
             kept += f"[{self.dropped} more characters not kept: capture limit {self.limit}]\n"
         return kept
 
+
+#: ``Attempt.stash``: the attempt's buffer once its body ran under capture.
+BUFFER: StashKey[Buffer] = StashKey()
 
 _current: contextvars.ContextVar[Buffer | None] = contextvars.ContextVar(
     "taskloom_capture", default=None
@@ -178,7 +179,7 @@ class _Wrapper:
                 hook(task=attempt.task, attempt=attempt, text=text, run=run)
 
         buf = Buffer(self.limit, self.echo, on_lines)
-        attempt.__dict__[ATTEMPT_KEY] = buf
+        attempt.stash[BUFFER] = buf
         return buf, _current.set(buf)
 
     def __call__(self, call: Any, attempt: Any) -> Any:
@@ -215,8 +216,8 @@ def settings(config: Mapping[str, Any]) -> tuple[bool, int, bool]:
     return enabled, limit, echo
 
 
-#: ``Run.__dict__``: the run's wrapper (or None), worked out once per run from its config.
-RUN_KEY = "_taskloom_capture"
+#: ``Run.stash``: the run's wrapper (or None), worked out once per run from its config.
+WRAPPER: StashKey[_Wrapper | None] = StashKey()
 
 
 @hookimpl
@@ -238,18 +239,19 @@ def taskloom_configure(config: Any) -> None:
 
 @hookimpl(tryfirst=True)
 def taskloom_task_wrappers(task: Any, run: Any) -> Any:
-    cached = run.__dict__.get(RUN_KEY, False)
-    if cached is False:
-        enabled, limit, echo = settings(run.plugins.config)
-        cached = run.__dict__[RUN_KEY] = _Wrapper(limit, echo) if enabled else None
-        if enabled:
-            _install()
-    return cached
+    if WRAPPER in run.stash:
+        return run.stash[WRAPPER]
+    enabled, limit, echo = settings(run.plugins.config)
+    wrapper = _Wrapper(limit, echo) if enabled else None
+    run.stash[WRAPPER] = wrapper
+    if enabled:
+        _install()
+    return wrapper
 
 
 @hookimpl(tryfirst=True)
 def taskloom_attempt_finish(task: Any, attempt: Any, error: Any, run: Any) -> None:
-    buf = attempt.__dict__.get(ATTEMPT_KEY)
+    buf = attempt.stash.get(BUFFER, None)
     if buf is None or not (buf.size or buf.dropped):
         return
     attempt.output = text = buf.text()

@@ -20,13 +20,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom import ConfigError, hookimpl
+from taskloom import ConfigError, StashKey, hookimpl
 from taskloom_std.observability import _observers
 
 log = logging.getLogger("taskloom.events")
 
-#: ``Run.__dict__``: the level this run logs at, when it is logged.
-RUN_KEY = "_taskloom_logging"
+#: ``Run.stash``: the level this run logs at, when it is logged.
+RUN_KEY: StashKey[int] = StashKey()
 OBSERVER = "logging-tasks"
 
 
@@ -56,7 +56,7 @@ class _TaskEvents:
 
     @hookimpl
     def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        level = run.__dict__.get(RUN_KEY) if run is not None else None
+        level = run.stash.get(RUN_KEY, None) if run is not None else None
         if level is None:
             return
         extra = _task_fields(task, run)
@@ -73,7 +73,7 @@ class _TaskEvents:
     def taskloom_attempt_finish(
         self, task: Any, attempt: Any, error: BaseException | None, run: Any
     ) -> None:
-        level = run.__dict__.get(RUN_KEY)
+        level = run.stash.get(RUN_KEY, None)
         if level is None:
             return
         extra = _task_fields(task, run)
@@ -89,7 +89,7 @@ class _TaskEvents:
 
     @hookimpl
     def taskloom_task_overrun(self, task: Any, attempt: Any, run: Any) -> None:
-        level = run.__dict__.get(RUN_KEY)
+        level = run.stash.get(RUN_KEY, None)
         if level is None:
             return
         extra = _task_fields(task, run)
@@ -121,7 +121,7 @@ def taskloom_run_start(run: Any) -> None:
     level = _level(run.plugins.config)
     if level is None or not log.isEnabledFor(level):
         return
-    run.__dict__[RUN_KEY] = level
+    run.stash[RUN_KEY] = level
     _observers.acquire(run.plugins, OBSERVER, _TASK_EVENTS)
     counts: dict[str, int] = {}
     for task in list(run.tasks.values()):
@@ -133,7 +133,7 @@ def taskloom_run_start(run: Any) -> None:
 
 @hookimpl
 def taskloom_run_finish(run: Any, summary: Any) -> None:
-    level = run.__dict__.pop(RUN_KEY, None)
+    level = run.stash.pop(RUN_KEY, None)
     if level is None:
         return
     _observers.release(run.plugins, OBSERVER)

@@ -46,21 +46,21 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom import ConfigError, Fallback, Retry, TaskState, hookimpl
+from taskloom import ConfigError, Fallback, Retry, StashKey, TaskState, hookimpl
 from taskloom._version import __version__
 
 COMPLETED, FAILED = TaskState.COMPLETED, TaskState.FAILED
 CANCELLED, SKIPPED = TaskState.CANCELLED, TaskState.SKIPPED
 _FINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED})
 
-#: ``Run.__dict__``: the run's :class:`_Traced`, or False when the run is not observed.
-RUN_KEY = "_taskloom_otel"
-#: ``Attempt.__dict__``: the attempt's span until it ends (True when only metrics are kept).
-SPAN_KEY = "_taskloom_otel_span"
-#: ``Task.__dict__``: (run state, span context) of the task's first attempt in that run.
-FIRST_KEY = "_taskloom_otel_first"
-#: ``Task.__dict__``: (run state, state) of the task's last span, so none is told twice.
-LAST_KEY = "_taskloom_otel_last"
+#: ``Run.stash``: the run's :class:`_Traced`, or False when the run is not observed.
+RUN_KEY: StashKey[_Traced | bool] = StashKey()
+#: ``Attempt.stash``: the attempt's span until it ends (True when only metrics are kept).
+SPAN_KEY: StashKey[Any] = StashKey()
+#: ``Task.stash``: (run state, span context) of the task's first attempt in that run.
+FIRST_KEY: StashKey[tuple[_Traced, Any]] = StashKey()
+#: ``Task.stash``: (run state, state) of the task's last span, so none is told twice.
+LAST_KEY: StashKey[tuple[_Traced, str]] = StashKey()
 
 EXPORTERS = ("compact", "console", "otlp", "memory", "none")
 
@@ -232,11 +232,11 @@ class _Telemetry:
             return observe
 
         meter.create_observable_gauge(
-            "taskloom.queue.depth", [by_run(lambda run: len(run._queue))], unit="{task}",
+            "taskloom.queue.depth", [by_run(lambda run: run.queued)], unit="{task}",
             description="Ready tasks waiting for a worker",
         )
         meter.create_observable_gauge(
-            "taskloom.tasks.running", [by_run(lambda run: run._inflight)], unit="{task}",
+            "taskloom.tasks.running", [by_run(lambda run: run.inflight)], unit="{task}",
             description="Attempts handed to executors and not yet returned",
         )
 
@@ -281,13 +281,13 @@ class _Traced:
 
     def close_attempt(self, attempt: Any, state: str) -> None:
         """End the attempt's span with the state it led to (once: the first caller wins)."""
-        span = attempt.__dict__.pop(SPAN_KEY, None)
+        span = attempt.stash.pop(SPAN_KEY, None)
         if span is None:
             return
         self.open.discard(attempt)
         if state != "completed":
             # Remembered for the sweep; a completed task is never told again anyway.
-            attempt.task.__dict__[LAST_KEY] = (self, state)
+            attempt.task.stash[LAST_KEY] = (self, state)
         if span is not True:
             span.set_attribute("taskloom.task.state", state)
             span.end()
@@ -297,7 +297,7 @@ class _Traced:
 
     def decided(self, attempt: Any, error: BaseException, decision: Any) -> None:
         """The error policies decided about a failed (or timed-out) attempt."""
-        span = attempt.__dict__.get(SPAN_KEY)
+        span = attempt.stash.get(SPAN_KEY, None)
         if attempt.finished is None and span is not None and span is not True:
             # Failed from outside (a timeout) while the body still runs: the wrapper has not
             # seen the error, and the span ends now.
@@ -305,7 +305,7 @@ class _Traced:
             span.record_exception(error)
             span.set_status(tel.status(tel.error_code, f"{type(error).__name__}: {error}"))
             self.remember_first(attempt, span)
-        if isinstance(decision, Retry) and not self.run._cancelling:
+        if isinstance(decision, Retry) and not self.run.cancelling:
             retries = self.telemetry.retries
             if retries is not None:
                 retries.add(1)
@@ -318,8 +318,8 @@ class _Traced:
     def remember_first(self, attempt: Any, span: Any) -> None:
         """A retry links to the task's first attempt in the run. Only a failure leads to a
         retry, so only failed attempts remember their span (none is kept per success)."""
-        td = attempt.task.__dict__
-        first = td.get(FIRST_KEY)
+        td = attempt.task.stash
+        first = td.get(FIRST_KEY, None)
         if first is None or first[0] is not self:
             td[FIRST_KEY] = (self, span.get_span_context())
 
@@ -328,7 +328,7 @@ class _Traced:
         tel = self.telemetry
         attrs = task_attributes(task, self.run)
         attrs["taskloom.task.state"] = state.value
-        at = int(task._completed * 1e9) if task._completed else time.time_ns()
+        at = int(task.completed * 1e9) if task.completed else time.time_ns()
         span = tel.tracer.start_span(
             f"task {task.name}", context=self.context, attributes=attrs, start_time=at
         )
@@ -339,18 +339,18 @@ class _Traced:
     def sweep(self) -> None:
         """End what is still open and account for the tasks that never ran."""
         for attempt in list(self.open):
-            self.close_attempt(attempt, attempt.task._status.value)
+            self.close_attempt(attempt, attempt.task.status.value)
         tel = self.telemetry
         for task in list(self.run.tasks.values()):
-            status = task._status
+            status = task.status
             if status not in _FINAL:
                 continue
             if status is COMPLETED:
                 continue  # its attempt's span says so, or it was restored from an earlier run
-            last = task.__dict__.get(LAST_KEY)
+            last = task.stash.get(LAST_KEY, None)
             if last is not None and last[0] is self and last[1] == status.value:
                 continue  # told already
-            task.__dict__[LAST_KEY] = (self, status.value)
+            task.stash[LAST_KEY] = (self, status.value)
             if tel.tracer is not None:
                 self.mark(task, status)
             if tel.tasks is not None:
@@ -386,12 +386,12 @@ class AttemptSpan:
 
     def _open(self, attempt: Any) -> Any:
         task = attempt.task
-        if task._attempt is not attempt:
+        if not attempt.current:
             return None  # cancelled or timed out before it started
         traced = self.traced
         tel = traced.telemetry
         if tel.tracer is None:
-            attempt.__dict__[SPAN_KEY] = True  # metrics only: the outcome is still counted
+            attempt.stash[SPAN_KEY] = True  # metrics only: the outcome is still counted
             traced.open.add(attempt)
             return True
         attrs = self.attributes
@@ -400,13 +400,13 @@ class AttemptSpan:
         if number != 1:
             attrs = attrs.copy()
             attrs["taskloom.task.attempt"] = number
-            first = task.__dict__.get(FIRST_KEY)
+            first = task.stash.get(FIRST_KEY, None)
             if first is not None and first[0] is traced:
                 links = (tel.link(first[1]),)
         span = tel.tracer.start_span(
             self.name, context=traced.context, attributes=attrs, links=links
         )
-        attempt.__dict__[SPAN_KEY] = span
+        attempt.stash[SPAN_KEY] = span
         traced.open.add(attempt)
         return span, tel.attach(tel.set_span_in_context(span))
 
@@ -423,14 +423,14 @@ class AttemptSpan:
             tel.detach(token)
             if error is not None:
                 self._failed(attempt, span, error)
-        if attempt.task._attempt is not attempt:
+        if not attempt.current:
             # Ended from outside while it ran: cancelled, or failed by a timeout (whose
             # decision normally ended the span already).
             token = attempt.token
             traced.close_attempt(attempt, "failed" if token.reason == "timeout" else "cancelled")
         elif error is None:
             traced.close_attempt(attempt, "completed")
-        elif traced.run._cancelling:
+        elif traced.run.cancelling:
             traced.close_attempt(attempt, "failed")  # no policy is asked while cancelling
         # Otherwise the policies' decision ends the span (taskloom_task_error below).
 
@@ -466,7 +466,7 @@ class AttemptSpan:
 
 def traced(run: Any) -> _Traced | None:
     """The run's tracing state, decided once per run (None: the run is not observed)."""
-    state = run.__dict__.get(RUN_KEY)
+    state = run.stash.get(RUN_KEY, None)
     if state is None:
         state = _activate(run)
     return state or None
@@ -477,7 +477,7 @@ _activation_lock = threading.Lock()
 
 def _activate(run: Any) -> _Traced | bool:
     with _activation_lock:
-        state = run.__dict__.get(RUN_KEY)
+        state = run.stash.get(RUN_KEY, None)
         if state is not None:
             return state  # type: ignore[no-any-return]
         section = _section(run.plugins.config)
@@ -485,18 +485,18 @@ def _activate(run: Any) -> _Traced | bool:
         if section.get("enabled", True) is not False:
             tel = _telemetry_for(tracer_provider(section), meter_provider(section))
         if tel is None:
-            run.__dict__[RUN_KEY] = False
+            run.stash[RUN_KEY] = False
             return False
         state = _Traced(tel, run)
         tel.runs.add(run)
-        run.__dict__[RUN_KEY] = state
+        run.stash[RUN_KEY] = state
         return state
 
 
 def _ambient(task: Any = None) -> _Telemetry | None:
     """Telemetry for events outside a run: the task's run's, else the configured providers."""
-    run = getattr(task, "_run", None)
-    state = run.__dict__.get(RUN_KEY) if run is not None else None
+    run = task.run if task is not None else None
+    state = run.stash.get(RUN_KEY, None) if run is not None else None
     if state:
         return state.telemetry  # type: ignore[no-any-return]
     section = _last_section
@@ -532,7 +532,7 @@ def taskloom_run_start(run: Any) -> None:
 
 @hookimpl(tryfirst=True)
 def taskloom_task_wrappers(task: Any, run: Any) -> Any:
-    state = run.__dict__.get(RUN_KEY)
+    state = run.stash.get(RUN_KEY, None)
     if state is None:
         state = traced(run)
     if not state:
@@ -542,7 +542,7 @@ def taskloom_task_wrappers(task: Any, run: Any) -> Any:
 
 @hookimpl
 def taskloom_run_finish(run: Any, summary: Any) -> None:
-    state = run.__dict__.get(RUN_KEY)
+    state = run.stash.get(RUN_KEY, None)
     if not state:
         return
     state.finish(summary)
@@ -553,7 +553,7 @@ def taskloom_run_finish(run: Any, summary: Any) -> None:
 def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
     # Sees the policies' decision (it changes nothing) to end the failed attempt's span.
     decision = yield
-    state = run.__dict__.get(RUN_KEY)
+    state = run.stash.get(RUN_KEY, None)
     if state:
         state.decided(attempt, error, decision)
     return decision
@@ -644,8 +644,8 @@ def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
         tel.circuit.add(1, {"taskloom.circuit.key": key, "taskloom.circuit.state": new})
     if tel.tracer is not None:
         # The attempt that caused the change still has its span open.
-        attempt = getattr(task, "_attempt", None)
-        span = attempt.__dict__.get(SPAN_KEY) if attempt is not None else None
+        attempt = task.current_attempt if task is not None else None
+        span = attempt.stash.get(SPAN_KEY, None) if attempt is not None else None
         if span is None or span is True:
             span = tel.get_current_span()
         if span.is_recording():

@@ -2,8 +2,8 @@
 
 Off unless ``[taskloom.resources] enabled = true``: a run that does not enable it gives no
 task a wrapper, so attempts pay nothing. When on, each attempt is measured around its body
-and the figures are kept on the task and the attempt (``task.resource_usage``,
-``attempt.resource_usage``) and added to the attempt's span when it is traced:
+and the figures are kept on the task and the attempt (``task.stash[USAGE]``,
+``attempt.stash[USAGE]``) and added to the attempt's span when it is traced:
 
 * ``cpu_user``, ``cpu_system``, ``cpu_time`` (seconds): the **process's** CPU time during
   the attempt. Threads share a process: with several attempts running at once each one's
@@ -24,10 +24,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom import ConfigError, hookimpl
+from taskloom import ConfigError, StashKey, hookimpl
 
-#: ``Run.__dict__``: the run's monitor, or False when the run is not measured.
-RUN_KEY = "_taskloom_resources"
+#: ``Run.stash``: the run's monitor, or False when the run is not measured.
+RUN_KEY: StashKey[Any] = StashKey()
+#: ``Task.stash`` and ``Attempt.stash``: the figures of the (task's last) attempt.
+USAGE: StashKey[dict[str, Any]] = StashKey()
 
 
 class ResourceMonitor:
@@ -59,8 +61,8 @@ class ResourceMonitor:
 
     def _finish(self, before: tuple[float, float, int, float], attempt: Any) -> None:
         usage = self.usage(before, attempt)
-        attempt.resource_usage = usage
-        attempt.task.resource_usage = usage
+        attempt.stash[USAGE] = usage
+        attempt.task.stash[USAGE] = usage
         if "opentelemetry.trace" in sys.modules:
             from opentelemetry import trace
 
@@ -104,8 +106,8 @@ def taskloom_register(registry: Any) -> None:
 
 
 @hookimpl
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
-    monitor = run.__dict__.get(RUN_KEY)
+def taskloom_task_wrappers(run: Any) -> Any:
+    monitor = run.stash.get(RUN_KEY, None)
     if monitor is None:
-        monitor = run.__dict__[RUN_KEY] = _monitor(run)
+        monitor = run.stash[RUN_KEY] = _monitor(run)
     return monitor or None

@@ -2,7 +2,7 @@
 
 Every attempt that ends (``taskloom_attempt_finish``, one call per attempt: the only hook this
 plugin implements) updates the figures of its task's name in the plugin set's collector. The
-collector is the ``exporter`` component named ``stats``, which is how the core's
+collector is the plugin's component of kind ``stats``, which is how the core's
 ``Task.get_performance_stats()``, ``Task.get_debug_report()`` and
 ``TaskManager.get_performance_stats()`` find it without importing this module.
 
@@ -21,10 +21,10 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
-from taskloom import hookimpl
+from taskloom import StashKey, hookimpl
 
-#: ``Run.__dict__``: the collector of the run's plugin set.
-RUN_KEY = "_taskloom_stats"
+#: ``Run.stash``: the collector of the run's plugin set.
+RUN_KEY: StashKey[StatsCollector] = StashKey()
 #: Failed attempts kept per task name for its debug report.
 KEEP_FAILURES = 10
 
@@ -145,11 +145,6 @@ class StatsCollector:
                 max(s.last_start for s in every),
             )
 
-    def task_names(self) -> list[str]:
-        self._fold()
-        with self._lock:
-            return sorted(self._tasks)
-
     def debug_info(self, task_name: str) -> list[str]:
         """Readable lines about the task's recent attempts, oldest first."""
         self._fold()
@@ -185,25 +180,20 @@ class StatsCollector:
             "status": task.status.value,
         }
 
-    def reset(self) -> None:
-        self._fold()
-        with self._lock:
-            self._tasks.clear()
-
 
 @hookimpl
 def taskloom_register(registry: Any) -> None:
     collector = StatsCollector()
-    registry.add("exporter", "stats", lambda: collector)
+    registry.add("stats", "attempts", lambda: collector)
 
 
 @hookimpl
 def taskloom_attempt_finish(
     task: Any, attempt: Any, error: BaseException | None, run: Any
 ) -> None:
-    collector = run.__dict__.get(RUN_KEY)
+    collector = run.stash.get(RUN_KEY, None)
     if collector is None:
-        collector = run.__dict__[RUN_KEY] = run.plugins.registry.create("exporter", "stats")
+        collector = run.stash[RUN_KEY] = run.plugins.registry.first("stats")
     duration = attempt.duration or 0.0
     collector.record(task.name, attempt.number, run.clock.time() - duration, duration, error,
                      run.id)

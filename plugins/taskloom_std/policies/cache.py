@@ -7,7 +7,7 @@ its dependency results and its ``config``. Values that are not JSON are keyed by
 
 Entries live in the engine's store, so with the ``sqlite`` store they survive restarts (the
 ``memory`` store keeps them in the process). Expiry uses the run's clock. A hit skips the
-attempt's body (and the wrappers inside this one), sets ``task.cache_hit = True`` and is
+attempt's body (and the wrappers inside this one), sets ``task.stash[CACHE_HIT]`` to ``True`` and is
 recorded by the store with the result.
 
 The wrapper is outermost (``tryfirst``): a hit neither starts a timeout nor counts towards
@@ -22,13 +22,16 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from taskloom import ConfigError, hookimpl
+from taskloom import ConfigError, StashKey, hookimpl
 from taskloom_std.policies._common import number
 
 DEFAULT_TTL = 3600.0
 KeyFunction = Callable[[Any, dict[str, Any]], Any]
 
 _fallback: Any = None
+
+#: ``Task.stash``: whether the task's last attempt was answered from the cache.
+CACHE_HIT: StashKey[bool] = StashKey()
 
 
 def parse_cache(value: Any, where: str) -> tuple[float, KeyFunction | None] | None:
@@ -109,7 +112,7 @@ class CacheWrapper:
         store = _store(attempt.run)
         key = self.key(attempt)
         hit, value = store.cache_get(key, attempt.run.clock.time())
-        attempt.task.cache_hit = hit
+        attempt.task.stash[CACHE_HIT] = hit
         return store, key, hit, value
 
     def _keep(self, store: Any, key: str, attempt: Any, value: Any) -> None:
@@ -133,13 +136,13 @@ class CacheWrapper:
 
 
 @hookimpl
-def taskloom_task_prepare(task: Any, run: Any) -> None:
-    if "cache" in task.options:
-        parse_cache(task.options["cache"], f"task {task.name!r}: cache")
+def taskloom_register(registry: Any) -> None:
+    registry.add_task_option("cache", ("boolean", "number", "table"),
+                             "result cache: true, a TTL, or {ttl, key}", validate=parse_cache)
 
 
 @hookimpl(tryfirst=True)
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+def taskloom_task_wrappers(task: Any) -> Any:
     value = task.options.get("cache") if task.options else None
     if value is None:
         return None

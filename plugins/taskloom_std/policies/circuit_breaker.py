@@ -4,7 +4,7 @@ Task option ``circuit_breaker``: ``True`` (defaults) or a mapping with
 ``failure_threshold`` (5 consecutive failures open it), ``recovery_timeout`` (60 s open before
 trial calls are let through), ``half_open_trials`` (1: that many trial calls must succeed to
 close it again; one failed trial opens it again), ``wait`` (false: while open the task fails
-fast with :class:`~taskloom.CircuitOpenError`; true: it is retried when the recovery time is
+fast with :class:`CircuitOpenError`; true: it is retried when the recovery time is
 up, on the engine's timer) and ``tag`` (share the breaker of every task that names the same
 tag instead of one per task).
 
@@ -13,22 +13,61 @@ The ``[taskloom.circuit_breaker.tags.NAME]`` tables put a breaker on every task 
 
 Breakers are keyed ``task:NAME`` or ``tag:NAME`` and live as long as the plugin set (one per
 engine or ``TaskManager``), so their state carries across runs. Every change of state fires
-``taskloom_circuit_change``. Time is the run's clock. A success while closed resets the
-failure count; every failure of a guarded task counts, whether it is retried or not.
+``taskloom_circuit_change``, a hook this plugin declares. Time is the run's clock. A success
+while closed resets the failure count; every failure of a guarded task counts, whether it is
+retried or not: failures are counted in the ``taskloom_attempt_failed`` observer, so a policy
+that decides first cannot hide them from the breaker.
+
+:class:`CircuitOpenError` is this plugin's error; ``from taskloom import CircuitOpenError``
+finds it through the plugin registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from taskloom import CircuitOpenError, ConfigError, Retry, hookimpl
+import pluggy
+
+from taskloom import ConfigError, Retry, Stash, StashKey, Task, TaskloomError, hookimpl
+from taskloom.kernel.hookspecs import observer
 from taskloom_std.policies._common import integer, number
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+
+class CircuitOpenError(TaskloomError):
+    """A circuit breaker is open: the task fails fast without running.
+
+    ``key``: the breaker (``task:NAME``, ``tag:NAME``). ``retry_after``: seconds until the
+    breaker lets a trial call through.
+    """
+
+    def __init__(self, message: str, key: str | None = None, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.key = key
+        self.retry_after = retry_after
+
+
+class HookSpecs:
+    """The hooks this plugin declares (added to a plugin set by ``taskloom_addhooks``)."""
+
+    @staticmethod
+    @observer
+    def taskloom_circuit_change(key: str, old: str, new: str, task: Task | None) -> None:
+        """A circuit breaker changed state.
+
+        When: on every breaker transition (``closed``, ``open``, ``half-open``). Declared by
+        the ``circuit_breaker`` plugin: an implementation in another plugin should be marked
+        ``@hookimpl(optionalhook=True)`` so it loads when that plugin is disabled.
+
+        ``key``: the breaker's key (``task:NAME`` or ``tag:NAME``). ``old``, ``new``: states.
+        ``task``: the task whose attempt caused the change, or ``None``.
+
+        Return: ignored (observer).
+        """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +136,7 @@ class Breaker:
             else:
                 wait = s.recovery_timeout
                 message = f"circuit {self.key} is half-open and its trial calls are busy"
-        err = CircuitOpenError(message)
-        err.key = self.key  # type: ignore[attr-defined]
-        err.retry_after = max(0.0, wait)  # type: ignore[attr-defined]
-        raise err
+        raise CircuitOpenError(message, self.key, max(0.0, wait))
 
     def success(self, trial: bool, changes: list[tuple[str, str]]) -> None:
         with self._lock:
@@ -188,18 +224,22 @@ def parse_config(config: Any) -> dict[str, BreakerSettings]:
     return out
 
 
-_boards: weakref.WeakKeyDictionary[Any, Board] = weakref.WeakKeyDictionary()
+#: ``PluginSet.stash``: the breakers of that plugin set.
+BOARD: StashKey[Board] = StashKey()
+#: ``Attempt.stash``: breaker key -> whether the attempt is one of its half-open trials.
+TRIALS: StashKey[dict[str, bool]] = StashKey()
 _boards_lock = threading.Lock()
 
 
 def board(plugins: Any) -> Board:
     """The breakers of a plugin set (``engine.plugins``, ``manager.plugins``)."""
-    b = _boards.get(plugins)
+    stash: Stash = plugins.stash
+    b = stash.get(BOARD, None)
     if b is None:
         with _boards_lock:
-            b = _boards.get(plugins)
+            b = stash.get(BOARD, None)
             if b is None:
-                b = _boards[plugins] = Board()
+                b = stash[BOARD] = Board()
     b.configure(plugins.config)
     return b
 
@@ -243,7 +283,7 @@ class BreakerWrapper:
         run, task = attempt.run, attempt.task
         now = run.clock.monotonic()
         trials: dict[str, bool] = {}
-        attempt._breaker_trials = trials
+        attempt.stash[TRIALS] = trials
         for b in self.breakers:
             changes: list[tuple[str, str]] = []
             try:
@@ -258,14 +298,14 @@ class BreakerWrapper:
         if attempt.token.cancelled:  # timed out or cancelled: not a success
             self._release(attempt)
             return
-        trials = attempt.__dict__.pop("_breaker_trials", None) or {}
+        trials = attempt.stash.pop(TRIALS, None) or {}
         for b in self.breakers:
             changes: list[tuple[str, str]] = []
             b.success(trials.get(b.key, False), changes)
             _announce(attempt.run, b, changes, attempt.task)
 
     def _release(self, attempt: Any) -> None:
-        trials = attempt.__dict__.pop("_breaker_trials", None) or {}
+        trials = attempt.stash.pop(TRIALS, None) or {}
         for b in self.breakers:
             if trials.get(b.key):
                 b.release_trial()
@@ -298,15 +338,15 @@ def _release_later(attempt: Any) -> None:
     the attempt and the next admission of the breaker reclaims nothing; so release them now
     when the attempt is no longer the task's current one.
     """
-    if attempt.task._attempt is not attempt:
-        trials = attempt.__dict__.pop("_breaker_trials", None) or {}
+    if not attempt.current:
+        trials = attempt.stash.pop(TRIALS, None) or {}
         for b in _wrapper_breakers(attempt):
             if trials.get(b.key):
                 b.release_trial()
 
 
 def _wrapper_breakers(attempt: Any) -> list[Breaker]:
-    for w in attempt.task._plan.wrappers:
+    for w in attempt.plan.wrappers:
         if isinstance(w, BreakerWrapper):
             return w.breakers
     return []
@@ -319,6 +359,10 @@ def taskloom_register(registry: Any) -> None:
     keys = {"tags": Key(("table",), "a breaker per tag: {api = {failure_threshold = 3, "
                         "recovery_timeout = 30, half_open_trials = 1, wait = false}}")}
     registry.add_config_section("circuit_breaker", keys)
+    registry.add_error(CircuitOpenError)
+    # Checked in taskloom_task_prepare, against the breakers other tasks already share.
+    registry.add_task_option("circuit_breaker", (bool, dict),
+                             "{failure_threshold, recovery_timeout, half_open_trials, wait, tag}")
 
 
 @hookimpl
@@ -342,22 +386,33 @@ def taskloom_task_wrappers(task: Any, run: Any) -> Any:
     return BreakerWrapper(breakers) if breakers else None
 
 
+@hookimpl
+def taskloom_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    pluginmanager.add_hookspecs(HookSpecs)
+
+
 @hookimpl(tryfirst=True)
-def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+def taskloom_task_error(error: BaseException, attempt: Any) -> Any:
+    """While open, a breaker configured to ``wait`` retries the task when it may try again."""
+    if not isinstance(error, CircuitOpenError) or error.key is None:
+        return None
+    breakers = _wrapper_breakers(attempt)
+    settings = next((b.settings for b in breakers if b.key == error.key), None)
+    if settings is not None and settings.wait:
+        return Retry(float(error.retry_after))
+    return None
+
+
+@hookimpl
+def taskloom_attempt_failed(task: Any, error: BaseException, attempt: Any, run: Any) -> None:
+    if isinstance(error, CircuitOpenError):
+        return
     breakers = _wrapper_breakers(attempt)
     if not breakers:
-        return None
-    if isinstance(error, CircuitOpenError):
-        if getattr(error, "key", None) is None:
-            return None
-        settings = next((b.settings for b in breakers if b.key == error.key), None)  # type: ignore[attr-defined]
-        if settings is not None and settings.wait:
-            return Retry(float(error.retry_after))  # type: ignore[attr-defined]
-        return None
-    trials = attempt.__dict__.pop("_breaker_trials", None) or {}
+        return
+    trials = attempt.stash.pop(TRIALS, None) or {}
     now = run.clock.monotonic()
     for b in breakers:
         changes: list[tuple[str, str]] = []
         b.failure(trials.get(b.key, False), now, changes)
         _announce(run, b, changes, task)
-    return None

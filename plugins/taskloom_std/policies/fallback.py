@@ -18,28 +18,27 @@ The task ends ``completed`` with that result; ``task.error`` keeps the original 
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom import ConfigError, Fail, Fallback, Retry, hookimpl
+from taskloom import ConfigError, Fail, Fallback, Retry, Stash, StashKey, hookimpl
 from taskloom_std.policies._common import resolve_exception_type
 
 log = logging.getLogger("taskloom.policies.fallback")
 
 _DECISIONS = (Retry, Fail, Fallback)
 
-# Resolved handler tables per task, reused while its option is the same object and size.
-_handlers: weakref.WeakKeyDictionary[Any, tuple[Any, int, dict[type, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
+#: ``Task.stash``: the resolved handler table, reused while the option is the same object
+#: and size.
+HANDLERS: StashKey[tuple[Any, int, dict[type[BaseException], Any]]] = StashKey()
 
 
 def resolve_handlers(task: Any) -> dict[type[BaseException], Any]:
     raw = task.options.get("error_handlers") if task.options else None
     if not raw:
         return {}
-    cached = _handlers.get(task)
+    stash: Stash = task.stash
+    cached = stash.get(HANDLERS, None)
     if cached is not None and cached[0] is raw and cached[1] == len(raw):
         return cached[2]
     where = f"task {task.name!r}: error_handlers"
@@ -51,7 +50,7 @@ def resolve_handlers(task: Any) -> dict[type[BaseException], Any]:
         if not callable(handler):
             raise ConfigError(f"{where}[{key!r}] must be callable, got {handler!r}")
         table[exc_type] = handler
-    _handlers[task] = (raw, len(raw), table)
+    stash[HANDLERS] = (raw, len(raw), table)
     return table
 
 
@@ -68,12 +67,21 @@ def _decision(value: Any) -> Any:
 
 
 @hookimpl
-def taskloom_task_prepare(task: Any, run: Any) -> None:
+def taskloom_register(registry: Any) -> None:
+    registry.add_task_option("fallback", object, "result to use when every attempt failed "
+                             "(a value, or a callable(error, task) from Python)")
+    # Checked in taskloom_task_prepare, where the resolved table is kept for the task.
+    registry.add_task_option("error_handlers", dict, "exception type -> handler(error, task), "
+                             "most specific type first, once retries are over")
+
+
+@hookimpl
+def taskloom_task_prepare(task: Any) -> None:
     resolve_handlers(task)
 
 
 @hookimpl(trylast=True)
-def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+def taskloom_task_error(task: Any, error: BaseException) -> Any:
     options = task.options
     if not options:
         return None

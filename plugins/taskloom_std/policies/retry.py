@@ -12,7 +12,8 @@ random factor in ``[1 - jitter, 1 + jitter]`` (still capped); pass ``rng`` (a se
 
 ``retry_on`` (default: any :class:`Exception`) and ``give_up_on`` take exception types or
 dotted names (``"requests:ConnectionError"``, ``"builtins.ValueError"``). An open circuit
-(:class:`~taskloom.CircuitOpenError`) and a cancellation are never retried.
+(:class:`~taskloom_std.policies.circuit_breaker.CircuitOpenError`) and a cancellation are
+never retried.
 
 ``max_retries`` counts the retries this policy grants in one go of a task: a task run again
 later (a new run, ``retry_task``) starts with the full budget.
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from taskloom import CircuitOpenError, ConfigError, Retry, TaskCancelled, hookimpl
+from taskloom import ConfigError, Retry, Stash, StashKey, TaskCancelled, hookimpl
 from taskloom_std.policies._common import integer, number, resolve_exception_types
+from taskloom_std.policies.circuit_breaker import CircuitOpenError
 
 BACKOFFS = ("fixed", "linear", "exponential")
 DEFAULT_JITTER = 0.25
@@ -126,23 +127,20 @@ def _validated(p: RetryPolicy, where: str) -> RetryPolicy:
     return dataclasses.replace(p, retry_on=retry_on, give_up_on=give_up_on)
 
 
-# Parsed policies per task, reused while the task's option is the same object.
-_parsed: weakref.WeakKeyDictionary[Any, tuple[Any, RetryPolicy | None]] = (
-    weakref.WeakKeyDictionary()
-)
-# The configured default per plugin set, reused while its configuration is the same object.
-_defaults: weakref.WeakKeyDictionary[Any, tuple[Any, RetryPolicy | None]] = (
-    weakref.WeakKeyDictionary()
-)
-# Retries granted so far, per task, in its current go (marked by run and start time).
-_granted: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+#: ``Task.stash``: the parsed policy, reused while the task's option is the same object.
+PARSED: StashKey[tuple[Any, RetryPolicy | None]] = StashKey()
+#: ``PluginSet.stash``: the configured default, reused while the configuration is the same.
+DEFAULT: StashKey[tuple[Any, RetryPolicy | None]] = StashKey()
+#: ``Task.stash``: retries granted so far in the task's current go (marked by run and start).
+GRANTED: StashKey[list[Any]] = StashKey()
 
 
 def policy_for(task: Any, run: Any) -> RetryPolicy | None:
     raw = task.options.get("retry") if task.options else None
     if raw is None:
         return _default_for(run.plugins)
-    cached = _parsed.get(task)
+    stash: Stash = task.stash
+    cached = stash.get(PARSED, None)
     if cached is not None and cached[0] is raw:
         return cached[1]
     key = _content_key(raw)
@@ -151,7 +149,7 @@ def policy_for(task: Any, run: Any) -> RetryPolicy | None:
         policy = parse_policy(raw, f"task {task.name!r}: retry")
         if key is not None and policy is not None and len(_by_content) < 1024:
             _by_content[key] = policy
-    _parsed[task] = (raw, policy)
+    stash[PARSED] = (raw, policy)
     return policy
 
 
@@ -172,11 +170,12 @@ def _content_key(raw: Any) -> Any:
 
 def _default_for(plugins: Any) -> RetryPolicy | None:
     config = plugins.config
-    cached = _defaults.get(plugins)
+    stash: Stash = plugins.stash
+    cached = stash.get(DEFAULT, None)
     if cached is not None and cached[0] is config:
         return cached[1]
     policy = parse_policy(config.get("retry"), "[taskloom.retry]")
-    _defaults[plugins] = (config, policy)
+    stash[DEFAULT] = (config, policy)
     return policy
 
 
@@ -200,6 +199,9 @@ def _config_keys() -> dict[str, Any]:
 def taskloom_register(registry: Any) -> None:
     # The default policy of every task without its own; checked again in taskloom_configure.
     registry.add_config_section("retry", _config_keys())
+    # Checked in taskloom_task_prepare, where the parsed policy is kept for the task.
+    registry.add_task_option("retry", (int, dict),
+                             "retries: a count or {max_retries, backoff, ...}")
 
 
 @hookimpl
@@ -214,15 +216,15 @@ def taskloom_task_prepare(task: Any, run: Any) -> None:
 
 
 @hookimpl
-def taskloom_task_error(task: Any, error: BaseException, attempt: Any, run: Any) -> Any:
+def taskloom_task_error(task: Any, error: BaseException, run: Any) -> Any:
     policy = policy_for(task, run)
     if policy is None or not policy.should_retry(error):
         return None
-    marker = (id(run), task._started)
-    state = _granted.get(task)
+    marker = (id(run), task.started)
+    state = task.stash.get(GRANTED, None)
     if state is None or state[0] != marker:
         state = [marker, 0]
-        _granted[task] = state
+        task.stash[GRANTED] = state
     if state[1] >= policy.max_retries:
         return None
     state[1] += 1

@@ -61,7 +61,7 @@ class TimeoutWrapper:
     def _deadline(self, attempt: Any) -> float | None:
         if self.soft is not None:
             return self.soft
-        if getattr(attempt.task._plan.executor, "hard_timeouts", False):
+        if getattr(attempt.plan.executor, "hard_timeouts", False):
             return None  # the executor enforces the hard limit itself
         return self.hard
 
@@ -95,6 +95,12 @@ def _expire(run: Any, attempt: Any, seconds: float) -> None:
 
 
 @hookimpl
+def taskloom_register(registry: Any) -> None:
+    registry.add_task_option("timeout", ("number", "table"), "seconds, or {soft, hard}",
+                             validate=parse_timeout)
+
+
+@hookimpl
 def taskloom_task_prepare(task: Any, run: Any) -> None:
     if "timeout" in task.options:
         _, hard = parse_timeout(task.options["timeout"], f"task {task.name!r}: timeout")
@@ -120,7 +126,7 @@ def check_hard_timeout(task: Any, executor: Any, registry: Any) -> None:
 
 
 @hookimpl
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
+def taskloom_task_wrappers(task: Any) -> Any:
     value = task.options.get("timeout") if task.options else None
     if value is None:
         return None

@@ -619,7 +619,7 @@ class TaskScheduler:
         """Wait until the given fired runs have finished; False on timeout."""
         ok = True
         for task in tasks:
-            run = task._run
+            run = task.run
             if run is not None and not run.wait(timeout, tasks=[task]):
                 ok = False
         return ok
@@ -816,7 +816,7 @@ class TaskScheduler:
                 return None
             self.wait_for((job._instances or [])[:1])
         task = job.task
-        if task.status in TERMINAL or task._run is None:
+        if task.status in TERMINAL or task.run is None:
             self.manager.submit_task(task)
         else:
             task = _clone(task)

@@ -15,13 +15,19 @@ store that cannot record fails the run instead of being logged and ignored:
 * ``cache_get(key, now) -> (hit, value)`` and ``cache_put(key, task, value, expires)``;
 * ``schedule_state()``: a :class:`taskloom.api.scheduling.ScheduleState`;
 * ``flush()`` and ``close()``.
+
+The ``history`` component (:class:`SqliteHistory`) tells the CLI which store records its runs
+and where: ``taskloom runs``, ``show`` and ``resume`` read them through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from taskloom import hookimpl
+from taskloom import TaskloomError, hookimpl
+from taskloom.api.history import HistoryProvider, RunHistoryReader
 from taskloom_std.stores.errors import (
     StoreCorruptError,
     StoreError,
@@ -34,6 +40,7 @@ from taskloom_std.stores.sqlite import SqliteStore, create_sqlite_store
 
 __all__ = [
     "MemoryStore",
+    "SqliteHistory",
     "SqliteStore",
     "StoreCorruptError",
     "StoreError",
@@ -43,7 +50,45 @@ __all__ = [
 ]
 
 
+class SqliteHistory:
+    """The CLI's history: ``sqlite`` at ``.taskloom/taskloom.db`` beside the configuration
+    file (a relative ``path`` option is read from that folder)."""
+
+    store = "sqlite"
+    db = Path(".taskloom") / "taskloom.db"
+
+    def record_options(self, options: Mapping[str, Any], base_dir: Path,
+                       config_path: Path | None, location: str | None) -> dict[str, Any]:
+        out = dict(options)
+        path = Path(location or out.get("path", self.db))
+        out["path"] = str(path if path.is_absolute() else base_dir / path)
+        if config_path is not None:
+            out.setdefault("config_path", str(config_path))
+        return out
+
+    def locate(self, given: str | None, config_file: str | None) -> str:
+        if given:  # relative to the current folder, like every path on the command line
+            return str(Path(given).absolute())
+        if config_file is not None:
+            return str(Path(config_file).resolve().parent / self.db)
+        here = Path.cwd().resolve()
+        found = next((f / self.db for f in (here, *here.parents) if (f / self.db).is_file()),
+                     here / self.db)
+        return str(found)
+
+    def open(self, location: str, read_only: bool = True) -> RunHistoryReader:
+        if not Path(location).is_file():
+            raise TaskloomError(f"no run history at {location} "
+                                "(runs are recorded by 'taskloom run')")
+        return create_sqlite_store(path=location, read_only=read_only)
+
+
+def _history() -> HistoryProvider:
+    return SqliteHistory()  # mypy holds SqliteHistory to the protocol the CLI reads
+
+
 @hookimpl
 def taskloom_register(registry: Any) -> None:
     registry.add("store", "memory", MemoryStore)
     registry.add("store", "sqlite", create_sqlite_store)
+    registry.add("history", "sqlite", _history)

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from taskloom import TaskState
+from taskloom_std.policies.cache import CACHE_HIT
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import (
     StoreCorruptError,
@@ -121,6 +122,11 @@ class SqliteStore(RunHistory):
     """Records runs in a SQLite database (see the module docstring for durability)."""
 
     name = "sqlite"
+
+    @property
+    def location(self) -> str:
+        """Where the runs are kept (the CLI's history shows it)."""
+        return str(self.path)
 
     def __init__(
         self,
@@ -413,7 +419,7 @@ class SqliteStore(RunHistory):
         self._events_append((run.id, name, new, t))
         if new is _COMPLETED:
             self._results_append(
-                (run.id, name, task.result, t, task.__dict__.get("cache_hit", False))
+                (run.id, name, task.result, t, task.stash.get(CACHE_HIT, False))
             )
         elif new in _ERRORISH:
             self._errors_append((
@@ -793,7 +799,7 @@ class SafeSqliteStore(SqliteStore):
 
     def commit_result(self, task: Any, attempt: Any, run: Any) -> None:
         self._results_append((
-            run.id, task.name, attempt.value, time.time(), task.__dict__.get("cache_hit", False)
+            run.id, task.name, attempt.value, time.time(), task.stash.get(CACHE_HIT, False)
         ))
         self.flush()
 
@@ -803,7 +809,7 @@ class SafeSqliteStore(SqliteStore):
         if new is _COMPLETED:
             if task.error is not None:  # completed by a fallback: no successful attempt
                 self._results_append(
-                    (run.id, task.name, task.result, t, task.__dict__.get("cache_hit", False))
+                    (run.id, task.name, task.result, t, task.stash.get(CACHE_HIT, False))
                 )
         elif new in _ERRORISH:
             self._errors_append((

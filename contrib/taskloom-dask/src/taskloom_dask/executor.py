@@ -202,7 +202,7 @@ class DaskExecutor(Executor):
                 self._collector.start()
 
     def submit(self, attempt: Attempt) -> None:
-        if attempt.task._plan.wrappers:
+        if attempt.plan.wrappers:
             self._dispatcher_pool().submit(self._run_wrapped, attempt)
             return
         try:
@@ -257,7 +257,7 @@ class DaskExecutor(Executor):
     def _send(self, attempt: Attempt) -> distributed.Future[Any] | None:
         """Submit the attempt's body to Dask; None when the task has no body."""
         task = attempt.task
-        plan = task._plan
+        plan = attempt.plan
         body = plan.body
         if body is None:
             return None

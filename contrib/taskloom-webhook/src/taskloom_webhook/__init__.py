@@ -21,7 +21,7 @@ import threading
 import weakref
 from typing import Any
 
-from taskloom import PluginSet, TaskState, hookimpl
+from taskloom import PluginSet, StashKey, TaskState, hookimpl
 from taskloom_webhook import payloads
 from taskloom_webhook.sender import Sender
 from taskloom_webhook.settings import EVENTS, KEYS, WebhookSettings, parse
@@ -33,7 +33,8 @@ SECTION = "webhook"
 _PLUGIN_NAME = "webhook.events"
 _FAILED = TaskState.FAILED
 
-_attached: weakref.WeakKeyDictionary[PluginSet, _Events] = weakref.WeakKeyDictionary()
+#: ``PluginSet.stash``: the events plugin attached to that plugin set.
+ATTACHED: StashKey[_Events] = StashKey()
 _attach_lock = threading.Lock()
 
 
@@ -53,7 +54,7 @@ class _Events:
         if "run_finished" in self.events:
             self.send(payloads.run_finished(run, summary))
 
-    @hookimpl
+    @hookimpl(optionalhook=True)  # declared by the circuit_breaker plugin, which may be off
     def taskloom_circuit_change(self, key: str, old: str, new: str, task: Any) -> None:
         if new == "open" and "circuit_open" in self.events:
             self.send(payloads.circuit_open(key, old, new, task))
@@ -76,7 +77,7 @@ def attach(plugins: PluginSet) -> Sender | None:
     """
     section = plugins.config.get(SECTION)
     with _attach_lock:
-        current = _attached.get(plugins)
+        current = plugins.stash.get(ATTACHED, None)
         settings = parse(section) if section else None
         if current is not None and settings == current.sender.settings:
             return current.sender
@@ -87,7 +88,7 @@ def attach(plugins: PluginSet) -> Sender | None:
         sender = Sender(settings)
         events = (_TaskEvents if "task_failed" in settings.events else _Events)(sender)
         plugins.register(events, name=_PLUGIN_NAME)
-        _attached[plugins] = events
+        plugins.stash[ATTACHED] = events
         # A plugin set that goes away stops its thread once the queue is sent. Not at exit:
         # there the sender's own handler drains the queue first.
         weakref.finalize(plugins, sender.close, 0).atexit = False
@@ -95,15 +96,15 @@ def attach(plugins: PluginSet) -> Sender | None:
 
 
 def _detach(plugins: PluginSet, events: _Events) -> None:
-    if plugins.pm.get_plugin(_PLUGIN_NAME) is events:
+    if plugins.get_plugin(_PLUGIN_NAME) is events:
         plugins.unregister(_PLUGIN_NAME)
-    del _attached[plugins]
+    del plugins.stash[ATTACHED]
     events.sender.close(events.sender.settings.timeout)
 
 
 def sender_for(plugins: PluginSet) -> Sender | None:
     """The sender attached to ``plugins``, if a run started with a webhook configured."""
-    events = _attached.get(plugins)
+    events = plugins.stash.get(ATTACHED, None)
     return events.sender if events is not None else None
 
 

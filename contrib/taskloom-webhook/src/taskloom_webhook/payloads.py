@@ -10,10 +10,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _run_label(run: Any) -> str:
-    return f"run {run.name} ({run.id})" if getattr(run, "name", None) else f"run {run.id}"
-
-
 def task_failed(task: Any, run: Any) -> dict[str, Any]:
     return {
         "event": "task_failed",
@@ -43,7 +39,7 @@ def run_finished(run: Any, summary: Any) -> dict[str, Any]:
 
 
 def circuit_open(key: str, old: str, new: str, task: Any) -> dict[str, Any]:
-    run = getattr(task, "_run", None) if task is not None else None
+    run = task.run if task is not None else None
     return {
         "event": "circuit_open",
         "run_id": getattr(run, "id", None),

@@ -8,8 +8,10 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from taskloom.app.config import Config, engine_accepts, load_config
+from taskloom.api.history import HistoryProvider
+from taskloom.app.config import Config, load_config
 from taskloom.kernel.errors import ConfigError, PluginError, TaskloomError, UnknownComponentError
+from taskloom.kernel.pluginmanager import PluginSet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,12 +91,23 @@ def show_logs(level: str, *, explicit: bool = True) -> None:
     logger.setLevel(number)
 
 
-def build_engine(config: Config, store: str | None = None, clock: Any = None) -> Any:
+def history_provider(plugins: PluginSet) -> HistoryProvider | None:
+    """The ``history`` component of a plugin set, when a plugin registers one."""
+    if not plugins.registry.names("history"):
+        return None
+    provider: HistoryProvider = plugins.registry.first("history")
+    return provider
+
+
+def build_engine(config: Config, store: str | None = None, clock: Any = None,
+                 history_at: str | None = None) -> Any:
     """The engine the configuration describes.
 
-    The CLI records runs: ``store`` (or the configured store) defaults to ``sqlite`` at
-    ``.taskloom/taskloom.db`` beside the configuration file, when a ``sqlite`` store is
-    installed and the engine takes a store.
+    The CLI records runs: ``store`` (or the configured store) defaults to the store of the
+    ``history`` component when a plugin registers one (the standard one: a database beside
+    the configuration file), which also gives that store's options their defaults.
+    ``history_at``: record into the history at that location (``taskloom resume``), with
+    the history's store whatever the configuration says.
     """
     from taskloom.kernel.engine import Engine
     from taskloom.kernel.pluginmanager import load_plugins
@@ -104,20 +117,17 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None) ->
     kwargs.pop("store_options", None)
     try:
         plugins = load_plugins(config=_cli_settings(config.settings))
+        history = history_provider(plugins)
         name = store or config.settings.get("store")
-        if name is None and "sqlite" in plugins.registry.names("store"):
-            name = "sqlite"
-        if name is not None and name != "none" and engine_accepts("store"):
+        if history is not None and (name is None or history_at is not None):
+            name = history.store
+        if name is not None and name != "none":
             options = dict(config.settings.get("store_options", {}))
-            if name == "sqlite":
-                # A relative database path is read from the configuration file's folder.
-                db = Path(options.get("path", Path(".taskloom") / "taskloom.db"))
-                options["path"] = str(db if db.is_absolute() else config.base_dir / db)
-                if config.path is not None:
-                    options.setdefault("config_path", str(config.path))
+            if history is not None and name == history.store:
+                options = history.record_options(options, config.base_dir, config.path,
+                                                 history_at)
             kwargs["store"] = name
-            if engine_accepts("store_options"):
-                kwargs["store_options"] = options
+            kwargs["store_options"] = options
         kwargs.pop("config", None)
         return Engine(plugins=plugins, clock=clock, **kwargs)
     except (ConfigError, PluginError, UnknownComponentError) as exc:

@@ -1,10 +1,11 @@
-"""``taskloom runs``, ``show RUN`` and ``resume RUN``: the history in the SQLite store.
+"""``taskloom runs``, ``show RUN`` and ``resume RUN``: the recorded runs.
 
-The database is ``.taskloom/taskloom.db`` beside the configuration file (where ``taskloom
-run`` records), found from the current folder upwards; ``--db PATH`` chooses another (a
+They are read through the ``history`` component (:class:`taskloom.api.history.HistoryProvider`),
+which knows the store ``taskloom run`` records with and where: by default beside the
+configuration file, found from the current folder upwards; ``--db PATH`` chooses another (a
 relative path is read from the current folder, like every path on the command line).
 
-``runs`` and ``show`` open the database read-only: they write nothing, load no pickled
+``runs`` and ``show`` open the history read-only: they write nothing, load no pickled
 result, work on a read-only copy and do not wait for a writer. ``resume`` rebuilds the
 workflow only from a configuration the user names (or confirms): a database alone never
 decides which code is imported.
@@ -24,44 +25,32 @@ from typing import Any
 
 import click
 
+from taskloom.api.history import RunHistoryReader
 from taskloom.app.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail
 from taskloom.kernel.errors import ConfigError, TaskloomError
 
-DB_NAME = Path(".taskloom") / "taskloom.db"
 _TICK = 0.2
 
 db_option = click.option(
     "--db", "db", type=click.Path(dir_okay=False),
-    help="The database (default: .taskloom/taskloom.db beside the configuration, searched "
-         "from the current folder upwards).",
+    help="Where the runs are kept (default: where 'taskloom run' records them, beside the "
+         "configuration, searched from the current folder upwards).",
 )
-
-
-def default_db(config_file: str | None = None, start: Path | None = None) -> Path:
-    """Where ``taskloom run`` records: beside ``config_file``, else the nearest
-    ``.taskloom/taskloom.db`` from ``start`` (the current folder) upwards."""
-    if config_file is not None:
-        return Path(config_file).resolve().parent / DB_NAME
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / DB_NAME).is_file():
-            return folder / DB_NAME
-    return here / DB_NAME
 
 
 @contextmanager
 def open_store(db: str | None, config_file: str | None = None,
-               read_only: bool = True) -> Iterator[Any]:
-    """The SQLite store on the chosen database, read-only unless asked; exit 2 when there
-    is none, it is unusable or damaged (the message names the file and the damage)."""
+               read_only: bool = True) -> Iterator[RunHistoryReader]:
+    """The recorded runs, read-only unless asked; exit 2 when there are none, they cannot
+    be read or are damaged (the message names the file and the damage)."""
+    from taskloom.app.cli._common import history_provider
     from taskloom.kernel.pluginmanager import load_plugins
 
-    path = Path(db).absolute() if db else default_db(config_file)
-    if not path.is_file():
-        fail([f"no run history at {path} (runs are recorded by 'taskloom run')"])
-    plugins = load_plugins()
+    provider = history_provider(load_plugins())
+    if provider is None:
+        fail(["no loaded plugin keeps a run history (a 'history' component)"])
     try:
-        store = plugins.registry.create("store", "sqlite", path=str(path), read_only=read_only)
+        store = provider.open(provider.locate(db, config_file), read_only=read_only)
     except TaskloomError as exc:
         fail([str(exc)])
     try:
@@ -75,7 +64,7 @@ def open_store(db: str | None, config_file: str | None = None,
             fail([str(exc)])
 
 
-def resolve_run(store: Any, run: str) -> str:
+def resolve_run(store: RunHistoryReader, run: str) -> str:
     """The full id of ``run`` (an id or an unambiguous prefix); exit 2 otherwise."""
     ids = store.find(run)
     if run in ids:
@@ -83,7 +72,7 @@ def resolve_run(store: Any, run: str) -> str:
     if len(ids) == 1:
         return str(ids[0])
     if not ids:
-        fail([f"no recorded run {run!r} in {store.path}"])
+        fail([f"no recorded run {run!r} in {store.location}"])
     fail([f"run id {run!r} is ambiguous: {', '.join(ids[:5])}"])
 
 
@@ -136,7 +125,7 @@ def runs(db: str | None, limit: int, config_file: str | None) -> None:
 
     with open_store(db, config_file) as store:
         records = store.runs(limit)
-        path = store.path
+        path = store.location
     if not records:
         click.echo(f"no runs recorded in {path}")
         return
@@ -170,6 +159,8 @@ def show(run: str, db: str | None, config_file: str | None, gantt_only: bool,
 
     with open_store(db, config_file) as store:
         record = store.detail(resolve_run(store, run))
+        if record is None:
+            fail([f"no recorded run {run!r} in {store.location}"])
     chart = gantt(record, max_tasks)
     if gantt_only:
         click.echo(chart, nl=False)
@@ -268,7 +259,9 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     with open_store(db, file) as store:
         run_id = resolve_run(store, run)
         record = store.run(run_id)
-        db_path = str(store.path)
+        location = store.location
+    if record is None:
+        fail([f"no recorded run {run_id!r} in {location}"])
     if record.status == "completed":
         click.echo(f"run {run_id} already completed; nothing to do")
         raise SystemExit(EXIT_OK)
@@ -276,14 +269,13 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     digest = hashlib.sha256(Path(config_file).read_bytes()).hexdigest()[:16]
     if record.config_hash and digest != record.config_hash:
         click.echo(f"warning: {config_file} changed since run {run_id} was recorded", err=True)
-    overrides = [*sets, f"taskloom.store_options.path={_toml_string(db_path)}"]
-    config = load(config_file, None, overrides)
+    config = load(config_file, None, sets)
     try:
         tasks = config.build_tasks()
         conditions = config.conditions()
     except ConfigError as exc:
         fail(exc.problems, exc.source)
-    engine = build_engine(config, store="sqlite")
+    engine = build_engine(config, history_at=location)
     raise SystemExit(_finish(engine, run_id, record.workflow, tasks, conditions, retry_failed))
 
 
@@ -309,10 +301,6 @@ def _recorded_config(run_id: str, recorded: str | None) -> str:
     fail([f"run {run_id} was recorded from {recorded}: give it as FILE to resume "
           f"('taskloom resume {run_id} {recorded}'); a database alone does not choose "
           "which code runs"])
-
-
-def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _finish(engine: Any, run_id: str, workflow: str | None, tasks: list[Any],

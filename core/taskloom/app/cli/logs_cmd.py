@@ -8,9 +8,11 @@ run ends.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import click
 
+from taskloom.api.history import RunHistoryReader
 from taskloom.app.cli._common import EXIT_OK, fail
 from taskloom.app.cli.history_cmd import db_option, open_store, resolve_run
 
@@ -55,17 +57,17 @@ def logs(run: str, task: str | None, attempt: int | None, follow: bool, db: str 
     raise SystemExit(EXIT_OK)
 
 
-def _task_names(store: object, run_id: str) -> set[str]:
-    detail = store.detail(run_id)  # type: ignore[attr-defined]
+def _task_names(store: RunHistoryReader, run_id: str) -> set[str]:
+    detail = store.detail(run_id)
     return {t.name for t in detail.tasks} if detail is not None else set()
 
 
-def _running(store: object, run_id: str) -> bool:
-    record = store.run(run_id)  # type: ignore[attr-defined]
+def _running(store: RunHistoryReader, run_id: str) -> bool:
+    record = store.run(run_id)
     return record is not None and record.status == "running"
 
 
-def _print(rows: list[tuple[str, int, float, str]], with_task: bool) -> float | None:
+def _print(rows: Sequence[tuple[str, int, float, str]], with_task: bool) -> float | None:
     last = None
     for name, number, t, text in rows:
         head = f"── {name} attempt {number} " if with_task else f"── attempt {number} "

@@ -73,8 +73,8 @@ def _stop_new_starts(run: Any) -> int:
 @click.option("-v", "--verbose", count=True,
               help="A line per finished task (-vv: per started task too).")
 @click.option("--store", default=None, metavar="NAME",
-              help="Where the run is recorded (default: sqlite when installed; 'none' for "
-                   "nothing).")
+              help="Where the run is recorded (default: the run history's store, sqlite in "
+                   "the standard plugins; 'none' for nothing).")
 @click.option("--task", "only", multiple=True, metavar="NAME",
               help="Run only this task and what it depends on. Repeatable.")
 def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose: int,

@@ -86,7 +86,7 @@ class _StopSignals:
               help="On stop, cancel runs still going instead of waiting for them "
                    "(default: the on_stop setting, else wait).")
 @click.option("--store", default=None, metavar="NAME",
-              help="Where runs and schedule state are kept (default: sqlite when installed, "
+              help="Where runs and schedule state are kept (default: the run history's store, "
                    "so a restart resumes; 'none' for memory only).")
 def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
              cancel_running: bool | None, store: str | None) -> None:
