@@ -67,10 +67,20 @@ _COMPLETED = TaskState.COMPLETED
 _ERRORISH = frozenset({TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED})
 _CHUNK = 20_000
 _CACHE_IN_MEMORY = 1000
+#: How often a process with runs in progress looks for cancel requests (seconds).
+CANCEL_POLL = 0.5
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
 
 
 _ROWS_PER_INSERT = 256
+
+# Databases this process has open, with how many stores. Closing any file descriptor of a
+# database drops every POSIX lock this process holds on it, including the SQLite
+# connections' (another process would then think no one has it open, delete the WAL, and
+# leave those connections reading a stale or "malformed" database). So the header is read
+# with a plain open() only while no store here has the database open.
+_OPEN_HERE: dict[str, int] = {}
+_OPEN_HERE_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8)
@@ -134,6 +144,8 @@ class SqliteStore(RunHistory):
         self._read_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
         self._schedule: Any = None
+        self._active: dict[str, Any] = {}  # runs in progress here, by id: cancel requests
+        self._next_cancel_poll = 0.0
         self._writer = threading.Thread(target=self._write_loop, name="taskloom-store", daemon=True)
         self._writer.start()
         atexit.register(_close_at_exit, weakref.ref(self))
@@ -148,7 +160,9 @@ class SqliteStore(RunHistory):
 
     def _open(self) -> sqlite3.Connection:
         path = self.path
-        if path.exists() and path.stat().st_size > 0:
+        with _OPEN_HERE_LOCK:
+            already_open = _OPEN_HERE.get(str(path.resolve()), 0) > 0
+        if path.exists() and path.stat().st_size > 0 and not already_open:
             with open(path, "rb") as f:
                 head = f.read(len(_HEADER))
             if head != _HEADER:
@@ -193,6 +207,9 @@ class SqliteStore(RunHistory):
         except BaseException:
             conn.close()
             raise
+        with _OPEN_HERE_LOCK:
+            key = str(path.resolve())
+            _OPEN_HERE[key] = _OPEN_HERE.get(key, 0) + 1
         return conn
 
     def _check(self, conn: sqlite3.Connection) -> int:
@@ -268,6 +285,7 @@ class SqliteStore(RunHistory):
         if getattr(run.engine, "store", None) is not self:
             return
         tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
+        self._active[run.id] = run
         self._ops.append(("run_start", run.id, run.name, time.time(), tasks))
         self._wake.set()
 
@@ -292,6 +310,7 @@ class SqliteStore(RunHistory):
     def taskloom_run_finish(self, run: Any, summary: Any) -> None:
         if getattr(run.engine, "store", None) is not self:
             return
+        self._active.pop(run.id, None)
         self._ops.append((
             "run_finish", run.id, summary.status, time.time(), summary.duration,
             json.dumps(summary.counts, sort_keys=True),
@@ -315,6 +334,8 @@ class SqliteStore(RunHistory):
             except BaseException as exc:
                 self._failure = exc
                 log.error("store %s: writing failed: %s", self.path, exc)
+            if self._active and not closing:
+                self._poll_cancels()
             with self._cond:
                 self._round_done = number
                 self._cond.notify_all()
@@ -478,6 +499,11 @@ class SqliteStore(RunHistory):
         except sqlite3.Error:
             pass
         self._conn.close()
+        with _OPEN_HERE_LOCK:
+            key = str(self.path.resolve())
+            _OPEN_HERE[key] -= 1
+            if not _OPEN_HERE[key]:
+                del _OPEN_HERE[key]
         if self._reader is not None:
             self._reader.close()
         if self._schedule is not None:
@@ -530,6 +556,53 @@ class SqliteStore(RunHistory):
             else:
                 out[task] = ("completed", True, decode(kind, value), None, None)
         return out
+
+    # -- requests from outside the running process ------------------------------------------------
+    def record_action(self, action: str, requested_by: str, *, run_id: str | None = None,
+                      workflow: str | None = None, detail: str | None = None) -> int:
+        """Record that ``requested_by`` asked for ``action`` (``cancel``, ``retry``, ``start``)
+        on a run; returns the request's id. A ``cancel`` is carried out by the process
+        running the run, which polls its pending requests every :data:`CANCEL_POLL` seconds."""
+        conn = self._connect()
+        try:
+            cur = conn.execute(
+                "INSERT INTO run_actions(run_id, workflow, action, requested_by, requested,"
+                " detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, workflow, action, requested_by, time.time(), detail),
+            )
+            return int(cur.lastrowid or 0)
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise StoreLockedError(self._locked_message()) from exc
+            raise
+        finally:
+            conn.close()
+
+    def _poll_cancels(self) -> None:
+        """In the writer thread: cancel the runs in progress here that someone asked to."""
+        now = time.monotonic()
+        if now < self._next_cancel_poll:
+            return
+        self._next_cancel_poll = now + CANCEL_POLL
+        active = dict(self._active)
+        marks = ",".join("?" * len(active))
+        try:
+            rows = self._conn.execute(
+                "SELECT id, run_id, requested_by FROM run_actions WHERE action = 'cancel'"
+                f" AND handled IS NULL AND run_id IN ({marks})",
+                list(active),
+            ).fetchall()
+            if rows:
+                self._conn.execute(
+                    f"UPDATE run_actions SET handled = ? WHERE id IN ({','.join('?' * len(rows))})",
+                    [time.time(), *(r[0] for r in rows)],
+                )
+        except sqlite3.Error as exc:  # a busy database: asked again at the next poll
+            log.debug("store %s: polling cancel requests failed: %s", self.path, exc)
+            return
+        for _, run_id, requested_by in rows:
+            log.warning("run %s: cancelled as requested by %s", run_id, requested_by)
+            active[run_id].cancel()
 
     # -- result cache ------------------------------------------------------------------------
     def cache_get(self, key: str, now: float) -> tuple[bool, Any]:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "runs": "taskloom.app.cli.history_cmd:runs",
     "show": "taskloom.app.cli.history_cmd:show",
     "resume": "taskloom.app.cli.history_cmd:resume",
+    "ui": "taskloom.app.cli.ui_cmd:ui",
 }
 
 
