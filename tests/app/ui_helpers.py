@@ -114,13 +114,20 @@ class LiveRun:
     release: threading.Event
     summary: Any = None
 
+    closer: threading.Thread | None = None
+
+    def close_when_done(self) -> None:
+        """Closes the run once nothing is left to do (it is then recorded as finished), as
+        ``taskloom run`` does: after ``slow`` returns or the run is cancelled."""
+        self.run.wait(60)
+        self.summary = self.run.close()
+        self.engine.store.flush()
+
     def finish(self) -> None:
-        """Let ``slow`` return, wait for the run and close it (recorded as finished)."""
-        if self.summary is None:
-            self.release.set()
-            self.run.wait(10)
-            self.summary = self.run.close()
-            self.engine.store.flush()
+        """Let ``slow`` return and wait until the run is closed."""
+        self.release.set()
+        assert self.closer is not None
+        self.closer.join(60)
 
 
 @contextmanager
@@ -145,6 +152,8 @@ def live_run(db: Path, name: str = "live") -> Iterator[LiveRun]:
     assert started.wait(10)
     engine.store.flush()
     live = LiveRun(run.id, engine, run, release)
+    live.closer = threading.Thread(target=live.close_when_done, name="live-run-closer")
+    live.closer.start()
     try:
         yield live
     finally:

@@ -184,12 +184,12 @@ def _offset(seconds: float) -> str:
 def gantt_svg(rows: Sequence[tuple[str, Sequence[Bar]]], t0: float, t1: float,
               now: float | None = None) -> str:
     """Attempts on a time axis from ``t0`` to ``t1``, one row per task. Open attempts are
-    drawn hatched to their end; ``now`` (a run in progress) draws a line there."""
+    drawn dashed to their end; ``now`` (a run in progress) draws a line there."""
     span = max(t1 - t0, 1e-3)
     scale = GANTT_PLOT_W / span
     axis_h = 20
     height = axis_h + len(rows) * GANTT_ROW_H + 4
-    width = GANTT_LABEL_W + GANTT_PLOT_W + 10
+    width = GANTT_LABEL_W + GANTT_PLOT_W + 60  # room for the last tick's label
     out = [f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}">']
     step = _tick(span)
