@@ -350,3 +350,18 @@ def test_history_needs_a_database(tmp_path: Path):
 
     with pytest.raises(HistoryUnavailable, match="no run history"):
         History.open(tmp_path / "absent.db")
+
+
+def test_a_big_run_lists_some_task_details_and_the_graph_asks_for_others(client, ui_project,
+                                                                          monkeypatch):
+    import taskloom.app.ui.server as server
+
+    monkeypatch.setattr(server, "TASK_DETAILS", 1)
+    html = client.get(f"/runs/{ui_project.failed_run}").text
+    assert "1 of 3 tasks listed" in html
+    assert 'id="task-transform"' in html and 'id="task-extract"' not in html  # failed first
+    assert f'href="/runs/{ui_project.failed_run}?task=extract#task-extract"' in html
+    asked = client.get(f"/runs/{ui_project.failed_run}", params={"task": "extract"}).text
+    assert '<details id="task-extract" class="task" open>' in asked
+    live = client.get(f"/runs/{ui_project.failed_run}/live", params={"task": "extract"}).text
+    assert 'id="task-extract"' in live

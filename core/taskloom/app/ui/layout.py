@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from urllib.parse import quote
 
 NODE_W = 180
 NODE_H = 26
@@ -28,7 +29,7 @@ MARGIN = 10
 SWEEPS = 4
 
 
-@dataclass
+@dataclass(slots=True)
 class Placed:
     name: str
     layer: int
@@ -122,7 +123,8 @@ def _short(text: str, size: int) -> str:
 
 def graph_svg(graph: Layout, states: Mapping[str, str], link: str | None = None) -> str:
     """The laid-out graph as SVG: a box per task with its state as a CSS class (``s-STATE``),
-    a curve per dependency. ``link``: a URL prefix; a task's box links to ``link + name``."""
+    a curve per dependency. ``link``: a URL prefix; a task's box links to ``link + name``
+    (and its details on that page)."""
     out = [f'<svg class="dag" xmlns="http://www.w3.org/2000/svg" width="{graph.width:.0f}" '
            f'height="{graph.height:.0f}" viewBox="0 0 {graph.width:.0f} {graph.height:.0f}">']
     nodes = graph.nodes
@@ -142,7 +144,7 @@ def graph_svg(graph: Layout, states: Mapping[str, str], link: str | None = None)
                f'<rect x="{p.x:.0f}" y="{p.y:.0f}" width="{NODE_W}" height="{NODE_H}" rx="4"/>'
                f'<text x="{p.x + 8:.0f}" y="{p.y + 17:.0f}">{label}</text></g>')
         if link is not None:
-            box = f'<a href="{escape(link + name)}">{box}</a>'
+            box = f'<a href="{escape(link + quote(name))}#task-{escape(name)}">{box}</a>'
         out.append(box)
     out.append("</svg>")
     return "".join(out)

@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskloom.app.ui.actions import Launcher, requested_by
 from taskloom.app.ui.history import History, is_final, task_dependencies
-from taskloom.app.ui.layout import Bar, gantt_svg, graph_svg, layout
+from taskloom.app.ui.layout import Bar, Layout, gantt_svg, graph_svg, layout
 
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "taskloom_ui_token"
@@ -55,6 +55,9 @@ CSRF_COOKIE = "taskloom_csrf"
 PER_PAGE = 50
 MAX_PER_PAGE = 500
 STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+#: Most tasks whose details (attempts, errors, result) a run page lists at once.
+TASK_DETAILS = 200
+_DETAIL_ORDER = {"failed": 0, "cancelled": 1, "running": 2, "retrying": 3}
 _SET_ITEM = re.compile(r"^[A-Za-z0-9_.\-\"]+=.+$")
 
 
@@ -161,6 +164,7 @@ class Dashboard:
         self.stream_seconds = stream_seconds
         self.poll = poll
         self.launcher = Launcher(history.path)
+        self._layouts: dict[tuple[Any, ...], Layout] = {}
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters["when"] = when
@@ -169,6 +173,17 @@ class Dashboard:
         env.globals["statuses"] = STATUSES
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _layout(self, run_id: str, names: list[str], deps: dict[str, list[str]]) -> Layout:
+        """The run's layout; a live page asks again at every change, and a layout depends on
+        the tasks and their dependencies only, so the last few are kept."""
+        key = (run_id, tuple(names), tuple((n, tuple(d)) for n, d in deps.items()))
+        found = self._layouts.get(key)
+        if found is None:
+            found = self._layouts[key] = layout(names, deps)
+            while len(self._layouts) > 8:
+                del self._layouts[next(iter(self._layouts))]
+        return found
+
     def page(self, request: Request, name: str, context: dict[str, Any],
              status_code: int = 200) -> Response:
         context = {"csrf": request.state.csrf, "db": str(self.history.path),
@@ -215,14 +230,21 @@ class Dashboard:
                     if page < pages else None)
         return data
 
-    def _run_view(self, run_id: str) -> dict[str, Any] | None:
+    def _run_view(self, run_id: str, task: str | None = None) -> dict[str, Any] | None:
         run = self.history.run(run_id)
         if run is None:
             return None
         tasks = run["tasks"]
         states = {t["name"]: t["state"] for t in tasks}
         names = [t["name"] for t in tasks]
-        graph = layout(names, run["dependencies"])
+        graph = self._layout(run_id, names, run["dependencies"])
+        # A big run shows the details of the tasks that need a look first (failed, running,
+        # ...), then the rest in order, up to TASK_DETAILS; a click on a task in the graph
+        # asks for that task's details.
+        first = sorted(tasks, key=lambda t: _DETAIL_ORDER.get(t["state"], 9))
+        shown = first[:TASK_DETAILS]
+        if task is not None and task in states and all(t["name"] != task for t in shown):
+            shown.append(next(t for t in tasks if t["name"] == task))
         running = run["status"] == "running"
         now = run["now"]
         ends = [a["finished"] for t in tasks for a in t["attempts"] if a["finished"]]
@@ -242,8 +264,9 @@ class Dashboard:
                 bars.append(Bar(t["name"], a["number"], state, a["started"], end, open_))
             rows.append((t["name"], bars))
         return {
-            "run": run, "final": is_final(run["status"]),
-            "graph_svg": graph_svg(graph, states),
+            "run": run, "final": is_final(run["status"]), "shown_tasks": shown,
+            "hidden_tasks": len(tasks) - len(shown), "task": task,
+            "graph_svg": graph_svg(graph, states, link=f"/runs/{run_id}?task="),
             "gantt_svg": gantt_svg(rows, t0, t1, now if running else None),
             "can_retry": run["status"] in ("failed", "cancelled", "interrupted")
             and bool(run["config_path"]),
@@ -273,7 +296,8 @@ class Dashboard:
 
     async def run_page(self, request: Request) -> Response:
         run_id = await self._resolve(request)
-        view = None if run_id is None else await run_in_threadpool(self._run_view, run_id)
+        task = request.query_params.get("task")
+        view = None if run_id is None else await run_in_threadpool(self._run_view, run_id, task)
         if view is None:
             return self.page(request, "missing.html",
                              {"what": f"run {request.path_params['run_id']}"}, 404)
@@ -281,7 +305,8 @@ class Dashboard:
 
     async def run_live(self, request: Request) -> Response:
         run_id = await self._resolve(request)
-        view = None if run_id is None else await run_in_threadpool(self._run_view, run_id)
+        task = request.query_params.get("task")
+        view = None if run_id is None else await run_in_threadpool(self._run_view, run_id, task)
         if view is None:
             return PlainTextResponse("no such run", status_code=404)
         return self.page(request, "_run_live.html", view)
