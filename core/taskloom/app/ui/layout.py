@@ -129,12 +129,16 @@ def graph_svg(graph: Layout, states: Mapping[str, str], link: str | None = None)
            f'height="{graph.height:.0f}" viewBox="0 0 {graph.width:.0f} {graph.height:.0f}">']
     nodes = graph.nodes
     half = NODE_H / 2
+    # All edges in one path element: thousands of elements cost the browser far more.
+    curves = []
     for up, down in graph.edges:
         a, b = nodes[up], nodes[down]
         x1, y1, x2, y2 = a.x + NODE_W, a.y + half, b.x, b.y + half
         mid = (x1 + x2) / 2
-        out.append(f'<path class="edge" d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} '
-                   f'{mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"/>')
+        curves.append(f"M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} "
+                      f"{x2:.0f},{y2:.0f}")
+    if curves:
+        out.append(f'<path class="edges" d="{" ".join(curves)}"/>')
     for name, p in nodes.items():
         state = states.get(name, "pending")
         label = escape(_short(name, 24))
