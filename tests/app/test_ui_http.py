@@ -371,3 +371,11 @@ def test_a_big_run_lists_some_task_details_and_the_graph_asks_for_others(client,
     assert '<details id="task-extract" class="task" open>' in asked
     live = client.get(f"/runs/{ui_project.failed_run}/live", params={"task": "extract"}).text
     assert 'id="task-extract"' in live
+
+
+def test_without_the_ui_extra_the_command_says_what_to_install(ui_project, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the extra were not installed
+    result = CliRunner().invoke(main, ["ui", "--db", str(ui_project.db)])
+    assert result.exit_code == 2 and "pip install 'taskloom[ui]'" in result.output
