@@ -22,6 +22,10 @@ _FINAL = ("completed", "failed", "cancelled", "skipped")
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
 
 
+# Every query reads all its rows (fetchall, never fetchone): a statement left unfinished keeps
+# the connection's read snapshot, and a long-lived reader would never see new commits.
+
+
 def _utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
 
@@ -68,6 +72,25 @@ class RunRecord:
     resumes: int = 0
     pid: int | None = None
     tasks: list[TaskRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """Which runs a page lists: by workflow, status (``interrupted`` included) and start time
+    (epoch seconds, ``until`` exclusive)."""
+
+    workflow: str | None = None
+    status: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass
+class RunPage:
+    runs: list[RunRecord]
+    total: int
+    limit: int
+    offset: int
 
 
 class RunHistory:
@@ -188,15 +211,15 @@ class RunHistory:
     def run(self, run_id: str) -> RunRecord | None:
         """One run's record without its tasks, or None."""
         with self.read() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 "SELECT id, workflow, status, started, finished, duration, counts, config_path,"
                 " config_hash, resumes, pid, host FROM runs WHERE id = ?",
                 (run_id,),
-            ).fetchone()
-        if row is None:
+            ).fetchall()  # fetchone() would keep the snapshot of a long-lived reader
+        if not rows:
             return None
         try:
-            return self._record(row)
+            return self._record(rows[0])
         except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
             raise self.damaged(f"the record of run {run_id!r}", exc) from exc
 
@@ -227,6 +250,152 @@ class RunHistory:
             "errors": errors, "started_at": _utc(record.started),
             "finished_at": _utc(record.finished), "duration": record.duration or 0.0,
         }
+
+    # -- the dashboard's queries: indexed, paginated, never unpickling a result ---------------
+    @staticmethod
+    def _where(filters: RunFilters) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if filters.workflow:
+            clauses.append("workflow = ?")
+            args.append(filters.workflow)
+        if filters.status:
+            # interrupted is a running row whose process is gone: decided per row after the query
+            clauses.append("status = ?")
+            args.append("running" if filters.status == "interrupted" else filters.status)
+        if filters.since is not None:
+            clauses.append("started >= ?")
+            args.append(filters.since)
+        if filters.until is not None:
+            clauses.append("started < ?")
+            args.append(filters.until)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def runs_page(self, limit: int = 50, offset: int = 0, *, workflow: str | None = None,
+                  status: str | None = None, since: float | None = None,
+                  until: float | None = None) -> RunPage:
+        """One page of the run list, newest first, with the number of runs that match
+        (see :class:`RunFilters`).
+
+        Runs still going (no final counts yet) get counts from their events, without
+        reading any result. ``running`` and ``interrupted`` are one stored status told apart
+        per row, so a page filtered by either may hold fewer than ``limit`` runs.
+        """
+        filters = RunFilters(workflow, status, since, until)
+        where, args = self._where(filters)
+        with self.read() as conn:
+            total = conn.execute(f"SELECT count(*) FROM runs{where}", args).fetchall()[0][0]
+            rows = conn.execute(
+                "SELECT id, workflow, status, started, finished, duration, counts, config_path,"
+                f" config_hash, resumes, pid, host FROM runs{where}"
+                " ORDER BY started DESC, id LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        records = [self._record(row) for row in rows]
+        if filters.status in ("running", "interrupted"):
+            records = [r for r in records if r.status == filters.status]
+        for record in records:
+            if not record.counts:
+                record.counts = self.live_counts(record.id)
+        return RunPage(records, total, limit, offset)
+
+    def status_counts(self, *, workflow: str | None = None, since: float | None = None,
+                      until: float | None = None) -> dict[str, int]:
+        """How many runs of ``workflow`` started in ``[since, until)`` are in each status."""
+        where, args = self._where(RunFilters(workflow, None, since, until))
+        with self.read() as conn:
+            counts = dict(conn.execute(
+                f"SELECT status, count(*) FROM runs{where} GROUP BY status", args
+            ).fetchall())
+            running = conn.execute(
+                "SELECT status, pid, host FROM runs"
+                + (where + " AND" if where else " WHERE") + " status = 'running'", args
+            ).fetchall()
+        for status, pid, host in running:
+            if self._status(status, pid, host) == "interrupted":
+                counts["running"] -= 1
+                counts["interrupted"] = counts.get("interrupted", 0) + 1
+        return {k: v for k, v in counts.items() if v}
+
+    def workflows(self) -> list[str]:
+        """Every workflow name recorded (the ``runs_workflow_started`` index walks them)."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT workflow FROM runs WHERE workflow IS NOT NULL ORDER BY workflow"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def live_counts(self, run_id: str) -> dict[str, int]:
+        """Each task's last recorded state, counted (a stored result counts as completed)."""
+        with self.read() as conn:
+            states = {task: state for _, task, state, _ in self.events(conn, run_id)}
+            for (task,) in conn.execute("SELECT task FROM results WHERE run_id = ?", (run_id,)):
+                states[task] = "completed"
+        counts: dict[str, int] = {}
+        for state in states.values():
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def run_version(self, run_id: str) -> tuple[Any, ...] | None:
+        """Changes whenever anything is recorded for the run: a cheap check for live pages."""
+        with self.read() as conn:
+            row = conn.execute(
+                "SELECT status, finished, resumes FROM runs WHERE id = ?", (run_id,)
+            ).fetchall()
+            if not row:
+                return None
+            (last,) = conn.execute(
+                "SELECT max(rowid) FROM events WHERE run_id = ?", (run_id,)
+            ).fetchall()[0]
+            (actions,) = conn.execute(
+                "SELECT count(*) FROM run_actions WHERE run_id = ?", (run_id,)
+            ).fetchall()[0]
+        return (*row[0], last, actions)
+
+    def list_version(self) -> tuple[Any, ...]:
+        """Changes when a run starts, finishes or records events: for the live run list."""
+        with self.read() as conn:
+            runs = conn.execute(
+                "SELECT count(*), max(started), max(finished) FROM runs"
+            ).fetchall()[0]
+            (last,) = conn.execute("SELECT max(rowid) FROM events").fetchall()[0]
+        return (*runs, last)
+
+    def result_previews(self, run_id: str, size: int = 200) -> dict[str, str]:
+        """A short text of each stored result: JSON as stored; anything else is described,
+        never unpickled."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT task, kind, CASE WHEN kind = 'json' THEN substr(value, 1, ?) END, note"
+                " FROM results WHERE run_id = ?",
+                (size + 1, run_id),
+            ).fetchall()
+        out: dict[str, str] = {}
+        for task, kind, text, note in rows:
+            if kind == "json":
+                out[task] = text if len(text) <= size else text[:size] + "…"
+            elif kind == "none":
+                out[task] = "None"
+            elif kind == "pickle":
+                out[task] = f"(not JSON: {note or 'pickled'}; not shown)"
+            else:
+                out[task] = f"(not stored: {note})" if note else "(not stored)"
+        return out
+
+    def actions(self, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """What was asked of a run from outside (cancel, retry, start), newest first; all
+        runs' when ``run_id`` is None."""
+        sql = ("SELECT id, run_id, workflow, action, requested_by, requested, handled, detail"
+               " FROM run_actions")
+        args: list[Any] = []
+        if run_id is not None:
+            sql += " WHERE run_id = ?"
+            args.append(run_id)
+        with self.read() as conn:
+            rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        keys = ("id", "run_id", "workflow", "action", "requested_by", "requested", "handled",
+                "detail")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def detail(self, run_id: str) -> RunRecord | None:
         """One run with every task's state changes, attempts, errors and result note."""

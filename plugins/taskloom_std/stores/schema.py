@@ -25,6 +25,9 @@ What is recorded and where:
   attempt by that plugin.
 * ``owners``: the processes that have the database open for writing (pid, host, command),
   so a lock timeout can say who holds it. Read-only history writes nothing.
+* ``run_actions``: what was asked of a run from outside its process (``cancel``, ``retry``,
+  ``start``), by whom and when, and when the running process handled it. A running process
+  polls its pending ``cancel`` rows and cancels cooperatively.
 """
 
 from __future__ import annotations
@@ -124,6 +127,22 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             text TEXT NOT NULL,
             PRIMARY KEY (run_id, task, attempt)
         ) WITHOUT ROWID""",
+    ),
+    5: (
+        """CREATE TABLE run_actions (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT,
+            workflow TEXT,
+            action TEXT NOT NULL,
+            requested_by TEXT NOT NULL,
+            requested REAL NOT NULL,
+            handled REAL,
+            detail TEXT
+        )""",
+        "CREATE INDEX run_actions_run ON run_actions(run_id)",
+        # The dashboard filters the run list by workflow or status, newest first.
+        "CREATE INDEX runs_workflow_started ON runs(workflow, started)",
+        "CREATE INDEX runs_status_started ON runs(status, started)",
     ),
 }
 

@@ -84,10 +84,34 @@ _CHUNK = 20_000
 _CACHE_IN_MEMORY = 1000
 #: How long a read-only reader waits for a lock: only a checkpoint or recovery holds one.
 _READ_TIMEOUT = 2.0
+#: How often a process with runs in progress looks for cancel requests (seconds).
+CANCEL_POLL = 0.5
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
 
 
 _ROWS_PER_INSERT = 256
+
+# Databases this process has open, with how many stores. Closing any file descriptor of a
+# database drops every POSIX lock this process holds on it, including the SQLite
+# connections' (another process would then think no one has it open, delete the WAL, and
+# leave those connections reading a stale or "malformed" database). So the header is read
+# with a plain open() only while no store here has the database open.
+_OPEN_HERE: dict[str, int] = {}
+_OPEN_HERE_LOCK = threading.Lock()
+
+
+def _opened_here(path: Path) -> None:
+    with _OPEN_HERE_LOCK:
+        key = str(path.resolve())
+        _OPEN_HERE[key] = _OPEN_HERE.get(key, 0) + 1
+
+
+def _closed_here(path: Path) -> None:
+    with _OPEN_HERE_LOCK:
+        key = str(path.resolve())
+        _OPEN_HERE[key] -= 1
+        if not _OPEN_HERE[key]:
+            del _OPEN_HERE[key]
 
 
 @functools.lru_cache(maxsize=8)
@@ -190,6 +214,8 @@ class SqliteStore(RunHistory):
         self._watch = threading.Condition()
         self._writing_since: float | None = None
         self._write_number = 0
+        self._active: dict[str, Any] = {}  # runs in progress here, by id: cancel requests
+        self._next_cancel_poll = 0.0
         self._writer = threading.Thread(target=self._write_loop, name="taskloom-store", daemon=True)
         self._writer.start()
         self._watchdog = threading.Thread(
@@ -209,9 +235,16 @@ class SqliteStore(RunHistory):
     def _check_header(self) -> bool:
         """Whether the file exists with content; refuse one that is not SQLite."""
         path = self.path
+        with _OPEN_HERE_LOCK:
+            already_open = _OPEN_HERE.get(str(path.resolve()), 0) > 0
         try:
             if not path.exists() or path.stat().st_size == 0:
                 return False
+            if already_open:
+                # Reading the header through a file object of our own would drop this
+                # process's SQLite locks on the file when it is closed (POSIX locks are per
+                # process): another process could then delete the WAL a store here uses.
+                return True
             with open(path, "rb") as f:
                 head = f.read(len(_HEADER))
         except OSError as exc:
@@ -236,6 +269,7 @@ class SqliteStore(RunHistory):
         while True:
             try:
                 self._prepare(conn)
+                _opened_here(path)
                 return conn
             except sqlite3.OperationalError as exc:
                 if conn.in_transaction:
@@ -331,6 +365,7 @@ class SqliteStore(RunHistory):
                 "is read without writing, so run 'taskloom run' or 'taskloom resume' on it "
                 "once to upgrade it"
             )
+        _opened_here(path)
         return conn
 
     def _check(self, conn: sqlite3.Connection) -> int:
@@ -410,6 +445,7 @@ class SqliteStore(RunHistory):
     def record_run_start(self, run: Any) -> None:
         self._writable()
         tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
+        self._active[run.id] = run
         self._ops.append(("run_start", run.id, run.name, time.time(), tasks))
         self._wake.set()
 
@@ -429,6 +465,7 @@ class SqliteStore(RunHistory):
 
     def record_run_finish(self, run: Any, summary: Any) -> None:
         """Queue the run's end and wait until all of it is committed (raise if it cannot be)."""
+        self._active.pop(run.id, None)
         self._ops.append((
             "run_finish", run.id, summary.status, time.time(), summary.duration,
             json.dumps(summary.counts, sort_keys=True),
@@ -450,6 +487,8 @@ class SqliteStore(RunHistory):
                 if self._failure is None or str(self._failure) != str(exc):
                     log.error("%s", exc)
                 self._failure = exc
+            if self._active and not closing:
+                self._poll_cancels()
             with self._cond:
                 self._round_done = number
                 self._cond.notify_all()
@@ -656,6 +695,7 @@ class SqliteStore(RunHistory):
         if self.read_only:
             if self._reader is not None:
                 self._reader.close()
+                _closed_here(self.path)
             return
         with self._cond:
             self._closing = True
@@ -667,6 +707,7 @@ class SqliteStore(RunHistory):
                 "DELETE FROM owners WHERE pid = ? AND host = ?", (os.getpid(), self._host)
             )
         self._conn.close()
+        _closed_here(self.path)
         if self._reader is not None:
             self._reader.close()
         if self._schedule is not None:
@@ -738,6 +779,53 @@ class SqliteStore(RunHistory):
                                    exc) from exc
             out[task] = ("completed", True, result, None, None)
         return out
+
+    # -- requests from outside the running process ------------------------------------------------
+    def record_action(self, action: str, requested_by: str, *, run_id: str | None = None,
+                      workflow: str | None = None, detail: str | None = None) -> int:
+        """Record that ``requested_by`` asked for ``action`` (``cancel``, ``retry``, ``start``)
+        on a run; returns the request's id. A ``cancel`` is carried out by the process
+        running the run, which polls its pending requests every :data:`CANCEL_POLL` seconds."""
+        conn = self._connect()
+        try:
+            cur = conn.execute(
+                "INSERT INTO run_actions(run_id, workflow, action, requested_by, requested,"
+                " detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, workflow, action, requested_by, time.time(), detail),
+            )
+            return int(cur.lastrowid or 0)
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise StoreLockedError(self._locked_message()) from exc
+            raise
+        finally:
+            conn.close()
+
+    def _poll_cancels(self) -> None:
+        """In the writer thread: cancel the runs in progress here that someone asked to."""
+        now = time.monotonic()
+        if now < self._next_cancel_poll:
+            return
+        self._next_cancel_poll = now + CANCEL_POLL
+        active = dict(self._active)
+        marks = ",".join("?" * len(active))
+        try:
+            rows = self._conn.execute(
+                "SELECT id, run_id, requested_by FROM run_actions WHERE action = 'cancel'"
+                f" AND handled IS NULL AND run_id IN ({marks})",
+                list(active),
+            ).fetchall()
+            if rows:
+                self._conn.execute(
+                    f"UPDATE run_actions SET handled = ? WHERE id IN ({','.join('?' * len(rows))})",
+                    [time.time(), *(r[0] for r in rows)],
+                )
+        except sqlite3.Error as exc:  # a busy database: asked again at the next poll
+            log.debug("store %s: polling cancel requests failed: %s", self.path, exc)
+            return
+        for _, run_id, requested_by in rows:
+            log.warning("run %s: cancelled as requested by %s", run_id, requested_by)
+            active[run_id].cancel()
 
     # -- result cache ------------------------------------------------------------------------
     def cache_get(self, key: str, now: float) -> tuple[bool, Any]:

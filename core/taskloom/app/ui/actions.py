@@ -1,0 +1,65 @@
+"""The dashboard's actions that run taskloom: ``taskloom resume`` and ``taskloom run`` as
+child processes, each with its output in a log file beside the database."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+_ENTRY = "import sys; from taskloom.app.cli import main; sys.argv[0] = 'taskloom'; main()"
+
+
+def toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def requested_by(client: str | None) -> str:
+    """Who asked, as recorded with an action: the dashboard's client and the account
+    serving the dashboard."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"taskloom ui (client {client or 'unknown'}; served by {user}@{socket.gethostname()})"
+
+
+class Launcher:
+    """Starts taskloom commands in the background; each child is waited for by a thread so
+    none is left a zombie."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.log_dir = db.parent / "ui-actions"
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        return [sys.executable, "-c", _ENTRY, *args]
+
+    def spawn(self, args: Sequence[str], name: str, cwd: Path | None = None) -> tuple[int, Path]:
+        """Start ``taskloom ARGS``; returns its pid and the file its output goes to."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                self.command(args), stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
+            )
+        threading.Thread(target=proc.wait, name=f"taskloom-ui-{name}", daemon=True).start()
+        return proc.pid, log
+
+    def resume(self, run_id: str, tag: str) -> tuple[int, Path]:
+        """``taskloom resume RUN --retry-failed`` on this database."""
+        return self.spawn(["resume", run_id, "--db", str(self.db), "--retry-failed"],
+                          f"retry-{run_id}-{tag}")
+
+    def start(self, config: Path, overrides: Sequence[str], tag: str) -> tuple[int, Path]:
+        """``taskloom run CONFIG`` recording into this database, with ``--set`` overrides."""
+        args = ["run", str(config), "--store", "sqlite",
+                "--set", f"taskloom.store_options.path={toml_string(str(self.db))}"]
+        for item in overrides:
+            args += ["--set", item]
+        return self.spawn(args, f"start-{tag}", cwd=config.parent)

@@ -1,0 +1,181 @@
+"""The dashboard's one door to the run history: the store component's history reader.
+
+Everything the pages and the JSON endpoints show comes through :class:`History`, as plain
+JSON-ready dictionaries. The store is the registered ``sqlite`` store component, found through
+the plugin registry (the core never imports the standard plugins); the reader methods it must
+offer are listed in :data:`READER_METHODS`. Results are never unpickled here: the store gives a
+short preview of JSON results and a placeholder for anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from taskloom.kernel.errors import ConfigError, TaskloomError
+
+#: What the dashboard calls on the store's history reader.
+READER_METHODS = ("runs_page", "status_counts", "workflows", "detail", "run", "find",
+                  "run_version", "list_version", "result_previews", "actions", "record_action")
+
+_FINAL = frozenset({"completed", "failed", "cancelled", "skipped"})
+
+
+class HistoryUnavailable(TaskloomError):
+    """The database cannot be read as a run history."""
+
+
+def open_store(db: str | os.PathLike[str]) -> Any:
+    """The history at ``db`` through the ``history`` component, writable: the dashboard
+    records the actions it is asked for."""
+    from taskloom.kernel.pluginmanager import load_plugins
+
+    path = Path(db)
+    if not path.is_file():
+        raise HistoryUnavailable(
+            f"no run history at {path} (runs are recorded by 'taskloom run')")
+    plugins = load_plugins()
+    if not plugins.registry.names("history"):
+        raise HistoryUnavailable("no loaded plugin keeps a run history (a 'history' component)")
+    provider = plugins.registry.first("history")
+    store = provider.open(str(path), read_only=False)
+    missing = [m for m in READER_METHODS if not callable(getattr(store, m, None))]
+    if missing:
+        store.close()
+        raise HistoryUnavailable(
+            f"the history at {path} offers no reader for the dashboard (missing "
+            f"{', '.join(missing)})")
+    return store
+
+
+def _run_dict(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.id, "workflow": record.workflow, "status": record.status,
+        "started": record.started, "finished": record.finished, "duration": record.duration,
+        "counts": dict(record.counts), "config_path": record.config_path,
+        "config_hash": record.config_hash, "resumes": record.resumes, "pid": record.pid,
+    }
+
+
+class History:
+    """The run history of one database, as the dashboard reads it."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.path = Path(store.path)
+        self._deps: dict[tuple[str, float], dict[str, list[str]]] = {}
+
+    @classmethod
+    def open(cls, db: str | os.PathLike[str]) -> History:
+        return cls(open_store(db))
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- the run list ---------------------------------------------------------------------------
+    def runs(self, *, workflow: str | None = None, status: str | None = None,
+             since: float | None = None, until: float | None = None, limit: int = 50,
+             offset: int = 0) -> dict[str, Any]:
+        page = self.store.runs_page(limit, offset, workflow=workflow, status=status,
+                                    since=since, until=until)
+        return {
+            "runs": [_run_dict(r) for r in page.runs], "total": page.total,
+            "limit": page.limit, "offset": page.offset,
+            "counts": self.store.status_counts(workflow=workflow, since=since, until=until),
+            "workflows": self.store.workflows(),
+        }
+
+    def list_version(self) -> tuple[Any, ...]:
+        return tuple(self.store.list_version())
+
+    # -- one run ----------------------------------------------------------------------------
+    def resolve(self, run: str) -> str | None:
+        """The full id of ``run`` (an id or an unambiguous prefix), else None."""
+        ids = self.store.find(run)
+        if run in ids:
+            return run
+        return str(ids[0]) if len(ids) == 1 else None
+
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        record = self.store.run(run_id)
+        return None if record is None else _run_dict(record)
+
+    def run_version(self, run_id: str) -> tuple[Any, ...] | None:
+        version = self.store.run_version(run_id)
+        return None if version is None else tuple(version)
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run with every task: state, attempts (timings, errors with tracebacks),
+        result preview; its dependencies (from its configuration file, when it still
+        parses) and the actions asked of it."""
+        record = self.store.detail(run_id)
+        if record is None:
+            return None
+        previews = self.store.result_previews(run_id)
+        out = _run_dict(record)
+        tasks = []
+        for t in record.tasks:
+            tasks.append({
+                "name": t.name, "state": t.state, "error_type": t.error_type,
+                "error": t.error, "cache_hit": t.cache_hit, "result_kind": t.result_kind,
+                "result_note": t.result_note, "result_preview": previews.get(t.name),
+                "attempts": [{
+                    "number": a.number, "state": a.state, "started": a.started,
+                    "finished": a.finished, "duration": a.duration,
+                    "error_type": a.error_type, "error": a.error, "traceback": a.traceback,
+                } for a in t.attempts],
+            })
+        out["tasks"] = tasks
+        out["dependencies"] = self.dependencies(record.config_path)
+        out["actions"] = self.store.actions(run_id)
+        out["now"] = time.time()
+        return out
+
+    def dependencies(self, config_path: str | None) -> dict[str, list[str]]:
+        """Each task's dependencies as the run's configuration file declares them now
+        (read without importing any task code); empty when the file is gone or broken."""
+        if not config_path:
+            return {}
+        path = Path(config_path)
+        try:
+            key = (str(path), path.stat().st_mtime)
+        except OSError:
+            return {}
+        if key not in self._deps:
+            self._deps = {key: _declared_dependencies(path)}
+        return self._deps[key]
+
+    # -- actions ----------------------------------------------------------------------------
+    def actions(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        return list(self.store.actions(run_id))
+
+    def record_action(self, action: str, requested_by: str, *, run_id: str | None = None,
+                      workflow: str | None = None, detail: str | None = None) -> int:
+        return int(self.store.record_action(action, requested_by, run_id=run_id,
+                                            workflow=workflow, detail=detail))
+
+
+def _declared_dependencies(path: Path) -> dict[str, list[str]]:
+    from taskloom.app.config import load_config
+
+    try:
+        config = load_config(path, env={})
+    except (ConfigError, OSError):
+        return {}
+    return task_dependencies(config.tasks)
+
+
+def task_dependencies(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, spec in tasks.items():
+        deps = spec.get("depends_on") or []
+        out[name] = [deps] if isinstance(deps, str) else [str(d) for d in deps]
+    return out
+
+
+def is_final(status: str) -> bool:
+    """A run in this status changes no more by itself (interrupted runs wait for a resume)."""
+    return status in _FINAL or status == "interrupted"

@@ -1,0 +1,540 @@
+"""The dashboard's web application: pages, HTML fragments, JSON endpoints, event streams and
+actions, on Starlette with Jinja2 templates. Every script and style is served from the
+package (``static/``); pages use the system's fonts, so nothing is fetched from elsewhere.
+
+Security:
+
+* **Token**: when the app has a token, every request (pages, fragments, JSON, the event
+  streams, static files) must carry it: ``Authorization: Bearer TOKEN``, the
+  ``taskloom_ui_token`` cookie, or ``?token=TOKEN`` once (which sets the cookie).
+* **CSRF**: every POST must send the per-session token of the ``taskloom_csrf`` cookie back
+  in the ``csrf`` form field or the ``X-CSRF-Token`` header. The cookie is set on the first
+  response; pages put it in their forms. Cookies are ``SameSite=Strict`` and ``HttpOnly``.
+
+Live pages listen to ``/events/...`` (Server-Sent Events): the server polls the store's cheap
+version numbers every ``poll`` seconds and sends ``update`` when something changed; the page
+then fetches its fragment again. A stream ends after ``stream_seconds`` (the browser
+reconnects and the token is checked again) or, for a run, with ``done`` once it finished.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskloom.app.ui.actions import Launcher, requested_by
+from taskloom.app.ui.history import History, is_final, task_dependencies
+from taskloom.app.ui.layout import Bar, Layout, gantt_svg, graph_svg, layout
+
+HERE = Path(__file__).resolve().parent
+TOKEN_COOKIE = "taskloom_ui_token"
+CSRF_COOKIE = "taskloom_csrf"
+PER_PAGE = 50
+MAX_PER_PAGE = 500
+STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+#: Most tasks whose details (attempts, errors, result) a run page lists at once.
+TASK_DETAILS = 200
+_DETAIL_ORDER = {"failed": 0, "cancelled": 1, "running": 2, "retrying": 3}
+_SET_ITEM = re.compile(r"^[A-Za-z0-9_.\-\"]+=.+$")
+
+
+class BadRequest(Exception):
+    """A query or form value the dashboard cannot use; answered with 400 and the message."""
+
+
+# -- formatting helpers for the templates ------------------------------------------------------
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.2f} s"
+    return f"{value / 60:.1f} min"
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    order = ("completed", "failed", "cancelled", "skipped", "running", "retrying")
+    keys = [k for k in order if counts.get(k)] + sorted(k for k in counts if k not in order)
+    return ", ".join(f"{counts[k]} {k}" for k in keys if counts[k])
+
+
+# -- the guard: token and CSRF cookie ------------------------------------------------------------
+class Guard:
+    """Checks the token on every request and hands out the CSRF cookie (see the module)."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        set_cookies: list[str] = []
+        if self.token is not None:
+            given = None
+            auth = conn.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            elif TOKEN_COOKIE in conn.cookies:
+                given = conn.cookies[TOKEN_COOKIE]
+            elif "token" in conn.query_params:
+                given = conn.query_params["token"]
+                set_cookies.append(_cookie(TOKEN_COOKIE, given))
+            if given is None or not secrets.compare_digest(given.encode(), self.token.encode()):
+                response = PlainTextResponse(
+                    "taskloom ui: a token is required (open the address 'taskloom ui' printed, "
+                    "or send 'Authorization: Bearer TOKEN')", status_code=401)
+                await response(scope, receive, send)
+                return
+        csrf = conn.cookies.get(CSRF_COOKIE)
+        if not csrf:
+            csrf = secrets.token_urlsafe(24)
+            set_cookies.append(_cookie(CSRF_COOKIE, csrf))
+        scope.setdefault("state", {})["csrf"] = csrf
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start" and set_cookies:
+                headers = MutableHeaders(scope=message)
+                for cookie in set_cookies:
+                    headers.append("set-cookie", cookie)
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+
+def _cookie(name: str, value: str) -> str:
+    return f"{name}={value}; Path=/; HttpOnly; SameSite=Strict"
+
+
+async def _check_csrf(request: Request) -> dict[str, str]:
+    """The posted form, once its CSRF token matched the cookie's; 403 otherwise."""
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    sent = request.headers.get("x-csrf-token") or fields.get("csrf", "")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not sent or not secrets.compare_digest(sent.encode(), cookie.encode()):
+        raise _Forbidden()
+    return fields
+
+
+class _Forbidden(Exception):
+    pass
+
+
+# -- the application ------------------------------------------------------------------------------
+class Dashboard:
+    """The routes over one history (and, when given, one configuration file)."""
+
+    def __init__(self, history: History, *, config_path: Path | None = None,
+                 stream_seconds: float = 300.0, poll: float = 0.5) -> None:
+        self.history = history
+        self.config_path = config_path
+        self.stream_seconds = stream_seconds
+        self.poll = poll
+        self.launcher = Launcher(history.path)
+        self._layouts: dict[tuple[Any, ...], Layout] = {}
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        env = self.templates.env
+        env.filters["when"] = when
+        env.filters["seconds"] = seconds
+        env.filters["counts"] = counts_text
+        env.globals["statuses"] = STATUSES
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _layout(self, run_id: str, names: list[str], deps: dict[str, list[str]]) -> Layout:
+        """The run's layout; a live page asks again at every change, and a layout depends on
+        the tasks and their dependencies only, so the last few are kept."""
+        key = (run_id, tuple(names), tuple((n, tuple(d)) for n, d in deps.items()))
+        found = self._layouts.get(key)
+        if found is None:
+            found = self._layouts[key] = layout(names, deps)
+            while len(self._layouts) > 8:
+                del self._layouts[next(iter(self._layouts))]
+        return found
+
+    def page(self, request: Request, name: str, context: dict[str, Any],
+             status_code: int = 200) -> Response:
+        context = {"csrf": request.state.csrf, "db": str(self.history.path),
+                   "config_path": self.config_path, **context}
+        return self.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    @staticmethod
+    def _filters(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        status = q.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        out: dict[str, Any] = {"workflow": q.get("workflow") or None, "status": status,
+                               "since": None, "until": None}
+        for key in ("since", "until"):
+            text = q.get(key)
+            if text:
+                try:
+                    day = datetime.strptime(text, "%Y-%m-%d")
+                except ValueError:
+                    raise BadRequest(f"{key} must be a date YYYY-MM-DD; got {text!r}") from None
+                out[key] = (day + timedelta(days=1 if key == "until" else 0)).timestamp()
+        try:
+            page = int(q.get("page", "1"))
+            per = int(q.get("per", str(PER_PAGE)))
+        except ValueError:
+            raise BadRequest("page and per must be whole numbers") from None
+        if page < 1 or not 1 <= per <= MAX_PER_PAGE:
+            raise BadRequest(f"page must be >= 1 and per between 1 and {MAX_PER_PAGE}")
+        out["limit"], out["offset"] = per, (page - 1) * per
+        return out
+
+    def _runs(self, request: Request) -> dict[str, Any]:
+        filters = self._filters(request)
+        data = self.history.runs(**filters)
+        q = request.query_params
+        query = {k: q[k] for k in ("workflow", "status", "since", "until", "per") if q.get(k)}
+        page = filters["offset"] // filters["limit"] + 1
+        pages = max((data["total"] + filters["limit"] - 1) // filters["limit"], 1)
+        data.update(page=page, pages=pages, query=query,
+                    query_text=urlencode(query),
+                    prev_url=f"?{urlencode({**query, 'page': page - 1})}" if page > 1 else None,
+                    next_url=f"?{urlencode({**query, 'page': page + 1})}"
+                    if page < pages else None)
+        return data
+
+    def _run_view(self, run_id: str, task: str | None = None) -> dict[str, Any] | None:
+        run = self.history.run(run_id)
+        if run is None:
+            return None
+        tasks = run["tasks"]
+        states = {t["name"]: t["state"] for t in tasks}
+        names = [t["name"] for t in tasks]
+        graph = self._layout(run_id, names, run["dependencies"])
+        # A big run shows the details of the tasks that need a look first (failed, running,
+        # ...), then the rest in order, up to TASK_DETAILS; a click on a task in the graph
+        # asks for that task's details.
+        first = sorted(tasks, key=lambda t: _DETAIL_ORDER.get(t["state"], 9))
+        shown = first[:TASK_DETAILS]
+        if task is not None and task in states and all(t["name"] != task for t in shown):
+            shown.append(next(t for t in tasks if t["name"] == task))
+        running = run["status"] == "running"
+        now = run["now"]
+        ends = [a["finished"] for t in tasks for a in t["attempts"] if a["finished"]]
+        starts = [a["started"] for t in tasks for a in t["attempts"]]
+        t0 = min([run["started"] or now, *starts])
+        # A cut-off attempt (the process died) is drawn to the last thing recorded.
+        last = max([*ends, *starts, run["finished"] or 0.0, t0])
+        t1 = now if running else max(last, run["finished"] or 0.0)
+        rows = []
+        for t in sorted((t for t in tasks if t["attempts"]),
+                        key=lambda t: t["attempts"][0]["started"]):
+            bars = []
+            for a in t["attempts"]:
+                open_ = a["finished"] is None
+                end = a["finished"] if not open_ else (now if running else last)
+                state = a["state"] if not (open_ and not running) else "interrupted"
+                bars.append(Bar(t["name"], a["number"], state, a["started"], end, open_))
+            rows.append((t["name"], bars))
+        return {
+            "run": run, "final": is_final(run["status"]), "shown_tasks": shown,
+            "hidden_tasks": len(tasks) - len(shown), "task": task,
+            "graph_svg": graph_svg(graph, states, link=f"/runs/{run_id}?task="),
+            "gantt_svg": gantt_svg(rows, t0, t1, now if running else None),
+            "can_retry": run["status"] in ("failed", "cancelled", "interrupted")
+            and bool(run["config_path"]),
+            "can_cancel": running,
+        }
+
+    # -- pages and fragments --------------------------------------------------------------------
+    async def index(self, request: Request) -> Response:
+        return RedirectResponse("/runs", status_code=303)
+
+    async def runs_page(self, request: Request) -> Response:
+        data = await run_in_threadpool(self._runs, request)
+        return self.page(request, "runs.html", data)
+
+    async def runs_table(self, request: Request) -> Response:
+        data = await run_in_threadpool(self._runs, request)
+        return self.page(request, "_runs_table.html", data)
+
+    async def api_runs(self, request: Request) -> Response:
+        data = await run_in_threadpool(self._runs, request)
+        keys = ("runs", "total", "limit", "offset", "counts", "workflows", "page", "pages")
+        return JSONResponse({k: data[k] for k in keys})
+
+    async def _resolve(self, request: Request) -> str | None:
+        run = request.path_params["run_id"]
+        return await run_in_threadpool(self.history.resolve, run)
+
+    async def run_page(self, request: Request) -> Response:
+        run_id = await self._resolve(request)
+        task = request.query_params.get("task")
+        view = None if run_id is None else await run_in_threadpool(self._run_view, run_id, task)
+        if view is None:
+            return self.page(request, "missing.html",
+                             {"what": f"run {request.path_params['run_id']}"}, 404)
+        return self.page(request, "run.html", view)
+
+    async def run_live(self, request: Request) -> Response:
+        run_id = await self._resolve(request)
+        task = request.query_params.get("task")
+        view = None if run_id is None else await run_in_threadpool(self._run_view, run_id, task)
+        if view is None:
+            return PlainTextResponse("no such run", status_code=404)
+        return self.page(request, "_run_live.html", view)
+
+    async def api_run(self, request: Request) -> Response:
+        run_id = await self._resolve(request)
+        run = None if run_id is None else await run_in_threadpool(self.history.run, run_id)
+        if run is None:
+            return JSONResponse({"error": "no such run"}, status_code=404)
+        return JSONResponse(run)
+
+    async def api_actions(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self.history.actions, None))
+
+    def _config(self) -> Any:
+        from taskloom.app.config import load_config
+
+        if self.config_path is None:
+            return None
+        return load_config(self.config_path)
+
+    def _workflow(self) -> dict[str, Any]:
+        from taskloom.kernel.errors import ConfigError
+
+        if self.config_path is None:
+            return {"config": None, "problems": ["no configuration given: start the "
+                                                 "dashboard with --config FILE"]}
+        try:
+            config = self._config()
+        except ConfigError as exc:
+            return {"config": str(self.config_path), "problems": list(exc.problems)}
+        deps = task_dependencies(config.tasks)
+        names = list(config.tasks)
+        graph = layout(names, deps)
+        return {
+            "config": str(self.config_path), "problems": [],
+            "tasks": [{"name": n, "options": dict(config.tasks[n])} for n in names],
+            "dependencies": deps,
+            "graph_svg": graph_svg(graph, {}),
+        }
+
+    async def workflow_page(self, request: Request) -> Response:
+        data = await run_in_threadpool(self._workflow)
+        return self.page(request, "workflow.html", data)
+
+    async def api_workflow(self, request: Request) -> Response:
+        data = await run_in_threadpool(self._workflow)
+        data.pop("graph_svg", None)
+        return JSONResponse(data, status_code=200 if not data["problems"] else 409)
+
+    def _schedules(self) -> dict[str, Any]:
+        from taskloom.app.ui.schedules import schedules
+        from taskloom.kernel.errors import ConfigError
+        from taskloom.kernel.pluginmanager import load_plugins
+
+        if self.config_path is None:
+            return {"jobs": [], "problems": ["no configuration given: start the dashboard "
+                                             "with --config FILE"]}
+        try:
+            config = self._config()
+        except ConfigError as exc:
+            return {"jobs": [], "problems": list(exc.problems)}
+        state_of = getattr(self.history.store, "schedule_state", None)
+        state = state_of() if callable(state_of) else None
+        plugins = load_plugins(config=config.settings)
+        return {"jobs": schedules(config, plugins, state), "problems": []}
+
+    async def schedules_page(self, request: Request) -> Response:
+        data = await run_in_threadpool(self._schedules)
+        return self.page(request, "schedules.html", data)
+
+    async def api_schedules(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self._schedules))
+
+    # -- event streams -------------------------------------------------------------------------
+    def _stream(self, request: Request, version: Callable[[], Any],
+                final: Callable[[Any], bool]) -> Response:
+        async def events() -> AsyncIterator[str]:
+            deadline = time.monotonic() + self.stream_seconds
+            last: Any = object()
+            n = 0
+            yield "retry: 2000\n\n"
+            while True:
+                current = await run_in_threadpool(version)
+                if current != last:
+                    n += 1
+                    last = current
+                    yield f"event: update\ndata: {n}\n\n"
+                if final(current):
+                    yield "event: done\ndata: done\n\n"
+                    return
+                if time.monotonic() >= deadline or await request.is_disconnected():
+                    return
+                await anyio.sleep(self.poll)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    async def runs_events(self, request: Request) -> Response:
+        return self._stream(request, self.history.list_version, lambda v: False)
+
+    async def run_events(self, request: Request) -> Response:
+        run_id = await self._resolve(request)
+        if run_id is None:
+            return PlainTextResponse("no such run", status_code=404)
+
+        def final(version: Any) -> bool:
+            # (status, finished, resumes, last event, actions); None: the run is gone
+            return version is None or version[0] != "running"
+
+        return self._stream(request, lambda: self.history.run_version(run_id), final)
+
+    # -- actions -------------------------------------------------------------------------------
+    async def _action(self, request: Request,
+                      act: Callable[[dict[str, str], str], Awaitable[Response]]) -> Response:
+        try:
+            fields = await _check_csrf(request)
+        except _Forbidden:
+            return PlainTextResponse("CSRF check failed: reload the page and try again",
+                                     status_code=403)
+        client = request.client.host if request.client else None
+        return await act(fields, requested_by(client))
+
+    async def retry(self, request: Request) -> Response:
+        async def act(fields: dict[str, str], who: str) -> Response:
+            run_id = await self._resolve(request)
+            run = None if run_id is None else await run_in_threadpool(
+                self.history.summary, run_id)
+            if run_id is None or run is None:
+                return PlainTextResponse("no such run", status_code=404)
+            if run["status"] not in ("failed", "cancelled", "interrupted"):
+                return PlainTextResponse(f"run {run_id} is {run['status']}: nothing to retry",
+                                         status_code=409)
+            if not run["config_path"]:
+                return PlainTextResponse(f"run {run_id} recorded no configuration file: "
+                                         f"resume it with 'taskloom resume {run_id} FILE'",
+                                         status_code=409)
+            tag = secrets.token_hex(3)
+            pid, log = await run_in_threadpool(self.launcher.resume, run_id, tag)
+            await run_in_threadpool(
+                lambda: self.history.record_action(
+                    "retry", who, run_id=run_id, workflow=run["workflow"],
+                    detail=f"taskloom resume --retry-failed, pid {pid}, output in {log}"))
+            return _after(request, f"/runs/{run_id}")
+
+        return await self._action(request, act)
+
+    async def cancel(self, request: Request) -> Response:
+        async def act(fields: dict[str, str], who: str) -> Response:
+            run_id = await self._resolve(request)
+            run = None if run_id is None else await run_in_threadpool(
+                self.history.summary, run_id)
+            if run_id is None or run is None:
+                return PlainTextResponse("no such run", status_code=404)
+            if run["status"] != "running":
+                return PlainTextResponse(f"run {run_id} is {run['status']}: nothing to cancel",
+                                         status_code=409)
+            await run_in_threadpool(
+                lambda: self.history.record_action(
+                    "cancel", who, run_id=run_id, workflow=run["workflow"],
+                    detail="asked of the running process"))
+            return _after(request, f"/runs/{run_id}")
+
+        return await self._action(request, act)
+
+    async def start(self, request: Request) -> Response:
+        async def act(fields: dict[str, str], who: str) -> Response:
+            if self.config_path is None:
+                return PlainTextResponse("no configuration given: start the dashboard with "
+                                         "--config FILE", status_code=409)
+            overrides = [line.strip() for line in fields.get("params", "").splitlines()
+                         if line.strip()]
+            bad = [o for o in overrides if not _SET_ITEM.match(o)]
+            if bad:
+                return PlainTextResponse(
+                    f"parameters must be KEY=VALUE lines (as for --set); not {bad[0]!r}",
+                    status_code=400)
+            tag = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+            pid, log = await run_in_threadpool(
+                self.launcher.start, self.config_path, overrides, tag)
+            detail = f"taskloom run {self.config_path}, pid {pid}, output in {log}"
+            if overrides:
+                detail += f", --set {' --set '.join(overrides)}"
+            await run_in_threadpool(
+                lambda: self.history.record_action("start", who, workflow=str(self.config_path),
+                                                   detail=detail))
+            return _after(request, "/runs")
+
+        return await self._action(request, act)
+
+
+def _after(request: Request, url: str) -> Response:
+    """A form post goes back to ``url``; a script (JSON accepted) gets a JSON answer."""
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"ok": True, "next": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def create_app(history: History, *, config_path: str | Path | None = None,
+               token: str | None = None, stream_seconds: float = 300.0,
+               poll: float = 0.5) -> ASGIApp:
+    """The dashboard over ``history``; ``config_path`` feeds the Workflow and Schedules pages
+    and the start action; ``token`` guards every request (see the module docstring)."""
+    d = Dashboard(history, config_path=Path(config_path) if config_path else None,
+                  stream_seconds=stream_seconds, poll=poll)
+    routes = [
+        Route("/", d.index),
+        Route("/runs", d.runs_page),
+        Route("/runs/table", d.runs_table),
+        Route("/runs/{run_id}", d.run_page),
+        Route("/runs/{run_id}/live", d.run_live),
+        Route("/runs/{run_id}/retry", d.retry, methods=["POST"]),
+        Route("/runs/{run_id}/cancel", d.cancel, methods=["POST"]),
+        Route("/workflow", d.workflow_page),
+        Route("/workflow/start", d.start, methods=["POST"]),
+        Route("/schedules", d.schedules_page),
+        Route("/events/runs", d.runs_events),
+        Route("/events/runs/{run_id}", d.run_events),
+        Route("/api/runs", d.api_runs),
+        Route("/api/runs/{run_id}", d.api_run),
+        Route("/api/actions", d.api_actions),
+        Route("/api/workflow", d.api_workflow),
+        Route("/api/schedules", d.api_schedules),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(str(exc), status_code=400)
+
+    app = Starlette(routes=routes, exception_handlers={BadRequest: bad_request})
+    return Guard(app, token)
