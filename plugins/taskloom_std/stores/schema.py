@@ -9,10 +9,10 @@ What is recorded and where:
 * ``runs``: one row per run id (workflow name, config hash and path, status, times, task
   counts, how often it was resumed, the pid that ran it last).
 * ``events``: every state change of every task, with its wall-clock time, one row per run
-  per commit (``data`` is JSON text, a list of ``[task, state, time]``: one row per change
-  would cost more than running a small task). :func:`load_events` reads it back and checks
-  its shape. Attempts are the spans from a ``running`` event to the next event of the same
-  task.
+  per commit (``data`` is JSON text ``[tasks, states, times]``, the times packed as
+  base64 float64s: one row per change would cost more than running a small task).
+  :func:`load_events` reads it back and checks its shape. Attempts are the spans from a
+  ``running`` event to the next event of the same task.
 * ``errors``: the error of each failed, retried or cancelled transition (type, message,
   traceback), keyed by the time of that transition.
 * ``results``: the result of each completed task (JSON, a bounded pickle signed with the
@@ -32,8 +32,11 @@ What is recorded and where:
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
+import sys
+from array import array
 from typing import Any
 
 from taskloom import TaskState
@@ -179,6 +182,7 @@ def migrate(conn: sqlite3.Connection, current: int, target: int = SCHEMA_VERSION
 
 
 _STATES = frozenset(state.value for state in TaskState)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 class LegacyEvents(ValueError):
@@ -186,8 +190,16 @@ class LegacyEvents(ValueError):
 
 
 def dump_events(events: list[tuple[Any, ...]]) -> str:
-    """One stored batch: ``[[task, state, time], ...]`` as JSON text (never a pickle)."""
-    return json.dumps([(task, state.value, t) for _, task, state, t in events])
+    """One stored batch as JSON text (never a pickle): ``[tasks, states, times]``.
+
+    ``times`` is base64 of little-endian float64s: writing a float's decimal form costs
+    more than the rest of the batch, and the writer shares the interpreter with the tasks.
+    """
+    _, tasks, states, times = zip(*events, strict=True)
+    packed = array("d", times)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return _ENCODER.encode([tasks, states, base64.b64encode(packed.tobytes()).decode()])
 
 
 def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
@@ -202,15 +214,24 @@ def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
         data = data.decode()
     if not isinstance(data, str):
         raise ValueError(f"an event batch stored as {type(data).__name__}")
-    rows = json.loads(data)
-    if not isinstance(rows, list):
-        raise ValueError("an event batch is not a list")
+    batch = json.loads(data)
+    if not isinstance(batch, list) or len(batch) != 3:
+        raise ValueError("an event batch is not [tasks, states, times]")
+    tasks, states, times = batch
+    if not isinstance(tasks, list) or not isinstance(states, list) or not isinstance(
+        times, str
+    ):
+        raise ValueError("an event batch is not [tasks, states, times]")
+    raw = base64.b64decode(times, validate=True)
+    if not len(tasks) == len(states) == len(raw) // 8 or len(raw) % 8:
+        raise ValueError("an event batch's columns differ in length")
+    packed = array("d")
+    packed.frombytes(raw)
+    if sys.byteorder == "big":
+        packed.byteswap()
     out = []
-    for row in rows:
-        if (
-            not isinstance(row, list) or len(row) != 3 or not isinstance(row[0], str)
-            or row[1] not in _STATES or type(row[2]) not in (int, float)
-        ):
-            raise ValueError(f"an event batch holds a malformed entry {str(row)[:60]!r}")
-        out.append((run_id, row[0], row[1], float(row[2])))
+    for task, state, t in zip(tasks, states, packed, strict=True):
+        if not isinstance(task, str) or state not in _STATES:
+            raise ValueError(f"an event batch holds a malformed entry {str((task, state))[:60]!r}")
+        out.append((run_id, task, state, t))
     return out

@@ -209,6 +209,7 @@ class SqliteStore(RunHistory):
         self._wake = threading.Event()
         self._round_started = 0
         self._round_done = 0
+        self._round_ok = 0  # the last round that left nothing unwritten
         self._closing = False
         # The watchdog: the writer marks each write's start; one thread logs a slow one.
         self._watch = threading.Condition()
@@ -481,8 +482,10 @@ class SqliteStore(RunHistory):
                 self._round_started += 1
                 number = self._round_started
                 closing = self._closing
+            ok = False
             try:
                 self._write_round()
+                ok = True
             except BaseException as exc:
                 if self._failure is None or str(self._failure) != str(exc):
                     log.error("%s", exc)
@@ -491,6 +494,8 @@ class SqliteStore(RunHistory):
                 self._poll_cancels()
             with self._cond:
                 self._round_done = number
+                if ok:
+                    self._round_ok = number
                 self._cond.notify_all()
             if closing:
                 with self._watch:
@@ -683,8 +688,11 @@ class SqliteStore(RunHistory):
             while self._round_done < target and self._writer.is_alive():
                 self._cond.wait(self.flush_interval)
                 self._wake.set()
+            # Rounds run one after another: once a round at or after ``target`` has written
+            # everything it found, what was queued before this call is committed.
+            written = self._round_ok >= target
         failure = self._failure
-        if failure is not None and self._retry:
+        if not written and failure is not None:
             raise failure
 
     def close(self) -> None:
