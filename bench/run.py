@@ -73,7 +73,7 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def _load() -> str:
+def _load_average() -> str:
     """The 1-minute load average: other processes on a shared machine stretch every side."""
     try:
         return f"{os.getloadavg()[0]:.1f}"
@@ -119,7 +119,7 @@ def main() -> int:
     all_rows: list[Row] = []
     failures = []
     started = time.perf_counter()
-    load_before = _load()
+    load_before = _load_average()
     for name in wanted:
         module = _load(SUITES[name])
         if module is None:
@@ -140,7 +140,7 @@ def main() -> int:
     header = (
         f"Measured on {machine()}; {'quick' if args.quick else 'full'} run of "
         f"{elapsed / 60:.1f} min (load average over 1 min: {load_before} at the start, "
-        f"{_load()} at the end, on {os.cpu_count()} cores). Every row: taskloom and its "
+        f"{_load_average()} at the end, on {os.cpu_count()} cores). Every row: taskloom and its "
         "baseline in the same process, a warm-up, then interleaved rounds rotating which "
         "side goes first, `gc.collect()` before each timed side. Figures: median [min..max] "
         "over the rounds; ratio: median of the per-round ratios [min..max], > 1 means "
