@@ -1,7 +1,7 @@
 """Error policies under load: W4 on the thread executor and a retry storm.
 
 * W4 (200 x ``time.sleep(0.01)``, 50 threads): taskloom with the default plugins (the
-  policy plugins included) against floor B, wall seconds.
+  policy plugins included) against floor B-cb, wall seconds, in the same rounds.
 * Retry storm: 1,000 tasks that each fail twice and succeed on the third attempt, backoff 0.
   Against a thread pool whose function retries in a loop (the floor for this shape). The
   workers' busy time (their lifetime minus the time they waited for work) is compared with
@@ -19,8 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import Row, Stat, paired, rate, wall
-from workloads import fan_out, floor_b, sleepy, taskloom_runner
+from common import Row, Stat, compare, paired
+from workloads import fan_out, floor_b_cb, sleepy, taskloom_runner
 
 from taskloom import Engine, Task, hookimpl, load_plugins
 from taskloom_std.executors.thread import ThreadExecutor
@@ -149,9 +149,9 @@ def _w4(reps: int) -> Row:
     graph = fan_out(200)
     run = taskloom_runner(workers=50)
     t_tl, t_b = paired(functools.partial(run, graph, sleepy),
-                       functools.partial(floor_b, graph, sleepy, 50), reps)
-    return Row("W4 sleep-bound, policy plugins loaded (200 x 10 ms, 50 threads)", "wall s",
-               wall(t_tl), wall(t_b), "floor B", higher_is_better=False, target="within 1.25x")
+                       functools.partial(floor_b_cb, graph, sleepy, 50), reps)
+    return compare("W4 sleep-bound, policy plugins loaded (200 x 10 ms, 50 threads)", None,
+                   t_tl, t_b, "B-cb", target="within 1.25x", min_ratio=1 / 1.25)
 
 
 def _storm_rows(reps: int, n: int) -> list[Row]:
@@ -172,9 +172,9 @@ def _storm_rows(reps: int, n: int) -> list[Row]:
     per_attempt = statistics.median(busy) * 1000 / attempts
     delayed = _storm(engine, executors, n, 0.005)
     rows = [
-        Row(f"retry storm ({n:,} tasks x {FAILURES + 1} attempts, backoff 0, {workers} threads)",
-            "tasks/s", rate(n, t_tl), rate(n, t_floor), "pool + inline retry loop",
-            note="every failed attempt goes through the policies and back to the queue"),
+        compare(f"retry storm ({n:,} tasks x {FAILURES + 1} attempts, backoff 0, "
+                f"{workers} threads)", n, t_tl, t_floor, "pool + inline retry loop",
+                note="every failed attempt goes through the policies and back to the queue"),
         Row("retry storm: workers' busy time", "ms",
             Stat(statistics.median(busy), min(busy), max(busy)), higher_is_better=False,
             note=(f"task bodies {body_ms:.1f} ms; engine {per_attempt:.0f} us per attempt; "
@@ -193,5 +193,5 @@ def rows(quick: bool) -> list[Row]:
 if __name__ == "__main__":
     for row in rows(quick=True):
         base = f" vs {row.baseline_name} {row.baseline.fmt(3)}" if row.baseline else ""
-        ratio = f" ratio {row.ratio:.2f}" if row.ratio else ""
+        ratio = f" ratio {row.ratio_text()}" if row.ratio else ""
         print(f"{row.workload}: {row.taskloom.fmt(3)} {row.unit}{base}{ratio} {row.note}")

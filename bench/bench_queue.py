@@ -2,12 +2,14 @@
 
 Throughput: a queue already holding N tasks takes N more enqueue+dequeue pairs (so every
 operation works on a queue of about N tasks); pairs per second, both sides in the same run,
-timed alternately. Reorder: the cost of one ``reorder(task_id, priority)`` on a queue of N
-tasks, in microseconds. N = 100,000 (10,000 with ``quick``).
+in rounds that rotate which side goes first. Reorder: the cost of one
+``reorder(task_id, priority)`` on a queue of N tasks, in microseconds. N = 100,000 (10,000
+with ``quick``).
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import random
@@ -15,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from common import Row, Stat, rate, wall
+from common import Row, Stat, per_round, rate, wall
 
 from taskloom import Task, TaskQueue, load_plugins
 
@@ -30,9 +32,11 @@ def _paired_with_setup(
     """Like ``common.paired``, but ``a()``/``b()`` build untimed state and return the timed part."""
     ta: list[float] = []
     tb: list[float] = []
+    sides = [(a, ta), (b, tb)]
     for i in range(reps + 1):  # the first round warms up
-        for make, out in ((a, ta), (b, tb)):
+        for make, out in sides[i % 2:] + sides[:i % 2]:
             timed = make()
+            gc.collect()
             t0 = time.perf_counter()
             timed()
             elapsed = time.perf_counter() - t0
@@ -89,7 +93,9 @@ def rows(quick: bool) -> list[Row]:
             taskloom=rate(n, tq),
             baseline=rate(n, hq),
             baseline_name="heapq + threading.Lock",
+            ratios=per_round(tq, hq),
             target=">= 0.3x",
+            min_ratio=0.3,
         )
     ]
 
@@ -101,6 +107,7 @@ def rows(quick: bool) -> list[Row]:
         for t in resident:
             q.enqueue(t)
         reorder = q.reorder
+        gc.collect()
         t0 = time.perf_counter()
         for task_id, priority in changes:
             reorder(task_id, priority)
@@ -115,6 +122,7 @@ def rows(quick: bool) -> list[Row]:
             taskloom=stat,
             higher_is_better=False,
             target="< 10 us",
+            max_value=10,
         )
     )
     return out
@@ -124,6 +132,6 @@ if __name__ == "__main__":
     import sys
 
     for row in rows("--quick" in sys.argv):
-        ratio = f"  ratio {row.ratio:.2f}x" if row.ratio is not None else ""
+        ratio = f"  ratio {row.ratio_text()}" if row.ratio is not None else ""
         base = f"  vs {row.baseline.fmt()}" if row.baseline else ""
         print(f"{row.workload}: {row.taskloom.fmt(2)} {row.unit}{base}{ratio}  [{row.target}]")

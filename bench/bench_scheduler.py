@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from common import Row, paired, rate, wall
+from common import Row, paired, per_round, rate, wall
 from cronsim import CronSim
 
 import taskloom
@@ -30,22 +30,6 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 def _schedulers(engine: Engine, count: int, clock: Any = None) -> list[TaskScheduler]:
     return [TaskScheduler(engine=engine, clock=clock, state=MemoryScheduleState())
             for _ in range(count)]
-
-
-def _paired_collected(a: Any, b: Any, reps: int) -> tuple[list[float], list[float]]:
-    """:func:`paired`, with a full collection before each timing: both sides allocate tens
-    of thousands of objects, and a collection the other side's garbage triggered would land
-    on whichever side happens to be running."""
-    a()
-    b()
-    ta, tb = [], []
-    for _ in range(reps):
-        for fn, out in ((a, ta), (b, tb)):
-            gc.collect()
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return ta, tb
 
 
 def _register(n: int, reps: int) -> tuple[Row, list[TaskScheduler]]:
@@ -69,11 +53,12 @@ def _register(n: int, reps: int) -> tuple[Row, list[TaskScheduler]]:
         for i, t in enumerate(tasks):
             push(heap, (now + 60, i, t))
 
-    t_tl, t_floor = _paired_collected(tl, floor, reps)
+    t_tl, t_floor = paired(tl, floor, reps)
     ms = [s * 1e3 for s in t_tl]
     floor_ms = [s * 1e3 for s in t_floor]
     row = Row(f"W5 register {n:,} interval jobs", "ms", wall(ms), wall(floor_ms),
-              "heapq push", higher_is_better=False, target="< 25 ms (APScheduler 245 ms)")
+              "heapq push", higher_is_better=False, ratios=per_round(t_tl, t_floor),
+              target="< 25 ms (APScheduler 245 ms)", max_value=25)
     return row, filled
 
 
@@ -94,7 +79,8 @@ def _peek(sched: TaskScheduler, reps: int, calls: int) -> Row:
     us = [s / calls * 1e6 for s in t_tl]
     floor_us = [s / calls * 1e6 for s in t_floor]
     return Row(f"W5 next-due lookup ({len(heap):,} jobs)", "us", wall(us), wall(floor_us),
-               "heap[0]", higher_is_better=False, target="O(1)")
+               "heap[0]", higher_is_better=False, ratios=per_round(t_tl, t_floor),
+               target="O(1)")
 
 
 def _reschedule(engine: Engine, n: int, reps: int) -> Row:
@@ -127,7 +113,7 @@ def _reschedule(engine: Engine, n: int, reps: int) -> Row:
     floor_us = [s / n * 1e6 for s in t_floor]
     return Row(f"W5 pop + reschedule ({n:,} jobs)", "us", wall(us), wall(floor_us),
                "heapq.heapreplace", higher_is_better=False,
-               target="APScheduler 5.5 us")
+               ratios=per_round(t_tl, t_floor), target="APScheduler 5.5 us")
 
 
 def _cron(n: int, reps: int, zone: str | None) -> Row:
@@ -147,7 +133,9 @@ def _cron(n: int, reps: int, zone: str | None) -> Row:
     t_tl, t_floor = paired(tl, floor, reps)
     where = zone or "UTC"
     return Row(f"W5 cron next-fire '{CRON}' ({where})", "computations/s", rate(n, t_tl),
-               rate(n, t_floor), "cronsim", target=">= 100,000/s" if zone is None else "")
+               rate(n, t_floor), "cronsim", ratios=per_round(t_tl, t_floor),
+               target=">= 100,000/s" if zone is None else "",
+               min_value=100_000 if zone is None else None)
 
 
 class _Lateness:
@@ -196,12 +184,17 @@ def _lateness(fires: int, spacing: float, reps: int) -> Row:
         return _p99(late)
 
     tl()
-    ours, base = [], []
-    for _ in range(reps):
-        ours.append(tl())
-        base.append(floor())
+    floor()
+    ours: list[float] = []
+    base: list[float] = []
+    sides = [(tl, ours), (floor, base)]
+    for r in range(reps):
+        for side, out in sides[r % 2:] + sides[:r % 2]:
+            gc.collect()
+            out.append(side())
     return Row(f"W5 fire lateness, p99 of {fires} fires", "ms", wall(ours), wall(base),
-               "Event.wait loop", higher_is_better=False, target="within 10 ms")
+               "Event.wait loop", higher_is_better=False, ratios=per_round(ours, base),
+               target="within 10 ms", max_value=10)
 
 
 def rows(quick: bool) -> list[Row]:
@@ -215,7 +208,7 @@ def rows(quick: bool) -> list[Row]:
     n = 20_000 if quick else 100_000
     out.append(_cron(n, reps, None))
     out.append(_cron(n // 2, reps, "Europe/Berlin"))
-    out.append(_lateness(50 if quick else 200, 0.002 if quick else 0.005, 1 if quick else 3))
+    out.append(_lateness(50 if quick else 200, 0.002 if quick else 0.005, 3 if quick else 5))
     return out
 
 
@@ -223,7 +216,7 @@ if __name__ == "__main__":
     import sys
 
     for row in rows("--quick" in sys.argv):
-        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
+        ratio = row.ratio_text()
         base = row.baseline.fmt(2) if row.baseline else ""
         print(f"{row.workload:55} {row.taskloom.fmt(2):>30} {row.unit:15} vs "
               f"{row.baseline_name} {base} {ratio} target {row.target}")

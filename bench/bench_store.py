@@ -1,35 +1,41 @@
-"""W1, W3 and W6 with the SQLite store (durability "fast") against the memory store.
+"""The SQLite store against the memory store, the same workload in the same rounds.
 
-Each SQLite repetition is timed up to the moment everything it recorded is committed
-(``store.flush()``), so the ratio carries the store's whole cost.
+* ``fast`` (WAL, ``synchronous=NORMAL``) on W1 and W3, 2 workers, no-op bodies.
+* ``safe`` (``synchronous=FULL``, each result committed before its task completes) on W3
+  with 8 workers and bodies of 1 ms (``time.sleep(0.001)``), against the memory store with
+  the same workers and bodies.
+
+Each SQLite run is timed up to the moment everything it recorded is committed
+(``store.flush()``), so the ratio carries the store's whole cost. One database per row; it
+grows with every run, as a real one does.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
-from common import Row, Stat, paired, rate
+from common import Row, compare, interleaved
 from workloads import Graph, fan_out, layered, noop
 
-HERE = Path(__file__).resolve().parent
+
+def millisecond() -> None:
+    time.sleep(0.001)
 
 
-def _runner(store: str, path: str | None = None) -> tuple[Callable[[Graph], None], object]:
+def _runner(store: str, workers: int, fn: Callable[[], object],
+            **options: Any) -> tuple[Callable[[Graph], None], Any]:
     from taskloom import Engine, Task
 
-    options = {"path": path, "durability": "fast"} if path else {}
-    engine = Engine(max_workers=2, store=store, store_options=options)
+    engine = Engine(max_workers=workers, store=store, store_options=options)
 
     def run(graph: Graph) -> None:
-        tasks = [Task(name, fn=noop, dependencies=deps) for name, deps in graph.items()]
+        tasks = [Task(name, fn=fn, dependencies=deps) for name, deps in graph.items()]
         summary = engine.run(tasks)
         engine.store.flush()
         if not summary.ok:
@@ -38,60 +44,39 @@ def _runner(store: str, path: str | None = None) -> tuple[Callable[[Graph], None
     return run, engine
 
 
-def _pair(wid: str, label: str, graph: Graph, reps: int, db: str) -> Row:
-    sqlite_run, sqlite_engine = _runner("sqlite", db)
-    memory_run, memory_engine = _runner("memory")
+def _pair(name: str, graph: Graph, rounds: int, db: str, durability: str, workers: int,
+          fn: Callable[[], object], **fields: Any) -> Row:
+    sqlite_run, sqlite_engine = _runner("sqlite", workers, fn, path=db, durability=durability)
+    memory_run, memory_engine = _runner("memory", workers, fn)
     try:
-        t_sql, t_mem = paired(
-            functools.partial(sqlite_run, graph), functools.partial(memory_run, graph), reps
-        )
+        times = interleaved({"sqlite": functools.partial(sqlite_run, graph),
+                             "memory": functools.partial(memory_run, graph)}, rounds)
     finally:
-        sqlite_engine.close()  # type: ignore[attr-defined]
-        memory_engine.close()  # type: ignore[attr-defined]
-    n = len(graph)
+        sqlite_engine.close()
+        memory_engine.close()
     size = os.path.getsize(db) / 1e6
-    return Row(f"{wid} {label}, sqlite store", "tasks/s", rate(n, t_sql), rate(n, t_mem),
-               "memory store", target=">= 0.5x", note=f"db {size:.1f} MB after {reps + 1} runs")
-
-
-def _w6_child(layers: int, width: int, db: str) -> None:
-    """W6 once in a fresh process with the SQLite store; prints rate and db size as JSON."""
-    run, engine = _runner("sqlite", db)
-    graph = layered(layers, width)
-    t0 = time.perf_counter()
-    run(graph)
-    seconds = time.perf_counter() - t0
-    engine.close()  # type: ignore[attr-defined]
-    print(json.dumps({"rate": len(graph) / seconds, "db_mb": os.path.getsize(db) / 1e6}))
-
-
-def _w6(db: str) -> list[Row]:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "bench_store.py"), "--w6-child", "100", "1000", db],
-        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(HERE)},
-    )
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    r = res["rate"]
-    return [Row("W6 scale (100,000 tasks), sqlite store", "tasks/s", Stat(r, r, r),
-                note=f"completes; database {res['db_mb']:.1f} MB")]
+    return compare(name, len(graph), times["sqlite"], times["memory"], "memory store",
+                   note=f"database {size:.1f} MB after {rounds + 1} runs", **fields)
 
 
 def rows(quick: bool) -> list[Row]:
-    reps = 3 if quick else 5
+    rounds = 3 if quick else 7
     scale = 5 if quick else 1
+    w1, w3 = fan_out(10_000 // scale), layered(50 // scale, 200)
+    w3_label = f"layered {len(w3) // 200}x200"
     out: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        out.append(_pair("W1", "fan-out", fan_out(10_000 // scale), reps, f"{tmp}/w1.db"))
-        out.append(_pair("W3", "layered 50x200", layered(50 // scale, 200), reps,
-                         f"{tmp}/w3.db"))
-        if not quick:
-            out += _w6(f"{tmp}/w6.db")
+        out.append(_pair(f"W1 fan-out {len(w1):,}, sqlite store 'fast'", w1, rounds,
+                         f"{tmp}/w1.db", "fast", 2, noop))
+        out.append(_pair(f"W3 {w3_label}, sqlite store 'fast'", w3, rounds, f"{tmp}/w3.db",
+                         "fast", 2, noop, target=">= 0.7x", min_ratio=0.7))
+        out.append(_pair(f"W3 {w3_label}, 8 workers, 1 ms bodies, sqlite store 'safe'", w3,
+                         rounds if quick else 5, f"{tmp}/safe.db", "safe", 8, millisecond,
+                         target=">= 0.2x", min_ratio=0.2))
     return out
 
 
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--w6-child":
-    _w6_child(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
-elif __name__ == "__main__":
+if __name__ == "__main__":
     for row in rows(quick="--quick" in sys.argv):
-        ratio = "" if row.ratio is None else f"  {row.ratio:.2f}x {row.baseline_name}"
-        print(f"{row.workload:45} {row.taskloom.fmt()} {row.unit}{ratio}  {row.note}")
+        print(f"{row.workload:60} {row.taskloom.fmt()} {row.unit} vs {row.baseline_name} "
+              f"{row.ratio_text()} {row.status()}  {row.note}")

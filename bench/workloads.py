@@ -1,12 +1,18 @@
-"""The reference workloads W1-W4 and W6: graphs, the floors, and the runners."""
+"""The reference workloads W1-W4 and W6: graphs, the floors, and the runners.
+
+Every runner takes the graph dict and builds its own task objects inside its timed call.
+The reference floor is B-cb, the smallest correct threaded DAG runner; B-wait and the plain
+loop A are context.
+"""
 
 from __future__ import annotations
 
 import graphlib
+import queue
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 Graph = dict[str, list[str]]
 
@@ -47,12 +53,28 @@ def floor_a(graph: Graph, fn: Callable[[], object] = noop) -> None:
         fn()
 
 
-def floor_b(graph: Graph, fn: Callable[[], object] = noop, workers: int = 2) -> None:
-    """graphlib + ThreadPoolExecutor, releasing dependents as futures finish."""
+def floor_b_cb(graph: Graph, fn: Callable[[], object] = noop, workers: int = 2) -> None:
+    """B-cb: graphlib + ThreadPoolExecutor; completions come back through a done-callback
+    into a SimpleQueue, and each releases its dependents."""
+    ts = graphlib.TopologicalSorter(graph)
+    ts.prepare()
+    done: queue.SimpleQueue[tuple[str, Future[object]]] = queue.SimpleQueue()
+    results: dict[str, object] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while ts.is_active():
+            for node in ts.get_ready():
+                pool.submit(fn).add_done_callback(lambda f, n=node: done.put((n, f)))
+            node, f = done.get()
+            results[node] = f.result()
+            ts.done(node)
+
+
+def floor_b_wait(graph: Graph, fn: Callable[[], object] = noop, workers: int = 2) -> None:
+    """B-wait: graphlib + ThreadPoolExecutor, waiting with ``wait(FIRST_COMPLETED)``."""
     ts = graphlib.TopologicalSorter(graph)
     ts.prepare()
     with ThreadPoolExecutor(workers) as pool:
-        pending: dict[object, str] = {}
+        pending: dict[Future[object], str] = {}
         while ts.is_active():
             for name in ts.get_ready():
                 pending[pool.submit(fn)] = name
@@ -91,5 +113,24 @@ def taskloom_runner(workers: int = 2, **engine_options: object) -> Callable[...,
         summary = engine.run(tasks)
         if not summary.ok:
             raise RuntimeError(f"benchmark run failed: {summary.counts}")
+
+    return run
+
+
+def manager_runner(workers: int = 2, **engine_options: object) -> Callable[..., None]:
+    """The ``TaskManager`` path on one engine: a manager per call, ``create_task`` for every
+    node, ``execute_workflow``, then ``shutdown`` (which closes the run, as ``Engine.run``
+    does)."""
+    from taskloom import Engine, TaskManager
+
+    engine = Engine(max_workers=workers, **engine_options)  # type: ignore[arg-type]
+
+    def run(graph: Graph, fn: Callable[[], object] = noop) -> None:
+        with TaskManager(engine=engine) as manager:
+            create = manager.create_task
+            tasks = [create(name, fn=fn, dependencies=deps) for name, deps in graph.items()]
+            results = manager.execute_workflow(tasks)
+        if len(results) != len(tasks):
+            raise RuntimeError(f"benchmark run failed: {len(results)} of {len(tasks)} completed")
 
     return run
