@@ -133,11 +133,12 @@ _TABLES = {
 
 
 def schema_tables() -> dict[str, Mapping[str, Any]]:
-    """Every ``NAME_KEYS`` mapping of ``Key`` in the schema module, by attribute name."""
+    """Every ``NAME_KEYS`` mapping of ``Key`` in the core's key tables, by attribute name."""
+    from taskloom.app import keys
     from taskloom.kernel import schema
 
     tables: dict[str, Mapping[str, Any]] = {}
-    for attr, value in vars(schema).items():
+    for attr, value in vars(keys).items():
         if (attr.endswith("_KEYS") and isinstance(value, Mapping) and value
                 and all(isinstance(k, schema.Key) for k in value.values())):
             tables[attr] = value

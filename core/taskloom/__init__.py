@@ -6,8 +6,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from taskloom._version import __version__
+from taskloom.api.fakeclock import FakeClock
+from taskloom.api.graph import DependencyGraph
 from taskloom.api.manager import TaskManager
-from taskloom.kernel.clock import Clock, FakeClock, SystemClock
+from taskloom.kernel.clock import Clock, SystemClock
 from taskloom.kernel.decisions import Fail, Fallback, Retry
 from taskloom.kernel.engine import Attempt, Engine, Run, RunSummary, TaskContext
 from taskloom.kernel.errors import (
@@ -28,7 +30,6 @@ from taskloom.kernel.errors import (
     UpstreamFailed,
 )
 from taskloom.kernel.executor import CancelToken, Executor
-from taskloom.kernel.graph import DependencyGraph
 from taskloom.kernel.pluginmanager import PluginSet, hookimpl, load_plugins
 from taskloom.kernel.stash import Stash, StashKey
 from taskloom.kernel.states import TRANSITIONS, TaskState

@@ -40,8 +40,8 @@ from typing import Any
 import pluggy
 import pytest
 
+from taskloom.api.fakeclock import FakeClock
 from taskloom.api.manager import TaskManager
-from taskloom.kernel.clock import FakeClock
 from taskloom.kernel.engine import Engine, Run
 from taskloom.kernel.pluginmanager import ENTRY_POINT_GROUP, PluginSet, load_plugins
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from taskloom import Engine, Task, TaskloomError
 from taskloom.app.cli import main
 from taskloom.app.config import validate_config
-from taskloom.kernel.schema import ENGINE_KEYS, INTERVAL_UNITS, SCHEDULE_KEYS, TASK_KEYS
+from taskloom.app.keys import ENGINE_KEYS, INTERVAL_UNITS, SCHEDULE_KEYS, TASK_KEYS
 
 settings.register_profile(
     "fuzz-ci", max_examples=2000, deadline=None,

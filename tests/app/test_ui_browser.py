@@ -170,7 +170,7 @@ def test_the_cancel_button_cancels_a_running_run(page, ui_project, tmp_path):
 
 def test_the_retry_button_resumes_a_failed_run(page, history, ui_project, tmp_path):
     (ui_project.folder / "fixed").write_text("")
-    with Server(create_app(history, poll=0.05)) as base:
+    with Server(create_app(history, config_path=ui_project.config, poll=0.05)) as base:
         page.goto(f"{base}/runs/{ui_project.failed_run}")
         page.click("#retry")
         page.wait_for_selector("table.actions-log")

@@ -302,6 +302,19 @@ def test_retry_resumes_the_failed_run_in_a_child_process(client, ui_project):
     assert "taskloom resume --retry-failed" in run["actions"][0]["detail"]
 
 
+def test_retry_needs_the_dashboard_started_with_the_runs_configuration(history, ui_project):
+    from starlette.testclient import TestClient
+
+    from taskloom.app.ui.server import create_app
+
+    with TestClient(create_app(history, stream_seconds=0)) as bare:
+        token = _csrf(bare)
+        answer = bare.post(f"/runs/{ui_project.failed_run}/retry", data={"csrf": token})
+    assert answer.status_code == 409
+    assert f"taskloom ui --config {ui_project.config}" in answer.text
+    assert history.actions(ui_project.failed_run) == []
+
+
 def test_start_runs_the_workflow_with_parameters(client, ui_project):
     token = _csrf(client)
     bad = client.post("/workflow/start", data={"csrf": token, "params": "no equals sign"})

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from taskloom.api.graph import DependencyGraph
 from taskloom.kernel.engine import (
     Attempt,
     Engine,
@@ -29,7 +30,6 @@ from taskloom.kernel.engine import (
     unfilled_parameters,
 )
 from taskloom.kernel.errors import ConfigError
-from taskloom.kernel.graph import DependencyGraph
 from taskloom.kernel.states import TERMINAL, TaskState
 from taskloom.kernel.task import Task
 

@@ -32,20 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taskloom.kernel.errors import ConfigError, PluginError, TaskloomError, UnknownComponentError
-from taskloom.kernel.schema import (
+from taskloom.app.keys import (
     ENGINE_KEYS,
     EXECUTOR_TABLE_KEYS,
     INTERVAL_UNITS,
     ROOT_KEYS,
     SCHEDULE_KEYS,
     TASK_KEYS,
-    Key,
-    accepts,
-    describe,
-    kind_of,
-    kinds_from_python,
 )
+from taskloom.kernel.errors import ConfigError, PluginError, TaskloomError, UnknownComponentError
+from taskloom.kernel.schema import Key, accepts, describe, kind_of, kinds_from_python
 from taskloom.kernel.task import Task
 
 if TYPE_CHECKING:
@@ -582,7 +578,7 @@ class _Checker:
             self.add(path, f"executor {name!r} cannot be created: {type(exc).__name__}: {exc}")
 
     def tag_limits(self, key: str, good: dict[str, Any]) -> None:
-        from taskloom.kernel.clock import FakeClock
+        from taskloom.api.fakeclock import FakeClock
 
         if self.plugins is None or ("limiter", "tags") not in self.plugins.registry:
             return
@@ -667,7 +663,7 @@ class _Checker:
                  "run" + _did_you_mean(name, others) + made_by)
 
     def cycles(self, tasks: dict[str, dict[str, Any]]) -> None:
-        from taskloom.kernel.graph import DependencyGraph
+        from taskloom.api.graph import DependencyGraph
 
         graph = DependencyGraph()
         for name in tasks:

@@ -188,7 +188,9 @@ class TaskContext:
 class Attempt(HasStash):
     """One try at running a task; executors receive these."""
 
-    __slots__ = ("_token", "finished", "number", "output", "run", "started", "task", "value")
+    __slots__ = (
+        "_token", "finished", "number", "output", "run", "served_by", "started", "task", "value"
+    )
 
     def __init__(self, task: Task, number: int, run: Run) -> None:
         self.task = task
@@ -201,6 +203,8 @@ class Attempt(HasStash):
         #: What the body printed and logged, when an output-capturing plugin kept it (set
         #: before ``taskloom_attempt_finish`` observers other than that plugin run).
         self.output: str | None = None
+        #: The plugin that supplied the value without running the body (a cache hit).
+        self.served_by: str | None = None
 
     @property
     def token(self) -> CancelToken:

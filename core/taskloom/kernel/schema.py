@@ -1,8 +1,8 @@
-"""The configuration schema: every known key, its TOML type and what it means, in one table.
-
-The tables here are data, so the configuration reference can be generated from them and the
-validator reads them instead of hard-coding checks. A plugin declares its own
-``[taskloom.<name>]`` section with ``registry.add_config_section(name, keys)``.
+"""How configuration keys are declared: :class:`Key` (TOML kinds, bounds, choices, a line
+of documentation) and the kind checks. The core's own tables of keys are in
+:mod:`taskloom.app.keys`; a plugin declares its ``[taskloom.<name>]`` section with
+``registry.add_config_section(name, keys)`` and its task options with
+``registry.add_task_option``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
-
-from taskloom.kernel.task import TRIGGER_RULES
 
 #: TOML value kinds; ``number`` accepts integers and floats.
 KINDS = ("string", "integer", "float", "number", "boolean", "array", "table", "datetime", "any")
@@ -35,75 +33,6 @@ class Key:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     required: bool = False
-
-
-ENGINE_KEYS: dict[str, Key] = {
-    "queue": Key(("string",), "queue strategy that orders ready tasks", component="queue"),
-    "executor": Key(
-        ("string", "table"),
-        'default executor: a name, or {kind = "thread", max_workers = 8, ...} with its options',
-        component="executor",
-    ),
-    "max_workers": Key(("integer",), "attempts running at once", minimum=1),
-    "store": Key(("string",), "where runs and results are recorded", component="store"),
-    "store_options": Key(("table",), "options of the store (path, durability, ...)"),
-    "disable_plugins": Key(("array",), "plugins (entry-point names) not to load", items="string"),
-    "strict": Key(("boolean",), "a plugin that fails to load is an error, not a warning"),
-    "limits": Key(("table",), "per-tag concurrency limits: {db = 2}"),
-    "rate_limits": Key(("table",), "per-tag start rates: {api = {n = 10, period = 1.0}}"),
-    "executors": Key(("table",), "options of executors that tasks ask for by name"),
-    "on_stop": Key(("string",), "what `taskloom schedule` does on SIGTERM/SIGINT with runs "
-                   "still going: wait for them, or cancel them", choices=("wait", "cancel")),
-}
-
-#: Keys of ``executor = {...}`` the core reads; the rest are the executor's own options.
-EXECUTOR_TABLE_KEYS: dict[str, Key] = {
-    "kind": Key(("string",), "executor name", component="executor", required=True),
-    "max_workers": Key(("integer",), "attempts running at once", minimum=1),
-}
-
-TASK_KEYS: dict[str, Key] = {
-    "call": Key(("string",), 'the body, "module:function" (imported when the run starts)'),
-    "description": Key(("string",), "what the task does"),
-    "priority": Key(("integer",), "1 (highest) to 10 (lowest)", minimum=1, maximum=10),
-    "depends_on": Key(("array",), "names of the tasks this one needs", items="string"),
-    "tags": Key(("array",), "labels for limits, fair queueing and breakers", items="string"),
-    "config": Key(("table",), "free-form settings the body reads (context.config)"),
-    "trigger_rule": Key(("string",), "when to run given upstream outcomes", choices=TRIGGER_RULES),
-    "executor": Key(("string",), "run this task on another executor", component="executor"),
-    "deadline": Key(("number", "datetime"), "for the deadline queue: POSIX seconds or a date"),
-    "when": Key(("string",), '"module:predicate": run only when it returns true, else skip'),
-    "options": Key(("table",), "options for plugins, as a table (or each at the top level: "
-                   "the options the installed plugins declare are listed below)"),
-}
-
-SCHEDULE_KEYS: dict[str, Key] = {
-    "task": Key(("string",), "the task to run (with what it depends on)", required=True),
-    "id": Key(("string",), "a stable job id (default: the task name and trigger)"),
-    "cron": Key(("string",), 'cron expression, "30 2 * * *", or @hourly, @daily, @weekly, '
-                '@monthly, @yearly'),
-    "interval": Key(("number", "table"), "seconds, or {weeks, days, hours, minutes, seconds}"),
-    "at": Key(("datetime", "string"), "run once at this time"),
-    "trigger": Key(("string",), "a trigger type registered by a plugin", component="trigger"),
-    "options": Key(("table",), "options of that trigger"),
-    "timezone": Key(("string",), "IANA time zone of cron and at, e.g. Europe/Berlin"),
-    "ambiguous": Key(("string",), "cron: a local time repeated at fall back runs once or at both "
-                     "occurrences (default: once for a fixed time, both when the minute or hour "
-                     "field starts with *)", choices=("once", "both")),
-    "nonexistent": Key(("string",), "cron: a local time skipped at spring forward runs once right "
-                       "after the gap (shift) or not at all (skip) (default: shift for a fixed "
-                       "time, skip when the minute or hour field starts with *)",
-                       choices=("shift", "skip")),
-    "misfire_grace_time": Key(("number",), "seconds late a run may still start", minimum=0),
-    "coalesce": Key(("boolean",), "many missed runs become one"),
-    "max_instances": Key(("integer",), "runs of this job at once", minimum=1),
-    "jitter": Key(("number",), "random delay up to this many seconds", minimum=0),
-}
-
-INTERVAL_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
-
-#: The root of a configuration file.
-ROOT_KEYS = ("taskloom", "tasks", "schedules")
 
 
 def kind_of(value: Any) -> str:

@@ -113,6 +113,8 @@ class CacheWrapper:
         key = self.key(attempt)
         hit, value = store.cache_get(key, attempt.run.clock.time())
         attempt.task.stash[CACHE_HIT] = hit
+        if hit:
+            attempt.served_by = "cache"
         return store, key, hit, value
 
     def _keep(self, store: Any, key: str, attempt: Any, value: Any) -> None:

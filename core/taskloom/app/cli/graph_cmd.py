@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
+from taskloom.api.graph import DependencyGraph
 from taskloom.app.cli._common import EXIT_OK, config_options, load
 from taskloom.app.config import Config
-from taskloom.kernel.graph import DependencyGraph
 from taskloom.kernel.task import Task
 
 _MERMAID_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

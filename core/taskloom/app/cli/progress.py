@@ -42,7 +42,7 @@ class Event(NamedTuple):
     at: float
     attempt: int
     error: BaseException | None
-    cached: bool
+    served: str | None  # the plugin that supplied the result without running the body
     output: str | None = None
 
 
@@ -53,6 +53,7 @@ class ProgressObserver:
         self.counts: dict[TaskState, int] = {}
         self.events: deque[Event] = deque()
         self.started: dict[str, float] = {}
+        self.served: dict[str, str] = {}  # task -> the plugin that served its last attempt
 
     @hookimpl
     def taskloom_task_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
@@ -60,13 +61,18 @@ class ProgressObserver:
         counts[old] = counts.get(old, 0) - 1
         counts[new] = counts.get(new, 0) + 1
         error = task.exception if new in _WITH_ERROR else None
-        cached = new is TaskState.COMPLETED and bool(getattr(task, "cache_hit", False))
-        self.events.append(Event(task.name, new, time.monotonic(), task.attempts, error, cached))
+        served = self.served.pop(task.name, None) if new is TaskState.COMPLETED else None
+        self.events.append(Event(task.name, new, time.monotonic(), task.attempts, error, served))
+
+    @hookimpl
+    def taskloom_attempt_finish(self, task: Any, attempt: Any, error: Any, run: Any) -> None:
+        if attempt.served_by is not None and error is None:
+            self.served[task.name] = attempt.served_by
 
     @hookimpl
     def taskloom_attempt_output(self, task: Any, attempt: Any, text: str, run: Any) -> None:
         self.events.append(Event(task.name, None, time.monotonic(), attempt.number, None,
-                                 False, text))
+                                 None, text))
 
     def count(self, state: TaskState) -> int:
         return max(0, self.counts.get(state, 0))
@@ -155,8 +161,8 @@ class ProgressView:
         from rich.markup import escape
 
         mark, word = _MARK[event.state]
-        if event.cached:
-            return f"{mark} {escape(event.name)} completed from the cache"
+        if event.served:
+            return f"{mark} {escape(event.name)} completed from the {escape(event.served)}"
         line = f"{mark} {escape(event.name)} {word}"
         if event.state is TaskState.COMPLETED and started is not None:
             line += f" in {event.at - started:.2f}s"

@@ -51,10 +51,10 @@ class Launcher:
         threading.Thread(target=proc.wait, name=f"taskloom-ui-{name}", daemon=True).start()
         return proc.pid, log
 
-    def resume(self, run_id: str, tag: str) -> tuple[int, Path]:
-        """``taskloom resume RUN --retry-failed`` on this database."""
-        return self.spawn(["resume", run_id, "--db", str(self.db), "--retry-failed"],
-                          f"retry-{run_id}-{tag}")
+    def resume(self, run_id: str, config: Path, tag: str) -> tuple[int, Path]:
+        """``taskloom resume RUN CONFIG --retry-failed`` on this database."""
+        return self.spawn(["resume", run_id, str(config), "--db", str(self.db),
+                           "--retry-failed"], f"retry-{run_id}-{tag}", cwd=config.parent)
 
     def start(self, config: Path, overrides: Sequence[str], tag: str) -> tuple[int, Path]:
         """``taskloom run CONFIG`` recording into this database, with ``--set`` overrides."""

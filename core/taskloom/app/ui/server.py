@@ -19,6 +19,7 @@ reconnects and the token is checked again) or, for a run, with ``done`` once it 
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
@@ -444,8 +445,18 @@ class Dashboard:
                 return PlainTextResponse(f"run {run_id} recorded no configuration file: "
                                          f"resume it with 'taskloom resume {run_id} FILE'",
                                          status_code=409)
+            # The database alone never chooses which code runs: only the configuration the
+            # dashboard was started with (--config) may rebuild a run's tasks.
+            recorded = Path(run["config_path"])
+            if (self.config_path is None or not recorded.is_file()
+                    or not os.path.samefile(self.config_path, recorded)):
+                return PlainTextResponse(
+                    f"run {run_id} was recorded from {recorded}: start 'taskloom ui --config "
+                    f"{recorded}' to re-run its tasks from the dashboard, or resume it with "
+                    f"'taskloom resume {run_id} {recorded}'", status_code=409)
             tag = secrets.token_hex(3)
-            pid, log = await run_in_threadpool(self.launcher.resume, run_id, tag)
+            pid, log = await run_in_threadpool(
+                self.launcher.resume, run_id, self.config_path, tag)
             await run_in_threadpool(
                 lambda: self.history.record_action(
                     "retry", who, run_id=run_id, workflow=run["workflow"],
