@@ -207,7 +207,8 @@ class FastHook:
         """Call with the hook's arguments, positionally in the spec's order."""
         impls = self._impls
         if impls is None or self._pm.monitors:
-            return self._caller(**dict(zip(self._argnames, args, strict=True)))  # type: ignore
+            kwargs = dict(zip(self._argnames, args, strict=True))
+            return self._caller(**kwargs)  # type: ignore[no-any-return]
         results: list[Any] = []
         if limit := self._ps.watchdog:
             call: list[Any] = [None, self.name, threading.get_ident(), limit, None]
