@@ -522,6 +522,8 @@ class _Checker:
         good = self.table(("taskloom",), engine_keys, ENGINE_KEYS)
         if good is None:
             return
+        if good.get("hook_watchdog", 1) <= 0:
+            self.add(("taskloom", "hook_watchdog"), f"must be > 0, got {good['hook_watchdog']!r}")
         self.executor(good)
         for key in ("limits", "rate_limits"):
             if key in good:

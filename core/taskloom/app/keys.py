@@ -21,6 +21,9 @@ ENGINE_KEYS: dict[str, Key] = {
     "limits": Key(("table",), "per-tag concurrency limits: {db = 2}"),
     "rate_limits": Key(("table",), "per-tag start rates: {api = {n = 10, period = 1.0}}"),
     "executors": Key(("table",), "options of executors that tasks ask for by name"),
+    "hook_watchdog": Key(("number",), "seconds after which a plugin's hook call still running "
+                         "is logged, naming the plugin and hook (again as its time doubles); "
+                         "> 0, default off"),
     "on_stop": Key(("string",), "what `taskloom schedule` does on SIGTERM/SIGINT with runs "
                    "still going: wait for them, or cancel them", choices=("wait", "cancel")),
 }

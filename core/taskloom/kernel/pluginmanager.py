@@ -10,9 +10,10 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pluggy
@@ -59,20 +60,12 @@ class HookSpecInfo:
         return tuple(inspect.signature(self.function).parameters)
 
 
-@dataclass(frozen=True)
-class _EntryPoint:
-    name: str
-    value: str
-    dist: str | None
-    version: str | None
-
-
 @functools.lru_cache(maxsize=1)
-def _entry_points() -> tuple[_EntryPoint, ...]:
+def _entry_points() -> tuple[PluginInfo, ...]:
     """The ``taskloom`` entry points, read once per process."""
     from importlib import metadata  # scanning distributions is slow: only when needed
 
-    found: list[_EntryPoint] = []
+    found: list[PluginInfo] = []
     seen: set[str] = set()
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in seen:  # the same distribution seen twice on sys.path
@@ -80,7 +73,7 @@ def _entry_points() -> tuple[_EntryPoint, ...]:
         seen.add(ep.name)
         dist = getattr(ep, "dist", None)
         found.append(
-            _EntryPoint(
+            PluginInfo(
                 ep.name,
                 ep.value,
                 dist.metadata["Name"] if dist is not None else None,
@@ -156,22 +149,45 @@ def contain(exc: Exception, kind: hookspecs.Kind, plugin: str, hook: str) -> Non
     raise PluginError(f"plugin {plugin!r} raised in {hook}: {type(exc).__name__}: {exc}") from exc
 
 
+#: Watched hook calls in flight, by id: [plugin, hook, thread id, limit, the watchdog's mark].
+CALLS: dict[int, list[Any]] = {}
+_tick = [float("inf")]  # how often the watchdog looks: a quarter of the shortest limit
+
+
+def _watchdog(limit: float) -> None:
+    """Log each hook call in flight for longer than its limit, again whenever its time running
+    doubles; a call is timed from when the watchdog first sees its current plugin in it."""
+    with _import_lock:
+        started, _tick[0] = _tick[0] < float("inf"), min(_tick[0], limit / 4)
+    while not started:
+        time.sleep(_tick[0])
+        now = time.monotonic()
+        for call in CALLS.copy().values():
+            plugin, mark = call[0], call[4]  # mark: [plugin, first seen, next warning]
+            if mark is None or mark[0] is not plugin:
+                call[4] = [plugin, now, now + call[3]]
+            elif now >= mark[2]:
+                mark[2] = 2 * now - mark[1]
+                names = {t.ident: t.name for t in threading.enumerate()}
+                log.warning("plugin %r has been running %s for %.1fs in thread %r (hook_watchdog "
+                            "is %gs)", plugin, call[1], now - mark[1], names.get(call[2]), call[3])
+
+
 class FastHook:
     """Calls one per-task hook's implementations directly, in pluggy's order.
 
-    pluggy's dispatch costs about a microsecond per call before any plugin runs; on the
-    engine's per-task path that is most of a task's budget. While nobody traces or monitors
-    hook calls (``TASKLOOM_TRACE_HOOKS``, the test kit's recorder), the implementations are
-    called straight from a precomputed list, positionally in the spec's argument order, inside
-    the same error boundary (:func:`contain`) as the pluggy path; otherwise the call goes
-    through pluggy so it is seen.
+    pluggy's dispatch costs about a microsecond per call, most of a task's budget. While nobody
+    traces or monitors hook calls (``TASKLOOM_TRACE_HOOKS``, the test kit's recorder), the
+    implementations are called from a precomputed list, positionally in the spec's order,
+    inside the same error boundary (:func:`contain`) and watchdog as the pluggy path;
+    otherwise the call goes through pluggy so it is seen.
     """
 
-    __slots__ = ("_argnames", "_caller", "_impls", "_kind", "_pm", "name")
+    __slots__ = ("_argnames", "_caller", "_impls", "_kind", "_pm", "_ps", "name")
 
     def __init__(self, ps: PluginSet, name: str) -> None:
         self.name = name
-        self._pm = ps.pm
+        self._pm, self._ps = ps.pm, ps
         self._caller = caller = getattr(ps.hook, name)
         spec = caller.spec
         self._kind = hookspecs.kind_of(spec.function if spec is not None else None)
@@ -183,9 +199,8 @@ class FastHook:
                 break
             fn = getattr(impl.function, "taskloom_raw", impl.function)
             wanted = tuple(impl.argnames)
-            picks = None if wanted == self._argnames else tuple(
-                self._argnames.index(a) for a in wanted
-            )
+            picks = (None if wanted == self._argnames
+                     else tuple(self._argnames.index(a) for a in wanted))
             self._impls.append((impl.plugin_name, fn, picks))
 
     def __call__(self, *args: Any) -> list[Any]:
@@ -194,15 +209,24 @@ class FastHook:
         if impls is None or self._pm.monitors:
             kwargs = dict(zip(self._argnames, args, strict=True))
             return self._caller(**kwargs)  # type: ignore[no-any-return]
-        results = []
-        for plugin, fn, picks in impls:
-            try:
-                result = fn(*args) if picks is None else fn(*[args[i] for i in picks])
-            except Exception as exc:
-                contain(exc, self._kind, plugin, self.name)
-                continue
-            if result is not None:
-                results.append(result)
+        results: list[Any] = []
+        if limit := self._ps.watchdog:
+            call: list[Any] = [None, self.name, threading.get_ident(), limit, None]
+            CALLS[key := id(call)] = call
+        try:
+            for plugin, fn, picks in impls:
+                if limit:
+                    call[0] = plugin
+                try:
+                    result = fn(*args) if picks is None else fn(*[args[i] for i in picks])
+                except Exception as exc:
+                    contain(exc, self._kind, plugin, self.name)
+                    continue
+                if result is not None:
+                    results.append(result)
+        finally:
+            if limit:
+                del CALLS[key]
         return results
 
 
@@ -219,6 +243,7 @@ class PluginSet:
         self.flags = HookFlags()
         self.fast: dict[str, FastHook] = {}
         self.config: Mapping[str, Any] = MappingProxyType({})
+        self.watchdog = 0.0  # seconds: a hook call running longer is logged; 0: not watched
         self._plugins: dict[str, object] = {}
         self._registered_components = False
         self.hook.taskloom_addhooks.call_historic(kwargs={"pluginmanager": self.pm})
@@ -260,7 +285,7 @@ class PluginSet:
         """What pluggy registers for ``plugin``: its hook implementations, each inside the
         error boundary of its hook's kind (looked up when it raises: a plugin may implement a
         hook whose spec another plugin adds later)."""
-        hooks = _Hooks()
+        hooks = SimpleNamespace()  # what pluggy registers instead of the plugin
         for attr in dir(plugin):
             opts = self.pm.parse_hookimpl_opts(plugin, attr)
             if opts is None:
@@ -290,9 +315,8 @@ class PluginSet:
                     raise PluginError(f"plugin {name!r} is invalid: {message}") from exc
                 log.warning("plugin %r not loaded: %s", name, message)
                 self.unregister(name)
-                info = self.infos.get(name, PluginInfo(name, name))
-                self.infos[name] = PluginInfo(info.name, info.module, info.distribution,
-                                              info.version, error=message)
+                self.infos[name] = replace(self.infos.get(name, PluginInfo(name, name)),
+                                           error=message)
 
     def check_task_options(self, task: Task) -> None:
         """Every option of ``task`` is declared by a loaded plugin, and valid by its check.
@@ -349,13 +373,9 @@ class PluginSet:
                                             s.function.__code__.co_firstlineno))
 
     def _refresh_flags(self) -> None:
-        f, h = self.flags, self.hook
-        f.transition = bool(h.taskloom_task_transition.get_hookimpls())
-        f.attempt_finish = bool(h.taskloom_attempt_finish.get_hookimpls())
-        f.attempt_failed = bool(h.taskloom_attempt_failed.get_hookimpls())
-        f.task_error = bool(h.taskloom_task_error.get_hookimpls())
-        f.task_prepare = bool(h.taskloom_task_prepare.get_hookimpls())
-        f.task_wrappers = bool(h.taskloom_task_wrappers.get_hookimpls())
+        for flag in HookFlags.__slots__:  # each a hook's name without its prefix
+            name = "taskloom_task_transition" if flag == "transition" else f"taskloom_{flag}"
+            setattr(self.flags, flag, bool(getattr(self.hook, name).get_hookimpls()))
         self.fast = {name: FastHook(self, name) for name in FAST_HOOKS}
 
     def load_entry_points(self, disable: Iterable[str] = (), strict: bool = False) -> None:
@@ -367,22 +387,19 @@ class PluginSet:
         skip = set(disable) | disabled_from_env()
         for ep in _entry_points():
             if ep.name in skip:
-                self.infos[ep.name] = PluginInfo(ep.name, ep.value, ep.dist, ep.version,
-                                                 disabled=True)
+                self.infos[ep.name] = replace(ep, disabled=True)
                 continue
             try:
-                obj = _load(ep.value)
-                self.register(obj, name=ep.name)
+                self.register(_load(ep.module), name=ep.name)
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
-                self.infos[ep.name] = PluginInfo(ep.name, ep.value, ep.dist, ep.version,
-                                                 error=message)
+                self.infos[ep.name] = replace(ep, error=message)
                 if strict:
-                    raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: "
+                    raise PluginError(f"plugin {ep.name!r} ({ep.module}) failed to load: "
                                       f"{message}") from exc
-                log.warning("plugin %r (%s) failed to load: %s", ep.name, ep.value, message)
+                log.warning("plugin %r (%s) failed to load: %s", ep.name, ep.module, message)
                 continue
-            self.infos[ep.name] = PluginInfo(ep.name, ep.value, ep.dist, ep.version)
+            self.infos[ep.name] = ep
 
     def register_components(self) -> None:
         """Call ``taskloom_register`` on every plugin, attributing each component."""
@@ -391,13 +408,10 @@ class PluginSet:
         self._registered_components = True
         for name, info in list(self.infos.items()):
             plugin = self.pm.get_plugin(name)
-            if plugin is None:
-                continue
-            hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or ()))
-            self.infos[name] = PluginInfo(
-                info.name, info.module, info.distribution, info.version, info.error,
-                info.disabled, hooks, self.registry.by_plugin(name),
-            )
+            if plugin is not None:
+                hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or ()))
+                self.infos[name] = replace(info, hooks=hooks,
+                                           components=self.registry.by_plugin(name))
 
     def _call_register(self, plugin_name: str) -> None:
         for impl in self.hook.taskloom_register.get_hookimpls():
@@ -411,30 +425,35 @@ class PluginSet:
         except PluginError:
             raise
         except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} failed in taskloom_register: {exc}"
-            ) from exc
+            raise PluginError(f"plugin {impl.plugin_name!r} failed in taskloom_register: "
+                              f"{exc}") from exc
         finally:
             self.registry.current_plugin = "<direct>"
 
     def configure(self, config: Mapping[str, Any] | None = None) -> None:
         """Hand the ``[taskloom]`` table to every plugin (historic: late plugins get it too)."""
         self.config = MappingProxyType(dict(config or {}))
+        limit = self.config.get("hook_watchdog")  # off by default: see docs/architecture.md
+        self.watchdog = float(limit) if isinstance(limit, (int, float)) and 0 < limit < 1e9 else 0
+        if self.watchdog and self.watchdog / 4 < _tick[0]:
+            threading.Thread(target=_watchdog, args=(self.watchdog,), daemon=True).start()
         self.hook.taskloom_configure.call_historic(kwargs={"config": self.config})
-
-
-class _Hooks:
-    """A namespace of guarded hook implementations, registered with pluggy for one plugin."""
 
 
 def _guard(ps: PluginSet, fn: Callable[..., Any], plugin: str, hook: str) -> Callable[..., Any]:
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        if limit := ps.watchdog:
+            call = [plugin, hook, threading.get_ident(), limit, None]
+            CALLS[key := id(call)] = call
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
             contain(exc, ps.kind(hook), plugin, hook)
             return None
+        finally:
+            if limit:
+                del CALLS[key]
 
     guarded.taskloom_raw = fn  # type: ignore[attr-defined]
     return guarded
