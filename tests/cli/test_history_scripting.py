@@ -113,6 +113,13 @@ def test_runs_finds_the_history_as_run_records_it_and_says_where_it_looked(tmp_p
 def test_runs_reads_the_store_path_the_configuration_sets(tmp_path):
     _project(tmp_path, {"extract": {"call": "bodies:extract"}},
              head='[taskloom]\nstore_options = { path = "state/history.db" }')
+    state = tmp_path / "state"
+    state.mkdir()
+    before = _cli("runs", cwd=state)  # before any run: the configuration is found upwards
+    assert before.returncode == 2
+    assert f"no run history at {tmp_path.resolve() / 'state' / 'history.db'}" in before.stderr
+    assert (f"where 'taskloom run' records runs of {tmp_path.resolve() / 'taskloom.toml'}, "
+            "found from the current folder upwards") in before.stderr
     assert _cli("run", cwd=tmp_path).returncode == 0
     assert (tmp_path / "state" / "history.db").is_file()
     listed = _cli("runs", cwd=tmp_path)

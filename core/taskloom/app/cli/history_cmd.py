@@ -1,9 +1,11 @@
 """``taskloom runs``, ``show RUN`` and ``resume RUN``: the recorded runs.
 
 They are read through the ``history`` component (:class:`taskloom.api.history.HistoryProvider`),
-which knows the store ``taskloom run`` records with and where: by default beside the
-configuration file, found from the current folder upwards; ``--db PATH`` chooses another (a
-relative path is read from the current folder, like every path on the command line).
+which knows the store ``taskloom run`` records with and where. They look where ``run``
+records (:func:`locate_history`): beside the configuration (``--config``, else the one found
+from the current folder upwards, with its ``store_options``); ``--db PATH`` chooses another
+(a relative path is read from the current folder, like every path on the command line).
+With no history there, they say where they looked and which histories are below.
 
 ``runs`` and ``show`` open the history read-only: they write nothing, load no pickled
 result, work on a read-only copy and do not wait for a writer. ``resume`` rebuilds the
