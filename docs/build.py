@@ -127,6 +127,12 @@ _TABLES = {
         "The table form of `executor`: these keys are read by the core, every other key is "
         "passed to the executor as an option.",
     ),
+    "RETENTION_KEYS": (
+        '`[taskloom] retention = { ... }`',
+        "Deleting old runs from the store after each `taskloom run`, as `taskloom prune` "
+        "does: runs that ended more than `older_than` ago go, except the `keep` newest; a "
+        "running run never does.",
+    ),
     "TASK_KEYS": ("`[tasks.NAME]`", "One table per task; `NAME` is the task's name."),
     "SCHEDULE_KEYS": ("`[[schedules]]`", "One entry per scheduled job."),
 }

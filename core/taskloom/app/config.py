@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from taskloom.api.history import parse_age
 from taskloom.app.keys import (
     ENGINE_KEYS,
     EXECUTOR_TABLE_KEYS,
     INTERVAL_UNITS,
+    RETENTION_KEYS,
     ROOT_KEYS,
     SCHEDULE_KEYS,
     TASK_KEYS,
@@ -525,6 +527,8 @@ class _Checker:
         if good.get("hook_watchdog", 1) <= 0:
             self.add(("taskloom", "hook_watchdog"), f"must be > 0, got {good['hook_watchdog']!r}")
         self.executor(good)
+        if "retention" in good:
+            self.retention(good["retention"])
         for key in ("limits", "rate_limits"):
             if key in good:
                 self.tag_limits(key, good)
@@ -554,6 +558,17 @@ class _Checker:
             elif self.plugins is not None:
                 self.unknown(path, [*ENGINE_KEYS, *sections],
                              "unknown plugin section: no loaded plugin declares it")
+
+    def retention(self, table: dict[str, Any]) -> None:
+        path: KeyPath = ("taskloom", "retention")
+        good = self.table(path, table, RETENTION_KEYS)
+        if good is not None and not table:
+            self.add(path, 'give older_than, keep or both: {older_than = "30d", keep = 100}')
+        if good and "older_than" in good:
+            try:
+                parse_age(good["older_than"])
+            except ValueError as exc:
+                self.add((*path, "older_than"), str(exc))
 
     def executor(self, good: dict[str, Any]) -> None:
         ex = good.get("executor")

@@ -24,8 +24,17 @@ ENGINE_KEYS: dict[str, Key] = {
     "hook_watchdog": Key(("number",), "seconds after which a plugin's hook call still running "
                          "is logged, naming the plugin and hook (again as its time doubles); "
                          "> 0, default off"),
+    "retention": Key(("table",), 'after each `taskloom run`, delete old runs from its store: '
+                     '{older_than = "30d", keep = 100} (see taskloom prune)'),
     "on_stop": Key(("string",), "what `taskloom schedule` does on SIGTERM/SIGINT with runs "
                    "still going: wait for them, or cancel them", choices=("wait", "cancel")),
+}
+
+#: Keys of ``retention = {...}``: runs that ended longer ago than ``older_than`` are deleted,
+#: except the ``keep`` newest; a running run never is.
+RETENTION_KEYS: dict[str, Key] = {
+    "older_than": Key(("string",), 'an age: "30d", "12h", "2w", "1d12h"'),
+    "keep": Key(("integer",), "the newest runs kept whatever their age", minimum=0),
 }
 
 #: Keys of ``executor = {...}`` the core reads; the rest are the executor's own options.

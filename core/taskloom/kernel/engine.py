@@ -389,6 +389,7 @@ class Run:
         self._store_transition: Any = getattr(engine.store, "record_transition", None)
         self._store_commit: Any = getattr(engine.store, "commit_result", None)
         self.store_error: str | None = None
+        self.interrupted: str | None = None  # why the run was stopped from outside
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -594,6 +595,11 @@ class Run:
             for t in list(self.tasks.values()):
                 if t._status not in TERMINAL:
                     self._cancel_locked(t, "run cancelled")
+
+    def interrupt(self, reason: str) -> None:
+        """Mark the run stopped from outside (``reason``: ``SIGINT``...): unless every task
+        completes it closes ``interrupted``, and stores record the reason."""
+        self.interrupted = reason
 
     def cancel_task(self, task: Task) -> None:
         with self._lock:
@@ -1017,10 +1023,9 @@ class Run:
                 errors[name] = t.error
         if self.store_error is not None:
             status = "failed"
-        elif self._cancelling:
-            status = "cancelled"
-        elif counts.get("failed") or counts.get("cancelled"):
-            status = "failed"
+        elif self._cancelling or counts.get("failed") or counts.get("cancelled"):
+            status = "interrupted" if self.interrupted else (
+                "cancelled" if self._cancelling else "failed")
         elif self._open:
             status = "running"
         else:

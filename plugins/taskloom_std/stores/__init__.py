@@ -50,6 +50,12 @@ __all__ = [
 ]
 
 
+#: Folders :meth:`SqliteHistory.below` does not look into, and how many it looks at most.
+_NOT_PROJECTS = frozenset({"node_modules", "__pycache__", "site-packages", "venv", "build",
+                           "dist"})
+_MAX_FOLDERS = 2000
+
+
 class SqliteHistory:
     """The CLI's history: ``sqlite`` at ``.taskloom/taskloom.db`` beside the configuration
     file (a relative ``path`` option is read from that folder)."""
@@ -66,15 +72,40 @@ class SqliteHistory:
             out.setdefault("config_path", str(config_path))
         return out
 
-    def locate(self, given: str | None, config_file: str | None) -> str:
+    def locate(self, given: str | None, config_file: str | None,
+               options: Mapping[str, Any] | None = None) -> str:
         if given:  # relative to the current folder, like every path on the command line
             return str(Path(given).absolute())
         if config_file is not None:
-            return str(Path(config_file).resolve().parent / self.db)
+            path = Path((options or {}).get("path") or self.db)
+            return str(path if path.is_absolute() else Path(config_file).resolve().parent / path)
         here = Path.cwd().resolve()
         found = next((f / self.db for f in (here, *here.parents) if (f / self.db).is_file()),
                      here / self.db)
         return str(found)
+
+    def below(self, folder: Path, depth: int = 3) -> list[Path]:
+        found: list[Path] = []
+        level = [folder]
+        visited = 0
+        for _ in range(depth):
+            deeper = []
+            for parent in level:
+                try:
+                    children = sorted(p for p in parent.iterdir() if p.is_dir())
+                except OSError:
+                    continue
+                for child in children:
+                    if child.name.startswith(".") or child.name in _NOT_PROJECTS:
+                        continue
+                    visited += 1
+                    if (child / self.db).is_file():
+                        found.append(child / self.db)
+                    deeper.append(child)
+                if visited > _MAX_FOLDERS:  # a hint is not worth a slow command
+                    return found
+            level = deeper
+        return found
 
     def open(self, location: str, read_only: bool = True) -> RunHistoryReader:
         if not Path(location).is_file():

@@ -7,13 +7,14 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from taskloom_std.stores.errors import StoreCorruptError
+from taskloom_std.stores.errors import StoreCorruptError, StoreError
 from taskloom_std.stores.schema import LegacyEvents, load_events
 
 log = logging.getLogger("taskloom.store")
@@ -72,6 +73,8 @@ class RunRecord:
     resumes: int = 0
     pid: int | None = None
     tasks: list[TaskRecord] = field(default_factory=list)
+    #: Why an ``interrupted`` run stopped: the signal(s) recorded, or its process is gone.
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,9 @@ class RunHistory:
             rows = conn.execute(sql + " ORDER BY t, task, attempt", params).fetchall()
         return [(str(r[0]), int(r[1]), float(r[2]), str(r[3])) for r in rows]
 
+    def _connect(self, timeout: float | None = None) -> sqlite3.Connection:
+        raise TypeError("RunHistory needs a store that provides _connect()")
+
     def _status(self, status: str, pid: int | None, host: str | None) -> str:
         if status == "running" and pid is not None and host == socket.gethostname():
             import psutil
@@ -180,7 +186,27 @@ class RunHistory:
             if not record.counts:
                 record.counts = self._counts(record.id)
             out.append(record)
+        self._reasons(out)
         return out
+
+    def _reasons(self, records: list[RunRecord]) -> None:
+        """Fill in why each recorded ``interrupted`` run stopped (the ``interrupt`` rows its
+        process wrote to ``run_actions`` as it closed the run)."""
+        ids = [r.id for r in records if r.status == "interrupted" and r.reason is None]
+        if not ids:
+            return
+        found: dict[str, list[str]] = {}
+        with self.read() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                for run_id, who in conn.execute(
+                    "SELECT run_id, requested_by FROM run_actions WHERE action = 'interrupt'"
+                    f" AND run_id IN ({','.join('?' * len(chunk))}) ORDER BY id", chunk,
+                ).fetchall():
+                    found.setdefault(run_id, []).append(str(who))
+        for record in records:
+            if record.id in found:
+                record.reason = ", ".join(dict.fromkeys(found[record.id]))
 
     def _record(self, row: tuple[Any, ...]) -> RunRecord:
         (run_id, workflow, status, started, finished, duration, counts, config_path,
@@ -195,11 +221,13 @@ class RunHistory:
                 raise ValueError("a time is not a number")
         if not isinstance(run_id, str) or not isinstance(status, str):
             raise ValueError("the id or status is not text")
+        shown = self._status(status, pid, host)
         return RunRecord(
-            id=run_id, workflow=workflow, status=self._status(status, pid, host),
+            id=run_id, workflow=workflow, status=shown,
             started=started, finished=finished, duration=duration,
             counts=counts, config_path=config_path,
             config_hash=config_hash, resumes=resumes, pid=pid,
+            reason=f"its process ({pid}) ended before the run did" if shown != status else None,
         )
 
     def _counts(self, run_id: str) -> dict[str, int]:
@@ -219,9 +247,11 @@ class RunHistory:
         if not rows:
             return None
         try:
-            return self._record(rows[0])
+            record = self._record(rows[0])
         except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
             raise self.damaged(f"the record of run {run_id!r}", exc) from exc
+        self._reasons([record])
+        return record
 
     def find(self, prefix: str) -> list[str]:
         """Run ids starting with ``prefix`` (the CLI accepts unambiguous prefixes)."""
@@ -260,9 +290,13 @@ class RunHistory:
             clauses.append("workflow = ?")
             args.append(filters.workflow)
         if filters.status:
-            # interrupted is a running row whose process is gone: decided per row after the query
-            clauses.append("status = ?")
-            args.append("running" if filters.status == "interrupted" else filters.status)
+            # interrupted is recorded (a signal stopped the run) or a running row whose process
+            # is gone, decided per row after the query
+            if filters.status == "interrupted":
+                clauses.append("status IN ('running', 'interrupted')")
+            else:
+                clauses.append("status = ?")
+                args.append(filters.status)
         if filters.since is not None:
             clauses.append("started >= ?")
             args.append(filters.since)
@@ -297,6 +331,7 @@ class RunHistory:
         for record in records:
             if not record.counts:
                 record.counts = self.live_counts(record.id)
+        self._reasons(records)
         return RunPage(records, total, limit, offset)
 
     def status_counts(self, *, workflow: str | None = None, since: float | None = None,
@@ -382,6 +417,90 @@ class RunHistory:
                 out[task] = f"(not stored: {note})" if note else "(not stored)"
         return out
 
+    def result(self, run_id: str, task: str) -> tuple[str, str | None, str | None] | None:
+        """A task's whole stored result, never unpickled: ``(kind, JSON text, note)``; the
+        text is None unless ``kind`` is ``json`` (``none`` is a None result, ``pickle`` a
+        value that is not JSON, ``missing`` one that was not stored). None: no result."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT kind, CASE WHEN kind = 'json' THEN value END, note FROM results"
+                " WHERE run_id = ? AND task = ?", (run_id, task),
+            ).fetchall()
+        if not rows:
+            return None
+        kind, value, note = rows[0]
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise self.damaged(f"the result of task {task!r} in run {run_id!r}",
+                                   exc) from exc
+        return str(kind), value, note
+
+    def prune(self, older_than: float | None = None, keep: int | None = None, *,
+              now: float | None = None, dry_run: bool = False) -> list[str]:
+        """Delete runs that finished (or started) more than ``older_than`` seconds before
+        ``now``, except the ``keep`` newest runs, with everything recorded for them (events,
+        errors, results, logs, actions); returns their ids, oldest first. ``keep`` alone
+        keeps only the newest ``keep``. A run that is still running is never deleted (one
+        whose process is gone counts as interrupted, and may be). ``dry_run``: delete
+        nothing, return what would go."""
+        if older_than is None and keep is None:
+            raise ValueError("prune needs older_than, keep or both")
+        cutoff = None if older_than is None else (
+            (time.time() if now is None else now) - older_than)
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT id, status, pid, host, coalesce(finished, started) FROM runs"
+                " ORDER BY started DESC, id"
+            ).fetchall()
+        doomed = []
+        for i, (run_id, status, pid, host, when) in enumerate(rows):
+            if keep is not None and i < keep:
+                continue
+            if cutoff is not None and (when is None or when >= cutoff):
+                continue
+            if self._status(status, pid, host) == "running":
+                continue
+            doomed.append(run_id)
+        doomed.reverse()
+        if dry_run or not doomed:
+            return doomed
+        if getattr(self, "read_only", False):
+            raise StoreError(f"store 'sqlite': {self.path} is open read-only")
+        deleted: list[str] = []
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for i in range(0, len(doomed), 500):
+                chunk = doomed[i:i + 500]
+                # Checked again inside the transaction: a resume may have started one since.
+                gone = {run_id for run_id, status, pid, host in conn.execute(
+                    "SELECT id, status, pid, host FROM runs"
+                    f" WHERE id IN ({','.join('?' * len(chunk))})", chunk,
+                ).fetchall() if self._status(status, pid, host) != "running"}
+                chunk = [r for r in chunk if r in gone]
+                if not chunk:
+                    continue
+                marks = ",".join("?" * len(chunk))
+                for table in _RUN_TABLES:
+                    column = "id" if table == "runs" else "run_id"
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+                deleted.extend(chunk)
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"store 'sqlite': cannot delete runs from {self.path}: {exc}"
+                             ) from exc
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+        return deleted
+
     def actions(self, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """What was asked of a run from outside (cancel, retry, start), newest first; all
         runs' when ``run_id`` is None."""
@@ -447,6 +566,9 @@ class RunHistory:
             record.counts = self._counts(run_id)
         return record
 
+
+#: Every table holding rows of a run (``runs`` by ``id``, the others by ``run_id``).
+_RUN_TABLES = ("events", "errors", "results", "logs", "run_actions", "runs")
 
 #: States an attempt ends in; anything else after ``running`` means it was cut off.
 _ATTEMPT_ENDS = frozenset({"completed", "failed", "cancelled", "retrying"})

@@ -470,6 +470,7 @@ class SqliteStore(RunHistory):
         self._ops.append((
             "run_finish", run.id, summary.status, time.time(), summary.duration,
             json.dumps(summary.counts, sort_keys=True),
+            getattr(run, "interrupted", None) if summary.status == "interrupted" else None,
         ))
         self.flush()
 
@@ -639,12 +640,18 @@ class SqliteStore(RunHistory):
                      os.getpid(), self._host),
                 )
             elif kind == "run_finish":
-                _, run_id, status, t, duration, counts = op
+                _, run_id, status, t, duration, counts, reason = op
                 conn.execute(
                     "UPDATE runs SET status = ?, finished = ?, counts = ?,"
                     " duration = coalesce(duration, 0) + ? WHERE id = ?",
                     (status, t, counts, duration, run_id),
                 )
+                if reason:  # why it was interrupted: the history shows it with the status
+                    conn.execute(
+                        "INSERT INTO run_actions(run_id, action, requested_by, requested,"
+                        " handled) VALUES (?, 'interrupt', ?, ?, ?)",
+                        (run_id, str(reason), t, t),
+                    )
             elif kind == "logs":
                 _, run_id, task, attempt, t, text = op
                 conn.execute(

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "show": "taskloom.app.cli.history_cmd:show",
     "resume": "taskloom.app.cli.history_cmd:resume",
     "logs": "taskloom.app.cli.logs_cmd:logs",
+    "prune": "taskloom.app.cli.prune_cmd:prune",
     "ui": "taskloom.app.cli.ui_cmd:ui",
 }
 

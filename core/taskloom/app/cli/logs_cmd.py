@@ -2,7 +2,8 @@
 
 Output is kept by the ``capture`` plugin (on by default for ``taskloom run``) and recorded in
 the store when each attempt finishes; ``--follow`` prints attempts as they finish until the
-run ends.
+run ends. The history is found as for ``taskloom runs`` (``--db`` is relative to the current
+folder).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _POLL = 0.5
               help="Keep printing attempts as they finish, until the run ends.")
 @db_option
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
-              help="Use the database beside this configuration file.")
+              help="Use the history 'taskloom run' records runs of this configuration in.")
 def logs(run: str, task: str | None, attempt: int | None, follow: bool, db: str | None,
          config_file: str | None) -> None:
     """Print what RUN's tasks (or TASK) printed and logged, attempt by attempt.

@@ -21,6 +21,7 @@ from taskloom.app.cli._common import (
     start_exporters,
     stop_exporters,
 )
+from taskloom.app.cli.prune_cmd import apply_retention
 from taskloom.app.config import check_config, find_config, searched
 from taskloom.kernel.errors import ConfigError, TaskloomError
 from taskloom.kernel.states import TERMINAL, TaskState
@@ -109,6 +110,9 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
         code = _execute(engine, config, tasks, conditions, verbose)
     finally:
         stop_exporters(exporters)
+    pruned = apply_retention(engine.store, config.settings)
+    if pruned:
+        click.echo(pruned, err=True)
     raise SystemExit(code)
 
 
@@ -164,6 +168,7 @@ def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
         if interrupts.count > stage:
             stage = interrupts.count
             why = interrupts.names[-1]
+            run.interrupt(", ".join(dict.fromkeys(interrupts.names)))  # recorded as the reason
             if stage == 1:
                 flow.stop()
                 running = _stop_new_starts(run)
@@ -202,7 +207,8 @@ def _report(view: Any, summary: Any, held: list[str], errors: dict[str, BaseExce
 
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items()))
     style = "green" if summary.ok and not errors else "red"
-    why = f" (interrupted by {', '.join(dict.fromkeys(signals))})" if signals else ""
+    why = f" by {', '.join(dict.fromkeys(signals))}" if signals else ""
+    why = why if summary.status == "interrupted" or not why else f" (interrupted{why})"
     view.print(f"[{style}]run {summary.id} {summary.status}[/]{why}: {counts} "
                f"in {summary.duration:.2f}s")
     failed = False

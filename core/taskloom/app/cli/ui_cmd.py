@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from taskloom.app.cli._common import fail
-from taskloom.app.cli.history_cmd import db_option
+from taskloom.app.cli.history_cmd import db_option, locate_history
 from taskloom.kernel.errors import TaskloomError
 
 MISSING_EXTRA = "taskloom ui needs the dashboard's dependencies: pip install 'taskloom[ui]'"
@@ -60,11 +60,12 @@ def ui(db: str | None, config_file: str | None, host: str, port: int,
     provider = history_provider(load_plugins())
     if provider is None:
         fail(["no loaded plugin keeps a run history (a 'history' component)"])
-    path = Path(provider.locate(db, config_file))
+    location, looked = locate_history(provider, db, config_file)
+    path = Path(location)
     try:
         history = History.open(path)
     except TaskloomError as exc:
-        fail([str(exc)])
+        fail([str(exc), *looked])
     app = create_app(history, config_path=Path(config_file).resolve() if config_file else None,
                      token=token)
     shown = f"[{host}]" if ":" in host else host
