@@ -226,3 +226,42 @@ def test_the_cli_chooses_the_provider_by_location_or_configured_store():
     assert history_provider(plugins, db="runs.db").store == "sqlite"
     assert history_provider(plugins, db="postgresql://h/db").store == "postgres"
     assert history_provider(plugins, store="postgres").store == "postgres"
+
+
+def test_taskloom_resume_by_dsn_reruns_only_what_is_not_recorded(fresh_dsn, tmp_path):
+    (tmp_path / "jobs.py").write_text(
+        "from pathlib import Path\n"
+        "def step(name):\n"
+        "    with open('ran.txt', 'a') as f:\n"
+        "        f.write(name + '\\n')\n"
+        "    if name == 'flaky' and not Path('fixed').exists():\n"
+        "        raise RuntimeError('not yet')\n"
+        "    return name\n"
+        "def first():\n    return step('first')\n"
+        "def flaky(first):\n    return step('flaky')\n"
+        "def last(flaky):\n    return step('last')\n")
+    (tmp_path / "taskloom.toml").write_text(
+        '[taskloom]\nstore = "postgres"\n\n[tasks.first]\ncall = "jobs:first"\n'
+        '\n[tasks.flaky]\ncall = "jobs:flaky"\ndepends_on = ["first"]\n'
+        '\n[tasks.last]\ncall = "jobs:last"\ndepends_on = ["flaky"]\n')
+    env = {**os.environ, "TASKLOOM_STORE_OPTIONS__DSN": fresh_dsn}
+    failed = _taskloom("run", "taskloom.toml", env=env, cwd=tmp_path)
+    assert failed.returncode == 1, failed.stderr
+    reader = PostgresStore(fresh_dsn, read_only=True)
+    try:
+        (run,) = reader.runs()
+    finally:
+        reader.close()
+    (tmp_path / "fixed").touch()
+    (tmp_path / "ran.txt").unlink()
+    plain = {k: v for k, v in env.items() if k != "TASKLOOM_STORE_OPTIONS__DSN"}
+    resumed = _taskloom("resume", run.id, "taskloom.toml", "--db", fresh_dsn,
+                        "--retry-failed", env=plain, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert (tmp_path / "ran.txt").read_text().split() == ["flaky", "last"]
+    reader = PostgresStore(fresh_dsn, read_only=True)
+    try:
+        record = reader.run(run.id)
+    finally:
+        reader.close()
+    assert (record.status, record.resumes) == ("completed", 1)

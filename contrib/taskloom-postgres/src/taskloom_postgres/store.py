@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import hashlib
 import itertools
 import json
@@ -346,11 +345,11 @@ class PostgresStore(RunHistory):
             out.append((run_id, task, kind, _bytes(data), note, 1 if hit else 0, t))
         # One statement cannot update a row twice: of two results of one task, the later.
         out = list({(row[0], row[1]): row for row in out}.values())
-        # Many rows per statement: a statement per row costs a server round trip each, and
-        # the writer shares the interpreter with the tasks.
-        for i in range(0, len(out), _ROWS_PER_INSERT):
-            chunk = out[i:i + _ROWS_PER_INSERT]
-            cur.execute(_results_insert(len(chunk)), [v for row in chunk for v in row])
+        # One statement with a column array per field: a statement per row costs a round
+        # trip each, and a statement with a placeholder per value is parsed anew each time
+        # (too long for psycopg's query cache); the writer shares the interpreter with the
+        # tasks.
+        cur.execute(_RESULTS_INSERT, [list(column) for column in zip(*out, strict=True)])
 
     def _write_ops(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
         for op in rows:
@@ -618,18 +617,13 @@ class PostgresStore(RunHistory):
             return self._schedule
 
 
-_ROWS_PER_INSERT = 500
-
-
-@functools.lru_cache(maxsize=8)
-def _results_insert(rows: int) -> bytes:
-    return (
-        "INSERT INTO results(run_id, task, kind, value, note, cache_hit, t) VALUES "
-        + ",".join(["(%s, %s, %s, %s, %s, %s, %s)"] * rows)
-        + " ON CONFLICT (run_id, task) DO UPDATE SET kind = excluded.kind,"
-        " value = excluded.value, note = excluded.note, cache_hit = excluded.cache_hit,"
-        " t = excluded.t"
-    ).encode()
+_RESULTS_INSERT = (
+    "INSERT INTO results(run_id, task, kind, value, note, cache_hit, t)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[],"
+    " %b::integer[], %b::double precision[])"
+    " ON CONFLICT (run_id, task) DO UPDATE SET kind = excluded.kind, value = excluded.value,"
+    " note = excluded.note, cache_hit = excluded.cache_hit, t = excluded.t"
+)
 
 
 def _bytes(data: Any) -> bytes | None:
