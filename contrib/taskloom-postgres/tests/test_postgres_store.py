@@ -265,3 +265,42 @@ def test_taskloom_resume_by_dsn_reruns_only_what_is_not_recorded(fresh_dsn, tmp_
     finally:
         reader.close()
     assert (record.status, record.resumes) == ("completed", 1)
+
+
+_WRITER = """
+import sys
+from taskloom import Engine, Task
+from taskloom_postgres import PostgresStore
+
+dsn, who = sys.argv[1], sys.argv[2]
+engine = Engine(max_workers=2, store="postgres", store_options={"dsn": dsn})
+for i in range(3):
+    tasks = [Task(f"t{j}", fn=lambda j=j: j) for j in range(20)]
+    assert engine.run(tasks, run_id=f"{who}-{i}", name=who).ok
+state = engine.store.schedule_state()
+won = [t for t in range(200) if state.claim("job", float(t), who)]
+engine.close()
+print(",".join(map(str, won)))
+"""
+
+
+def test_processes_share_one_history_and_claim_each_fire_time_once(fresh_dsn, tmp_path):
+    PostgresStore(fresh_dsn).close()  # the schema first: the processes then race only on claims
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    procs = [subprocess.Popen([sys.executable, str(script), fresh_dsn, who],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for who in ("host-a", "host-b", "host-c")]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
+    won = [int(t) for out, _ in outputs for t in out.strip().split(",") if t]
+    assert sorted(won) == list(range(200))  # every fire time claimed, none twice
+    reader = PostgresStore(fresh_dsn, read_only=True)
+    try:
+        runs = reader.runs(limit=50)
+        assert sorted(r.id for r in runs) == sorted(
+            f"{who}-{i}" for who in ("host-a", "host-b", "host-c") for i in range(3))
+        assert {r.status for r in runs} == {"completed"}
+        assert reader.summary("host-b-2")["results"] == {f"t{j}": j for j in range(20)}
+    finally:
+        reader.close()
