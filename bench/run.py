@@ -41,6 +41,7 @@ SUITES = {
     "otel": "bench_otel",
     "startup": "bench_startup",
     "dask": str(ROOT / "contrib" / "taskloom-dask" / "bench_dask.py"),
+    "postgres": str(ROOT / "contrib" / "taskloom-postgres" / "bench_postgres.py"),
 }
 
 

@@ -160,7 +160,12 @@ class PrunableHistory(Protocol):
 
 
 class HistoryProvider(Protocol):
-    """A ``history`` component: which store records runs for the CLI, and where."""
+    """A ``history`` component: which store records runs for the CLI, and where.
+
+    A provider may also define ``accepts(location: str) -> bool``: the CLI then chooses it
+    for a ``--db`` value it accepts (a database URL) or when its store is the configured
+    one, and otherwise the provider without ``accepts`` (the default, a local file).
+    """
 
     #: The ``store`` component the CLI records runs with.
     store: str

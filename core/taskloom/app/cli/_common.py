@@ -91,12 +91,28 @@ def show_logs(level: str, *, explicit: bool = True) -> None:
     logger.setLevel(number)
 
 
-def history_provider(plugins: PluginSet) -> HistoryProvider | None:
-    """The ``history`` component of a plugin set, when a plugin registers one."""
-    if not plugins.registry.names("history"):
-        return None
-    provider: HistoryProvider = plugins.registry.first("history")
-    return provider
+def history_provider(plugins: PluginSet, db: str | None = None,
+                     store: str | None = None) -> HistoryProvider | None:
+    """The ``history`` component of a plugin set, when a plugin registers one.
+
+    With several: the one whose ``accepts(db)`` is true for a ``--db`` value, else the one
+    whose store is the configured ``store``, else the first that has no ``accepts`` (a
+    provider with it is only ever chosen by its location or its store).
+    """
+    registry = plugins.registry
+    providers: list[HistoryProvider] = [registry.create("history", n)
+                                        for n in registry.names("history")]
+    if db is not None:
+        for provider in providers:
+            accepts = getattr(provider, "accepts", None)
+            if callable(accepts) and accepts(db):
+                return provider
+    if store is not None:
+        for provider in providers:
+            if provider.store == store:
+                return provider
+    default = [p for p in providers if not callable(getattr(p, "accepts", None))]
+    return default[0] if default else None
 
 
 def build_engine(config: Config, store: str | None = None, clock: Any = None,
@@ -117,8 +133,8 @@ def build_engine(config: Config, store: str | None = None, clock: Any = None,
     kwargs.pop("store_options", None)
     try:
         plugins = load_plugins(config=_cli_settings(config.settings))
-        history = history_provider(plugins)
         name = store or config.settings.get("store")
+        history = history_provider(plugins, db=history_at, store=name)
         if history is not None and (name is None or history_at is not None):
             name = history.store
         if name is not None and name != "none":

@@ -49,7 +49,7 @@ def open_store(db: str | None, config_file: str | None = None,
     from taskloom.app.cli._common import history_provider
     from taskloom.kernel.pluginmanager import load_plugins
 
-    provider = history_provider(load_plugins())
+    provider = history_provider(load_plugins(), db=db, store=_configured_store(config_file))
     if provider is None:
         fail(["no loaded plugin keeps a run history (a 'history' component)"])
     location, looked = locate_history(provider, db, config_file)
@@ -104,6 +104,19 @@ def locate_history(provider: HistoryProvider, db: str | None,
     if len(looked) == 1:
         looked.append("  give --config FILE (the runs of that configuration) or --db PATH")
     return location, looked
+
+
+def _configured_store(config_file: str | None) -> str | None:
+    """The store the configuration names (a history in a database server is read through
+    that store's provider); None when there is no readable configuration."""
+    from taskloom.app.config import load_config
+
+    try:
+        config = load_config(Path(config_file) if config_file else None)
+    except TaskloomError:
+        return None
+    store = config.settings.get("store")
+    return store if isinstance(store, str) else None
 
 
 def resolve_run(store: RunHistoryReader, run: str) -> str:

@@ -37,10 +37,11 @@ def open_store(db: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise HistoryUnavailable(
             f"no run history at {path} (runs are recorded by 'taskloom run')")
-    plugins = load_plugins()
-    if not plugins.registry.names("history"):
+    from taskloom.app.cli._common import history_provider
+
+    provider = history_provider(load_plugins(), db=str(path))
+    if provider is None:
         raise HistoryUnavailable("no loaded plugin keeps a run history (a 'history' component)")
-    provider = plugins.registry.first("history")
     store = provider.open(str(path), read_only=False)
     missing = [m for m in READER_METHODS if not callable(getattr(store, m, None))]
     if missing:
