@@ -54,12 +54,12 @@ def test_a_hanging_hook_is_logged_while_it_runs_and_again_later(hook: str, caplo
     )
     runner.start()
     try:
-        wait_until(lambda: _warnings(caplog, name))
+        wait_until(lambda: _warnings(caplog, name), timeout=30)
         assert runner.is_alive() and not summaries  # logged while the call still blocks
         message = _warnings(caplog, name)[0]
         assert f"plugin {name!r} has been running {hook} for" in message
         assert "in thread 'runner'" in message
-        wait_until(lambda: len(_warnings(caplog, name)) >= 2)  # again, once it ran twice as long
+        wait_until(lambda: len(_warnings(caplog, name)) >= 2, timeout=30)  # again, twice as long
         first, second = (float(m.split(" for ")[1].split("s ")[0]) for m in _warnings(caplog, name)[:2])
         assert 0.2 <= first < second
     finally:
