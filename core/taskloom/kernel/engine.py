@@ -309,6 +309,10 @@ class RunSummary:
     tasks: list[Task] = field(default_factory=list, repr=False)
     #: Why the store could not record this run (the run then counts as failed).
     store_error: str | None = None
+    #: What started the run: ``manual``, ``schedule``, ``resume`` or ``api`` (None: unknown).
+    trigger: str | None = None
+    #: The run this one continues (a resume, a child run), or None.
+    parent_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -338,6 +342,9 @@ class ResultsView(Mapping[str, Any]):
 
 _token_lock = threading.Lock()
 
+#: What can start a run: the CLI (``manual``), a scheduled fire, a resume, a program.
+TRIGGERS = frozenset({"manual", "schedule", "resume", "api"})
+
 
 class Run:
     """A set of tasks being executed. Built by :meth:`Engine.open_run` or :meth:`Engine.run`.
@@ -352,10 +359,20 @@ class Run:
         run_id: str | None = None,
         name: str | None = None,
         data: Mapping[str, Any] | None = None,
+        trigger: str | None = None,
+        parent_id: str | None = None,
     ) -> None:
+        if trigger is not None and trigger not in TRIGGERS:
+            raise TaskloomError(
+                f"run trigger {trigger!r} is not one of {', '.join(sorted(TRIGGERS))}"
+            )
         self.engine = engine
         self.id = run_id or uuid.uuid4().hex[:12]
         self.name = name
+        #: What started the run (:data:`TRIGGERS`), recorded by the store.
+        self.trigger = trigger
+        #: The run this one continues (a resume, a child run).
+        self.parent_id = parent_id
         self.data: dict[str, Any] = dict(data or {})
         self.plugins = engine.plugins
         self.stash = Stash()  # plugins' typed per-run state
@@ -434,8 +451,10 @@ class Run:
     ) -> None:
         """Add tasks (validated together with what the run already has) and queue the ready.
 
-        A task already in this run and finished is run again. ``restored`` maps task names
-        to results recorded by an earlier run: those tasks start ``completed`` (resume).
+        A task runs once per run: running it again is a new run (a task finished in an
+        earlier run goes back to ``pending`` here). ``restored`` maps task names to results
+        recorded by an earlier session: those tasks go ``pending -> completed`` without an
+        attempt (resume).
         ``failed`` maps task names to a recorded ``(error, error type)``: those start
         ``failed`` without an attempt (resume without retrying failures).
         ``skipped`` names tasks of the batch that are not to run (a condition not taken):
@@ -446,22 +465,17 @@ class Run:
             if self._closed:
                 raise TaskloomError(f"run {self.id} is closed")
             known = self.tasks
-            fresh: list[Task] = []
             for t in batch:
                 have = known.get(t.name)
                 if have is t:
-                    if t._status not in TERMINAL and t._status is not RETRYING:
-                        raise TaskloomError(f"task {t.name!r} is already active in run {self.id}")
-                    continue
+                    raise TaskloomError(
+                        f"task {t.name!r} is already in run {self.id}: run it again in a new run"
+                    )
                 if have is not None:
                     raise DuplicateTaskError(t.name)
-                if t._run is not None and t._run is not self and t._status not in TERMINAL:
+                if t._status not in TERMINAL and t._run is not None and not t._run._closed:
                     raise TaskloomError(f"task {t.name!r} is active in another run")
-                fresh.append(t)
-            if validate_tasks(batch, known=known):
-                # A dependency listed after its dependent: admit dependencies first, so
-                # nobody counts a dependency's old state before it is reset.
-                batch = _dependencies_first(batch)
+            validate_tasks(batch, known=known)
             flags, fast = self._flags, self.plugins.fast
             for t in batch:
                 if t.options:
@@ -487,28 +501,18 @@ class Run:
                 if plan is None:
                     plan = shared[key] = Plan(t, wrappers, executor)
                 t._plan = plan
-            for t in fresh:
+            for t in batch:
                 t._run = self
                 t._dependents = []
-                t._wired = ()
                 known[t.name] = t
+                # Finished in an earlier run: back to pending (and its old outcome gone)
+                # before any dependent looks at its state.
+                if t._status in TERMINAL or t._status is RETRYING:
+                    self._set(t, PENDING)
+                    t._reset_outcome()
             for t in batch:
-                wired = t._wired
-                if not wired:
-                    t._wired = tuple(dict.fromkeys(t.dependencies))
-                    for dep in t._wired:
-                        known[dep]._dependents.append(t)
-                    continue
-                # Run again: its dependencies may have changed since it was wired.
-                deps = tuple(dict.fromkeys(t.dependencies))
-                if deps != wired:
-                    for dep in wired:
-                        if dep not in deps:
-                            known[dep]._dependents.remove(t)
-                    for dep in deps:
-                        if dep not in wired:
-                            known[dep]._dependents.append(t)
-                    t._wired = deps
+                for dep in dict.fromkeys(t.dependencies):
+                    known[dep]._dependents.append(t)
             restored = {**self._restored, **restored} if restored else self._restored
             skip = frozenset(skipped)
             recorded_failures = {**self._failed, **failed} if failed else self._failed
@@ -600,35 +604,6 @@ class Run:
             if task._status not in TERMINAL:
                 self._cancel_locked(task, "cancelled")
 
-    def retry_task(self, task: Task) -> None:
-        """Run a failed (or cancelled) task again in this run.
-
-        With every dependency completed a failed task goes ``failed -> retrying`` and is
-        queued; otherwise it is admitted again and its trigger rule decides (a dependency
-        that is still failed fails it again, naming that dependency).
-        """
-        with self._lock:
-            status = task._status
-            if status is not FAILED and status is not CANCELLED:
-                raise TaskloomError(
-                    f"task {task.name!r} is {status.value}; only failed or cancelled tasks "
-                    "can be retried"
-                )
-            tasks = self.tasks
-            upstream_ok = all(tasks[d]._status is COMPLETED for d in task.dependencies)
-            self._reopen(task)
-            self._open += 1
-            self._idle.clear()
-            task._reset_outcome()
-            if status is FAILED and upstream_ok:
-                self._set(task, RETRYING)
-                self._push(task)
-            else:
-                self._set(task, PENDING)
-                self._admit_state(task)
-            if self._started:
-                self._dispatch()
-
     def fail_attempt(self, attempt: Attempt, error: BaseException) -> bool:
         """Fail a running attempt from outside its worker (a soft timeout).
 
@@ -700,52 +675,20 @@ class Run:
         self, task: Task, restored: Mapping[str, Any], skip: frozenset[str] = frozenset(),
         failed: Mapping[str, tuple[str, str | None]] | None = None,
     ) -> None:
-        if task.name in restored and task._status is COMPLETED:
-            # Already completed (a TaskManager carrying a result into a new run): keep it.
-            task.result = restored[task.name]
-            self._release_recorded(task)
-            return
-        if task._status in TERMINAL:
-            self._reopen(task)
-            self._set(task, PENDING)
-            task._reset_outcome()
-        elif task._status is RETRYING:
-            self._set(task, PENDING)
-        if task.name in skip:
-            self._open += 1
-            self._set(task, SKIPPED)
-            self._terminal(task)
-            return
-        if task.name in restored:
-            # Resume: the result was recorded by an earlier run; no attempt is made.
-            task.result = restored[task.name]
-            task._status = COMPLETED
-            task._completed = task._completed or time.time()
-            self._release_recorded(task)
-            return
-        if failed and task.name in failed:
-            task.error, task.error_type = failed[task.name]
-            task._status = FAILED
-            task._completed = task._completed or time.time()
-            self._release_recorded(task)
-            return
         self._open += 1
-        self._admit_state(task)
-
-    @staticmethod
-    def _reopen(task: Task) -> None:
-        """``task`` was final and runs again: dependents still waiting counted it as done,
-        so they wait for it once more."""
-        for d in task._dependents:
-            if d._status is WAITING:
-                d._waiting_on += 1
-
-    def _release_recorded(self, task: Task) -> None:
-        """A task admitted in its recorded final state: release dependents admitted before it
-        (those admitted after it see it final)."""
-        for d in task._dependents:
-            if d._status is WAITING:
-                self._dep_done(d, task)
+        if task.name in skip:
+            self._set(task, SKIPPED)
+        elif task.name in restored:
+            # Resume: the result was recorded by an earlier session; no attempt is made.
+            task.result = restored[task.name]
+            self._set(task, COMPLETED)
+        elif failed and task.name in failed:
+            task.error, task.error_type = failed[task.name]
+            self._set(task, FAILED)
+        else:
+            self._admit_state(task)
+            return
+        self._terminal(task)
 
     def _admit_state(self, task: Task) -> None:
         deps = task.dependencies
@@ -1037,36 +980,9 @@ class Run:
             finished_at=self.finished_at,
             duration=(time.monotonic() - self._t0) if self._started else 0.0,
             tasks=list(self.tasks.values()),
+            trigger=self.trigger,
+            parent_id=self.parent_id,
         )
-
-
-def _dependencies_first(tasks: list[Task]) -> list[Task]:
-    """``tasks`` ordered so each comes after its dependencies in the list (Kahn's algorithm).
-
-    Tasks on a cycle keep their place at the end; the run's validation reports the cycle.
-    """
-    by_name = {t.name: t for t in tasks}
-    waiting = {
-        t.name: len({d for d in t.dependencies if d in by_name}) for t in tasks
-    }
-    dependents: dict[str, list[str]] = {}
-    for t in tasks:
-        for d in dict.fromkeys(t.dependencies):
-            if d in by_name:
-                dependents.setdefault(d, []).append(t.name)
-    ready = [t.name for t in tasks if waiting[t.name] == 0]
-    out: list[Task] = []
-    while ready:
-        name = ready.pop()
-        out.append(by_name[name])
-        for dep in dependents.get(name, ()):
-            waiting[dep] -= 1
-            if waiting[dep] == 0:
-                ready.append(dep)
-    if len(out) < len(tasks):
-        placed = {t.name for t in out}
-        out.extend(t for t in tasks if t.name not in placed)
-    return out
 
 
 class Engine:
@@ -1171,8 +1087,14 @@ class Engine:
         run_id: str | None = None,
         name: str | None = None,
         data: Mapping[str, Any] | None = None,
+        trigger: str | None = None,
+        parent_id: str | None = None,
     ) -> Run:
-        return Run(self, run_id=run_id, name=name, data=data)
+        """A new run of this engine: add tasks, :meth:`Run.start`, :meth:`Run.wait`,
+        :meth:`Run.close`. ``trigger`` says what started it (:data:`TRIGGERS`),
+        ``parent_id`` the run it continues; both are recorded by the store."""
+        return Run(self, run_id=run_id, name=name, data=data, trigger=trigger,
+                   parent_id=parent_id)
 
     def run(
         self,
@@ -1183,8 +1105,10 @@ class Engine:
         data: Mapping[str, Any] | None = None,
         restored: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        trigger: str | None = "api",
     ) -> RunSummary:
-        """Run ``tasks`` to completion and return the summary.
+        """Run ``tasks`` to completion and return the summary (``trigger``: what started
+        it, recorded by the store).
 
         The graph is validated first (duplicate names, unknown dependencies, cycles).
         With ``timeout``, a run still going after that many seconds is cancelled.
@@ -1199,7 +1123,7 @@ class Engine:
                 if recorded["status"] == "completed":
                     return RunSummary(**recorded)
                 return self.resume(run_id, tasks, name=name, data=data, timeout=timeout)
-        run = self.open_run(run_id=run_id, name=name, data=data)
+        run = self.open_run(run_id=run_id, name=name, data=data, trigger=trigger)
         return self._execute(run, tasks, restored, None, timeout)
 
     def resume(
@@ -1222,13 +1146,10 @@ class Engine:
         recorded = self.recorded(run_id)
         if recorded.status == "completed":
             return recorded
-        # Dependencies first, so each task is admitted after the recorded state of its
-        # upstream tasks is known.
-        batch = _dependencies_first(list(tasks))
         run = self.open_resumed_run(
             run_id, retry_failed=retry_failed, name=name or recorded.name, data=data
         )
-        return self._execute(run, batch, None, None, timeout)
+        return self._execute(run, tasks, None, None, timeout)
 
     def recorded(self, run_id: str) -> RunSummary:
         """The store's summary of a recorded run (``TaskloomError`` when there is none)."""
@@ -1262,7 +1183,7 @@ class Engine:
                 restored[task_name] = result
             elif state == "failed" and not retry_failed:
                 failed[task_name] = (error or "failed", error_type)
-        run = self.open_run(run_id=run_id, name=name, data=data)
+        run = self.open_run(run_id=run_id, name=name, data=data, trigger="resume")
         run.restore(restored, failed)
         return run
 
