@@ -145,37 +145,33 @@ class TaskManager:
     def _closure(
         self, roots: list[Task], fresh: bool
     ) -> tuple[list[Task], dict[str, Any], list[Task]]:
-        """What a run of ``roots`` needs: the tasks to run (dependencies first), the results
-        of completed dependencies by name, and dependencies still running elsewhere.
+        """What a run of ``roots`` needs: the tasks to run, the results of completed
+        dependencies by name, and dependencies still running elsewhere. (Any order: a run
+        admits a batch whatever its order.)
 
         With ``fresh`` every dependency runs again, as a copy (a scheduled fire)."""
-        batch: dict[str, Task] = {}
+        batch = {t.name: t for t in roots}
         restored: dict[str, Any] = {}
         busy: dict[str, Task] = {}
-        root_names = {t.name for t in roots}
-        stack = [(t, False) for t in reversed(roots)]
+        stack = list(roots)
         while stack:
-            t, expanded = stack.pop()
-            if expanded:
-                batch[t.name] = t
-                continue
-            if t.name in batch:
-                continue
-            stack.append((t, True))
-            for dep in t.dependencies:
-                if dep in batch or dep in restored or dep in busy or dep in root_names:
+            for dep in stack.pop().dependencies:
+                if dep in batch or dep in restored or dep in busy:
                     continue
                 d = self._by_name.get(dep)
                 if d is None:
-                    raise TaskloomError(f"task {t.name!r} depends on unknown task {dep!r}")
+                    owner = next(t.name for t in batch.values() if dep in t.dependencies)
+                    raise TaskloomError(f"task {owner!r} depends on unknown task {dep!r}")
                 if fresh:
-                    stack.append((fresh_copy(d), False))
+                    d = fresh_copy(d)
                 elif d.status is TaskState.COMPLETED:
                     restored[dep] = d.result
+                    continue
                 elif d.status not in TERMINAL and d.run is not None:
                     busy[dep] = d
-                else:
-                    stack.append((d, False))
+                    continue
+                batch[dep] = d
+                stack.append(d)
         return list(batch.values()), restored, list(busy.values())
 
     def submit_run(
@@ -200,8 +196,10 @@ class TaskManager:
             with self._lock:
                 self._reap()
                 if register:
+                    known = self._tasks
                     for t in roots:
-                        self.add_task(t)
+                        if known.get(t.id) is not t:
+                            self.add_task(t)
                 # A root still going in another run is not run twice: its caller waits for it.
                 todo = [t for t in roots if t.status in TERMINAL or t.run is None]
                 batch, restored, busy = self._closure(todo, fresh=not reuse_upstream)
