@@ -77,9 +77,10 @@ class TaskManager:
         self.retention = retention
         #: The workflow name of the manager's runs (a call can give its own).
         self.name = name
-        self._tasks: dict[str, Task] = {}  # by id
         self._by_name: dict[str, Task] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()  # task ids, oldest first
+        # By id, filled on a lookup that misses: an id is made only when someone asks for it.
+        self._ids: dict[str, Task] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()  # task names, oldest first
         self._lock = threading.RLock()
         self._live: dict[str, Run] = {}  # runs not closed yet, by id
         self._last: Run | None = None
@@ -99,7 +100,6 @@ class TaskManager:
             have = self._by_name.get(task.name)
             if have is not None and have is not task:
                 raise TaskloomError(f"a task named {task.name!r} already exists (id {have.id})")
-            self._tasks[task.id] = task
             self._by_name[task.name] = task
         return task
 
@@ -107,7 +107,15 @@ class TaskManager:
 
     def get_task(self, task_id: str) -> Task | None:
         """The task with this id (or name), or None."""
-        return self._tasks.get(task_id) or self._by_name.get(task_id)
+        task = self._by_name.get(task_id)
+        if task is not None:
+            return task
+        task = self._ids.get(task_id)
+        if task is None or self._by_name.get(task.name) is not task:
+            with self._lock:
+                self._ids = {t._id: t for t in self._by_name.values() if t._id is not None}
+            task = self._ids.get(task_id)
+        return task
 
     def _get(self, task_id: str) -> Task:
         task = self.get_task(task_id)
@@ -116,13 +124,13 @@ class TaskManager:
         return task
 
     def get_all_tasks(self) -> list[Task]:
-        return list(self._tasks.values())
+        return list(self._by_name.values())
 
     def list_tasks(self, status: str | None = None) -> list[Task]:
         if status is None:
             return self.get_all_tasks()
         state = TaskState(status)
-        return [t for t in list(self._tasks.values()) if t.status is state]
+        return [t for t in list(self._by_name.values()) if t.status is state]
 
     def get_task_status(self, task_id: str) -> str:
         return self._get(task_id).status.value
@@ -196,9 +204,9 @@ class TaskManager:
             with self._lock:
                 self._reap()
                 if register:
-                    known = self._tasks
+                    known = self._by_name
                     for t in roots:
-                        if known.get(t.id) is not t:
+                        if known.get(t.name) is not t:
                             self.add_task(t)
                 # A root still going in another run is not run twice: its caller waits for it.
                 todo = [t for t in roots if t.status in TERMINAL or t.run is None]
@@ -233,19 +241,18 @@ class TaskManager:
                 return
         run.close()
         with self._lock:
-            finished = self._finished
+            finished, by_name = self._finished, self._by_name
             for t in run.tasks.values():
-                if self._tasks.get(t.id) is t and t.status in TERMINAL:
-                    finished[t.id] = None
-                    finished.move_to_end(t.id)
+                if by_name.get(t.name) is t and t._status in TERMINAL:
+                    if t.name in finished:
+                        finished.move_to_end(t.name)
+                    else:
+                        finished[t.name] = None
             while len(finished) > self.retention:
                 task_id, _ = finished.popitem(last=False)
-                gone = self._tasks.get(task_id)
-                if gone is None or gone.status not in TERMINAL:
-                    continue
-                del self._tasks[task_id]
-                if self._by_name.get(gone.name) is gone:
-                    del self._by_name[gone.name]
+                gone = by_name.get(task_id)
+                if gone is not None and gone.status in TERMINAL:
+                    del by_name[task_id]
 
     def _finish(self, run: Run) -> None:
         """Wait for ``run`` and close it."""
