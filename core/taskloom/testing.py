@@ -415,7 +415,7 @@ def taskloom_manager(taskloom_engine: Engine) -> Iterator[TaskManager]:
     """A :class:`~taskloom.TaskManager` on ``taskloom_engine``; shut down after the test."""
     manager = TaskManager(engine=taskloom_engine)
     yield manager
-    run = manager._run
-    if run is not None and run.status in ("running", "pending"):
-        run.cancel()
+    for run in manager.runs:
+        if run.status in ("running", "pending"):
+            run.cancel()
     manager.shutdown()

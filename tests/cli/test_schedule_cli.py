@@ -318,3 +318,28 @@ def test_bad_schedule_values_exit_2_naming_the_key(tmp_path: Path, table: str,
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_fire_log_prints_a_line_per_finished_fire_and_a_failure_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from taskloom import Engine, Task
+    from taskloom.app.cli.schedule_cmd import FireLog
+
+    engine = Engine(max_workers=1, store="none")
+    engine.plugins.register(FireLog(), name="fire-log")
+
+    def boom() -> None:
+        raise ValueError("no data for today")
+
+    for name, fn in (("good", lambda: 1), ("bad", boom)):
+        run = engine.open_run(name=name, trigger="schedule")
+        run.add([Task(name, fn=fn)])
+        run.start()
+        run.wait()
+        run.close()
+    engine.run([Task("not-scheduled", fn=lambda: 1 / 0)])  # not a fire: nothing printed
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert " completed good (run " in lines[0]
+    assert " FAILED bad (run " in lines[1] and lines[1].endswith(
+        "failed: bad: no data for today")

@@ -12,6 +12,7 @@ from taskloom import (
     Retry,
     Task,
     TaskCancelled,
+    TaskloomError,
     UnknownComponentError,
     UnknownDependencyError,
     UpstreamFailed,
@@ -379,18 +380,51 @@ def test_concurrent_adds_to_a_live_run_are_thread_safe():
     assert s.counts == {"completed": 400}
 
 
-def test_rerun_finished_task_in_live_run():
+def test_a_task_runs_once_per_run_and_again_in_a_new_run():
     engine = Engine()
+    seen: list[tuple[str, str]] = []
+
+    class Transitions:
+        @hookimpl
+        def taskloom_task_transition(self, task, old, new, run):
+            seen.append((old.value, new.value))
+
+    engine.plugins.register(Transitions())
     run = engine.open_run()
     n = [0]
     t = Task("t", fn=lambda: n.__setitem__(0, n[0] + 1) or n[0])
     run.add([t])
     run.start()
     run.wait()
-    run.add([t])
-    run.wait()
-    assert t.result == 2 and t.status == "completed"
+    with pytest.raises(TaskloomError, match="task 't' is already in run .*new run"):
+        run.add([t])
     run.close()
+    seen.clear()
+    summary = engine.run([t])
+    assert summary.ok and t.result == 2 and t.status == "completed"
+    # Back to pending through the transition table, reported like every other change.
+    assert seen == [("completed", "pending"), ("pending", "ready"), ("ready", "running"),
+                    ("running", "completed")]
+
+
+def test_resumed_outcomes_are_transitions_too():
+    engine = Engine()
+    seen: list[tuple[str, str, str]] = []
+
+    class Transitions:
+        @hookimpl
+        def taskloom_task_transition(self, task, old, new, run):
+            seen.append((task.name, old.value, new.value))
+
+    engine.plugins.register(Transitions())
+    run = engine.open_run()
+    run.restore({"a": 1}, {"f": ("boom", "ValueError")})
+    b = Task("b", fn=lambda a: a + 1, dependencies=["a"])
+    run.add([b, Task("a"), Task("f")])
+    run.start()
+    run.wait()
+    assert run.close().ok is False and b.result == 2
+    assert ("a", "pending", "completed") in seen and ("f", "pending", "failed") in seen
 
 
 def test_resume_restored_results_skip_execution():

@@ -40,8 +40,8 @@ def test_check_transition_matches_table(old, new):
 
 def test_illegal_transition_names_task_and_states():
     task = Task("load")
-    with pytest.raises(InvalidTransition, match=r"task 'load': illegal transition pending -> completed"):
-        task._move(TaskState.COMPLETED)
+    with pytest.raises(InvalidTransition, match=r"task 'load': illegal transition pending -> running"):
+        task._move(TaskState.RUNNING)
 
 
 def test_terminal_states():

@@ -291,7 +291,7 @@ def test_cancelled_tasks_are_zero_length_spans(sdk):
     ]
 
 
-def test_tasks_submitted_to_a_manager_nest_under_its_run(sdk):
+def test_each_manager_call_is_a_run_of_its_own(sdk):
     tp, _mp, exporter, _reader = sdk
     ps = load_plugins(config={"otel": {"tracer_provider": tp}})
     with TaskManager(max_workers=2, plugins=ps) as manager:
@@ -299,7 +299,9 @@ def test_tasks_submitted_to_a_manager_nest_under_its_run(sdk):
         assert manager.execute_task(a.id) == 1
         b = manager.create_task("b", fn=lambda a: a + 1, dependencies=["a"])
         assert manager.execute_task(b.id) == 2
+    # b's run takes a's recorded result: a is not run (no attempt) a second time.
     assert tree(exporter.get_finished_spans()) == [
+        ("run manager", None, None, None, "UNSET", 0),
         ("run manager", None, None, None, "UNSET", 0),
         ("task a", "run manager", "completed", 1, "UNSET", 0),
         ("task b", "run manager", "completed", 1, "UNSET", 0),

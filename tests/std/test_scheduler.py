@@ -336,8 +336,92 @@ def test_scheduled_task_runs_its_dependencies(clock: FakeClock) -> None:
     with TaskScheduler(clock=clock, manager=manager) as scheduler:
         job = scheduler.add_task(manager.get_task("load"))  # type: ignore[arg-type]
         assert scheduler.run_pending() == ["load"]
-        assert job.task.result == 21 and extract.status is TaskState.COMPLETED
+        # The fire ran a fresh copy of extract: the manager's object is untouched.
+        assert job.task.result == 21 and extract.status is TaskState.PENDING
+        assert manager.run is not None and manager.run.tasks["extract"].result == 20
     manager.shutdown()
+
+
+def _counting_pipeline(manager: TaskManager) -> tuple[list[int], Task]:
+    """extract returns how often it ran; report depends on it."""
+    calls: list[int] = []
+
+    def extract() -> int:
+        calls.append(len(calls) + 1)
+        return len(calls)
+
+    manager.create_task("extract", fn=extract)
+    report = manager.create_task("report", fn=lambda extract: f"day {extract}",
+                                 dependencies=["extract"])
+    return calls, report
+
+
+def test_each_fire_is_a_run_with_fresh_upstream_results(clock: FakeClock) -> None:
+    finished: list[Any] = []
+
+    class Runs:
+        @hookimpl
+        def taskloom_run_finish(self, run: Any, summary: Any) -> None:
+            finished.append(summary)
+
+    manager = TaskManager(clock=clock)
+    manager.plugins.register(Runs(), name="runs")
+    calls, report = _counting_pipeline(manager)
+    with TaskScheduler(clock=clock, manager=manager) as scheduler:
+        scheduler.schedule_recurring(report, 60.0)
+        results = []
+        for _ in range(3):
+            clock.advance(60)
+            assert scheduler.run_pending() == ["report"]
+            results.append(report.result)
+    manager.shutdown()
+    assert calls == [1, 2, 3]
+    assert results == ["day 1", "day 2", "day 3"]
+    assert len(finished) == 3 and len({s.id for s in finished}) == 3
+    assert {(s.name, s.trigger, s.status) for s in finished} == {
+        ("report", "schedule", "completed")}
+    assert [s.results["extract"] for s in finished] == [1, 2, 3]
+
+
+def test_reuse_upstream_keeps_the_first_result(clock: FakeClock) -> None:
+    manager = TaskManager(clock=clock)
+    calls, report = _counting_pipeline(manager)
+    with TaskScheduler(clock=clock, manager=manager) as scheduler:
+        scheduler.schedule_recurring(report, 60.0, reuse_upstream=True)
+        results = []
+        for _ in range(3):
+            clock.advance(60)
+            scheduler.run_pending()
+            results.append(report.result)
+    manager.shutdown()
+    assert calls == [1] and results == ["day 1"] * 3
+
+
+def test_reuse_upstream_must_be_a_boolean(clock: FakeClock) -> None:
+    with TaskScheduler(clock=clock) as scheduler, pytest.raises(ConfigError, match="reuse_up"):
+        scheduler.add_task(Task("t", fn=lambda: 1), reuse_upstream="yes")
+
+
+def test_a_failed_fire_is_a_failed_run(clock: FakeClock) -> None:
+    finished: list[Any] = []
+
+    class Runs:
+        @hookimpl
+        def taskloom_run_finish(self, run: Any, summary: Any) -> None:
+            finished.append((run.trigger, summary.status, dict(summary.errors)))
+
+    manager = TaskManager(clock=clock)
+    manager.plugins.register(Runs(), name="runs")
+
+    def boom() -> None:
+        raise ValueError("no data")
+
+    task = manager.create_task("flaky", fn=boom)
+    with TaskScheduler(clock=clock, manager=manager) as scheduler:
+        scheduler.add_task(task)
+        scheduler.run_pending()
+    manager.shutdown()
+    assert finished == [("schedule", "failed", {"flaky": "no data"})]
 
 
 # -- background thread --------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""TaskManager: the documented high-level API, on one long-lived engine run."""
+"""TaskManager: the documented high-level API; every execute call is an engine run of its own."""
 
 from __future__ import annotations
 
+import queue as queues
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,13 +15,40 @@ from taskloom.kernel.pluginmanager import PluginSet
 from taskloom.kernel.states import TERMINAL, TaskState
 from taskloom.kernel.task import Task
 
+#: Finished tasks a manager remembers by default (see :class:`TaskManager`).
+DEFAULT_RETENTION = 10_000
+
+
+def fresh_copy(task: Task) -> Task:
+    """A new task with ``task``'s name, body and options and none of its state."""
+    # A subclass overriding execute: the copy's body is the original's bound execute.
+    body = task.execute if type(task).execute is not Task.execute else task.fn
+    return Task(task.name, task.description, task.priority, list(task.dependencies),
+                task.config, fn=body, tags=task.tags, trigger_rule=task.trigger_rule,
+                options=task.options)
+
 
 class TaskManager:
     """Create, submit, run and inspect tasks.
 
-    All tasks of a manager live in one engine run that stays open, so a task submitted later
-    can depend (by name) on one that already ran: it receives its result. Dependencies that
-    have not completed are run first by :meth:`execute_task`.
+    Every :meth:`execute_task`, :meth:`submit_task`, :meth:`retry_task` and
+    :meth:`execute_workflow` call is an engine run of its own (trigger ``api``, workflow
+    ``name``), recorded by the engine's store like any run. Tasks created earlier can be
+    dependencies of tasks executed later, by name:
+
+    * a dependency that **completed** in an earlier run of this manager is satisfied from its
+      recorded result: it is not run again, its dependents receive that result;
+    * one that did not complete (never run, failed, cancelled, skipped) runs in the new run,
+      before its dependents;
+    * one **still running** in another run of this manager is waited for (the call returns
+      once it finished), never run twice.
+
+    Memory is bounded by ``retention``: the manager remembers up to that many finished tasks
+    (the most recently finished). An older finished task is forgotten: :meth:`get_task` no
+    longer finds it, and a task executed later that depends on its name fails with "depends
+    on unknown task" (create it again, or keep it by raising ``retention``). Tasks not
+    finished are never forgotten. Finished runs are closed and dropped at once (the store
+    keeps their history).
     """
 
     def __init__(
@@ -32,37 +61,61 @@ class TaskManager:
         config: Mapping[str, Any] | None = None,
         clock: Clock | None = None,
         engine: Engine | None = None,
+        retention: int = DEFAULT_RETENTION,
+        name: str = "manager",
         **engine_options: Any,
     ) -> None:
+        if isinstance(retention, bool) or not isinstance(retention, int) or retention < 0:
+            raise TaskloomError(f"retention must be an integer >= 0, got {retention!r}")
         self.engine = engine or Engine(
             max_workers=max_workers, queue=queue, executor=executor, plugins=plugins,
             config=config, clock=clock, **engine_options,
         )
         self.plugins = self.engine.plugins
         self.max_workers = self.engine.create_executor(None).max_workers
-        self._tasks: dict[str, Task] = {}  # by id
+        #: How many finished tasks the manager remembers.
+        self.retention = retention
+        #: The workflow name of the manager's runs (a call can give its own).
+        self.name = name
         self._by_name: dict[str, Task] = {}
+        # By id, filled on a lookup that misses: an id is made only when someone asks for it.
+        self._ids: dict[str, Task] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()  # task names, oldest first
         self._lock = threading.RLock()
-        self._run: Run | None = None
+        self._live: dict[str, Run] = {}  # runs not closed yet, by id
+        self._last: Run | None = None
+        self._closer: threading.Thread | None = None
+        self._to_close: queues.Queue[Run | None] = queues.Queue()
 
     # -- creating and finding ---------------------------------------------------------------
     def create_task(self, name: str, **kwargs: Any) -> Task:
         """Create a task (``Task`` arguments) and register it; it runs when executed."""
         task = Task(name, **kwargs)
-        self._register(task)
+        self.add_task(task)
         return task
 
-    def _register(self, task: Task) -> None:
+    def add_task(self, task: Task) -> Task:
+        """Register a task made elsewhere, so later tasks can depend on it by name."""
         with self._lock:
             have = self._by_name.get(task.name)
             if have is not None and have is not task:
                 raise TaskloomError(f"a task named {task.name!r} already exists (id {have.id})")
-            self._tasks[task.id] = task
             self._by_name[task.name] = task
+        return task
+
+    _register = add_task
 
     def get_task(self, task_id: str) -> Task | None:
         """The task with this id (or name), or None."""
-        return self._tasks.get(task_id) or self._by_name.get(task_id)
+        task = self._by_name.get(task_id)
+        if task is not None:
+            return task
+        task = self._ids.get(task_id)
+        if task is None or self._by_name.get(task.name) is not task:
+            with self._lock:
+                self._ids = {t._id: t for t in self._by_name.values() if t._id is not None}
+            task = self._ids.get(task_id)
+        return task
 
     def _get(self, task_id: str) -> Task:
         task = self.get_task(task_id)
@@ -71,13 +124,13 @@ class TaskManager:
         return task
 
     def get_all_tasks(self) -> list[Task]:
-        return list(self._tasks.values())
+        return list(self._by_name.values())
 
     def list_tasks(self, status: str | None = None) -> list[Task]:
         if status is None:
             return self.get_all_tasks()
         state = TaskState(status)
-        return [t for t in self._tasks.values() if t.status is state]
+        return [t for t in list(self._by_name.values()) if t.status is state]
 
     def get_task_status(self, task_id: str) -> str:
         return self._get(task_id).status.value
@@ -87,60 +140,147 @@ class TaskManager:
 
     # -- running ------------------------------------------------------------------------------
     @property
-    def run(self) -> Run:
-        """The manager's engine run (opened on first use)."""
-        with self._lock:
-            if self._run is None:
-                self._run = self.engine.open_run(name="manager")
-                self._run.start()
-            return self._run
+    def run(self) -> Run | None:
+        """The manager's most recent run (None before the first)."""
+        return self._last
 
-    def _closure(self, roots: Iterable[Task]) -> list[Task]:
-        """The roots plus every dependency, transitively, that has not completed."""
-        out: dict[str, Task] = {}
+    @property
+    def runs(self) -> list[Run]:
+        """The manager's runs still going (finished runs are closed and dropped)."""
+        with self._lock:
+            return list(self._live.values())
+
+    def _closure(
+        self, roots: list[Task], fresh: bool
+    ) -> tuple[list[Task], dict[str, Any], list[Task]]:
+        """What a run of ``roots`` needs: the tasks to run, the results of completed
+        dependencies by name, and dependencies still running elsewhere. (Any order: a run
+        admits a batch whatever its order.)
+
+        With ``fresh`` every dependency runs again, as a copy (a scheduled fire)."""
+        batch = {t.name: t for t in roots}
+        restored: dict[str, Any] = {}
+        busy: dict[str, Task] = {}
         stack = list(roots)
         while stack:
-            t = stack.pop()
-            if t.name in out:
-                continue
-            out[t.name] = t
-            for dep in t.dependencies:
+            for dep in stack.pop().dependencies:
+                if dep in batch or dep in restored or dep in busy:
+                    continue
                 d = self._by_name.get(dep)
                 if d is None:
-                    if dep in self.run.tasks:
-                        continue
-                    raise TaskloomError(f"task {t.name!r} depends on unknown task {dep!r}")
-                if d.status is not TaskState.COMPLETED and d.name not in out:
-                    stack.append(d)
-        return list(reversed(out.values()))
+                    owner = next(t.name for t in batch.values() if dep in t.dependencies)
+                    raise TaskloomError(f"task {owner!r} depends on unknown task {dep!r}")
+                if fresh:
+                    d = fresh_copy(d)
+                elif d.status is TaskState.COMPLETED:
+                    restored[dep] = d.result
+                    continue
+                elif d.status not in TERMINAL and d.run is not None:
+                    busy[dep] = d
+                    continue
+                batch[dep] = d
+                stack.append(d)
+        return list(batch.values()), restored, list(busy.values())
 
-    def _launch(self, roots: Iterable[Task]) -> list[Task]:
-        roots = list(roots)
+    def submit_run(
+        self,
+        tasks: Iterable[Task],
+        *,
+        name: str | None = None,
+        trigger: str = "api",
+        reuse_upstream: bool = True,
+        register: bool = True,
+    ) -> Run:
+        """Start a run of ``tasks`` and the dependencies they need; return it (it is closed
+        by the manager once finished).
+
+        ``reuse_upstream`` (default) satisfies dependencies that completed earlier from their
+        results; without it every dependency runs afresh, as a copy, in this run. With
+        ``register`` the tasks become the manager's (found by name later). A task still
+        running in another run of this manager is not run again.
+        """
+        roots = list(tasks)
+        while True:
+            with self._lock:
+                self._reap()
+                if register:
+                    known = self._by_name
+                    for t in roots:
+                        if known.get(t.name) is not t:
+                            self.add_task(t)
+                # A root still going in another run is not run twice: its caller waits for it.
+                todo = [t for t in roots if t.status in TERMINAL or t.run is None]
+                batch, restored, busy = self._closure(todo, fresh=not reuse_upstream)
+                if not busy:
+                    run = self.engine.open_run(name=name or self.name, trigger=trigger)
+                    carried = []
+                    for dep in restored:
+                        stand_in = fresh_copy(self._by_name[dep])
+                        stand_in.dependencies = []
+                        carried.append(stand_in)
+                    run.add([*carried, *batch], restored=restored or None)
+                    self._live[run.id] = run
+                    self._last = run
+                    break
+            # A dependency running in another run: wait for it, then look again.
+            for d in busy:
+                if d.run is not None:
+                    d.run.wait(tasks=[d])
+        run.start()
+        return run
+
+    def _reap(self) -> None:
+        """Close finished runs (with the lock held)."""
+        # Only started runs: one being opened by another caller is idle until it starts.
+        for run in [r for r in self._live.values() if r.status == "idle" and r.inflight == 0]:
+            self._close(run)
+
+    def _close(self, run: Run) -> None:
         with self._lock:
-            for t in roots:
-                self._register(t)
-            run = self.run
-            closure = self._closure(roots)
-            batch = [
-                t for t in closure
-                if t.status in TERMINAL or t._run is None or t.status is TaskState.RETRYING
-            ]
-            # Completed dependencies the run does not know (it was closed by shutdown() and
-            # a new one opened) come along with their results, so dependents receive them.
-            carried: dict[str, Any] = {}
-            for t in closure:
-                for dep in t.dependencies:
-                    d = self._by_name.get(dep)
-                    if (d is not None and d.status is TaskState.COMPLETED
-                            and run.tasks.get(dep) is not d and dep not in carried):
-                        carried[dep] = d.result
-                        batch.insert(0, d)
-            run.add(batch, restored=carried or None)
-        return roots
+            if self._live.pop(run.id, None) is None:
+                return
+        run.close()
+        with self._lock:
+            finished, by_name = self._finished, self._by_name
+            for t in run.tasks.values():
+                if by_name.get(t.name) is t and t._status in TERMINAL:
+                    if t.name in finished:
+                        finished.move_to_end(t.name)
+                    else:
+                        finished[t.name] = None
+            while len(finished) > self.retention:
+                task_id, _ = finished.popitem(last=False)
+                gone = by_name.get(task_id)
+                if gone is not None and gone.status in TERMINAL:
+                    del by_name[task_id]
+
+    def _finish(self, run: Run) -> None:
+        """Wait for ``run`` and close it."""
+        run.wait()
+        self._close(run)
+
+    def close_when_done(self, run: Run) -> None:
+        """Close ``run`` (one of :meth:`submit_run`'s) once finished, on the manager's
+        closing thread: its ``taskloom_run_finish`` then fires and the store records it."""
+        with self._lock:
+            if self._closer is None or not self._closer.is_alive():
+                self._closer = threading.Thread(
+                    target=self._close_loop, name="taskloom-manager-close", daemon=True)
+                self._closer.start()
+        self._to_close.put(run)
+
+    def _close_loop(self) -> None:
+        while True:
+            run = self._to_close.get()
+            if run is None:
+                return
+            self._finish(run)
 
     def submit_task(self, task: Task) -> str:
-        """Start ``task`` (and its unfinished dependencies) in the background; return its id."""
-        self._launch([task])
+        """Start ``task`` (and its unfinished dependencies) in a run of its own in the
+        background; return its id."""
+        run = self.submit_run([task])
+        self.close_when_done(run)
         return task.id
 
     def execute_task(self, task_id: str) -> Any:
@@ -149,21 +289,25 @@ class TaskManager:
         Raises the task's error when it fails.
         """
         task = self._get(task_id)
-        self._launch([task])
+        self._finish(self.submit_run([task]))
         return self.wait_for_task(task.id)
 
-    def execute_workflow(self, tasks: Iterable[Task]) -> dict[str, Any]:
-        """Run tasks in dependency order; return ``{name: result}`` of those that completed."""
-        tasks = self._launch(tasks)
-        self.run.wait(tasks=tasks)
+    def execute_workflow(
+        self, tasks: Iterable[Task], *, name: str | None = None
+    ) -> dict[str, Any]:
+        """Run tasks in dependency order, as one run (workflow ``name``, default the
+        manager's); return ``{name: result}`` of those that completed."""
+        tasks = list(tasks)
+        self._finish(self.submit_run(tasks, name=name))
         return {t.name: t.result for t in tasks if t.status is TaskState.COMPLETED}
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
         """Wait for a task to finish; return its result, raise its error, or TimeoutError."""
         task = self._get(task_id)
-        if task._run is None:
+        run = task.run
+        if run is None:
             raise TaskloomError(f"task {task.name!r} was never submitted")
-        if not task._run.wait(timeout, tasks=[task]):
+        if task.status not in TERMINAL and not run.wait(timeout, tasks=[task]):
             raise TimeoutError(f"task {task.name!r} still {task.status.value} after {timeout}s")
         if task.status is TaskState.COMPLETED:
             return task.result
@@ -177,7 +321,7 @@ class TaskManager:
         self._get(task_id).cancel()
 
     def retry_task(self, task_id: str) -> None:
-        """Run a failed or cancelled task again (in the background)."""
+        """Run a failed or cancelled task again, in a new run (in the background)."""
         task = self._get(task_id)
         if task.status not in (TaskState.FAILED, TaskState.CANCELLED):
             raise TaskloomError(
@@ -186,7 +330,7 @@ class TaskManager:
             )
         # Like execute_task: dependencies that did not complete (the failure that failed
         # this task, say) run again first.
-        self._launch([task])
+        self.submit_task(task)
 
     def get_performance_stats(self, task_name: str | None = None) -> dict[str, Any]:
         """Attempt statistics of one task name, or of every task this manager's plugins saw
@@ -195,12 +339,19 @@ class TaskManager:
         return stats
 
     def shutdown(self) -> None:
-        """Close the manager's run: wait for running tasks and stop the workers."""
+        """Wait for the manager's runs and close them (their workers stop)."""
+        while True:
+            with self._lock:
+                live = list(self._live.values())
+            if not live:
+                break
+            for run in live:
+                self._finish(run)
         with self._lock:
-            if self._run is not None:
-                self._run.wait()
-                self._run.close()
-                self._run = None
+            closer, self._closer = self._closer, None
+        if closer is not None and closer.is_alive():
+            self._to_close.put(None)
+            closer.join()
 
     def __enter__(self) -> TaskManager:
         return self

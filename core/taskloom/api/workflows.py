@@ -194,7 +194,7 @@ def run_flow(
     data: Mapping[str, Any] | None = None,
 ) -> RunSummary:
     """Run tasks, some of them conditional, to completion on ``engine``."""
-    run = engine.open_run(name=name, data=data)
+    run = engine.open_run(name=name, data=data, trigger="api")
     flow = Flow(run, tasks, conditions)
     try:
         flow.start()
@@ -339,7 +339,7 @@ class ConditionalWorkflow(_Workflow):
     def execute(self, context: dict[str, Any] | None = None) -> dict[str, Any]:
         self.status = "running"
         context = {} if context is None else context
-        run = self.engine.open_run(name=self.name)
+        run = self.engine.open_run(name=self.name, trigger="api")
         run.data = context  # one dict: conditions and task bodies see the same context
         run.start()
         results: list[Any] = []

@@ -282,6 +282,7 @@ class Schedule:
     coalesce: bool | None = None
     max_instances: int | None = None
     jitter: float | None = None
+    reuse_upstream: bool = False
     cron: str | None = None
     interval: float | None = None
     at: _dt.datetime | None = None
@@ -949,6 +950,7 @@ def _schedule(i: int, good: Mapping[str, Any], which: str, seconds: float | None
         coalesce=good.get("coalesce"),
         max_instances=good.get("max_instances"),
         jitter=good.get("jitter"),
+        reuse_upstream=bool(good.get("reuse_upstream", False)),
         cron=good.get("cron"),
         interval=seconds,
         at=at,

@@ -12,15 +12,20 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+# Re-exported: these were the engine's names before attempts had a module of their own.
+from taskloom.kernel.attempt import Attempt as Attempt
+from taskloom.kernel.attempt import Plan as Plan
+from taskloom.kernel.attempt import TaskContext as TaskContext
+from taskloom.kernel.attempt import _signature as _signature
+from taskloom.kernel.attempt import unfilled_parameters as unfilled_parameters
 from taskloom.kernel.clock import Clock, system_clock
 from taskloom.kernel.decisions import Fail, Fallback, Retry
 from taskloom.kernel.errors import (
-    ConfigError,
     DuplicateTaskError,
     PluginError,
     StoreFailure,
@@ -28,10 +33,10 @@ from taskloom.kernel.errors import (
     TaskloomError,
     UpstreamFailed,
 )
-from taskloom.kernel.executor import CancelToken, Executor
+from taskloom.kernel.executor import Executor
 from taskloom.kernel.graph import validate_tasks
 from taskloom.kernel.limiter import Limiter
-from taskloom.kernel.stash import HasStash, Stash
+from taskloom.kernel.stash import Stash
 from taskloom.kernel.states import TERMINAL, TRANSITIONS, TaskState, check_transition
 from taskloom.kernel.task import Task
 
@@ -43,255 +48,6 @@ log = logging.getLogger("taskloom.engine")
 PENDING, WAITING, READY = TaskState.PENDING, TaskState.WAITING, TaskState.READY
 RUNNING, COMPLETED, FAILED = TaskState.RUNNING, TaskState.COMPLETED, TaskState.FAILED
 RETRYING, CANCELLED, SKIPPED = TaskState.RETRYING, TaskState.CANCELLED, TaskState.SKIPPED
-
-_CO_VARKEYWORDS = 0x08
-_CO_COROUTINE = 0x80 | 0x100  # CO_COROUTINE | CO_ITERABLE_COROUTINE
-_signature_cache: dict[Any, tuple[frozenset[str], bool, bool]] = {}
-
-
-def _signature(fn: Callable[..., Any]) -> tuple[frozenset[str], bool, bool]:
-    """(parameter names, accepts **kwargs, is a coroutine function), cached per code object."""
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        cached = _signature_cache.get(code)
-        if cached is None:
-            names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-            if getattr(fn, "__self__", None) is not None:  # bound method: drop self
-                names = names[1:]
-            cached = (
-                frozenset(names),
-                bool(code.co_flags & _CO_VARKEYWORDS),
-                bool(code.co_flags & _CO_COROUTINE),
-            )
-            if len(_signature_cache) < 10_000:
-                _signature_cache[code] = cached
-        return cached
-    import inspect
-
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return frozenset(), False, False
-    names = frozenset(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-    varkw = any(p.kind is p.VAR_KEYWORD for p in params)
-    target = getattr(fn, "func", fn)  # functools.partial
-    call = type(target).__call__ if not inspect.isroutine(target) else target
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call)
-    return names, varkw, is_async
-
-
-#: Body parameters the engine fills itself, besides dependency results.
-_ENGINE_FILLED = ("context",)
-
-
-def unfilled_parameters(task: Task) -> list[str]:
-    """A message for each parameter of the task's body that nothing fills: not named like a
-    dependency, not ``context``, without a default (the run would fail with Python's
-    "missing 1 required positional argument"). Empty when the body can be called."""
-    body = task.execute if type(task).execute is not Task.execute else task.fn
-    if body is None:
-        return []
-    free = _signature(body)[0].difference(task.dependencies, _ENGINE_FILLED)
-    if not free:
-        return []
-    import difflib
-    import inspect
-
-    try:
-        params = inspect.signature(body).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    deps = list(dict.fromkeys(task.dependencies))
-    problems = []
-    for p in params:
-        if p.name in free and p.default is p.empty and p.kind not in (
-                p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            close = difflib.get_close_matches(p.name, deps, n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            problems.append(
-                f"parameter {p.name!r} of the body matches no dependency (depends on: "
-                f"{', '.join(deps) or 'nothing'}) and has no default{hint}"
-            )
-    return problems
-
-
-class Plan:
-    """What an attempt of one task needs, worked out once when the task joins a run."""
-
-    __slots__ = ("body", "deps", "executor", "is_async", "wants_context", "wrappers")
-
-    def __init__(self, task: Task, wrappers: Sequence[Any], executor: Executor) -> None:
-        if type(task).execute is not Task.execute:
-            body: Callable[..., Any] | None = task.execute
-        else:
-            body = task.fn
-        self.body = body
-        self.wrappers = wrappers
-        self.executor = executor
-        if body is None:
-            self.deps: tuple[str, ...] = ()
-            self.wants_context = False
-            self.is_async = False
-            return
-        names, varkw, self.is_async = _signature(body)
-        if names and names.difference(task.dependencies, _ENGINE_FILLED):
-            problems = unfilled_parameters(task)
-            if problems:
-                raise ConfigError([f"task {task.name!r}: {p}" for p in problems])
-        if names or varkw:
-            self.deps = tuple(
-                d for d in dict.fromkeys(task.dependencies) if varkw or d in names
-            )
-        else:
-            self.deps = ()
-        self.wants_context = "context" in names
-
-
-class TaskContext:
-    """What a task body receives as its ``context`` parameter."""
-
-    __slots__ = ("attempt", "run", "task")
-
-    def __init__(self, attempt: Attempt) -> None:
-        self.attempt = attempt
-        self.task = attempt.task
-        self.run = attempt.run
-
-    @property
-    def token(self) -> CancelToken:
-        """The attempt's cancellation token: check ``token.cancelled`` in long loops."""
-        return self.attempt.token
-
-    @property
-    def cancelled(self) -> bool:
-        return self.attempt.token.cancelled
-
-    @property
-    def results(self) -> Mapping[str, Any]:
-        """Results of the run's completed tasks, by name."""
-        return self.run.results
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """The run's shared context data (``Engine.run(..., data=...)``)."""
-        return self.run.data
-
-    @property
-    def run_id(self) -> str:
-        return self.run.id
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.task.config
-
-
-class Attempt(HasStash):
-    """One try at running a task; executors receive these."""
-
-    __slots__ = (
-        "_token", "finished", "number", "output", "run", "served_by", "started", "task", "value"
-    )
-
-    def __init__(self, task: Task, number: int, run: Run) -> None:
-        self.task = task
-        self.number = number
-        self.run = run
-        self._token: CancelToken | None = None
-        self.started = 0.0
-        self.finished: float | None = None
-        self.value: Any = None
-        #: What the body printed and logged, when an output-capturing plugin kept it (set
-        #: before ``taskloom_attempt_finish`` observers other than that plugin run).
-        self.output: str | None = None
-        #: The plugin that supplied the value without running the body (a cache hit).
-        self.served_by: str | None = None
-
-    @property
-    def token(self) -> CancelToken:
-        """The attempt's cancellation token, made on first use (most attempts never need
-        one); the canceller and the body always see the same token."""
-        token = self._token
-        if token is None:
-            with _token_lock:
-                token = self._token
-                if token is None:
-                    token = self._token = CancelToken()
-        return token
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.finished is None else self.finished - self.started
-
-    @property
-    def plan(self) -> Plan:
-        """What the attempt runs: ``body``, ``deps``, ``wants_context``, ``is_async``,
-        ``wrappers`` and ``executor`` (worked out when the task joined the run)."""
-        return self.task._plan  # type: ignore[no-any-return]
-
-    @property
-    def current(self) -> bool:
-        """False once the attempt was cancelled or failed from outside (a timeout)."""
-        return self.task._attempt is self
-
-    def kwargs(self) -> dict[str, Any]:
-        """The keyword arguments the body receives: dependency results and ``context``."""
-        plan = self.plan
-        tasks = self.run.tasks
-        kwargs = {d: tasks[d].result for d in plan.deps}
-        if plan.wants_context:
-            kwargs["context"] = TaskContext(self)
-        return kwargs
-
-    def invoke(self) -> Any:
-        """Run the body once, without wrappers (coroutines run to completion here)."""
-        plan = self.plan
-        body = plan.body
-        if body is None:
-            return None
-        result = body(**self.kwargs()) if plan.deps or plan.wants_context else body()
-        if plan.is_async:
-            import asyncio
-
-            result = asyncio.run(_cancellable(result, self.token))
-        return result
-
-    def call(self) -> Any:
-        """Run the body inside the task's wrappers (timeout, cache, breaker, tracing...)."""
-        if not self.plan.wrappers:
-            return self.invoke()
-        return self.wrap(self.invoke)()
-
-    def wrap(self, inner: Callable[[], Any]) -> Callable[[], Any]:
-        """``inner`` inside the task's wrappers, outermost first."""
-        fn = inner
-        for w in reversed(self.plan.wrappers):
-            fn = functools.partial(w, fn, self)
-        return fn
-
-    def done(self, value: Any, error: BaseException | None) -> None:
-        """Report the outcome; executors call this exactly once per attempt."""
-        self.run._on_done(self, value, error)
-
-    def __repr__(self) -> str:
-        return f"<Attempt {self.task.name!r} #{self.number}>"
-
-
-async def _cancellable(coro: Any, token: CancelToken) -> Any:
-    """Await ``coro``, cancelling it when ``token`` is (a timeout, a cancel from any thread)."""
-    import asyncio
-
-    task = asyncio.ensure_future(coro)
-    loop = asyncio.get_running_loop()
-
-    def cancel() -> None:
-        try:
-            loop.call_soon_threadsafe(task.cancel)
-        except RuntimeError:  # the loop already finished: nothing left to cancel
-            pass
-
-    token.add_callback(cancel)
-    return await task
-
 
 @dataclass
 class RunSummary:
@@ -309,6 +65,10 @@ class RunSummary:
     tasks: list[Task] = field(default_factory=list, repr=False)
     #: Why the store could not record this run (the run then counts as failed).
     store_error: str | None = None
+    #: What started the run: ``manual``, ``schedule``, ``resume`` or ``api`` (None: unknown).
+    trigger: str | None = None
+    #: The run this one continues (a resume, a child run), or None.
+    parent_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -336,7 +96,8 @@ class ResultsView(Mapping[str, Any]):
         return sum(1 for _ in self)
 
 
-_token_lock = threading.Lock()
+#: What can start a run: the CLI (``manual``), a scheduled fire, a resume, a program.
+TRIGGERS = frozenset({"manual", "schedule", "resume", "api"})
 
 
 class Run:
@@ -352,10 +113,20 @@ class Run:
         run_id: str | None = None,
         name: str | None = None,
         data: Mapping[str, Any] | None = None,
+        trigger: str | None = None,
+        parent_id: str | None = None,
     ) -> None:
+        if trigger is not None and trigger not in TRIGGERS:
+            raise TaskloomError(
+                f"run trigger {trigger!r} is not one of {', '.join(sorted(TRIGGERS))}"
+            )
         self.engine = engine
         self.id = run_id or uuid.uuid4().hex[:12]
         self.name = name
+        #: What started the run (:data:`TRIGGERS`), recorded by the store.
+        self.trigger = trigger
+        #: The run this one continues (a resume, a child run).
+        self.parent_id = parent_id
         self.data: dict[str, Any] = dict(data or {})
         self.plugins = engine.plugins
         self.stash = Stash()  # plugins' typed per-run state
@@ -435,8 +206,10 @@ class Run:
     ) -> None:
         """Add tasks (validated together with what the run already has) and queue the ready.
 
-        A task already in this run and finished is run again. ``restored`` maps task names
-        to results recorded by an earlier run: those tasks start ``completed`` (resume).
+        A task runs once per run: running it again is a new run (a task finished in an
+        earlier run goes back to ``pending`` here). ``restored`` maps task names to results
+        recorded by an earlier session: those tasks go ``pending -> completed`` without an
+        attempt (resume).
         ``failed`` maps task names to a recorded ``(error, error type)``: those start
         ``failed`` without an attempt (resume without retrying failures).
         ``skipped`` names tasks of the batch that are not to run (a condition not taken):
@@ -447,22 +220,17 @@ class Run:
             if self._closed:
                 raise TaskloomError(f"run {self.id} is closed")
             known = self.tasks
-            fresh: list[Task] = []
             for t in batch:
                 have = known.get(t.name)
                 if have is t:
-                    if t._status not in TERMINAL and t._status is not RETRYING:
-                        raise TaskloomError(f"task {t.name!r} is already active in run {self.id}")
-                    continue
+                    raise TaskloomError(
+                        f"task {t.name!r} is already in run {self.id}: run it again in a new run"
+                    )
                 if have is not None:
                     raise DuplicateTaskError(t.name)
-                if t._run is not None and t._run is not self and t._status not in TERMINAL:
+                if t._status not in TERMINAL and t._run is not None and not t._run._closed:
                     raise TaskloomError(f"task {t.name!r} is active in another run")
-                fresh.append(t)
-            if validate_tasks(batch, known=known):
-                # A dependency listed after its dependent: admit dependencies first, so
-                # nobody counts a dependency's old state before it is reset.
-                batch = _dependencies_first(batch)
+            validate_tasks(batch, known=known)
             flags, fast = self._flags, self.plugins.fast
             for t in batch:
                 if t.options:
@@ -488,28 +256,18 @@ class Run:
                 if plan is None:
                     plan = shared[key] = Plan(t, wrappers, executor)
                 t._plan = plan
-            for t in fresh:
+            for t in batch:
                 t._run = self
                 t._dependents = []
-                t._wired = ()
                 known[t.name] = t
+                # Finished in an earlier run: back to pending (and its old outcome gone)
+                # before any dependent looks at its state.
+                if t._status in TERMINAL or t._status is RETRYING:
+                    self._set(t, PENDING)
+                    t._reset_outcome()
             for t in batch:
-                wired = t._wired
-                if not wired:
-                    t._wired = tuple(dict.fromkeys(t.dependencies))
-                    for dep in t._wired:
-                        known[dep]._dependents.append(t)
-                    continue
-                # Run again: its dependencies may have changed since it was wired.
-                deps = tuple(dict.fromkeys(t.dependencies))
-                if deps != wired:
-                    for dep in wired:
-                        if dep not in deps:
-                            known[dep]._dependents.remove(t)
-                    for dep in deps:
-                        if dep not in wired:
-                            known[dep]._dependents.append(t)
-                    t._wired = deps
+                for dep in dict.fromkeys(t.dependencies):
+                    known[dep]._dependents.append(t)
             restored = {**self._restored, **restored} if restored else self._restored
             skip = frozenset(skipped)
             recorded_failures = {**self._failed, **failed} if failed else self._failed
@@ -606,35 +364,6 @@ class Run:
             if task._status not in TERMINAL:
                 self._cancel_locked(task, "cancelled")
 
-    def retry_task(self, task: Task) -> None:
-        """Run a failed (or cancelled) task again in this run.
-
-        With every dependency completed a failed task goes ``failed -> retrying`` and is
-        queued; otherwise it is admitted again and its trigger rule decides (a dependency
-        that is still failed fails it again, naming that dependency).
-        """
-        with self._lock:
-            status = task._status
-            if status is not FAILED and status is not CANCELLED:
-                raise TaskloomError(
-                    f"task {task.name!r} is {status.value}; only failed or cancelled tasks "
-                    "can be retried"
-                )
-            tasks = self.tasks
-            upstream_ok = all(tasks[d]._status is COMPLETED for d in task.dependencies)
-            self._reopen(task)
-            self._open += 1
-            self._idle.clear()
-            task._reset_outcome()
-            if status is FAILED and upstream_ok:
-                self._set(task, RETRYING)
-                self._push(task)
-            else:
-                self._set(task, PENDING)
-                self._admit_state(task)
-            if self._started:
-                self._dispatch()
-
     def fail_attempt(self, attempt: Attempt, error: BaseException) -> bool:
         """Fail a running attempt from outside its worker (a soft timeout).
 
@@ -706,52 +435,20 @@ class Run:
         self, task: Task, restored: Mapping[str, Any], skip: frozenset[str] = frozenset(),
         failed: Mapping[str, tuple[str, str | None]] | None = None,
     ) -> None:
-        if task.name in restored and task._status is COMPLETED:
-            # Already completed (a TaskManager carrying a result into a new run): keep it.
-            task.result = restored[task.name]
-            self._release_recorded(task)
-            return
-        if task._status in TERMINAL:
-            self._reopen(task)
-            self._set(task, PENDING)
-            task._reset_outcome()
-        elif task._status is RETRYING:
-            self._set(task, PENDING)
-        if task.name in skip:
-            self._open += 1
-            self._set(task, SKIPPED)
-            self._terminal(task)
-            return
-        if task.name in restored:
-            # Resume: the result was recorded by an earlier run; no attempt is made.
-            task.result = restored[task.name]
-            task._status = COMPLETED
-            task._completed = task._completed or time.time()
-            self._release_recorded(task)
-            return
-        if failed and task.name in failed:
-            task.error, task.error_type = failed[task.name]
-            task._status = FAILED
-            task._completed = task._completed or time.time()
-            self._release_recorded(task)
-            return
         self._open += 1
-        self._admit_state(task)
-
-    @staticmethod
-    def _reopen(task: Task) -> None:
-        """``task`` was final and runs again: dependents still waiting counted it as done,
-        so they wait for it once more."""
-        for d in task._dependents:
-            if d._status is WAITING:
-                d._waiting_on += 1
-
-    def _release_recorded(self, task: Task) -> None:
-        """A task admitted in its recorded final state: release dependents admitted before it
-        (those admitted after it see it final)."""
-        for d in task._dependents:
-            if d._status is WAITING:
-                self._dep_done(d, task)
+        if task.name in skip:
+            self._set(task, SKIPPED)
+        elif task.name in restored:
+            # Resume: the result was recorded by an earlier session; no attempt is made.
+            task.result = restored[task.name]
+            self._set(task, COMPLETED)
+        elif failed and task.name in failed:
+            task.error, task.error_type = failed[task.name]
+            self._set(task, FAILED)
+        else:
+            self._admit_state(task)
+            return
+        self._terminal(task)
 
     def _admit_state(self, task: Task) -> None:
         deps = task.dependencies
@@ -1042,36 +739,9 @@ class Run:
             finished_at=self.finished_at,
             duration=(time.monotonic() - self._t0) if self._started else 0.0,
             tasks=list(self.tasks.values()),
+            trigger=self.trigger,
+            parent_id=self.parent_id,
         )
-
-
-def _dependencies_first(tasks: list[Task]) -> list[Task]:
-    """``tasks`` ordered so each comes after its dependencies in the list (Kahn's algorithm).
-
-    Tasks on a cycle keep their place at the end; the run's validation reports the cycle.
-    """
-    by_name = {t.name: t for t in tasks}
-    waiting = {
-        t.name: len({d for d in t.dependencies if d in by_name}) for t in tasks
-    }
-    dependents: dict[str, list[str]] = {}
-    for t in tasks:
-        for d in dict.fromkeys(t.dependencies):
-            if d in by_name:
-                dependents.setdefault(d, []).append(t.name)
-    ready = [t.name for t in tasks if waiting[t.name] == 0]
-    out: list[Task] = []
-    while ready:
-        name = ready.pop()
-        out.append(by_name[name])
-        for dep in dependents.get(name, ()):
-            waiting[dep] -= 1
-            if waiting[dep] == 0:
-                ready.append(dep)
-    if len(out) < len(tasks):
-        placed = {t.name for t in out}
-        out.extend(t for t in tasks if t.name not in placed)
-    return out
 
 
 class Engine:
@@ -1176,8 +846,14 @@ class Engine:
         run_id: str | None = None,
         name: str | None = None,
         data: Mapping[str, Any] | None = None,
+        trigger: str | None = None,
+        parent_id: str | None = None,
     ) -> Run:
-        return Run(self, run_id=run_id, name=name, data=data)
+        """A new run of this engine: add tasks, :meth:`Run.start`, :meth:`Run.wait`,
+        :meth:`Run.close`. ``trigger`` says what started it (:data:`TRIGGERS`),
+        ``parent_id`` the run it continues; both are recorded by the store."""
+        return Run(self, run_id=run_id, name=name, data=data, trigger=trigger,
+                   parent_id=parent_id)
 
     def run(
         self,
@@ -1188,8 +864,10 @@ class Engine:
         data: Mapping[str, Any] | None = None,
         restored: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        trigger: str | None = "api",
     ) -> RunSummary:
-        """Run ``tasks`` to completion and return the summary.
+        """Run ``tasks`` to completion and return the summary (``trigger``: what started
+        it, recorded by the store).
 
         The graph is validated first (duplicate names, unknown dependencies, cycles).
         With ``timeout``, a run still going after that many seconds is cancelled.
@@ -1204,7 +882,7 @@ class Engine:
                 if recorded["status"] == "completed":
                     return RunSummary(**recorded)
                 return self.resume(run_id, tasks, name=name, data=data, timeout=timeout)
-        run = self.open_run(run_id=run_id, name=name, data=data)
+        run = self.open_run(run_id=run_id, name=name, data=data, trigger=trigger)
         return self._execute(run, tasks, restored, None, timeout)
 
     def resume(
@@ -1227,13 +905,10 @@ class Engine:
         recorded = self.recorded(run_id)
         if recorded.status == "completed":
             return recorded
-        # Dependencies first, so each task is admitted after the recorded state of its
-        # upstream tasks is known.
-        batch = _dependencies_first(list(tasks))
         run = self.open_resumed_run(
             run_id, retry_failed=retry_failed, name=name or recorded.name, data=data
         )
-        return self._execute(run, batch, None, None, timeout)
+        return self._execute(run, tasks, None, None, timeout)
 
     def recorded(self, run_id: str) -> RunSummary:
         """The store's summary of a recorded run (``TaskloomError`` when there is none)."""
@@ -1267,7 +942,7 @@ class Engine:
                 restored[task_name] = result
             elif state == "failed" and not retry_failed:
                 failed[task_name] = (error or "failed", error_type)
-        run = self.open_run(run_id=run_id, name=name, data=data)
+        run = self.open_run(run_id=run_id, name=name, data=data, trigger="resume")
         run.restore(restored, failed)
         return run
 

@@ -35,13 +35,14 @@ X, S = TaskState.CANCELLED, TaskState.SKIPPED
 
 #: Every legal transition. Anything not listed raises :class:`InvalidTransition`.
 #: ``waiting -> failed`` is an upstream failure; ``failed -> retrying`` an explicit retry();
-#: ``completed/cancelled/skipped -> pending`` lets a finished task be run again by a new run.
+#: ``completed/cancelled/skipped/failed/retrying -> pending``: a finished task joins a new run;
+#: ``pending -> completed/failed``: a resumed run restores a recorded outcome without an attempt.
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
-    P: frozenset({W, RD, X, S, F}),
+    P: frozenset({W, RD, X, S, F, C}),
     W: frozenset({RD, X, S, F}),
     RD: frozenset({RN, X}),
     RN: frozenset({C, F, X, RT}),
-    RT: frozenset({RN, X}),
+    RT: frozenset({RN, X, P}),
     F: frozenset({RT, P}),
     C: frozenset({P}),
     X: frozenset({P}),

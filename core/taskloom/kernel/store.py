@@ -28,7 +28,8 @@ class RunStore(Protocol):
     name: str
 
     def record_run_start(self, run: Any) -> None:
-        """A run starts (or a recorded one is resumed)."""
+        """A run starts (or a recorded one is resumed): ``run.id``, ``run.name``, what
+        started it (``run.trigger``: manual, schedule, resume, api) and ``run.parent_id``."""
 
     def record_run_finish(self, run: Any, summary: Any) -> None:
         """A run ended. Raise if anything of this run could not be recorded."""

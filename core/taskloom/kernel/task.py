@@ -91,7 +91,6 @@ class Task(HasStash):
         "_started",
         "_status",
         "_waiting_on",
-        "_wired",
         "attempts",
         "config",
         "dependencies",
@@ -178,7 +177,6 @@ class Task(HasStash):
         self._attempt: Any = None
         self._waiting_on = 0
         self._dependents: list[Task] = []  # set by the run the task joins
-        self._wired: tuple[str, ...] = ()  # the dependencies the run wired it to
         self._seq = 0
 
     # -- identity and metadata ------------------------------------------------------------
@@ -270,12 +268,14 @@ class Task(HasStash):
             self._move(TaskState.CANCELLED)
 
     def retry(self) -> None:
-        """Move a failed task to ``retrying``; in a live run it is queued for another attempt."""
+        """Move a failed task to ``retrying``: the next run it joins gives it another attempt
+        (a task runs once per run; ``TaskManager.retry_task`` starts that run)."""
         run = self._run
-        if run is not None:
-            run.retry_task(self)
-        else:
-            self._move(TaskState.RETRYING)
+        if run is not None and run.status in ("pending", "running", "idle"):
+            raise TaskloomError(
+                f"task {self.name!r} is in the open run {run.id}: retry it in a new run"
+            )
+        self._move(TaskState.RETRYING)
 
     def get_status(self) -> str:
         return self._status.value

@@ -7,11 +7,16 @@ Choices worth knowing:
 
 * **Times.** Every time the scheduler hands out is an aware UTC datetime. A naive
   ``schedule_time`` is read as the machine's local time.
-* **What runs.** Each fire runs the job's own :class:`Task` object in the manager's live run,
-  so the object you scheduled shows the latest run's status and result (the live run re-runs
-  finished tasks, and its unfinished dependencies run first). When ``max_instances > 1`` lets a
-  fire overlap a run still in progress, that fire runs a copy of the task in a run of its own
-  (a task with dependencies cannot overlap).
+* **What runs.** Each fire is a run of its own (workflow: the job id, trigger ``schedule``)
+  through the :class:`TaskManager`. It runs the job's own :class:`Task` object, so the object
+  you scheduled shows the latest fire's status and result, together with fresh copies of its
+  upstream tasks: every fire computes its upstream afresh (a daily ``report`` depending on
+  ``extract`` gets that day's extract). With the job option ``reuse_upstream=True`` upstream
+  tasks that completed before (in an earlier fire or an earlier manager call) are not run
+  again: their recorded results are used, as the manager does for its own calls. When
+  ``max_instances > 1`` lets a fire overlap a run still in progress, that fire runs a copy of
+  the task (a task with dependencies cannot overlap). A failed fire is a failed run
+  (``taskloom_run_finish`` reports it).
 * **Heap.** Entries are ``(due, seq, job id)``; a job knows the ``seq`` of its live entry,
   removing, pausing or rescheduling it forgets that entry, and stale entries are dropped when
   they reach the top (lazy deletion), so add and reschedule are O(log n) and the next due job
@@ -54,10 +59,10 @@ from datetime import datetime, timedelta, timezone
 from heapq import heappop, heappush
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from taskloom.api.manager import TaskManager
+from taskloom.api.manager import TaskManager, fresh_copy
 from taskloom.api.scheduling import MemoryScheduleState, ScheduleState
 from taskloom.kernel.clock import Clock, system_clock
-from taskloom.kernel.engine import Engine, Run
+from taskloom.kernel.engine import Engine
 from taskloom.kernel.errors import (
     ConfigError,
     PluginError,
@@ -123,6 +128,7 @@ class Job:
         "max_instances",
         "misfire_grace_time",
         "paused",
+        "reuse_upstream",
         "task",
         "trigger",
     )
@@ -139,8 +145,12 @@ class Job:
         base: float | None = None,
         due: float | None = None,
         paused: bool = False,
+        reuse_upstream: bool = False,
     ) -> None:
         self._scheduler = scheduler
+        #: Upstream tasks that completed before are not run again by a fire (their results
+        #: are reused); by default each fire runs them afresh.
+        self.reuse_upstream = reuse_upstream
         self.id = job_id
         self.task = task
         self.trigger = trigger
@@ -234,14 +244,6 @@ def _ts_dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _clone(task: Task) -> Task:
-    """A fresh task with the same body and options, for a run overlapping the original's."""
-    # A subclass overriding execute: the copy's body is the original's bound execute.
-    body = task.execute if type(task).execute is not Task.execute else task.fn
-    return Task(task.name, task.description, task.priority, None, task.config, fn=body,
-                tags=task.tags, trigger_rule=task.trigger_rule, options=task.options)
-
-
 class TaskScheduler:
     """Runs tasks at times, at intervals, on cron expressions or when conditions hold.
 
@@ -299,7 +301,6 @@ class TaskScheduler:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._overlap_runs: list[Run] = []
         self._active: list[Task] = []
         # Jobs with missed runs to run one after another and nobody running them yet.
         self._backlogged: dict[str, Job] = {}
@@ -335,13 +336,15 @@ class TaskScheduler:
         misfire_grace_time: float | _Unset | None = _Unset.DEFAULT,
         coalesce: bool | None = None,
         max_instances: int | None = None,
+        reuse_upstream: bool = False,
         **trigger_options: Any,
     ) -> Job:
         """Schedule ``task`` on ``trigger``: a trigger object, or a registered trigger name
         (``"cron"``, ``"interval"``, ...) built with ``trigger_options``.
 
         ``id`` (default: the task's name, made unique) names the job in the durable state.
-        Run control defaults to the scheduler's settings.
+        Run control defaults to the scheduler's settings. Each fire runs the task's upstream
+        tasks afresh unless ``reuse_upstream`` (see the module's notes).
         """
         if not isinstance(task, Task):
             raise ConfigError(f"{_where(task)}: expected a Task to schedule, got "
@@ -365,6 +368,9 @@ class TaskScheduler:
             instances = _checked_instances(max_instances, _where(task))
         if coalesce is not None:
             _checked_coalesce(coalesce, _where(task))
+        if not isinstance(reuse_upstream, bool):
+            raise ConfigError(f"{_where(task)}: reuse_upstream must be true or false, got "
+                              f"{reuse_upstream!r}")
         if instances > 1 and task.dependencies:
             raise ConfigError(
                 f"task {task.name!r}: max_instances > 1 needs a task without dependencies "
@@ -393,7 +399,7 @@ class TaskScheduler:
                     due = self._jittered(trigger, base)
             job = Job(self, job_id, task, trigger, grace,
                       self.coalesce if coalesce is None else coalesce, instances,
-                      base, due, paused)
+                      base, due, paused, reuse_upstream)
             self._jobs[job_id] = job
             if missed:
                 # A catch-up a stopped (or crashed) scheduler left unfinished: resumed first.
@@ -816,16 +822,12 @@ class TaskScheduler:
                 return None
             self.wait_for((job._instances or [])[:1])
         task = job.task
-        if task.status in TERMINAL or task.run is None:
-            self.manager.submit_task(task)
-        else:
-            task = _clone(task)
-            run = self.engine.open_run(name=f"schedule:{job.id}")
-            run.add([task])
-            run.start()
-            with self._lock:
-                self._overlap_runs = [r for r in self._overlap_runs if r.status != "idle"]
-                self._overlap_runs.append(run)
+        own = task.status in TERMINAL or task.run is None
+        if not own:
+            task = fresh_copy(task)  # overlapping a run of the job's task still going
+        run = self.manager.submit_run([task], name=job.id, trigger="schedule",
+                                      reuse_upstream=job.reuse_upstream, register=own)
+        self.manager.close_when_done(run)
         if job._instances is None:
             job._instances = [task]
         else:
@@ -928,7 +930,6 @@ class TaskScheduler:
             thread.join()
         with self._lock:
             active = [t for t in self._active if t.status not in TERMINAL]
-            overlap = list(self._overlap_runs)
             catching_up = [j._catchup for j in self._jobs.values() if j._catchup is not None]
         if cancel_running:
             for task in active:
@@ -940,9 +941,6 @@ class TaskScheduler:
             for worker in catching_up:
                 if worker.ident is not None and worker is not threading.current_thread():
                     worker.join()
-        for run in overlap:
-            if wait or cancel_running:
-                run.close()
 
     def shutdown(self, cancel_running: bool = False) -> None:
         """Stop, then close the manager's run and the engine if this scheduler made them."""

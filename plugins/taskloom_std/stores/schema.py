@@ -7,7 +7,8 @@ newer taskloom, or a file that is not a taskloom database, is refused and never 
 What is recorded and where:
 
 * ``runs``: one row per run id (workflow name, config hash and path, status, times, task
-  counts, how often it was resumed, the pid that ran it last).
+  counts, how often it was resumed, the pid that ran it last, what started it last
+  (``trigger``) and the run it continues (``parent_id``)).
 * ``events``: every state change of every task, with its wall-clock time, one row per run
   per commit (``data`` is JSON text ``[tasks, states, times]``, the times packed as
   base64 float64s: one row per change would cost more than running a small task).
@@ -146,6 +147,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # The dashboard filters the run list by workflow or status, newest first.
         "CREATE INDEX runs_workflow_started ON runs(workflow, started)",
         "CREATE INDEX runs_status_started ON runs(status, started)",
+    ),
+    # What started each run (manual, schedule, resume, api) and the run it continues.
+    6: (
+        "ALTER TABLE runs ADD COLUMN trigger TEXT",
+        "ALTER TABLE runs ADD COLUMN parent_id TEXT",
+        "CREATE INDEX runs_parent ON runs(parent_id)",
     ),
 }
 

@@ -127,7 +127,7 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
         config.path.resolve().parent.name if config.path else "taskloom")
     view = ProgressView(observer, len(tasks), name, verbose)
     try:
-        run_ = engine.open_run(name=name)
+        run_ = engine.open_run(name=name, trigger="manual")
     except TaskloomError as exc:
         fail([str(exc)])
     flow = Flow(run_, tasks, {k: v for k, v in conditions.items()

@@ -43,6 +43,21 @@ class FireLog:
                    f"{_stamp(scheduled_for)}, {late:.3f}s late")
 
     @hookimpl
+    def taskloom_run_finish(self, run: Any, summary: Any) -> None:
+        if getattr(run, "trigger", None) != "schedule":
+            return
+        stamp = _stamp(summary.finished_at or datetime.now().astimezone())
+        if summary.status == "completed":
+            self._echo(f"{stamp} completed {run.name} (run {run.id}) in "
+                       f"{summary.duration:.3f}s")
+            return
+        why = "; ".join(f"{name}: {error}" for name, error in summary.errors.items())
+        if summary.store_error:
+            why = f"{why}; {summary.store_error}" if why else summary.store_error
+        self._echo(f"{stamp} FAILED {run.name} (run {run.id}): {summary.status}"
+                   + (f": {why}" if why else ""))
+
+    @hookimpl
     def taskloom_schedule_misfire(self, job: Any, scheduled_for: datetime,
                                   fired_at: datetime) -> None:
         self._echo(f"{_stamp(fired_at)} skipped {job.id} (task {job.task.name}) due "
@@ -92,9 +107,11 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
              cancel_running: bool | None, store: str | None) -> None:
     """Run the [[schedules]] declared in FILE until SIGTERM or Ctrl-C.
 
-    Logs a line per fire. On stop, nothing new starts; running tasks finish (or are
-    cancelled, with --cancel-running or on_stop = "cancel" in [taskloom]), then the command
-    exits 0.
+    Logs a line per fire and one per finished run (a failed run as FAILED, with its errors).
+    Each fire is a run of its own that runs the task's upstream tasks afresh
+    (reuse_upstream = true in the entry reuses results they had). On stop, nothing new
+    starts; running tasks finish (or are cancelled, with --cancel-running or on_stop =
+    "cancel" in [taskloom]), then the command exits 0.
 
     \b
     Example:
@@ -122,7 +139,7 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
     engine.plugins.register(FireLog(), name="taskloom-cli-schedule-log")
     manager = TaskManager(engine=engine)
     for task in tasks.values():
-        manager._register(task)  # so a scheduled task's dependencies are found by name
+        manager.add_task(task)  # so a scheduled task's dependencies are found by name
     scheduler = scheduler_class(manager.engine.plugins)(manager=manager)
     problems = []
     for i, entry in enumerate(config.schedules):
@@ -133,7 +150,8 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
             job = scheduler.add_job(
                 tasks[entry.task], entry.trigger, id=entry.id,
                 misfire_grace_time=entry.misfire_grace_time, coalesce=entry.coalesce,
-                max_instances=entry.max_instances, **options,
+                max_instances=entry.max_instances, reuse_upstream=entry.reuse_upstream,
+                **options,
             )
         except (ConfigError, PluginError, UnknownComponentError, TaskloomError) as exc:
             problems.append(f"schedules[{i}]: {exc}")
