@@ -77,14 +77,22 @@ def _stop_new_starts(run: Any) -> int:
                    "the standard plugins; 'none' for nothing).")
 @click.option("--task", "only", multiple=True, metavar="NAME",
               help="Run only this task and what it depends on. Repeatable.")
+@click.option("--on-limit", type=click.Choice(["wait", "refuse"]), default=None,
+              help="When the workflow already has max_active_runs runs going: wait for a "
+                   "place, or exit 2 (default: [taskloom] on_limit, else wait).")
 def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose: int,
-        store: str | None, only: Sequence[str]) -> None:
+        store: str | None, only: Sequence[str], on_limit: str | None) -> None:
     """Run the tasks declared in FILE (default: taskloom.toml, or [tool.taskloom] in
     pyproject.toml, in this folder or above).
 
     Shows live progress. Exit status: 0 every task completed, 1 a task failed or was
-    cancelled or the store could not record the run, 2 bad input, 130 interrupted. The
-    first Ctrl-C starts nothing new and waits for running tasks; a second cancels them.
+    cancelled or the store could not record the run, 2 bad input or refused by
+    max_active_runs, 130 interrupted. The first Ctrl-C starts nothing new and waits for
+    running tasks; a second cancels them.
+
+    The run is recorded with the --set and TASKLOOM_* overrides and the store settings it
+    used: 'taskloom resume' applies them again. With [taskloom] max_active_runs = N, at most
+    N runs of this workflow (the file's name) go at once across processes sharing the store.
 
     \b
     Examples:
@@ -104,6 +112,7 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
         fail(["no tasks to run (declare [tasks.NAME] tables)"],
              str(config.path) if config.path else None)
     engine = build_engine(config, store=store)
+    record_settings(engine, config, on_limit=on_limit)
     exporters = start_exporters(engine, config)
     try:
         code = _execute(engine, config, tasks, conditions, verbose)
@@ -114,7 +123,6 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
 
 def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
              verbose: int) -> int:
-    from taskloom.api.workflows import Flow
     from taskloom.app.cli.progress import ProgressObserver, ProgressView
 
     observer = ProgressObserver()
@@ -123,7 +131,21 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
         config.path.resolve().parent.name if config.path else "taskloom")
     view = ProgressView(observer, len(tasks), name, verbose)
     try:
-        run_ = engine.open_run(name=name)
+        run_id, release = engine.claim(None, name)
+    except TaskloomError as exc:  # refused by max_active_runs
+        fail([str(exc)], str(config.path) if config.path else None)
+    try:
+        return _execute_claimed(engine, config, tasks, conditions, run_id, name, view)
+    finally:
+        release()
+
+
+def _execute_claimed(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
+                     run_id: str | None, name: str, view: Any) -> int:
+    from taskloom.api.workflows import Flow
+
+    try:
+        run_ = engine.open_run(run_id=run_id, name=name)
     except TaskloomError as exc:
         fail([str(exc)])
     flow = Flow(run_, tasks, {k: v for k, v in conditions.items()
@@ -154,6 +176,34 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
     if interrupts.count:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok and not flow.errors else EXIT_FAILED
+
+
+#: Store options that say where or for which file, not how: never re-applied by a resume.
+_PLACE_OPTIONS = frozenset({"path", "config_path", "overrides"})
+
+
+def record_settings(engine: Any, config: Any, *, on_limit: str | None = None,
+                    on_conflict: str | None = None) -> None:
+    """Give the engine the configuration's claim settings (and the command line's), and its
+    store what a resume needs to apply again: the overrides and the store's settings."""
+    from taskloom.app.config import dotted_key
+
+    settings = config.settings
+    engine.claim_options = {k: settings[k] for k in ("max_active_runs", "on_limit",
+                                                     "on_conflict") if k in settings}
+    for key, value in (("on_limit", on_limit), ("on_conflict", on_conflict)):
+        if value is not None:
+            engine.claim_options[key] = value
+    store = engine.store
+    if store is None or not hasattr(store, "overrides"):
+        return
+    recorded = dict(config.overrides)
+    if "store" in settings:
+        recorded["taskloom.store"] = settings["store"]
+    for key, value in getattr(store, "settings", {}).items():
+        if key not in _PLACE_OPTIONS:
+            recorded[dotted_key(("taskloom", "store_options", key))] = value
+    store.overrides = recorded
 
 
 def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
