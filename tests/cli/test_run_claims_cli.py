@@ -161,3 +161,20 @@ def test_two_resumes_at_once_one_proceeds_the_others_wait_or_refuse(tmp_path):
     assert code == 0 and f"run {run_id} already completed; nothing to do" in out
     # The killed run's execution and the first resume's: nothing else ran.
     assert [e[0] for e in _entries(tmp_path)] == ["start", "start", "end"]
+
+
+def test_run_with_a_run_id_runs_once_and_waits_for_a_holder(tmp_path):
+    flow, gate = _workflow(tmp_path), _gate(tmp_path, "g")
+    first = _taskloom("run", str(flow), "--run-id", "nightly-1",
+                      "--set", f"tasks.a.config.gate={json.dumps(str(gate))}")
+    _inside(gate)
+    code, _, err = _done(_taskloom("run", str(flow), "--run-id", "nightly-1",
+                                   "--on-conflict", "error"))
+    assert code == 2 and f"run 'nightly-1' is running in process {first.pid}@" in err
+    waiter = _taskloom("run", str(flow), "--run-id", "nightly-1")
+    assert "run 'nightly-1' is running in process" in _waiting(waiter)
+    _go(gate)
+    assert _done(first)[0] == 0
+    code, out, _ = _done(waiter)
+    assert code == 0 and "run nightly-1 already completed; nothing to do" in out
+    assert [e[0] for e in _entries(tmp_path)] == ["start", "end"]

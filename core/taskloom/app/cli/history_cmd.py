@@ -260,7 +260,7 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     second resume waits for the first (then has nothing to do) or, with --on-conflict
     error, exits 2 naming the process that holds it.
     """
-    from taskloom.app.cli._common import build_engine
+    from taskloom.app.cli._common import build_engine, show_logs
     from taskloom.app.cli.run_cmd import record_settings
     from taskloom.app.config import dotted_key, load_config, parse_set
 
@@ -289,6 +289,9 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
         config = load_config(config_file, overrides=overrides)
     except ConfigError as exc:
         fail(exc.problems, exc.source)
+    section = config.settings.get("logging")
+    if isinstance(section, dict) and section.get("level") and section.get("enabled", True):
+        show_logs(str(section["level"]), explicit=False)
     try:
         tasks = config.build_tasks()
         conditions = config.conditions()

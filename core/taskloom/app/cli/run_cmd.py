@@ -80,8 +80,16 @@ def _stop_new_starts(run: Any) -> int:
 @click.option("--on-limit", type=click.Choice(["wait", "refuse"]), default=None,
               help="When the workflow already has max_active_runs runs going: wait for a "
                    "place, or exit 2 (default: [taskloom] on_limit, else wait).")
+@click.option("--run-id", default=None, metavar="ID",
+              help="Run under this id (an idempotency key): a recorded completed run with it "
+                   "runs nothing; one running elsewhere is waited for (or, with --on-conflict "
+                   "error, exit 2).")
+@click.option("--on-conflict", type=click.Choice(["wait", "error"]), default=None,
+              help="When --run-id is being run by another process: wait for it, or exit 2 "
+                   "naming it (default: [taskloom] on_conflict, else wait).")
 def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose: int,
-        store: str | None, only: Sequence[str], on_limit: str | None) -> None:
+        store: str | None, only: Sequence[str], on_limit: str | None, run_id: str | None,
+        on_conflict: str | None) -> None:
     """Run the tasks declared in FILE (default: taskloom.toml, or [tool.taskloom] in
     pyproject.toml, in this folder or above).
 
@@ -112,17 +120,17 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
         fail(["no tasks to run (declare [tasks.NAME] tables)"],
              str(config.path) if config.path else None)
     engine = build_engine(config, store=store)
-    record_settings(engine, config, on_limit=on_limit)
+    record_settings(engine, config, on_limit=on_limit, on_conflict=on_conflict)
     exporters = start_exporters(engine, config)
     try:
-        code = _execute(engine, config, tasks, conditions, verbose)
+        code = _execute(engine, config, tasks, conditions, verbose, run_id)
     finally:
         stop_exporters(exporters)
     raise SystemExit(code)
 
 
 def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
-             verbose: int) -> int:
+             verbose: int, run_id: str | None = None) -> int:
     from taskloom.app.cli.progress import ProgressObserver, ProgressView
 
     observer = ProgressObserver()
@@ -131,10 +139,17 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
         config.path.resolve().parent.name if config.path else "taskloom")
     view = ProgressView(observer, len(tasks), name, verbose)
     try:
-        run_id, release = engine.claim(None, name)
-    except TaskloomError as exc:  # refused by max_active_runs
+        run_id, release = engine.claim(run_id, name)
+    except TaskloomError as exc:  # refused by max_active_runs, or the id is held elsewhere
         fail([str(exc)], str(config.path) if config.path else None)
     try:
+        recorded = engine.store.summary(run_id) if run_id and engine.store else None
+        if recorded is not None:
+            if recorded["status"] == "completed":
+                click.echo(f"run {run_id} already completed; nothing to do")
+                return EXIT_OK
+            fail([f"run {run_id} is recorded as {recorded['status']}: finish it with "
+                  f"'taskloom resume {run_id}'"])
         return _execute_claimed(engine, config, tasks, conditions, run_id, name, view)
     finally:
         release()
