@@ -294,11 +294,15 @@ class Config:
 
     ``raw``: the merged tables (file, environment, overrides) as ``{"taskloom": {...},
     "tasks": {...}, "schedules": [...]}``. ``path``: the file, or ``None`` when there was none.
+    ``overrides``: what the ``TASKLOOM_*`` environment and ``--set`` changed, as dotted key:
+    value (a run records them, and a resume applies them again: :func:`load_config` takes
+    this mapping as ``overrides``).
     """
 
     path: Path | None
     raw: dict[str, Any]
     schedules: list[Schedule] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -1071,7 +1075,9 @@ def _configure_each(plugins: PluginSet, settings: dict[str, Any], problems: _Che
 
 
 def _merge(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
-           env: Mapping[str, str] | None) -> tuple[dict[str, Any], dict[KeyPath, str], list[str]]:
+           env: Mapping[str, str] | None,
+           applied: dict[str, Any] | None = None,
+           ) -> tuple[dict[str, Any], dict[KeyPath, str], list[str]]:
     raw: dict[str, Any] = _read(path) if path is not None else {}
     raw.setdefault("taskloom", {})
     origins: dict[KeyPath, str] = {}
@@ -1084,13 +1090,24 @@ def _merge(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
             problems.append(message)
         else:
             origins[key_path] = origin
+            if applied is not None:
+                applied[dotted_key(key_path)] = value
     return raw, origins, problems
+
+
+def dotted_key(key_path: KeyPath) -> str:
+    """A key path as a dotted key that ``--set`` (and :func:`parse_set`) reads back."""
+    return ".".join(
+        str(p) if isinstance(p, int) or re.fullmatch(r"[A-Za-z0-9_-]+", p) else json.dumps(p)
+        for p in key_path
+    )
 
 
 def _check(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
            env: Mapping[str, str] | None, plugins: PluginSet | None,
            imports: bool) -> tuple[Config, list[str]]:
-    raw, origins, problems = _merge(path, overrides, env)
+    applied: dict[str, Any] = {}
+    raw, origins, problems = _merge(path, overrides, env, applied)
     checker = _Checker(raw, plugins, _is_pyproject(path), origins)
     checker.problems.extend(problems)
     if checker.plugins is None:
@@ -1100,7 +1117,7 @@ def _check(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
     tasks = checker.tasks()
     checker.schedules_(raw.get("tasks", {}) if isinstance(raw.get("tasks"), dict) else {})
     checker.policies(tasks)
-    config = Config(path, raw, checker.schedules)
+    config = Config(path, raw, checker.schedules, applied)
     if imports and not checker.problems:
         try:
             checker.bodies(config.build_tasks())

@@ -28,6 +28,13 @@ ENGINE_KEYS: dict[str, Key] = {
                      '{older_than = "30d", keep = 100} (see taskloom prune)'),
     "on_stop": Key(("string",), "what `taskloom schedule` does on SIGTERM/SIGINT with runs "
                    "still going: wait for them, or cancel them", choices=("wait", "cancel")),
+    "max_active_runs": Key(("integer",), "runs of a workflow going at once, across the "
+                           "processes sharing the store", minimum=1),
+    "on_limit": Key(("string",), "a run over max_active_runs waits for a place, or is refused "
+                    "(exit 2) (default: wait)", choices=("wait", "refuse")),
+    "on_conflict": Key(("string",), "a run id running in another process is waited for (its "
+                       "outcome returned) or an error naming that process (default: wait)",
+                       choices=("wait", "error")),
 }
 
 #: Keys of ``retention = {...}``: runs that ended longer ago than ``older_than`` are deleted,

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -794,6 +794,8 @@ class Engine:
         self.create_executor(None).shutdown()
         self.create_limiter()
         self.store: Any = self._create_store(store, store_options, config or {})
+        self.claim_options = {k: v for k, v in (config or {}).items()
+                              if k in ("on_conflict", "max_active_runs", "on_limit")}
 
     def _create_store(
         self, name: str | None, options: Mapping[str, Any] | None, config: Mapping[str, Any]
@@ -865,6 +867,7 @@ class Engine:
         restored: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         trigger: str | None = "api",
+        on_conflict: str | None = None,
     ) -> RunSummary:
         """Run ``tasks`` to completion and return the summary (``trigger``: what started
         it, recorded by the store).
@@ -874,16 +877,31 @@ class Engine:
 
         ``run_id`` is an idempotency key when the engine has a store: a run the store has
         recorded as completed is not run again (its stored summary is returned), and one
-        recorded as unfinished is resumed (:meth:`resume`).
+        recorded as unfinished is resumed (:meth:`resume`), each claimed first (:meth:`claim`).
         """
-        if run_id is not None and self.store is not None and restored is None:
-            recorded = self.store.summary(run_id)
-            if recorded is not None:
-                if recorded["status"] == "completed":
-                    return RunSummary(**recorded)
-                return self.resume(run_id, tasks, name=name, data=data, timeout=timeout)
-        run = self.open_run(run_id=run_id, name=name, data=data, trigger=trigger)
-        return self._execute(run, tasks, restored, None, timeout)
+        run_id, release = self.claim(run_id, name, on_conflict)
+        try:
+            if run_id is not None and self.store is not None and restored is None:
+                recorded = self.store.summary(run_id)
+                if recorded is not None:
+                    if recorded["status"] == "completed":
+                        return RunSummary(**recorded)
+                    return self.resume(run_id, tasks, name=name, data=data, timeout=timeout)
+            run = self.open_run(run_id=run_id, name=name, data=data, trigger=trigger)
+            return self._execute(run, tasks, restored, None, timeout)
+        finally:
+            release()
+
+    def claim(self, run_id: str | None, name: str | None,
+              on_conflict: str | None = None) -> tuple[str | None, Callable[[], None]]:
+        """Claim ``run_id`` and a place under ``max_active_runs`` of workflow ``name`` in the
+        store: ``(run id, release)``. docs/stores.md: ``on_conflict``, ``on_limit``."""
+        options = dict(self.claim_options, **({"on_conflict": on_conflict} if on_conflict else {}))
+        claim_run = getattr(self.store, "claim_run", None)
+        if claim_run is None or (run_id is None and not options.get("max_active_runs")):
+            return run_id, lambda: None
+        run_id = run_id or uuid.uuid4().hex[:12]
+        return run_id, claim_run(run_id, name, **options)
 
     def resume(
         self,
@@ -893,22 +911,24 @@ class Engine:
         retry_failed: bool = False,
         name: str | None = None,
         data: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, on_conflict: str | None = None,
     ) -> RunSummary:
-        """Finish a recorded run: only what did not complete runs again.
+        """Finish a recorded run (claimed first): only what did not complete runs again.
 
-        ``tasks`` is the run's workflow, rebuilt. A task recorded as completed (with its
-        result stored) keeps that result; one that was running when its process died runs
-        again (at-least-once); a failed one stays failed unless ``retry_failed``. A run
-        recorded as completed is returned as recorded.
+        ``tasks`` is the run's workflow, rebuilt. A task recorded as completed (result stored)
+        keeps that result; one running when its process died runs again (at-least-once); a
+        failed one stays failed unless ``retry_failed``. A completed run is returned as is.
         """
-        recorded = self.recorded(run_id)
-        if recorded.status == "completed":
-            return recorded
-        run = self.open_resumed_run(
-            run_id, retry_failed=retry_failed, name=name or recorded.name, data=data
-        )
-        return self._execute(run, tasks, None, None, timeout)
+        _, release = self.claim(run_id, name or self.recorded(run_id).name, on_conflict)
+        try:
+            recorded = self.recorded(run_id)
+            if recorded.status == "completed":
+                return recorded
+            run = self.open_resumed_run(run_id, retry_failed=retry_failed,
+                                        name=name or recorded.name, data=data)
+            return self._execute(run, tasks, None, None, timeout)
+        finally:
+            release()
 
     def recorded(self, run_id: str) -> RunSummary:
         """The store's summary of a recorded run (``TaskloomError`` when there is none)."""

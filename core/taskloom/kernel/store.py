@@ -14,6 +14,8 @@ the engine's per-task path then costs nothing):
   task is marked completed; a store that promises durability commits the result here and
   raises when it cannot. The task is then not completed: it is cancelled with the store's
   error, the run is cancelled, and a resume runs it again.
+* ``claim_run(run_id, workflow, *, on_conflict, max_active_runs, on_limit) -> release``: run
+  once across processes; waits or raises while the id (or the workflow's limit) is held.
 """
 
 from __future__ import annotations

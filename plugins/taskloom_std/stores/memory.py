@@ -13,6 +13,7 @@ from dataclasses import fields
 from typing import Any
 
 from taskloom.api.scheduling import MemoryScheduleState
+from taskloom_std.stores.claims import Busy, check_options, claim_loop, owner_label
 
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
 
@@ -29,6 +30,8 @@ class MemoryStore:
         self._runs: OrderedDict[str, tuple[dict[str, Any], dict[str, Outcome]]] = OrderedDict()
         self._cache: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._schedule = MemoryScheduleState()
+        self._claims: dict[str, tuple[str | None, int]] = {}  # run id: (workflow, thread)
+        self._released = threading.Event()
 
     # -- recording (called by the engine) ------------------------------------------------------
     def record_run_start(self, run: Any) -> None:
@@ -75,6 +78,39 @@ class MemoryStore:
             while len(self._cache) > self.max_cache:
                 self._cache.popitem(last=False)
 
+    # -- claims (kernel/store.py) ---------------------------------------------------------------
+    def claim_run(self, run_id: str, workflow: str | None, *, on_conflict: str = "wait",
+                  max_active_runs: int | None = None, on_limit: str = "wait") -> Any:
+        """Claim ``run_id`` for this thread (see :mod:`taskloom_std.stores.claims`); returns
+        the release. Only this process shares a memory store, so no holder is ever dead."""
+        check_options(on_conflict, on_limit, max_active_runs)
+        me = threading.get_ident()
+        with self._lock:
+            held = self._claims.get(run_id)
+            if held is not None and held[1] == me:
+                return _nothing  # this thread holds it already (run() resuming)
+
+        def attempt() -> Busy | None:
+            with self._lock:
+                if run_id in self._claims:
+                    return Busy("conflict", (owner_label(),))
+                if max_active_runs is not None and sum(
+                    1 for w, _ in self._claims.values() if w == workflow
+                ) >= max_active_runs:
+                    return Busy("limit", (owner_label(),))
+                self._claims[run_id] = (workflow, me)
+                return None
+
+        claim_loop(attempt, run_id, workflow, on_conflict=on_conflict, on_limit=on_limit,
+                   max_active_runs=max_active_runs, wake=self._released)
+
+        def release() -> None:
+            with self._lock:
+                self._claims.pop(run_id, None)
+            self._released.set()
+
+        return release
+
     def schedule_state(self) -> MemoryScheduleState:
         return self._schedule
 
@@ -83,3 +119,7 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _nothing() -> None:
+    """The release of a claim this thread already held: the outer holder releases it."""

@@ -29,6 +29,10 @@ What is recorded and where:
 * ``run_actions``: what was asked of a run from outside its process (``cancel``, ``retry``,
   ``start``), by whom and when, and when the running process handled it. A running process
   polls its pending ``cancel`` rows and cancels cooperatively.
+* ``run_claims``: the run ids being run now, by which process (pid, host) and its last
+  heartbeat, so a run id runs in one process at a time and ``max_active_runs`` holds across
+  processes (:mod:`taskloom_std.stores.claims`). ``runs.overrides`` is the JSON object of
+  the ``--set`` and ``TASKLOOM_*`` overrides (dotted key: value) a resume applies again.
 """
 
 from __future__ import annotations
@@ -153,6 +157,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN trigger TEXT",
         "ALTER TABLE runs ADD COLUMN parent_id TEXT",
         "CREATE INDEX runs_parent ON runs(parent_id)",
+    ),
+    7: (
+        # One row per run id being run: the process holding it and its last heartbeat.
+        """CREATE TABLE run_claims (
+            run_id TEXT PRIMARY KEY,
+            workflow TEXT,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            claimed REAL NOT NULL,
+            heartbeat REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX run_claims_workflow ON run_claims(workflow)",
+        # What a resume re-applies: the --set and TASKLOOM_* overrides the run started with.
+        "ALTER TABLE runs ADD COLUMN overrides TEXT",
     ),
 }
 

@@ -52,12 +52,13 @@ import traceback
 import urllib.parse
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from taskloom import TaskState
 from taskloom_std.policies.cache import CACHE_HIT
+from taskloom_std.stores.claims import Busy, check_options, claim_loop, owner_label
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import (
     StoreCorruptError,
@@ -98,6 +99,10 @@ _ROWS_PER_INSERT = 256
 # with a plain open() only while no store here has the database open.
 _OPEN_HERE: dict[str, int] = {}
 _OPEN_HERE_LOCK = threading.Lock()
+
+# The run claims this process holds, by (database, run id): a row naming this pid that is
+# not here was left by a release that could not write (a locked database), and is stale.
+_CLAIMED_HERE: set[tuple[str, str]] = set()
 
 
 def _opened_here(path: Path) -> None:
@@ -162,13 +167,15 @@ class SqliteStore(RunHistory):
         config_path: str | os.PathLike[str] | None = None,
         read_only: bool = False,
         slow_write: float = 5.0,
+        overrides: Mapping[str, Any] | None = None,
+        claim_lease: float = 30.0,
     ) -> None:
         if durability not in ("fast", "safe"):
             raise StoreError(
                 f"store 'sqlite': durability must be 'fast' or 'safe', got {durability!r}"
             )
         for key, value in (("flush_interval", flush_interval), ("lock_timeout", lock_timeout),
-                           ("slow_write", slow_write)):
+                           ("slow_write", slow_write), ("claim_lease", claim_lease)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 0 < value < float("inf")
             ):
@@ -181,6 +188,8 @@ class SqliteStore(RunHistory):
         self.lock_timeout = float(lock_timeout)
         self.result_limit = int(result_limit)
         self.slow_write = float(slow_write)
+        self.claim_lease = float(claim_lease)
+        self.overrides = dict(overrides or {})
         self.read_only = bool(read_only)
         self.config_path = None if config_path is None else str(Path(config_path).resolve())
         self.signer = Signer()
@@ -216,6 +225,12 @@ class SqliteStore(RunHistory):
         self._writing_since: float | None = None
         self._write_number = 0
         self._active: dict[str, Any] = {}  # runs in progress here, by id: cancel requests
+        self._claims: dict[str, int] = {}  # run ids claimed here: the claiming thread
+        self._unreleased: set[str] = set()  # released, but the row could not be deleted yet
+        self._claim_lock = threading.Lock()
+        self._claim_conn: sqlite3.Connection | None = None
+        self._db_key = str(self.path.resolve())
+        self._next_heartbeat = 0.0
         self._next_cancel_poll = 0.0
         self._writer = threading.Thread(target=self._write_loop, name="taskloom-store", daemon=True)
         self._writer.start()
@@ -224,6 +239,14 @@ class SqliteStore(RunHistory):
         )
         self._watchdog.start()
         atexit.register(_close_at_exit, weakref.ref(self))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """How this store records (the options besides where): a run records them so that
+        its resume records the same way."""
+        return {"durability": self.durability, "flush_interval": self.flush_interval,
+                "lock_timeout": self.lock_timeout, "result_limit": self.result_limit,
+                "slow_write": self.slow_write, "claim_lease": self.claim_lease}
 
     # -- opening -----------------------------------------------------------------------------
     def _connect(self, timeout: float | None = None) -> sqlite3.Connection:
@@ -447,8 +470,11 @@ class SqliteStore(RunHistory):
         self._writable()
         tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
         self._active[run.id] = run
+        overrides = (json.dumps(self.overrides, sort_keys=True, default=str)
+                     if self.overrides else None)
         self._ops.append(("run_start", run.id, run.name, time.time(), tasks,
-                          getattr(run, "trigger", None), getattr(run, "parent_id", None)))
+                          getattr(run, "trigger", None), getattr(run, "parent_id", None),
+                          overrides))
         self._wake.set()
 
     def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
@@ -494,6 +520,8 @@ class SqliteStore(RunHistory):
                 self._failure = exc
             if self._active and not closing:
                 self._poll_cancels()
+            if (self._claims or self._unreleased) and not closing:
+                self._heartbeat()
             with self._cond:
                 self._round_done = number
                 if ok:
@@ -629,18 +657,20 @@ class SqliteStore(RunHistory):
         for op in rows:
             kind = op[0]
             if kind == "run_start":
-                _, run_id, workflow, t, tasks, trigger, parent = op
+                _, run_id, workflow, t, tasks, trigger, parent, overrides = op
                 conn.execute(
                     "INSERT INTO runs(id, workflow, config_hash, config_path, status, started,"
-                    " pid, host, trigger, parent_id) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)"
+                    " pid, host, trigger, parent_id, overrides)"
+                    " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT(id) DO UPDATE SET status = 'running', finished = NULL,"
                     " resumes = runs.resumes + 1, pid = excluded.pid, host = excluded.host,"
                     " workflow = coalesce(excluded.workflow, runs.workflow),"
                     " config_path = coalesce(excluded.config_path, runs.config_path),"
                     " trigger = coalesce(excluded.trigger, runs.trigger),"
-                    " parent_id = coalesce(excluded.parent_id, runs.parent_id)",
+                    " parent_id = coalesce(excluded.parent_id, runs.parent_id),"
+                    " overrides = coalesce(excluded.overrides, runs.overrides)",
                     (run_id, workflow, self._config_hash(tasks), self.config_path, t,
-                     os.getpid(), self._host, trigger, parent),
+                     os.getpid(), self._host, trigger, parent, overrides),
                 )
             elif kind == "run_finish":
                 _, run_id, status, t, duration, counts, reason = op
@@ -720,6 +750,7 @@ class SqliteStore(RunHistory):
         self._wake.set()
         self._writer.join()
         self._watchdog.join()
+        self._release_all()
         with contextlib.suppress(sqlite3.Error):
             self._conn.execute(
                 "DELETE FROM owners WHERE pid = ? AND host = ?", (os.getpid(), self._host)
@@ -797,6 +828,161 @@ class SqliteStore(RunHistory):
                                    exc) from exc
             out[task] = ("completed", True, result, None, None)
         return out
+
+    # -- run claims (kernel/store.py, taskloom_std.stores.claims) --------------------------------
+    def claim_run(self, run_id: str, workflow: str | None, *, on_conflict: str = "wait",
+                  max_active_runs: int | None = None, on_limit: str = "wait") -> Any:
+        """Claim ``run_id`` in the database for this thread; returns the release.
+
+        One transaction (``BEGIN IMMEDIATE``) drops the claims of dead holders (a pid gone
+        on this host, or no heartbeat for ``claim_lease`` seconds), then grants the claim
+        unless the id is held or ``workflow`` has ``max_active_runs`` claims. The writer
+        thread renews this process's heartbeats every third of the lease.
+        """
+        self._writable()
+        check_options(on_conflict, on_limit, max_active_runs)
+        me = threading.get_ident()
+        if self._claims.get(run_id) == me:
+            return _nothing  # this thread holds it already (run() resuming)
+
+        def attempt() -> Busy | None:
+            busy = self._claim_once(run_id, workflow, max_active_runs)
+            if busy is None:
+                self._claims[run_id] = me
+                _CLAIMED_HERE.add((self._db_key, run_id))
+            elif busy.kind == "conflict" and self._claims.get(run_id) is not None:
+                return Busy("conflict", (f"{owner_label()} (another thread)",))
+            return busy
+
+        claim_loop(attempt, run_id, workflow, on_conflict=on_conflict, on_limit=on_limit,
+                   max_active_runs=max_active_runs)
+
+        def release() -> None:
+            self._claims.pop(run_id, None)
+            _CLAIMED_HERE.discard((self._db_key, run_id))
+            self._unreleased.add(run_id)
+            self._delete_released()
+
+        return release
+
+    def _delete_released(self) -> None:
+        """Delete the rows of released claims; those that cannot be (a locked database) are
+        tried again at the next heartbeat, and meanwhile count as stale."""
+        for run_id in list(self._unreleased):
+            try:
+                with self._claiming() as conn:
+                    conn.execute(
+                        "DELETE FROM run_claims WHERE run_id = ? AND pid = ? AND host = ?",
+                        (run_id, os.getpid(), self._host),
+                    )
+            except (sqlite3.Error, StoreError) as exc:
+                log.debug("store %s: releasing run %s: %s", self.path, run_id, exc)
+                return
+            self._unreleased.discard(run_id)
+
+    @contextlib.contextmanager
+    def _claiming(self) -> Iterator[sqlite3.Connection]:
+        """The claims' own connection: the writer's is busy with its rounds."""
+        with self._claim_lock:
+            if self._claim_conn is None:
+                self._claim_conn = self._connect()
+            try:
+                yield self._claim_conn
+            except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    raise StoreLockedError(self._locked_message()) from exc
+                raise
+
+    def _claim_once(self, run_id: str, workflow: str | None,
+                    max_active_runs: int | None) -> Busy | None:
+        import psutil
+
+        with self._claiming() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = time.time()
+                rows = conn.execute(
+                    "SELECT run_id, workflow, pid, host, heartbeat FROM run_claims"
+                ).fetchall()
+                live = []
+                for row in rows:
+                    _, _, pid, host, beat = row
+                    if host != self._host:
+                        gone = False
+                    elif pid == os.getpid():
+                        gone = (self._db_key, row[0]) not in _CLAIMED_HERE
+                    else:
+                        gone = not psutil.pid_exists(pid)
+                    if gone or beat < now - self.claim_lease:
+                        log.warning("run %s: taking over the claim of process %s@%s (%s)",
+                                    row[0], pid, host,
+                                    "gone" if gone else "no heartbeat within the lease")
+                        conn.execute("DELETE FROM run_claims WHERE run_id = ?", (row[0],))
+                    else:
+                        live.append(row)
+                held = [r for r in live if r[0] == run_id]
+                busy: Busy | None = None
+                if held:
+                    busy = Busy("conflict", (owner_label(held[0][2], held[0][3]),))
+                elif max_active_runs is not None:
+                    same = [r for r in live if r[1] == workflow]
+                    if len(same) >= max_active_runs:
+                        busy = Busy("limit", tuple(
+                            f"{owner_label(r[2], r[3])} (run {r[0]})" for r in same))
+                if busy is None:
+                    conn.execute(
+                        "INSERT INTO run_claims(run_id, workflow, pid, host, claimed, heartbeat)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (run_id, workflow, os.getpid(), self._host, now, now),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        return busy
+
+    def _heartbeat(self) -> None:
+        """In the writer thread: tell other processes this one still runs its claims."""
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.claim_lease / 3
+        self._delete_released()
+        held = list(self._claims)
+        if not held:
+            return
+        try:
+            with self._claiming() as conn:
+                conn.execute(
+                    "UPDATE run_claims SET heartbeat = ? WHERE pid = ? AND host = ?"
+                    f" AND run_id IN ({','.join('?' * len(held))})",
+                    [time.time(), os.getpid(), self._host, *held],
+                )
+        except (sqlite3.Error, StoreError) as exc:  # tried again at the next beat
+            log.debug("store %s: heartbeat failed: %s", self.path, exc)
+
+    def _release_all(self) -> None:
+        if self._claim_conn is None:
+            return
+        for run_id in list(self._claims):
+            _CLAIMED_HERE.discard((self._db_key, run_id))
+        self._unreleased.update(self._claims)
+        self._claims.clear()
+        self._delete_released()
+        self._claim_conn.close()
+        self._claim_conn = None
+
+    def recorded_overrides(self, run_id: str) -> dict[str, Any]:
+        """The ``--set`` and ``TASKLOOM_*`` overrides run ``run_id`` was started with."""
+        try:
+            with self.read() as conn:
+                row = conn.execute("SELECT overrides FROM runs WHERE id = ?", (run_id,)).fetchone()
+        except StoreError:  # a database older than the column: nothing was recorded
+            return {}
+        found = json.loads(row[0]) if row and row[0] else {}
+        return dict(found) if isinstance(found, dict) else {}
 
     # -- requests from outside the running process ------------------------------------------------
     def record_action(self, action: str, requested_by: str, *, run_id: str | None = None,
@@ -937,3 +1123,7 @@ def _close_at_exit(ref: weakref.ReferenceType[SqliteStore]) -> None:
             store.close()
         except Exception as exc:
             log.error("store %s: closing at exit failed: %s", store.path, exc)
+
+
+def _nothing() -> None:
+    """The release of a claim this thread already held: the outer holder releases it."""

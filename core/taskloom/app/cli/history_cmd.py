@@ -465,8 +465,11 @@ def gantt(record: Any, max_tasks: int = 200) -> str:
 @click.option("--retry-failed", is_flag=True, help="Run failed tasks again too.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a configuration key, as for 'taskloom run'. Repeatable.")
+@click.option("--on-conflict", type=click.Choice(["wait", "error"]), default=None,
+              help="When the run is being run (or resumed) by another process: wait for it "
+                   "to end, or exit 2 naming it (default: [taskloom] on_conflict, else wait).")
 def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
-           sets: Sequence[str]) -> None:
+           sets: Sequence[str], on_conflict: str | None) -> None:
     """Finish a recorded run: completed tasks keep their stored results, tasks that were
     running when the process died run again (at-least-once), failed tasks stay failed
     unless --retry-failed.
@@ -476,8 +479,15 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     recorded file alone is used only after you confirm it at a terminal. Exit status: 0
     every task completed, 1 a task failed or the run could not be recorded, 2 bad input,
     130 interrupted.
+
+    The --set and TASKLOOM_* overrides and the store settings the run was recorded with
+    apply again (this command's own --set wins). Only one process runs a run at a time: a
+    second resume waits for the first (then has nothing to do) or, with --on-conflict
+    error, exits 2 naming the process that holds it.
     """
-    from taskloom.app.cli._common import build_engine, load
+    from taskloom.app.cli._common import build_engine, show_logs
+    from taskloom.app.cli.run_cmd import record_settings
+    from taskloom.app.config import dotted_key, load_config, parse_set
 
     if file is not None and not Path(file).is_file():
         fail([f"no such file: {file}"])
@@ -485,6 +495,8 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
         run_id = resolve_run(store, run)
         record = store.run(run_id)
         location = store.location
+        recorded_overrides = getattr(store, "recorded_overrides", None)
+        overrides = recorded_overrides(run_id) if recorded_overrides is not None else {}
     if record is None:
         fail([f"no recorded run {run_id!r} in {location}"])
     if record.status == "completed":
@@ -494,14 +506,44 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     digest = hashlib.sha256(Path(config_file).read_bytes()).hexdigest()[:16]
     if record.config_hash and digest != record.config_hash:
         click.echo(f"warning: {config_file} changed since run {run_id} was recorded", err=True)
-    config = load(config_file, None, sets)
+    try:
+        overrides.update((dotted_key(path), value) for path, value, _ in parse_set(sets))
+    except ConfigError as exc:
+        fail(exc.problems)
+    try:  # the overrides as a mapping of dotted keys, the recorded ones first
+        config = load_config(config_file, overrides=overrides)
+    except ConfigError as exc:
+        fail(exc.problems, exc.source)
+    section = config.settings.get("logging")
+    if isinstance(section, dict) and section.get("level") and section.get("enabled", True):
+        show_logs(str(section["level"]), explicit=False)
     try:
         tasks = config.build_tasks()
         conditions = config.conditions()
     except ConfigError as exc:
         fail(exc.problems, exc.source)
     engine = build_engine(config, history_at=location)
-    raise SystemExit(_finish(engine, run_id, record.workflow, tasks, conditions, retry_failed))
+    record_settings(engine, config, on_conflict=on_conflict)
+    try:
+        _, release = engine.claim(run_id, record.workflow)
+    except TaskloomError as exc:
+        engine.close()
+        fail([str(exc)])
+    try:
+        try:
+            done = engine.recorded(run_id).status == "completed"  # by whoever held it
+        except TaskloomError as exc:
+            engine.close()
+            fail([str(exc)])
+        if done:
+            engine.close()
+            click.echo(f"run {run_id} already completed; nothing to do")
+            raise SystemExit(EXIT_OK)
+        code = _finish(engine, run_id, record.workflow, tasks, conditions, retry_failed)
+    finally:
+        release()
+    raise SystemExit(code)
+
 
 
 def _recorded_config(run_id: str, recorded: str | None) -> str:

@@ -78,14 +78,30 @@ def _stop_new_starts(run: Any) -> int:
                    "the standard plugins; 'none' for nothing).")
 @click.option("--task", "only", multiple=True, metavar="NAME",
               help="Run only this task and what it depends on. Repeatable.")
+@click.option("--on-limit", type=click.Choice(["wait", "refuse"]), default=None,
+              help="When the workflow already has max_active_runs runs going: wait for a "
+                   "place, or exit 2 (default: [taskloom] on_limit, else wait).")
+@click.option("--run-id", default=None, metavar="ID",
+              help="Run under this id (an idempotency key): a recorded completed run with it "
+                   "runs nothing; one running elsewhere is waited for (or, with --on-conflict "
+                   "error, exit 2).")
+@click.option("--on-conflict", type=click.Choice(["wait", "error"]), default=None,
+              help="When --run-id is being run by another process: wait for it, or exit 2 "
+                   "naming it (default: [taskloom] on_conflict, else wait).")
 def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose: int,
-        store: str | None, only: Sequence[str]) -> None:
+        store: str | None, only: Sequence[str], on_limit: str | None, run_id: str | None,
+        on_conflict: str | None) -> None:
     """Run the tasks declared in FILE (default: taskloom.toml, or [tool.taskloom] in
     pyproject.toml, in this folder or above).
 
     Shows live progress. Exit status: 0 every task completed, 1 a task failed or was
-    cancelled or the store could not record the run, 2 bad input, 130 interrupted. The
-    first Ctrl-C starts nothing new and waits for running tasks; a second cancels them.
+    cancelled or the store could not record the run, 2 bad input or refused by
+    max_active_runs, 130 interrupted. The first Ctrl-C starts nothing new and waits for
+    running tasks; a second cancels them.
+
+    The run is recorded with the --set and TASKLOOM_* overrides and the store settings it
+    used: 'taskloom resume' applies them again. With [taskloom] max_active_runs = N, at most
+    N runs of this workflow (the file's name) go at once across processes sharing the store.
 
     \b
     Examples:
@@ -105,9 +121,10 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
         fail(["no tasks to run (declare [tasks.NAME] tables)"],
              str(config.path) if config.path else None)
     engine = build_engine(config, store=store)
+    record_settings(engine, config, on_limit=on_limit, on_conflict=on_conflict)
     exporters = start_exporters(engine, config)
     try:
-        code = _execute(engine, config, tasks, conditions, verbose)
+        code = _execute(engine, config, tasks, conditions, verbose, run_id)
     finally:
         stop_exporters(exporters)
     pruned = apply_retention(engine.store, config.settings)
@@ -117,8 +134,7 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
 
 
 def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
-             verbose: int) -> int:
-    from taskloom.api.workflows import Flow
+             verbose: int, run_id: str | None = None) -> int:
     from taskloom.app.cli.progress import ProgressObserver, ProgressView
 
     observer = ProgressObserver()
@@ -127,7 +143,28 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
         config.path.resolve().parent.name if config.path else "taskloom")
     view = ProgressView(observer, len(tasks), name, verbose)
     try:
-        run_ = engine.open_run(name=name, trigger="manual")
+        run_id, release = engine.claim(run_id, name)
+    except TaskloomError as exc:  # refused by max_active_runs, or the id is held elsewhere
+        fail([str(exc)], str(config.path) if config.path else None)
+    try:
+        recorded = engine.store.summary(run_id) if run_id and engine.store else None
+        if recorded is not None:
+            if recorded["status"] == "completed":
+                click.echo(f"run {run_id} already completed; nothing to do")
+                return EXIT_OK
+            fail([f"run {run_id} is recorded as {recorded['status']}: finish it with "
+                  f"'taskloom resume {run_id}'"])
+        return _execute_claimed(engine, config, tasks, conditions, run_id, name, view)
+    finally:
+        release()
+
+
+def _execute_claimed(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
+                     run_id: str | None, name: str, view: Any) -> int:
+    from taskloom.api.workflows import Flow
+
+    try:
+        run_ = engine.open_run(run_id=run_id, name=name, trigger="manual")
     except TaskloomError as exc:
         fail([str(exc)])
     flow = Flow(run_, tasks, {k: v for k, v in conditions.items()
@@ -158,6 +195,34 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
     if interrupts.count:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok and not flow.errors else EXIT_FAILED
+
+
+#: Store options that say where or for which file, not how: never re-applied by a resume.
+_PLACE_OPTIONS = frozenset({"path", "config_path", "overrides"})
+
+
+def record_settings(engine: Any, config: Any, *, on_limit: str | None = None,
+                    on_conflict: str | None = None) -> None:
+    """Give the engine the configuration's claim settings (and the command line's), and its
+    store what a resume needs to apply again: the overrides and the store's settings."""
+    from taskloom.app.config import dotted_key
+
+    settings = config.settings
+    engine.claim_options = {k: settings[k] for k in ("max_active_runs", "on_limit",
+                                                     "on_conflict") if k in settings}
+    for key, value in (("on_limit", on_limit), ("on_conflict", on_conflict)):
+        if value is not None:
+            engine.claim_options[key] = value
+    store = engine.store
+    if store is None or not hasattr(store, "overrides"):
+        return
+    recorded = dict(config.overrides)
+    if "store" in settings:
+        recorded["taskloom.store"] = settings["store"]
+    for key, value in getattr(store, "settings", {}).items():
+        if key not in _PLACE_OPTIONS:
+            recorded[dotted_key(("taskloom", "store_options", key))] = value
+    store.overrides = recorded
 
 
 def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
