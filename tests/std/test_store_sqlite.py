@@ -390,7 +390,9 @@ def test_a_full_disk_fails_the_run_and_resume_reruns_exactly_the_unrecorded(tmp_
     ran.clear()
     again = _engine(db, durability=durability)  # a fresh connection: the disk has room again
     try:
-        resumed = again.resume("full", _counting(30, 3000, ran))
+        # run() with the id resumes the recorded run; when the disk filled before even the
+        # run's start was committed there is nothing recorded, and it runs everything afresh.
+        resumed = again.run(_counting(30, 3000, ran), run_id="full")
     finally:
         again.close()
     assert resumed.ok and resumed.counts == {"completed": 30}

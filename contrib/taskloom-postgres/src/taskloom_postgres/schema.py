@@ -105,6 +105,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX run_actions_run ON run_actions(run_id)",
     ),
+    # What started each run and the run it continues (as in the SQLite store's schema 6).
+    2: (
+        "ALTER TABLE runs ADD COLUMN trigger TEXT",
+        "ALTER TABLE runs ADD COLUMN parent_id TEXT",
+        "ALTER TABLE runs ADD COLUMN overrides TEXT",
+        "CREATE INDEX runs_parent ON runs(parent_id)",
+    ),
 }
 
 #: The version this code writes.

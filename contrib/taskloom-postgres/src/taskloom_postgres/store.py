@@ -213,7 +213,8 @@ class PostgresStore(RunHistory):
         self._writable()
         tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
         self._active[run.id] = run
-        self._ops.append(("run_start", run.id, run.name, time.time(), tasks))
+        self._ops.append(("run_start", run.id, run.name, time.time(), tasks,
+                          getattr(run, "trigger", None), getattr(run, "parent_id", None)))
         self._wake.set()
 
     def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
@@ -361,16 +362,19 @@ class PostgresStore(RunHistory):
         for op in rows:
             kind = op[0]
             if kind == "run_start":
-                _, run_id, workflow, t, tasks = op
+                _, run_id, workflow, t, tasks, trigger, parent = op
                 cur.execute(
                     "INSERT INTO runs(id, workflow, config_hash, config_path, status, started,"
-                    " pid, host) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s)"
+                    " pid, host, trigger, parent_id)"
+                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)"
                     " ON CONFLICT (id) DO UPDATE SET status = 'running', finished = NULL,"
                     " resumes = runs.resumes + 1, pid = excluded.pid, host = excluded.host,"
                     " workflow = coalesce(excluded.workflow, runs.workflow),"
-                    " config_path = coalesce(excluded.config_path, runs.config_path)",
+                    " config_path = coalesce(excluded.config_path, runs.config_path),"
+                    " trigger = coalesce(excluded.trigger, runs.trigger),"
+                    " parent_id = coalesce(excluded.parent_id, runs.parent_id)",
                     (run_id, workflow, self._config_hash(tasks), self.config_path, t,
-                     os.getpid(), self._host),
+                     os.getpid(), self._host, trigger, parent),
                 )
             elif kind == "run_finish":
                 _, run_id, status, t, duration, counts = op
