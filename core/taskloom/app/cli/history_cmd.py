@@ -30,6 +30,7 @@ import click
 
 from taskloom.api.history import HistoryProvider, RunHistoryReader
 from taskloom.app.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail
+from taskloom.app.text import counts_text, seconds, when
 from taskloom.kernel.errors import ConfigError, TaskloomError
 
 _TICK = 0.2
@@ -129,28 +130,6 @@ def resolve_run(store: RunHistoryReader, run: str) -> str:
     if not ids:
         fail([f"no recorded run {run!r} in {store.location}"])
     fail([f"run id {run!r} is ambiguous: {', '.join(ids[:5])}"])
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.2f} s"
-    return f"{value / 60:.1f} min"
-
-
-def _counts(counts: dict[str, int]) -> str:
-    order = ("completed", "failed", "cancelled", "skipped", "running", "retrying")
-    keys = [k for k in order if counts.get(k)] + sorted(k for k in counts if k not in order)
-    return ", ".join(f"{counts[k]} {k}" for k in keys if counts[k])
 
 
 def _console() -> Any:
@@ -256,7 +235,7 @@ def runs(db: str | None, limit: int, config_file: str | None, status: str | None
         text = _status_text(r)
         table.add_row(
             r.id, r.workflow or "-", f"[{style}]{text}[/]" if style else text,
-            _when(r.started), _seconds(r.duration), _counts(r.counts),
+            when(r.started), seconds(r.duration), counts_text(r.counts),
         )
     _console().print(table)
 
@@ -320,9 +299,9 @@ def show(run: str, db: str | None, config_file: str | None, gantt_only: bool,
         f"status [{_STYLE.get(record.status, 'white')}]{escape(_status_text(record))}[/]"
     )
     console.print(
-        f"started {_when(record.started)}  finished {_when(record.finished)}  "
-        f"duration {_seconds(record.duration)}  resumed {record.resumes}x  "
-        f"tasks: {_counts(record.counts)}"
+        f"started {when(record.started)}  finished {when(record.finished)}  "
+        f"duration {seconds(record.duration)}  resumed {record.resumes}x  "
+        f"tasks: {counts_text(record.counts)}"
     )
     if record.config_path:
         console.print(f"config {escape(record.config_path)} (hash {record.config_hash})")
@@ -347,8 +326,8 @@ def show(run: str, db: str | None, config_file: str | None, gantt_only: bool,
                 note = "interrupted (runs again on resume)"
             else:
                 note = ""
-            table.add_row(escape(task.name), str(a.number), a.state, _when(a.started),
-                          _seconds(a.duration), escape(note))
+            table.add_row(escape(task.name), str(a.number), a.state, when(a.started),
+                          seconds(a.duration), escape(note))
     console.print(table)
     _print_outputs(console, record, outputs)
     for task in record.tasks:
@@ -599,7 +578,7 @@ def _finish(engine: Any, run_id: str, workflow: str | None, tasks: list[Any],
         store_error = store_error or str(exc)
     click.echo(
         f"run {run_id} {summary.status} in {time.monotonic() - t0:.2f}s: "
-        f"{_counts(summary.counts)} ({kept} kept from the record)"
+        f"{counts_text(summary.counts)} ({kept} kept from the record)"
     )
     for name, error in summary.errors.items():
         click.echo(f"  {name}: {error}", err=True)

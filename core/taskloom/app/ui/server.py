@@ -46,6 +46,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskloom.app.text import counts_text, seconds, when
 from taskloom.app.ui.actions import Launcher, requested_by
 from taskloom.app.ui.history import History, is_final, task_dependencies
 from taskloom.app.ui.layout import Bar, Layout, gantt_svg, graph_svg, layout
@@ -67,28 +68,6 @@ class BadRequest(Exception):
 
 
 # -- formatting helpers for the templates ------------------------------------------------------
-def when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.2f} s"
-    return f"{value / 60:.1f} min"
-
-
-def counts_text(counts: dict[str, int]) -> str:
-    order = ("completed", "failed", "cancelled", "skipped", "running", "retrying")
-    keys = [k for k in order if counts.get(k)] + sorted(k for k in counts if k not in order)
-    return ", ".join(f"{counts[k]} {k}" for k in keys if counts[k])
-
-
 # -- the guard: token and CSRF cookie ------------------------------------------------------------
 class Guard:
     """Checks the token on every request and hands out the CSRF cookie (see the module)."""
