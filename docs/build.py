@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -259,6 +260,40 @@ _PYPROJECT = [
 ]
 
 
+def _component_options() -> list[str]:
+    """Executors' and stores' options (``executor = {kind = ..., OPTION = ...}``,
+    ``[taskloom.executors.NAME]``, ``store_options``), read from each component's signature."""
+    import inspect
+
+    from taskloom import load_plugins
+
+    registry = load_plugins().registry
+    lines = [
+        "## Executor and store options",
+        "",
+        "Options of each installed executor (in `executor = {kind = \"NAME\", ...}` or "
+        "`[taskloom.executors.NAME]`) and store (in `store_options`), from its signature.",
+        "",
+        "| component | option | default |",
+        "|---|---|---|",
+    ]
+    for kind, label in (("executor", "executor"), ("store", "store")):
+        for name in registry.names(kind):
+            try:
+                params = inspect.signature(registry.get(kind, name)).parameters.values()
+            except (TypeError, ValueError):
+                continue
+            named = [p for p in params
+                     if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"]
+            if not named:  # a factory that imports its class on first use
+                lines.append(f"| {label} `{name}` | (its class's options: see its docs) | |")
+            for p in named:
+                value = str(p.default) if isinstance(p.default, os.PathLike) else p.default
+                default = "required" if p.default is p.empty else f"`{value!r}`"
+                lines.append(f"| {label} `{name}` | `{p.name}` | {default} |")
+    return lines
+
+
 def config_reference() -> str:
     lines = [
         GENERATED,
@@ -290,8 +325,8 @@ def config_reference() -> str:
         doc = option.key.doc.replace("|", "\\|").replace("*", "\\*")
         lines.append(f"| `{name}` | {' or '.join(option.key.kinds)} | `{option.plugin}` | "
                      f"{doc} |")
+    lines += ["", *_component_options(), "", "## Plugin sections"][0:-1]
     lines += [
-        "",
         "## Plugin sections",
         "",
         "A plugin declares the `[taskloom.<name>]` section it reads in `taskloom_register` "

@@ -232,3 +232,40 @@ def test_log_level_from_the_command_line_and_from_the_configuration(tmp_path: Pa
     bad = subprocess.run([*base, "--log-level", "LOUD", "run", str(config)],
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and "log level 'LOUD'" in bad.stderr
+
+
+def test_the_example_prints_under_40_lines_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    out = tmp_path / "report.md"
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [*CLI, "run", str(ETL), "--store", "none",
+             "--set", f'tasks.report.config.output="{out}"'],
+            stdin=secondary, stdout=secondary, stderr=secondary, cwd=tmp_path,
+            env={**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"},
+        )
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(primary)
+    import re
+
+    raw = b"".join(chunks).decode("utf-8", "replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)  # colours, cursor moves
+    assert "completed: 9 completed" in text and "trace:" in text
+    # A terminal shows a live bar redrawn in place ("\r") and a line per captured output
+    # line, the summary and the trace: every line the person is left with ends in "\n".
+    assert raw.count("\n") < 40, text
+    assert "report │ report written to" in text
+    assert out.exists()

@@ -37,6 +37,7 @@ import atexit
 import contextlib
 import functools
 import hashlib
+import inspect
 import itertools
 import json
 import logging
@@ -1114,6 +1115,11 @@ def create_sqlite_store(durability: str = "fast", **options: Any) -> SqliteStore
     """The registry's factory: the ``safe`` variant commits each result before completion."""
     cls = SafeSqliteStore if durability == "safe" else SqliteStore
     return cls(durability=durability, **options)
+
+
+# The factory takes exactly the store's own options: say so to introspection (the generated
+# configuration reference lists a component's options from its signature).
+create_sqlite_store.__signature__ = inspect.signature(SqliteStore)  # type: ignore[attr-defined]
 
 
 def _close_at_exit(ref: weakref.ReferenceType[SqliteStore]) -> None:

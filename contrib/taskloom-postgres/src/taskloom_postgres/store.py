@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import inspect
 import itertools
 import json
 import logging
@@ -673,6 +674,11 @@ def create_postgres_store(durability: str = "fast", **options: Any) -> PostgresS
     """The registry's factory: the ``safe`` variant commits each result before completion."""
     cls = SafePostgresStore if durability == "safe" else PostgresStore
     return cls(durability=durability, **options)
+
+
+# The factory takes exactly the store's own options: say so to introspection (the generated
+# configuration reference lists a component's options from its signature).
+create_postgres_store.__signature__ = inspect.signature(PostgresStore)  # type: ignore[attr-defined]
 
 
 def _close_at_exit(ref: weakref.ReferenceType[PostgresStore]) -> None:

@@ -568,6 +568,7 @@ def _finish(engine: Any, run_id: str, workflow: str | None, tasks: list[Any],
         while not flow.step(_TICK):
             pass
     except KeyboardInterrupt:
+        run_.interrupt("SIGINT")  # recorded as interrupted with its reason, as `run` does
         run_.cancel()
         code = EXIT_INTERRUPTED
     summary = run_.close()

@@ -104,6 +104,10 @@ class ProgressView:
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=False,
+                # Task output reaches the terminal through the capture plugin and this view,
+                # never through rich's own stdout redirection (which would bypass capture).
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self._progress.start()
             self._bar = self._progress.add_task(self.title, total=self.total,

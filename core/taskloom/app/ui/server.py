@@ -272,7 +272,8 @@ class Dashboard:
 
     async def _resolve(self, request: Request) -> str | None:
         run = request.path_params["run_id"]
-        return await run_in_threadpool(self.history.resolve, run)
+        resolved: str | None = await run_in_threadpool(self.history.resolve, run)
+        return resolved
 
     async def run_page(self, request: Request) -> Response:
         run_id = await self._resolve(request)
