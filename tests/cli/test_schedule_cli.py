@@ -127,8 +127,10 @@ def test_daemon_fires_and_stops_on_sigterm(tmp_path: Path, how: str) -> None:
     written = (tmp_path / "out.txt").read_text().split()
     assert "hello" in written
     if cancel:
-        # Cancelled at once: the daemon does not wait for the body to run out.
+        # Cancelled at once: the daemon does not wait for the body to run out, and the fire's
+        # run ends interrupted by the signal.
         assert "slow-done" not in written
+        assert any(" FAILED " in x and "interrupted (SIGTERM)" in x for x in seen), text
     else:
         assert written[-1] == "slow-done"
 

@@ -54,7 +54,10 @@ class FireLog:
         why = "; ".join(f"{name}: {error}" for name, error in summary.errors.items())
         if summary.store_error:
             why = f"{why}; {summary.store_error}" if why else summary.store_error
-        self._echo(f"{stamp} FAILED {run.name} (run {run.id}): {summary.status}"
+        status = summary.status
+        if status == "interrupted" and getattr(run, "interrupted", None):
+            status = f"interrupted ({run.interrupted})"
+        self._echo(f"{stamp} FAILED {run.name} (run {run.id}): {status}"
                    + (f": {why}" if why else ""))
 
     @hookimpl
@@ -171,6 +174,8 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
                    + (", cancelling running tasks" if cancel_running else
                       ", waiting for running tasks"))
         sys.stdout.flush()
+        for run in manager.runs:  # recorded `interrupted` with the signal, unless they finish
+            run.interrupt(signals.received)
         scheduler.shutdown(cancel_running=cancel_running)
         manager.shutdown()
     _close(engine)
