@@ -152,6 +152,7 @@ def contain(exc: Exception, kind: hookspecs.Kind, plugin: str, hook: str) -> Non
 #: Watched hook calls in flight, by id: [plugin, hook, thread id, limit, the watchdog's mark].
 CALLS: dict[int, list[Any]] = {}
 _tick = [float("inf")]  # how often the watchdog looks: a quarter of the shortest limit
+_shorter = threading.Event()  # a shorter limit arrived: the watchdog's wait ends at once
 
 
 def _watchdog(limit: float) -> None:
@@ -159,8 +160,11 @@ def _watchdog(limit: float) -> None:
     doubles; a call is timed from when the watchdog first sees its current plugin in it."""
     with _import_lock:
         started, _tick[0] = _tick[0] < float("inf"), min(_tick[0], limit / 4)
+    if started:  # the running watchdog takes the shorter tick now, not after its long wait
+        _shorter.set()
     while not started:
-        time.sleep(_tick[0])
+        _shorter.wait(_tick[0])
+        _shorter.clear()
         now = time.monotonic()
         for call in CALLS.copy().values():
             plugin, mark = call[0], call[4]  # mark: [plugin, first seen, next warning]
