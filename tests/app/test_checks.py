@@ -4,11 +4,11 @@ and the context ``when`` predicates receive."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from config_files import write
 
 from taskloom import (
     ConfigError,
@@ -21,13 +21,6 @@ from taskloom import (
     validate_config,
 )
 from taskloom.api.workflows import ConditionContext, run_flow
-
-
-def write(tmp_path: Path, text: str, name: str = "taskloom.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
 
 STEPS = """
 def clean():

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
+from config_files import write
 from hypothesis import given
 from hypothesis import strategies as st
 
 from taskloom import ConfigError, Engine, load_config, validate_config
 from taskloom.app.config import _split_key, env_overrides, format_path, parse_value
-
-
-def write(tmp_path: Path, text: str, name: str = "taskloom.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
 
 BODY = """
 def extract():

@@ -38,6 +38,7 @@ component ``otel``). It never replaces a provider the application installed itse
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import threading
@@ -99,44 +100,38 @@ def _section(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return section
 
 
-def tracer_provider(section: Mapping[str, Any]) -> Any | None:
-    """The tracer provider to use, or None when only the API (no SDK) is there."""
-    if section.get("traces", True) is False:
+#: Per OpenTelemetry API module: the section's on/off key, the key of an injected provider,
+#: the variable that names a provider class, and the API's getter.
+_SIGNALS = {
+    "trace": ("traces", "tracer_provider", "OTEL_PYTHON_TRACER_PROVIDER", "get_tracer_provider"),
+    "metrics": ("metrics", "meter_provider", "OTEL_PYTHON_METER_PROVIDER", "get_meter_provider"),
+}
+
+
+def _provider(section: Mapping[str, Any], api: str) -> Any | None:
+    switch, key, env, getter = _SIGNALS[api]
+    if section.get(switch, True) is False:
         return None
-    injected = section.get("tracer_provider")
+    injected = section.get(key)
     if injected is not None:
         return injected
+    module = f"opentelemetry.{api}"
     # Nobody can have installed a provider without importing the API first.
-    if "opentelemetry.trace" not in sys.modules and not os.environ.get(
-        "OTEL_PYTHON_TRACER_PROVIDER"
-    ):
+    if module not in sys.modules and not os.environ.get(env):
         return None
-    from opentelemetry import trace
+    provider = getattr(importlib.import_module(module), getter)()
+    # The API's own providers (proxy, no-op) live in the API module; an SDK's elsewhere.
+    return None if type(provider).__module__.startswith(module) else provider
 
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
-        return None
-    return provider
+
+def tracer_provider(section: Mapping[str, Any]) -> Any | None:
+    """The tracer provider to use, or None when only the API (no SDK) is there."""
+    return _provider(section, "trace")
 
 
 def meter_provider(section: Mapping[str, Any]) -> Any | None:
     """The meter provider to use, or None when only the API (no SDK) is there."""
-    if section.get("metrics", True) is False:
-        return None
-    injected = section.get("meter_provider")
-    if injected is not None:
-        return injected
-    if "opentelemetry.metrics" not in sys.modules and not os.environ.get(
-        "OTEL_PYTHON_METER_PROVIDER"
-    ):
-        return None
-    from opentelemetry import metrics
-
-    provider = metrics.get_meter_provider()
-    # The API's own providers (proxy, no-op) live in opentelemetry.metrics.
-    if type(provider).__module__.startswith("opentelemetry.metrics"):
-        return None
-    return provider
+    return _provider(section, "metrics")
 
 
 def _telemetry_for(tp: Any | None, mp: Any | None) -> _Telemetry | None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import hashlib
 import inspect
 import itertools
 import json
@@ -57,8 +56,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from taskloom import TaskState
-from taskloom_std.policies.cache import CACHE_HIT
 from taskloom_std.stores.claims import Busy, check_options, claim_loop, owner_label
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import (
@@ -68,6 +65,7 @@ from taskloom_std.stores.errors import (
     StoreVersionError,
 )
 from taskloom_std.stores.history import RunHistory
+from taskloom_std.stores.recording import QueuedRecorder, SafeRecorder
 from taskloom_std.stores.schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -80,9 +78,6 @@ log = logging.getLogger("taskloom.store")
 
 DEFAULT_PATH = Path(".taskloom") / "taskloom.db"
 _HEADER = b"SQLite format 3\x00"
-_COMPLETED = TaskState.COMPLETED
-_ERRORISH = frozenset({TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED})
-_CHUNK = 20_000
 _CACHE_IN_MEMORY = 1000
 #: How long a read-only reader waits for a lock: only a checkpoint or recovery holds one.
 _READ_TIMEOUT = 2.0
@@ -148,8 +143,10 @@ def _read_only_copy(path: Path) -> bool:
         return False
 
 
-class SqliteStore(RunHistory):
+class SqliteStore(QueuedRecorder, RunHistory):
     """Records runs in a SQLite database (see the module docstring for durability)."""
+
+    store_name = "sqlite"
 
     name = "sqlite"
 
@@ -462,10 +459,6 @@ class SqliteStore(RunHistory):
                 continue
         return list(found.values())
 
-    def _writable(self) -> None:
-        if self.read_only:
-            raise StoreError(f"store 'sqlite': {self.path} is open read-only")
-
     # -- recording (called by the engine; cheap: append to a queue) ------------------------------
     def record_run_start(self, run: Any) -> None:
         self._writable()
@@ -477,20 +470,6 @@ class SqliteStore(RunHistory):
                           getattr(run, "trigger", None), getattr(run, "parent_id", None),
                           overrides))
         self._wake.set()
-
-    def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        t = time.time()
-        name = task.name
-        self._events_append((run.id, name, new, t))
-        if new is _COMPLETED:
-            self._results_append(
-                (run.id, name, task.result, t, task.stash.get(CACHE_HIT, False))
-            )
-        elif new in _ERRORISH:
-            self._errors_append((
-                run.id, name, new, t, task.attempts, task.error_type, task.error,
-                task.error_traceback, task.exception,
-            ))
 
     def record_run_finish(self, run: Any, summary: Any) -> None:
         """Queue the run's end and wait until all of it is committed (raise if it cannot be)."""
@@ -554,11 +533,6 @@ class SqliteStore(RunHistory):
                 )
                 while self._write_number == number and self._writing_since is not None:
                     self._watch.wait()
-
-    @staticmethod
-    def _drain(q: deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        pop = q.popleft
-        return [pop() for _ in range(min(len(q), _CHUNK))]
 
     def _write_round(self) -> None:
         while True:
@@ -705,20 +679,6 @@ class SqliteStore(RunHistory):
                     (key, task, ckind, data, created, expires),
                 )
 
-    def _config_hash(self, tasks: list[tuple[Any, ...]]) -> str:
-        h = hashlib.sha256()
-        if self.config_path is not None:
-            with contextlib.suppress(OSError):
-                h.update(Path(self.config_path).read_bytes())
-                return h.hexdigest()[:16]
-        for name, deps, config, fn in sorted(tasks, key=lambda x: x[0]):
-            where = (
-                "" if fn is None
-                else f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
-            )
-            h.update(repr((name, deps, sorted(config.items(), key=str), where)).encode())
-        return h.hexdigest()[:16]
-
     def flush(self) -> None:
         """Wait until everything recorded so far is committed; raise if it could not be."""
         if self._closed or self.read_only:
@@ -765,11 +725,6 @@ class SqliteStore(RunHistory):
         if self._failure is not None and self._retry:
             failure, self._failure = self._failure, None
             raise failure
-
-    def record_logs(self, run_id: str, task: str, attempt: int, text: str) -> None:
-        """Keep what an attempt printed and logged (called by the ``capture`` plugin)."""
-        self._ops.append(("logs", run_id, task, attempt, time.time(), text))
-        self._wake.set()
 
     # -- reading -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -1054,11 +1009,6 @@ class SqliteStore(RunHistory):
         self._remember(key, row[2], value)
         return True, value
 
-    def cache_put(self, key: str, task: str, value: Any, expires: float) -> None:
-        self._writable()
-        self._remember(key, expires, value)
-        self._ops.append(("cache_put", key, task, value, time.time(), expires))
-
     def _remember(self, key: str, expires: float, value: Any) -> None:
         """Keep recent entries in memory too: hits then cost no query."""
         with self._cache_lock:
@@ -1087,28 +1037,8 @@ class SqliteStore(RunHistory):
             return self._schedule
 
 
-class SafeSqliteStore(SqliteStore):
+class SafeSqliteStore(SafeRecorder, SqliteStore):
     """``durability = "safe"``: a result is committed before its task completes."""
-
-    def commit_result(self, task: Any, attempt: Any, run: Any) -> None:
-        self._results_append((
-            run.id, task.name, attempt.value, time.time(), task.stash.get(CACHE_HIT, False)
-        ))
-        self.flush()
-
-    def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        t = time.time()
-        self._events_append((run.id, task.name, new, t))
-        if new is _COMPLETED:
-            if task.error is not None:  # completed by a fallback: no successful attempt
-                self._results_append(
-                    (run.id, task.name, task.result, t, task.stash.get(CACHE_HIT, False))
-                )
-        elif new in _ERRORISH:
-            self._errors_append((
-                run.id, task.name, new, t, task.attempts, task.error_type, task.error,
-                task.error_traceback, task.exception,
-            ))
 
 
 def create_sqlite_store(durability: str = "fast", **options: Any) -> SqliteStore:

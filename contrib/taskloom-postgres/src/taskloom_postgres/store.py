@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import inspect
 import itertools
 import json
@@ -44,19 +43,15 @@ from typing import Any
 
 import psycopg
 
-from taskloom import TaskState
 from taskloom_postgres.schema import SCHEMA_VERSION, check_version, migrate, read_version
-from taskloom_std.policies.cache import CACHE_HIT
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import StoreError, StoreVersionError
 from taskloom_std.stores.history import RunHistory
+from taskloom_std.stores.recording import QueuedRecorder, SafeRecorder
 from taskloom_std.stores.schema import dump_events
 
 log = logging.getLogger("taskloom.store")
 
-_COMPLETED = TaskState.COMPLETED
-_ERRORISH = frozenset({TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED})
-_CHUNK = 20_000
 _CACHE_IN_MEMORY = 1000
 #: How often a process with runs in progress looks for cancel requests (seconds).
 CANCEL_POLL = 0.5
@@ -87,8 +82,10 @@ class _Reader:
         return self.conn.execute(sql.replace("?", "%s"), params)
 
 
-class PostgresStore(RunHistory):
+class PostgresStore(QueuedRecorder, RunHistory):
     """Records runs in a PostgreSQL database (see the module docstring)."""
+
+    store_name = "postgres"
 
     name = "postgres"
 
@@ -205,10 +202,6 @@ class PostgresStore(RunHistory):
             raise StoreError(f"store 'postgres': cannot connect to {self.path}: "
                              f"{str(exc).strip()}") from exc
 
-    def _writable(self) -> None:
-        if self.read_only:
-            raise StoreError(f"store 'postgres': {self.path} is open read-only")
-
     # -- recording (called by the engine; cheap: append to a queue) ------------------------
     def record_run_start(self, run: Any) -> None:
         self._writable()
@@ -218,20 +211,6 @@ class PostgresStore(RunHistory):
                           getattr(run, "trigger", None), getattr(run, "parent_id", None)))
         self._wake.set()
 
-    def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        t = time.time()
-        name = task.name
-        self._events_append((run.id, name, new, t))
-        if new is _COMPLETED:
-            self._results_append(
-                (run.id, name, task.result, t, task.stash.get(CACHE_HIT, False))
-            )
-        elif new in _ERRORISH:
-            self._errors_append((
-                run.id, name, new, t, task.attempts, task.error_type, task.error,
-                task.error_traceback, task.exception,
-            ))
-
     def record_run_finish(self, run: Any, summary: Any) -> None:
         """Queue the run's end and wait until all of it is committed (raise if it cannot be)."""
         self._active.pop(run.id, None)
@@ -240,11 +219,6 @@ class PostgresStore(RunHistory):
             json.dumps(summary.counts, sort_keys=True),
         ))
         self.flush()
-
-    def record_logs(self, run_id: str, task: str, attempt: int, text: str) -> None:
-        """Keep what an attempt printed and logged (called by the ``capture`` plugin)."""
-        self._ops.append(("logs", run_id, task, attempt, time.time(), text))
-        self._wake.set()
 
     # -- writing -----------------------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -272,11 +246,6 @@ class PostgresStore(RunHistory):
                 self._cond.notify_all()
             if closing:
                 return
-
-    @staticmethod
-    def _drain(q: deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        pop = q.popleft
-        return [pop() for _ in range(min(len(q), _CHUNK))]
 
     def _write_round(self) -> None:
         while True:
@@ -405,20 +374,6 @@ class PostgresStore(RunHistory):
                     " created = excluded.created, expires = excluded.expires",
                     (key, task, ckind, _bytes(data), created, expires),
                 )
-
-    def _config_hash(self, tasks: list[tuple[Any, ...]]) -> str:
-        h = hashlib.sha256()
-        if self.config_path is not None:
-            with contextlib.suppress(OSError):
-                h.update(Path(self.config_path).read_bytes())
-                return h.hexdigest()[:16]
-        for name, deps, config, fn in sorted(tasks, key=lambda x: x[0]):
-            where = (
-                "" if fn is None
-                else f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
-            )
-            h.update(repr((name, deps, sorted(config.items(), key=str), where)).encode())
-        return h.hexdigest()[:16]
 
     def flush(self) -> None:
         """Wait until everything recorded so far is committed; raise if it could not be."""
@@ -604,11 +559,6 @@ class PostgresStore(RunHistory):
         self._remember(key, row[2], value)
         return True, value
 
-    def cache_put(self, key: str, task: str, value: Any, expires: float) -> None:
-        self._writable()
-        self._remember(key, expires, value)
-        self._ops.append(("cache_put", key, task, value, time.time(), expires))
-
     def _remember(self, key: str, expires: float, value: Any) -> None:
         with self._cache_lock:
             mem = self._cache_mem
@@ -646,28 +596,8 @@ def _bytes(data: Any) -> bytes | None:
     return bytes(data)
 
 
-class SafePostgresStore(PostgresStore):
+class SafePostgresStore(SafeRecorder, PostgresStore):
     """``durability = "safe"``: a result is committed before its task completes."""
-
-    def commit_result(self, task: Any, attempt: Any, run: Any) -> None:
-        self._results_append((
-            run.id, task.name, attempt.value, time.time(), task.stash.get(CACHE_HIT, False)
-        ))
-        self.flush()
-
-    def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        t = time.time()
-        self._events_append((run.id, task.name, new, t))
-        if new is _COMPLETED:
-            if task.error is not None:  # completed by a fallback: no successful attempt
-                self._results_append(
-                    (run.id, task.name, task.result, t, task.stash.get(CACHE_HIT, False))
-                )
-        elif new in _ERRORISH:
-            self._errors_append((
-                run.id, task.name, new, t, task.attempts, task.error_type, task.error,
-                task.error_traceback, task.exception,
-            ))
 
 
 def create_postgres_store(durability: str = "fast", **options: Any) -> PostgresStore:
