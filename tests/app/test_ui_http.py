@@ -523,3 +523,22 @@ def test_lanes_never_overlap_and_are_as_many_as_ran_at_once():
             if i < j and lane[i] == lane[j]:
                 assert a.end <= b.start or b.end <= a.start
     assert lanes([]) == []
+
+
+def test_a_finished_runs_page_is_drawn_again_when_its_record_changes(client, history,
+                                                                     ui_project):
+    run = ui_project.failed_run
+    first = client.get(f"/runs/{run}").text
+    assert "asked from a test" not in first and client.get(f"/runs/{run}").text == first
+    history.record_action("retry", "a test", run_id=run, detail="asked from a test")
+    assert "asked from a test" in client.get(f"/runs/{run}").text  # a new version
+    engine = Engine(max_workers=1, store="sqlite", store_options={"path": str(ui_project.db)})
+    try:
+        child = engine.open_run(name="later", trigger="api", parent_id=run)
+        child.add([Task("x", fn=lambda: 1)])
+        child.start()
+        child.wait()
+        child.close()
+    finally:
+        engine.close()
+    assert f'<a href="/runs/{child.id}">{child.id}</a>' in client.get(f"/runs/{run}").text

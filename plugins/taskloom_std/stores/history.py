@@ -601,8 +601,11 @@ class RunHistory:
             rec.events.append((state, t))
             rec.state = state
         by_time = {(name, t): (etype, msg, tb) for name, t, etype, msg, tb in errors}
+        erred = {name for name, _ in by_time}
         for rec in tasks.values():
             rec.attempts = list(_attempts(rec, by_time))
+            if rec.name not in erred:  # most tasks of a big run: nothing to look up
+                continue
             for state, t in rec.events:
                 if (rec.name, t) in by_time and state in ("failed", "cancelled"):
                     rec.error_type, rec.error, _ = by_time[(rec.name, t)]

@@ -77,8 +77,10 @@ def layers(names: Sequence[str], deps: Mapping[str, Iterable[str]]) -> dict[str,
     return layer
 
 
-def layout(names: Sequence[str], deps: Mapping[str, Iterable[str]]) -> Layout:
-    """Place ``names`` (in declaration order) given each one's dependencies."""
+def layout(names: Sequence[str], deps: Mapping[str, Iterable[str]],
+           sweeps: int = SWEEPS) -> Layout:
+    """Place ``names`` (in declaration order) given each one's dependencies; ``sweeps``:
+    how many barycentre sweeps order the layers (0 keeps the declaration order)."""
     layer = layers(names, deps)
     index = {n: i for i, n in enumerate(names)}
     # Tasks are numbered (declaration order) so the sweeps index lists, not dictionaries:
@@ -102,7 +104,7 @@ def layout(names: Sequence[str], deps: Mapping[str, Iterable[str]]) -> Layout:
     for col in columns:
         for r, j in enumerate(col):
             pos[j] = float(r)
-    for sweep in range(SWEEPS):
+    for sweep in range(sweeps):
         forward = sweep % 2 == 0
         nbrs = ups if forward else downs
         order = range(1, count) if forward else range(count - 2, -1, -1)

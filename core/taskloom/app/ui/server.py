@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
@@ -51,6 +52,7 @@ from taskloom.app.ui.actions import Launcher, requested_by
 from taskloom.app.ui.history import History, is_final, task_dependencies
 from taskloom.app.ui.layout import (
     FULL_LIMIT,
+    SWEEPS,
     Bar,
     Layout,
     compact_graph_svg,
@@ -158,6 +160,8 @@ class Dashboard:
         self.launcher = Launcher(history.path)
         self._layouts: dict[tuple[Any, ...], Layout] = {}
         self._drawings: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # Pages are built on the thread pool: the caches are trimmed by one thread at a time.
+        self._cache_lock = threading.Lock()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters["when"] = when
@@ -169,13 +173,18 @@ class Dashboard:
     # -- helpers ---------------------------------------------------------------------------------
     def _layout(self, run_id: str, names: list[str], deps: dict[str, list[str]]) -> Layout:
         """The run's layout; a live page asks again at every change, and a layout depends on
-        the tasks and their dependencies only, so the last few are kept."""
+        the tasks and their dependencies only, so the last few are kept. A graph drawn
+        compact (no names) keeps the declaration order inside its layers: ordering them
+        for fewer crossings is most of the layout's time and shows little there."""
         key = (run_id, tuple(names), tuple((n, tuple(d)) for n, d in deps.items()))
         found = self._layouts.get(key)
         if found is None:
-            found = self._layouts[key] = layout(names, deps)
-            while len(self._layouts) > 8:
-                del self._layouts[next(iter(self._layouts))]
+            sweeps = 0 if len(names) > FULL_LIMIT else SWEEPS
+            found = layout(names, deps, sweeps)
+            with self._cache_lock:
+                self._layouts[key] = found
+                while len(self._layouts) > 8:
+                    del self._layouts[next(iter(self._layouts))]
         return found
 
     def page(self, request: Request, name: str, context: dict[str, Any],
@@ -255,8 +264,9 @@ class Dashboard:
         last = max([*ends, *starts, run["finished"] or 0.0, t0])
         t1 = now if running else max(last, run["finished"] or 0.0)
         rows = []
-        for t in sorted((t for t in tasks if t["attempts"]),
-                        key=lambda t: t["attempts"][0]["started"]):
+        # Lanes need no order; rows go by each task's first start.
+        for t in (tasks if big else sorted((t for t in tasks if t["attempts"]),
+                                           key=lambda t: t["attempts"][0]["started"])):
             bars = []
             for a in t["attempts"]:
                 open_ = a["finished"] is None
@@ -281,9 +291,10 @@ class Dashboard:
             "order": sorted(tasks, key=lambda t: _DETAIL_ORDER.get(t["state"], 9)),
         }
         if view["final"]:
-            self._drawings[key] = view
-            while len(self._drawings) > 4:
-                del self._drawings[next(iter(self._drawings))]
+            with self._cache_lock:
+                self._drawings[key] = view
+                while len(self._drawings) > 4:
+                    del self._drawings[next(iter(self._drawings))]
         return view
 
     def _run_view(self, run_id: str, task: str | None = None,
