@@ -63,6 +63,20 @@ def _run_dict(record: Any) -> dict[str, Any]:
     }
 
 
+def task_dict(t: Any, preview: str | None) -> dict[str, Any]:
+    """A task record with its attempts as JSON-ready dictionaries."""
+    return {
+        "name": t.name, "state": t.state, "error_type": t.error_type,
+        "error": t.error, "cache_hit": t.cache_hit, "result_kind": t.result_kind,
+        "result_note": t.result_note, "result_preview": preview,
+        "attempts": [{
+            "number": a.number, "state": a.state, "started": a.started,
+            "finished": a.finished, "duration": a.duration,
+            "error_type": a.error_type, "error": a.error, "traceback": a.traceback,
+        } for a in t.attempts],
+    }
+
+
 class History:
     """The run history of one database, as the dashboard reads it."""
 
@@ -113,28 +127,22 @@ class History:
         version = self.store.run_version(run_id)
         return None if version is None else tuple(version)
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
+    def run(self, run_id: str, *, records: bool = False) -> dict[str, Any] | None:
         """The run with every task: state, attempts (timings, errors with tracebacks),
         result preview; its dependencies (from its configuration file, when it still
-        parses) and the actions asked of it."""
+        parses) and the actions asked of it. ``records``: ``tasks`` holds the store's task
+        records as they are and ``previews`` the result previews, for a caller that turns
+        only some of them into dictionaries (:func:`task_dict`)."""
         record = self.store.detail(run_id)
         if record is None:
             return None
         previews = self.store.result_previews(run_id)
         out = _run_dict(record)
-        tasks = []
-        for t in record.tasks:
-            tasks.append({
-                "name": t.name, "state": t.state, "error_type": t.error_type,
-                "error": t.error, "cache_hit": t.cache_hit, "result_kind": t.result_kind,
-                "result_note": t.result_note, "result_preview": previews.get(t.name),
-                "attempts": [{
-                    "number": a.number, "state": a.state, "started": a.started,
-                    "finished": a.finished, "duration": a.duration,
-                    "error_type": a.error_type, "error": a.error, "traceback": a.traceback,
-                } for a in t.attempts],
-            })
-        out["tasks"] = tasks
+        if records:
+            out["tasks"] = list(record.tasks)
+            out["previews"] = previews
+        else:
+            out["tasks"] = [task_dict(t, previews.get(t.name)) for t in record.tasks]
         out["dependencies"] = self.dependencies(record.config_path)
         out["actions"] = self.store.actions(run_id)
         out["children"] = self.children(run_id)

@@ -47,55 +47,59 @@ class Layout:
     height: float
 
 
-def layers(names: Sequence[str], deps: Mapping[str, Iterable[str]]) -> dict[str, int]:
-    """Longest-path layering. Dependencies on unknown tasks are ignored; tasks caught in a
-    cycle (a graph that never validated) go to one layer after all others."""
-    known = set(names)
-    ups = {n: [d for d in dict.fromkeys(deps.get(n, ())) if d in known and d != n]
-           for n in names}
-    downs: dict[str, list[str]] = {n: [] for n in names}
-    waiting = {n: len(ups[n]) for n in names}
-    for n in names:
-        for d in ups[n]:
-            downs[d].append(n)
-    layer = {n: 0 for n in names}
-    ready = [n for n in names if waiting[n] == 0]
-    done: list[str] = []
-    while ready:
-        n = ready.pop()
-        done.append(n)
-        for m in downs[n]:
-            layer[m] = max(layer[m], layer[n] + 1)
-            waiting[m] -= 1
-            if waiting[m] == 0:
-                ready.append(m)
-    if len(done) < len(names):
-        last = max((layer[n] for n in done), default=-1) + 1
-        for n in names:
-            if waiting[n]:
-                layer[n] = last
-    return layer
-
-
-def layout(names: Sequence[str], deps: Mapping[str, Iterable[str]],
-           sweeps: int = SWEEPS) -> Layout:
-    """Place ``names`` (in declaration order) given each one's dependencies; ``sweeps``:
-    how many barycentre sweeps order the layers (0 keeps the declaration order)."""
-    layer = layers(names, deps)
+def _links(names: Sequence[str], deps: Mapping[str, Iterable[str]]
+           ) -> tuple[list[list[int]], list[list[int]]]:
+    """Each task's dependencies and dependents by number (declaration order); dependencies
+    on unknown tasks or on the task itself are left out."""
     index = {n: i for i, n in enumerate(names)}
-    # Tasks are numbered (declaration order) so the sweeps index lists, not dictionaries:
-    # a 5,000-task graph is laid out in a few tens of milliseconds.
-    edges: list[tuple[str, str]] = []
     ups: list[list[int]] = [[] for _ in names]
     downs: list[list[int]] = [[] for _ in names]
     for j, n in enumerate(names):
         for d in dict.fromkeys(deps.get(n, ())):
             i = index.get(d)
             if i is not None and i != j:
-                edges.append((d, n))
                 ups[j].append(i)
                 downs[i].append(j)
-    of = [layer[n] for n in names]
+    return ups, downs
+
+
+def _layer_numbers(ups: list[list[int]], downs: list[list[int]]) -> list[int]:
+    waiting = [len(u) for u in ups]
+    layer = [0] * len(ups)
+    ready = [j for j, w in enumerate(waiting) if w == 0]
+    done = 0
+    deepest = -1
+    while ready:
+        n = ready.pop()
+        done += 1
+        deepest = max(deepest, layer[n])
+        for m in downs[n]:
+            layer[m] = max(layer[m], layer[n] + 1)
+            waiting[m] -= 1
+            if waiting[m] == 0:
+                ready.append(m)
+    if done < len(ups):
+        for j, w in enumerate(waiting):
+            if w:
+                layer[j] = deepest + 1
+    return layer
+
+
+def layers(names: Sequence[str], deps: Mapping[str, Iterable[str]]) -> dict[str, int]:
+    """Longest-path layering. Dependencies on unknown tasks are ignored; tasks caught in a
+    cycle (a graph that never validated) go to one layer after all others."""
+    return dict(zip(names, _layer_numbers(*_links(names, deps)), strict=True))
+
+
+def layout(names: Sequence[str], deps: Mapping[str, Iterable[str]],
+           sweeps: int = SWEEPS) -> Layout:
+    """Place ``names`` (in declaration order) given each one's dependencies; ``sweeps``:
+    how many barycentre sweeps order the layers (0 keeps the declaration order)."""
+    # Tasks are numbered (declaration order) so the sweeps index lists, not dictionaries:
+    # a 5,000-task graph is laid out in a few tens of milliseconds.
+    ups, downs = _links(names, deps)
+    edges = [(names[i], names[j]) for j, near in enumerate(ups) for i in near]
+    of = _layer_numbers(ups, downs)
     count = max(of, default=-1) + 1
     columns: list[list[int]] = [[] for _ in range(count)]
     for j, i in enumerate(of):

@@ -49,7 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskloom.app.text import counts_text, seconds, when
 from taskloom.app.ui.actions import Launcher, requested_by
-from taskloom.app.ui.history import History, is_final, task_dependencies
+from taskloom.app.ui.history import History, is_final, task_dependencies, task_dict
 from taskloom.app.ui.layout import (
     FULL_LIMIT,
     SWEEPS,
@@ -248,32 +248,33 @@ class Dashboard:
         found = self._drawings.get(key)
         if found is not None:
             return found
-        run = self.history.run(run_id)
+        run = self.history.run(run_id, records=True)
         if run is None:
             return None
+        # Task records, not dictionaries: only the listed tasks become dictionaries.
         tasks = run["tasks"]
-        states = {t["name"]: t["state"] for t in tasks}
-        graph = self._layout(run_id, [t["name"] for t in tasks], run["dependencies"])
+        states = {t.name: t.state for t in tasks}
+        graph = self._layout(run_id, list(states), run["dependencies"])
         big = len(tasks) > FULL_LIMIT
         running = run["status"] == "running"
         now = run["now"]
-        ends = [a["finished"] for t in tasks for a in t["attempts"] if a["finished"]]
-        starts = [a["started"] for t in tasks for a in t["attempts"]]
+        ends = [a.finished for t in tasks for a in t.attempts if a.finished]
+        starts = [a.started for t in tasks for a in t.attempts]
         t0 = min([run["started"] or now, *starts])
         # A cut-off attempt (the process died) is drawn to the last thing recorded.
         last = max([*ends, *starts, run["finished"] or 0.0, t0])
         t1 = now if running else max(last, run["finished"] or 0.0)
         rows = []
         # Lanes need no order; rows go by each task's first start.
-        for t in (tasks if big else sorted((t for t in tasks if t["attempts"]),
-                                           key=lambda t: t["attempts"][0]["started"])):
+        for t in (tasks if big else sorted((t for t in tasks if t.attempts),
+                                           key=lambda t: t.attempts[0].started)):
             bars = []
-            for a in t["attempts"]:
-                open_ = a["finished"] is None
-                end = a["finished"] if not open_ else (now if running else last)
-                state = a["state"] if not (open_ and not running) else "interrupted"
-                bars.append(Bar(t["name"], a["number"], state, a["started"], end, open_))
-            rows.append((t["name"], bars))
+            for a in t.attempts:
+                open_ = a.finished is None
+                end = a.finished if not open_ else (now if running else last)
+                state = a.state if not (open_ and not running) else "interrupted"
+                bars.append(Bar(t.name, a.number, state, a.started, end, open_))
+            rows.append((t.name, bars))
         lanes = 0
         if big:
             drawn = compact_graph_svg(graph, states)
@@ -288,7 +289,7 @@ class Dashboard:
                                                               graph.nodes.values()}),
             "graph_svg": drawn, "gantt_svg": gantt,
             # The task list's order: those that need a look first (failed, running, ...).
-            "order": sorted(tasks, key=lambda t: _DETAIL_ORDER.get(t["state"], 9)),
+            "order": sorted(tasks, key=lambda t: _DETAIL_ORDER.get(t.state, 9)),
         }
         if view["final"]:
             with self._cache_lock:
@@ -310,16 +311,17 @@ class Dashboard:
         pages = max((len(first) + TASK_DETAILS - 1) // TASK_DETAILS, 1)
         page = min(max(page, 1), pages)
         shown = first[(page - 1) * TASK_DETAILS:page * TASK_DETAILS]
-        if task is not None and all(t["name"] != task for t in shown):
-            shown += [t for t in tasks if t["name"] == task]
-        logs = self.history.log_previews(run_id, [t["name"] for t in shown], LOG_PREVIEW)
-        shown = [{**t, "attempts": [
-            {**a, "log": logs.get((t["name"], a["number"]), (None, 0))[0],
-             "log_size": logs.get((t["name"], a["number"]), (None, 0))[1]}
-            for a in t["attempts"]]} for t in shown]
+        if task is not None and all(t.name != task for t in shown):
+            shown += [t for t in tasks if t.name == task]
+        previews = run["previews"]
+        listed = [task_dict(t, previews.get(t.name)) for t in shown]
+        logs = self.history.log_previews(run_id, [t["name"] for t in listed], LOG_PREVIEW)
+        for t in listed:
+            for a in t["attempts"]:
+                a["log"], a["log_size"] = logs.get((t["name"], a["number"]), (None, 0))
         query = {"task": task} if task else {}
         return {
-            **drawn, "run": run, "shown_tasks": shown, "task": task,
+            **drawn, "run": run, "shown_tasks": listed, "task": task,
             "task_page": page, "task_pages": pages,
             "first_shown": (page - 1) * TASK_DETAILS + 1,
             "last_shown": min(page * TASK_DETAILS, len(tasks)),
