@@ -13,6 +13,7 @@ browser.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -69,14 +70,24 @@ def build(folder: Path, runs: int, tasks: int) -> tuple[Path, str]:
     return db, big.id
 
 
-def timed(fn: Any, repeat: int) -> tuple[float, float, float]:
+def _stats(samples: list[float]) -> str:
+    return (f"{statistics.median(samples):.0f} ms "
+            f"[{min(samples):.0f}..{max(samples):.0f}]")
+
+
+def timed(fn: Any, repeat: int) -> tuple[str, str]:
+    """``fn``'s wall time and the CPU time this process spent on it (every thread, the app's
+    included), each as median [min..max] over ``repeat`` calls after a warm-up. On a busy
+    machine the wall time grows with the other processes' load; the CPU time much less."""
     fn()  # warm-up
-    samples = []
+    wall: list[float] = []
+    cpu: list[float] = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(samples), min(samples), max(samples)
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    return _stats(wall), _stats(cpu)
 
 
 def main() -> None:
@@ -91,7 +102,8 @@ def main() -> None:
     from taskloom.app.ui.history import History
     from taskloom.app.ui.server import create_app
 
-    rows: list[tuple[str, str, str]] = []
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         db, big = build(Path(tmp), args.runs, args.tasks)
         history = History.open(db)
@@ -111,23 +123,52 @@ def main() -> None:
                     answer = client.get(url)
                     assert answer.status_code == 200, (url, answer.status_code)
 
-                med, lo, hi = timed(get, args.repeat)
-                rows.append((label, f"{med:.0f} ms [{lo:.0f}..{hi:.0f}]", "server"))
+                rows.append((label, *timed(get, args.repeat), "server"))
+
+        def first_view(fresh_history: bool) -> tuple[float, float]:
+            # A dashboard just started: the run not read, laid out or drawn yet; with a fresh
+            # history, its configuration file not read either. Only the request is timed.
+            fresh = History.open(db) if fresh_history else history
+            try:
+                with TestClient(create_app(fresh)) as client:
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    answer = client.get(f"/runs/{big}")
+                    took = ((time.perf_counter() - t0) * 1000,
+                            (time.process_time() - c0) * 1000)
+                    assert answer.status_code == 200
+            finally:
+                if fresh_history:
+                    fresh.close()
+            return took
+
+        for label, fresh_history in (("its configuration already read", False),
+                                     ("its configuration read too", True)):
+            first_view(fresh_history)  # warm-up
+            samples = [first_view(fresh_history) for _ in range(args.repeat)]
+            rows.append((f"run page, {args.tasks} tasks, first view ({label})",
+                         _stats([w for w, _ in samples]), _stats([c for _, c in samples]),
+                         "server"))
         rows += browser(app, {k: v for k, v in pages.items() if not v.startswith("/api")},
                         args.repeat)
         history.close()
-    table = ["| page | median [min..max] | measured |", "|---|---|---|"]
-    table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    table = ["| page | wall time, median [min..max] | CPU time of this process | measured |",
+             "|---|---|---|---|"]
+    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     text = "\n".join(table) + "\n"
     print(text)
     (HERE / "RESULTS_UI.md").write_text(
         "# Dashboard benchmark\n\n`python bench/bench_ui.py` "
         f"(--runs {args.runs} --tasks {args.tasks}, {args.repeat} repetitions after a "
-        "warm-up). Server: the app answering in process (Starlette's test client). Browser: "
-        "Debian's chromium, navigation until the load event with the page drawn.\n\n" + text)
+        "warm-up). Server: the app answering in process (Starlette's test client); a "
+        "finished run's drawing is kept for its version, so a repeated view of the big run "
+        "costs a query and the template, and the first view of a fresh dashboard (reading, "
+        "laying out and drawing all its tasks) is measured on its own rows. CPU time: what "
+        "this process spent (every thread), which a busy machine inflates much less than "
+        "the wall time. Browser: Debian's chromium, navigation until the load event with the "
+        f"page drawn. Load average when it started: {load}.\n\n" + text)
 
 
-def browser(app: Any, pages: dict[str, str], repeat: int) -> list[tuple[str, str, str]]:
+def browser(app: Any, pages: dict[str, str], repeat: int) -> list[tuple[str, str, str, str]]:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
@@ -150,8 +191,8 @@ def browser(app: Any, pages: dict[str, str], repeat: int) -> list[tuple[str, str
                     page.goto(base + url, wait_until="load")
                     page.wait_for_selector("table.runs, svg.dag", state="attached")
 
-                med, lo, hi = timed(load, repeat)
-                rows.append((label, f"{med:.0f} ms [{lo:.0f}..{hi:.0f}]", "browser"))
+                wall, _ = timed(load, repeat)  # the browser's own CPU time is not this process's
+                rows.append((label, wall, "-", "browser"))
             b.close()
     finally:
         server.should_exit = True

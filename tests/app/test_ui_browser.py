@@ -192,3 +192,47 @@ def test_with_a_token_the_browser_needs_it_once(page, history, ui_project):
         assert page.evaluate("typeof htmx") == "object"  # the scripts passed the check
         page.goto(f"{base}/runs/{ui_project.completed_run}")
         assert page.locator("svg.dag g.node").count() == 3
+
+
+def test_logs_show_as_text_and_parent_and_child_runs_link_each_other(page, ui_project,
+                                                                      tmp_path):
+    from taskloom import Engine, Task
+
+    engine = Engine(max_workers=1, store="sqlite", store_options={"path": str(ui_project.db)})
+    try:
+        parent = engine.run([Task("plan", fn=lambda: 1)], name="parent", trigger="api")
+        child = engine.open_run(name="child", trigger="api", parent_id=parent.id)
+        child.add([Task("part", fn=lambda: 2)])
+        child.start()
+        child.wait()
+        assert child.close().ok
+    finally:
+        engine.close()
+    history = History.open(ui_project.db)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        with Server(create_app(history, poll=0.05)) as base:
+            page.goto(f"{base}/runs/{ui_project.failed_run}")
+            page.click("details#task-extract summary")
+            log = page.inner_text("details#task-extract pre.log")
+            assert log.startswith("<script>alert('x')</script> read 3 rows")
+            assert dialogs == []  # the task's output is shown, never run
+            assert page.locator("details#task-transform pre.log").count() == 2  # 2 attempts
+            _shot(page, tmp_path, "run-logs")
+            page.click("details#task-transform a.log-link >> nth=1")
+            page.wait_for_url("**/log?task=transform&attempt=2")
+            assert page.inner_text("body").startswith("summing 3 rows; xxx")
+
+            page.goto(f"{base}/runs?trigger=api")
+            assert page.locator("table.runs tbody tr").count() == 2
+            page.click(f"a[href='/runs/{child.id}']")
+            page.click("a.parent")
+            page.wait_for_url(f"**/runs/{parent.id}")
+            assert page.locator("table.children tbody tr").count() == 1
+            _shot(page, tmp_path, "run-children")
+            page.click(f"table.children a[href='/runs/{child.id}']")
+            page.wait_for_url(f"**/runs/{child.id}")
+            assert page.inner_text("a.parent") == parent.id
+    finally:
+        history.close()

@@ -94,6 +94,7 @@ def test_runs_filter_by_status_workflow_and_date_and_paginate(client, ui_project
     ({"since": "yesterday"}, "since must be a date"),
     ({"page": "0"}, "page must be >= 1"),
     ({"per": "x"}, "whole numbers"),
+    ({"trigger": "cron"}, "trigger must be one of manual, schedule, resume, api"),
 ])
 def test_bad_filters_are_a_400_naming_the_parameter(client, query, message):
     answer = client.get("/api/runs", params=query)
@@ -169,6 +170,24 @@ def test_schedules_page_lists_the_next_ten_fires_in_the_jobs_zone(client):
     jobs = client.get("/api/schedules").json()["jobs"]
     assert len(jobs) == 1 and len(jobs[0]["next"]) == 10
     assert all(f["at"][11:16] == "02:30" for f in jobs[0]["next"])
+
+
+def test_schedules_page_lists_the_last_misfires_and_overlaps(client, history):
+    assert "no misfires or overlaps recorded" in client.get("/schedules").text
+    state = history.store.schedule_state()
+    due = datetime(2026, 7, 1, 0, 30, tzinfo=timezone.utc)  # 02:30 in Berlin (summer)
+    state.record_skip("nightly", "misfire", due.timestamp(), "61.000s late (misfire grace 60s)")
+    state.record_skip("nightly", "overlap", (due + timedelta(days=1)).timestamp(),
+                      "1 run(s) still going (max_instances 1)")
+    html = client.get("/schedules").text
+    assert "<h3>Last skipped fires</h3>" in html and "no misfires" not in html
+    rows = re.findall(r'<tr class="skip-(\w+)"><td>([^<]+)</td>', html)
+    assert rows == [("overlap", "2026-07-02T02:30:00+02:00"),
+                    ("misfire", "2026-07-01T02:30:00+02:00")]  # newest first, job's zone
+    assert "61.000s late (misfire grace 60s)" in html
+    [job] = client.get("/api/schedules").json()["jobs"]
+    assert [s["kind"] for s in job["skips"]] == ["overlap", "misfire"]
+    assert job["skips"][1]["detail"] == "61.000s late (misfire grace 60s)"
 
 
 def test_next_fires_mark_a_dst_change():
@@ -377,9 +396,13 @@ def test_a_big_run_lists_some_task_details_and_the_graph_asks_for_others(client,
 
     monkeypatch.setattr(server, "TASK_DETAILS", 1)
     html = client.get(f"/runs/{ui_project.failed_run}").text
-    assert "1 of 3 tasks listed" in html
+    assert "tasks 1 to 1 of 3 listed" in html and "page 1 of 3" in html
     assert 'id="task-transform"' in html and 'id="task-extract"' not in html  # failed first
     assert f'href="/runs/{ui_project.failed_run}?task=extract#task-extract"' in html
+    assert f'href="/runs/{ui_project.failed_run}?page=2" rel="next"' in html
+    second = client.get(f"/runs/{ui_project.failed_run}", params={"page": 2}).text
+    assert "tasks 2 to 2 of 3" in second and 'id="task-transform"' not in second
+    assert client.get(f"/runs/{ui_project.failed_run}", params={"page": "x"}).status_code == 400
     asked = client.get(f"/runs/{ui_project.failed_run}", params={"task": "extract"}).text
     assert '<details id="task-extract" class="task" open>' in asked
     live = client.get(f"/runs/{ui_project.failed_run}/live", params={"task": "extract"}).text
@@ -392,3 +415,130 @@ def test_without_the_ui_extra_the_command_says_what_to_install(ui_project, monke
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the extra were not installed
     result = CliRunner().invoke(main, ["ui", "--db", str(ui_project.db)])
     assert result.exit_code == 2 and "pip install 'taskloom[ui]'" in result.output
+
+
+# -- trigger, parent and child runs, logs ------------------------------------------------------
+def _family(db: Path) -> tuple[str, str]:
+    """A parent run and a child run it started (``parent_id``), recorded through the store,
+    both by the API (``trigger`` api)."""
+    engine = Engine(max_workers=1, store="sqlite", store_options={"path": str(db)})
+    try:
+        parent = engine.run([Task("plan", fn=lambda: 1)], name="parent", trigger="api")
+        child = engine.open_run(name="child", trigger="api", parent_id=parent.id)
+        child.add([Task("part", fn=lambda: 2)])
+        child.start()
+        child.wait()
+        assert child.close().ok
+        return parent.id, child.id
+    finally:
+        engine.close()
+
+
+def test_runs_filter_by_trigger_in_html_and_json(client, ui_project):
+    parent, child = _family(ui_project.db)
+    manual = client.get("/api/runs", params={"trigger": "manual"}).json()
+    assert {r["id"] for r in manual["runs"]} == {ui_project.failed_run, ui_project.completed_run}
+    assert manual["total"] == 2 and manual["counts"] == {"completed": 1, "failed": 1}
+    api = client.get("/api/runs", params={"trigger": "api"}).json()
+    assert {r["id"] for r in api["runs"]} == {parent, child} and api["total"] == 2
+    assert all(r["trigger"] == "api" for r in api["runs"])
+    assert client.get("/api/runs", params={"trigger": "schedule"}).json()["total"] == 0
+    assert client.get("/api/runs").json()["total"] == 4
+    html = client.get("/runs", params={"trigger": "api"}).text
+    assert '<option value="api" selected>' in html
+    assert f'href="/runs/{parent}"' in html and ui_project.failed_run not in html
+    table = client.get("/runs/table", params={"trigger": "manual"}).text
+    assert ui_project.failed_run in table and parent not in table
+    assert "trigger=api" in client.get("/runs", params={"trigger": "api", "per": 1}).text
+
+
+def test_a_run_links_its_parent_and_lists_its_children(client, ui_project):
+    parent, child = _family(ui_project.db)
+    page = client.get(f"/runs/{child}").text
+    assert f'<a class="parent" href="/runs/{parent}">{parent}</a>' in page
+    assert '<strong class="trigger">api</strong>' in page
+    up = client.get(f"/runs/{parent}").text
+    assert "<h2>Child runs</h2>" in up and f'<a href="/runs/{child}">{child}</a>' in up
+    assert "Child runs" not in client.get(f"/runs/{ui_project.failed_run}").text
+    data = client.get(f"/api/runs/{parent}").json()
+    assert [c["id"] for c in data["children"]] == [child] and data["parent_id"] is None
+    assert client.get(f"/api/runs/{child}").json()["parent_id"] == parent
+    listed = client.get("/runs/table").text
+    assert f'href="/runs/{parent}" title="started from run {parent}"' in listed
+
+
+def test_the_run_page_shows_each_attempts_logs_escaped_and_capped(client, ui_project,
+                                                                   monkeypatch):
+    import taskloom.app.ui.server as server
+
+    html = client.get(f"/runs/{ui_project.failed_run}").text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; read 3 rows" in html
+    assert "<script>alert" not in html
+    run = ui_project.failed_run
+    for attempt in (1, 2):  # transform failed once, was retried and failed again
+        assert f'href="/runs/{run}/log?task=transform&amp;attempt={attempt}">all of it' in html
+    monkeypatch.setattr(server, "LOG_PREVIEW", 20)
+    capped = client.get(f"/runs/{run}").text
+    assert "(first 20 of " in capped and "summing 3 rows; xxxxx" not in capped
+    full = client.get(f"/runs/{run}/log", params={"task": "transform", "attempt": 2})
+    assert full.status_code == 200 and full.headers["content-type"].startswith("text/plain")
+    assert full.headers["x-content-type-options"] == "nosniff"
+    assert full.text.startswith("summing 3 rows; " + "x" * 500)
+    assert client.get(f"/runs/{run}/log", params={"task": "transform", "attempt": 9}
+                      ).status_code == 404
+    assert client.get(f"/runs/{run}/log", params={"task": "transform"}).status_code == 400
+    assert client.get(f"/runs/{run}/log", params={"task": "t", "attempt": "x"}
+                      ).status_code == 400
+    rows = client.get(f"/api/runs/{run}/logs", params={"task": "extract"}).json()
+    assert [(r["task"], r["attempt"]) for r in rows] == [("extract", 1)]
+    assert "read 3 rows" in rows[0]["text"]
+    assert client.get("/api/runs/nope/logs").status_code == 404
+
+
+def test_a_big_run_draws_a_compact_graph_and_a_timeline_in_lanes(client, ui_project,
+                                                                   monkeypatch):
+    import taskloom.app.ui.server as server
+
+    monkeypatch.setattr(server, "FULL_LIMIT", 2)
+    html = client.get(f"/runs/{ui_project.failed_run}").text
+    assert 'id="graph-collapsed"' in html and "3 tasks in 3 layers: drawn compact" in html
+    assert '<svg class="dag compact"' in html and 'class="node' not in html
+    assert '<path class="cells s-failed" data-count="2"' in html  # transform, then load
+    assert '<path class="cells s-completed" data-count="1"' in html
+    assert _edges(html) == 2
+    assert 'id="timeline-collapsed"' in html and "3 attempts packed into 1 lane " in html
+    assert '<path class="bar s-retrying" data-count="1"' in html
+    assert 'id="task-transform"' in html  # the task list still has every detail
+
+
+def test_lanes_never_overlap_and_are_as_many_as_ran_at_once():
+    from taskloom.app.ui.layout import Bar, lanes
+
+    spans = [(0, 4), (1, 2), (2, 3), (3, 6), (5, 7), (2.5, 2.6)]
+    bars = [Bar(f"t{i}", 1, "completed", a, b, False) for i, (a, b) in enumerate(spans)]
+    lane = lanes(bars)
+    assert max(lane) + 1 == 3  # (0,4), (2,3) and (2.5,2.6) ran at once
+    for i, a in enumerate(bars):
+        for j, b in enumerate(bars):
+            if i < j and lane[i] == lane[j]:
+                assert a.end <= b.start or b.end <= a.start
+    assert lanes([]) == []
+
+
+def test_a_finished_runs_page_is_drawn_again_when_its_record_changes(client, history,
+                                                                     ui_project):
+    run = ui_project.failed_run
+    first = client.get(f"/runs/{run}").text
+    assert "asked from a test" not in first and client.get(f"/runs/{run}").text == first
+    history.record_action("retry", "a test", run_id=run, detail="asked from a test")
+    assert "asked from a test" in client.get(f"/runs/{run}").text  # a new version
+    engine = Engine(max_workers=1, store="sqlite", store_options={"path": str(ui_project.db)})
+    try:
+        child = engine.open_run(name="later", trigger="api", parent_id=run)
+        child.add([Task("x", fn=lambda: 1)])
+        child.start()
+        child.wait()
+        child.close()
+    finally:
+        engine.close()
+    assert f'<a href="/runs/{child.id}">{child.id}</a>' in client.get(f"/runs/{run}").text

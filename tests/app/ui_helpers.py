@@ -25,9 +25,11 @@ STEPS = textwrap.dedent('''
     HERE = Path(__file__).resolve().parent
 
     def extract():
+        print("<script>alert('x')</script> read 3 rows")
         return {"rows": [1, 2, 3]}
 
     def transform(extract):
+        print("summing", len(extract["rows"]), "rows;", "x" * 500)
         if not (HERE / "fixed").exists():
             raise ValueError("transform is broken")
         return sum(extract["rows"])

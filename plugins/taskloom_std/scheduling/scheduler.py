@@ -32,7 +32,9 @@ Choices worth knowing:
   Runs falling due while a catch-up is going join its end.
 * **Overlaps.** A due run that finds ``max_instances`` runs of its job still going is skipped
   on the background thread and reported through ``taskloom_schedule_overlap``
-  (:meth:`run_pending` waits instead).
+  (:meth:`run_pending` waits instead). Misfires and overlaps are also kept in the schedule
+  state when it offers ``record_skip(job_id, kind, scheduled_for, detail)`` (the SQLite
+  store's does; the dashboard shows them).
 * **Durable state.** Each job's next due time is saved in a :class:`ScheduleState` before it
   fires; a scheduler restarted on the same state resumes from it (missed runs are handled as
   late runs), and :meth:`ScheduleState.claim` makes sure two schedulers sharing the state
@@ -753,6 +755,8 @@ class TaskScheduler:
             if grace is not None and now - due > grace:
                 log.warning("job %r: run due %s skipped, %.3fs late (grace %gs)",
                             job.id, _ts_dt(due).isoformat(), now - due, grace)
+                self._record_skip(job, "misfire", due,
+                                  f"{now - due:.3f}s late (misfire grace {grace:g}s)")
                 self.plugins.hook.taskloom_schedule_misfire(
                     job=job, scheduled_for=_ts_dt(due), fired_at=_ts_dt(now))
                 continue
@@ -810,12 +814,28 @@ class TaskScheduler:
                 state["last_fire_time"] = last
             self.state.save(job.id, state)
 
+    def _record_skip(self, job: Job, kind: str, due: float, detail: str) -> None:
+        """Keep a skipped fire in the schedule state when it keeps them (the SQLite store's
+        does, for the dashboard's Schedules page); the hook reports it either way."""
+        record = getattr(self.state, "record_skip", None)
+        if record is None:
+            return
+        try:
+            record(job.id, kind, due, detail)
+        except Exception as exc:  # the state's own errors (a locked or damaged database)
+            # A skip not written down must not stop the job's next fires; it was logged above.
+            log.error("job %r: the skipped run due %s was not recorded: %s",
+                      job.id, _ts_dt(due).isoformat(), exc)
+
     def _start(self, job: Job, due: float, now: float, block: bool) -> Task | None:
         running = job.running
         if running >= job.max_instances:
             if not block:
                 log.warning("job %r: run due %s skipped, %d instance(s) still running",
                             job.id, _ts_dt(due).isoformat(), running)
+                self._record_skip(job, "overlap", due,
+                                  f"{running} run(s) still going (max_instances "
+                                  f"{job.max_instances})")
                 self.plugins.hook.taskloom_schedule_overlap(
                     job=job, scheduled_for=_ts_dt(due), fired_at=self.clock.now(),
                     running=running)

@@ -75,17 +75,21 @@ class RunRecord:
     tasks: list[TaskRecord] = field(default_factory=list)
     #: Why an ``interrupted`` run stopped: the signal(s) recorded, or its process is gone.
     reason: str | None = None
+    #: What started it last (manual, schedule, resume, api) and the run that started it.
+    trigger: str | None = None
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
 class RunFilters:
-    """Which runs a page lists: by workflow, status (``interrupted`` included) and start time
-    (epoch seconds, ``until`` exclusive)."""
+    """Which runs a page lists: by workflow, status (``interrupted`` included), start time
+    (epoch seconds, ``until`` exclusive) and what started them (``trigger``)."""
 
     workflow: str | None = None
     status: str | None = None
     since: float | None = None
     until: float | None = None
+    trigger: str | None = None
 
 
 @dataclass
@@ -173,8 +177,7 @@ class RunHistory:
         """The most recent runs, newest first."""
         with self.read() as conn:
             rows = conn.execute(
-                "SELECT id, workflow, status, started, finished, duration, counts, config_path,"
-                " config_hash, resumes, pid, host FROM runs ORDER BY started DESC LIMIT ?",
+                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         out = []
@@ -210,7 +213,7 @@ class RunHistory:
 
     def _record(self, row: tuple[Any, ...]) -> RunRecord:
         (run_id, workflow, status, started, finished, duration, counts, config_path,
-         config_hash, resumes, pid, host) = row
+         config_hash, resumes, pid, host, trigger, parent_id) = row
         counts = json.loads(counts) if counts else {}
         if not isinstance(counts, dict) or not all(
             isinstance(k, str) and type(v) is int for k, v in counts.items()
@@ -228,6 +231,7 @@ class RunHistory:
             counts=counts, config_path=config_path,
             config_hash=config_hash, resumes=resumes, pid=pid,
             reason=f"its process ({pid}) ended before the run did" if shown != status else None,
+            trigger=trigger, parent_id=parent_id,
         )
 
     def _counts(self, run_id: str) -> dict[str, int]:
@@ -240,8 +244,7 @@ class RunHistory:
         """One run's record without its tasks, or None."""
         with self.read() as conn:
             rows = conn.execute(
-                "SELECT id, workflow, status, started, finished, duration, counts, config_path,"
-                " config_hash, resumes, pid, host FROM runs WHERE id = ?",
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?",
                 (run_id,),
             ).fetchall()  # fetchone() would keep the snapshot of a long-lived reader
         if not rows:
@@ -310,6 +313,9 @@ class RunHistory:
             else:
                 clauses.append("status = ?")
                 args.append(filters.status)
+        if filters.trigger:
+            clauses.append("trigger = ?")
+            args.append(filters.trigger)
         if filters.since is not None:
             clauses.append("started >= ?")
             args.append(filters.since)
@@ -320,7 +326,7 @@ class RunHistory:
 
     def runs_page(self, limit: int = 50, offset: int = 0, *, workflow: str | None = None,
                   status: str | None = None, since: float | None = None,
-                  until: float | None = None) -> RunPage:
+                  until: float | None = None, trigger: str | None = None) -> RunPage:
         """One page of the run list, newest first, with the number of runs that match
         (see :class:`RunFilters`).
 
@@ -328,13 +334,12 @@ class RunHistory:
         reading any result. ``running`` and ``interrupted`` are one stored status told apart
         per row, so a page filtered by either may hold fewer than ``limit`` runs.
         """
-        filters = RunFilters(workflow, status, since, until)
+        filters = RunFilters(workflow, status, since, until, trigger)
         where, args = self._where(filters)
         with self.read() as conn:
             total = conn.execute(f"SELECT count(*) FROM runs{where}", args).fetchall()[0][0]
             rows = conn.execute(
-                "SELECT id, workflow, status, started, finished, duration, counts, config_path,"
-                f" config_hash, resumes, pid, host FROM runs{where}"
+                f"SELECT {_RUN_COLUMNS} FROM runs{where}"
                 " ORDER BY started DESC, id LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             ).fetchall()
@@ -348,9 +353,11 @@ class RunHistory:
         return RunPage(records, total, limit, offset)
 
     def status_counts(self, *, workflow: str | None = None, since: float | None = None,
-                      until: float | None = None) -> dict[str, int]:
-        """How many runs of ``workflow`` started in ``[since, until)`` are in each status."""
-        where, args = self._where(RunFilters(workflow, None, since, until))
+                      until: float | None = None, trigger: str | None = None
+                      ) -> dict[str, int]:
+        """How many runs of ``workflow`` started in ``[since, until)`` (by ``trigger``) are
+        in each status."""
+        where, args = self._where(RunFilters(workflow, None, since, until, trigger))
         with self.read() as conn:
             counts = dict(conn.execute(
                 f"SELECT status, count(*) FROM runs{where} GROUP BY status", args
@@ -364,6 +371,37 @@ class RunHistory:
                 counts["running"] -= 1
                 counts["interrupted"] = counts.get("interrupted", 0) + 1
         return {k: v for k, v in counts.items() if v}
+
+    def children(self, run_id: str, limit: int = 200) -> list[RunRecord]:
+        """The runs ``run_id`` started (their ``parent_id`` is it), oldest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE parent_id = ?"
+                " ORDER BY started, id LIMIT ?", (run_id, limit),
+            ).fetchall()
+        records = [self._record(row) for row in rows]
+        self._reasons(records)
+        return records
+
+    def log_previews(self, run_id: str, tasks: list[str] | None = None,
+                     size: int = 4096) -> dict[tuple[str, int], tuple[str, int]]:
+        """The start of each attempt's captured output: ``(task, attempt) -> (text, full
+        length)``, the text cut at ``size`` characters (the database does the cutting, so
+        a page never loads all of a big run's output); only ``tasks`` when given."""
+        sql = "SELECT task, attempt, substr(text, 1, ?), length(text) FROM logs WHERE run_id = ?"
+        out: dict[tuple[str, int], tuple[str, int]] = {}
+        names: list[Any] = [None] if tasks is None else list(dict.fromkeys(tasks))
+        with self.read() as conn:
+            for i in range(0, len(names), 500):
+                chunk = names[i:i + 500]
+                args: list[Any] = [size, run_id]
+                where = sql
+                if tasks is not None:
+                    where += f" AND task IN ({','.join('?' * len(chunk))})"
+                    args += chunk
+                for task, attempt, text, length in conn.execute(where, args).fetchall():
+                    out[(str(task), int(attempt))] = (str(text), int(length))
+        return out
 
     def workflows(self) -> list[str]:
         """Every workflow name recorded (the ``runs_workflow_started`` index walks them)."""
@@ -563,8 +601,11 @@ class RunHistory:
             rec.events.append((state, t))
             rec.state = state
         by_time = {(name, t): (etype, msg, tb) for name, t, etype, msg, tb in errors}
+        erred = {name for name, _ in by_time}
         for rec in tasks.values():
             rec.attempts = list(_attempts(rec, by_time))
+            if rec.name not in erred:  # most tasks of a big run: nothing to look up
+                continue
             for state, t in rec.events:
                 if (rec.name, t) in by_time and state in ("failed", "cancelled"):
                     rec.error_type, rec.error, _ = by_time[(rec.name, t)]
@@ -579,6 +620,10 @@ class RunHistory:
             record.counts = self._counts(run_id)
         return record
 
+
+#: The ``runs`` columns :meth:`RunHistory._record` reads, in its order.
+_RUN_COLUMNS = ("id, workflow, status, started, finished, duration, counts, config_path,"
+                " config_hash, resumes, pid, host, trigger, parent_id")
 
 #: Every table holding rows of a run (``runs`` by ``id``, the others by ``run_id``).
 _RUN_TABLES = ("events", "errors", "results", "logs", "run_actions", "runs")

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from taskloom_std.stores.errors import StoreLockedError
+from taskloom_std.stores.schema import SKIPS_KEPT
 
 if TYPE_CHECKING:
     from taskloom_std.stores.sqlite import SqliteStore
@@ -59,6 +60,33 @@ class SqliteScheduleState:
                 (job_id, float(fire_time), owner, time.time()),
             )
             return cur.rowcount == 1
+
+    def record_skip(self, job_id: str, kind: str, scheduled_for: float,
+                    detail: str | None = None) -> None:
+        """Keep a fire the scheduler skipped (``misfire`` or ``overlap``), and only the newest
+        :data:`SKIPS_KEPT` of the job."""
+        with self._lock:
+            self._run(
+                "INSERT INTO schedule_skips(job_id, kind, scheduled_for, recorded, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (job_id, kind, float(scheduled_for), time.time(), detail),
+            )
+            self._run(
+                "DELETE FROM schedule_skips WHERE job_id = ? AND id <= (SELECT id FROM"
+                " schedule_skips WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (job_id, job_id, SKIPS_KEPT),
+            )
+
+    def skips(self, job_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The job's newest skipped fires, newest first: ``kind``, ``scheduled_for`` and
+        ``recorded`` (epoch seconds), ``detail``."""
+        with self._lock:
+            rows = self._run(
+                "SELECT kind, scheduled_for, recorded, detail FROM schedule_skips"
+                " WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, limit),
+            ).fetchall()
+        return [{"kind": k, "scheduled_for": s, "recorded": r, "detail": d}
+                for k, s, r, d in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -21,7 +21,9 @@ What is recorded and where:
   cache.
 * ``cache``: the result cache (``cache`` task option), by key, with an expiry time.
 * ``schedule_state`` and ``schedule_claims``: what schedulers sharing the database know
-  about each job, and the unique claim of each fire time.
+  about each job, and the unique claim of each fire time. ``schedule_skips``: the fires a
+  scheduler skipped (``misfire``: later than the job's grace time; ``overlap``: the job's
+  ``max_instances`` runs were still going), the newest :data:`SKIPS_KEPT` per job.
 * ``logs``: what each attempt's body printed and logged (the ``capture`` plugin), capped per
   attempt by that plugin.
 * ``owners``: the processes that have the database open for writing (pid, host, command),
@@ -172,7 +174,22 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # What a resume re-applies: the --set and TASKLOOM_* overrides the run started with.
         "ALTER TABLE runs ADD COLUMN overrides TEXT",
     ),
+    8: (
+        # The fires a scheduler skipped: too late (misfire) or too many runs going (overlap).
+        """CREATE TABLE schedule_skips (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            scheduled_for REAL NOT NULL,
+            recorded REAL NOT NULL,
+            detail TEXT
+        )""",
+        "CREATE INDEX schedule_skips_job ON schedule_skips(job_id, id)",
+    ),
 }
+
+#: How many skipped fires ``schedule_skips`` keeps per job (older ones are deleted).
+SKIPS_KEPT = 100
 
 #: The version this taskloom writes.
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -58,6 +58,22 @@ def _run_dict(record: Any) -> dict[str, Any]:
         "started": record.started, "finished": record.finished, "duration": record.duration,
         "counts": dict(record.counts), "config_path": record.config_path,
         "config_hash": record.config_hash, "resumes": record.resumes, "pid": record.pid,
+        "trigger": getattr(record, "trigger", None),
+        "parent_id": getattr(record, "parent_id", None),
+    }
+
+
+def task_dict(t: Any, preview: str | None) -> dict[str, Any]:
+    """A task record with its attempts as JSON-ready dictionaries."""
+    return {
+        "name": t.name, "state": t.state, "error_type": t.error_type,
+        "error": t.error, "cache_hit": t.cache_hit, "result_kind": t.result_kind,
+        "result_note": t.result_note, "result_preview": preview,
+        "attempts": [{
+            "number": a.number, "state": a.state, "started": a.started,
+            "finished": a.finished, "duration": a.duration,
+            "error_type": a.error_type, "error": a.error, "traceback": a.traceback,
+        } for a in t.attempts],
     }
 
 
@@ -78,14 +94,17 @@ class History:
 
     # -- the run list ---------------------------------------------------------------------------
     def runs(self, *, workflow: str | None = None, status: str | None = None,
-             since: float | None = None, until: float | None = None, limit: int = 50,
-             offset: int = 0) -> dict[str, Any]:
+             since: float | None = None, until: float | None = None,
+             trigger: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        # Only a filter in use is passed on: a history that keeps no trigger still lists runs.
+        by_trigger = {"trigger": trigger} if trigger else {}
         page = self.store.runs_page(limit, offset, workflow=workflow, status=status,
-                                    since=since, until=until)
+                                    since=since, until=until, **by_trigger)
         return {
             "runs": [_run_dict(r) for r in page.runs], "total": page.total,
             "limit": page.limit, "offset": page.offset,
-            "counts": self.store.status_counts(workflow=workflow, since=since, until=until),
+            "counts": self.store.status_counts(workflow=workflow, since=since, until=until,
+                                               **by_trigger),
             "workflows": self.store.workflows(),
         }
 
@@ -108,32 +127,51 @@ class History:
         version = self.store.run_version(run_id)
         return None if version is None else tuple(version)
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
+    def run(self, run_id: str, *, records: bool = False) -> dict[str, Any] | None:
         """The run with every task: state, attempts (timings, errors with tracebacks),
         result preview; its dependencies (from its configuration file, when it still
-        parses) and the actions asked of it."""
+        parses) and the actions asked of it. ``records``: ``tasks`` holds the store's task
+        records as they are and ``previews`` the result previews, for a caller that turns
+        only some of them into dictionaries (:func:`task_dict`)."""
         record = self.store.detail(run_id)
         if record is None:
             return None
         previews = self.store.result_previews(run_id)
         out = _run_dict(record)
-        tasks = []
-        for t in record.tasks:
-            tasks.append({
-                "name": t.name, "state": t.state, "error_type": t.error_type,
-                "error": t.error, "cache_hit": t.cache_hit, "result_kind": t.result_kind,
-                "result_note": t.result_note, "result_preview": previews.get(t.name),
-                "attempts": [{
-                    "number": a.number, "state": a.state, "started": a.started,
-                    "finished": a.finished, "duration": a.duration,
-                    "error_type": a.error_type, "error": a.error, "traceback": a.traceback,
-                } for a in t.attempts],
-            })
-        out["tasks"] = tasks
+        if records:
+            out["tasks"] = list(record.tasks)
+            out["previews"] = previews
+        else:
+            out["tasks"] = [task_dict(t, previews.get(t.name)) for t in record.tasks]
         out["dependencies"] = self.dependencies(record.config_path)
         out["actions"] = self.store.actions(run_id)
+        out["children"] = self.children(run_id)
         out["now"] = time.time()
         return out
+
+    def children(self, run_id: str) -> list[dict[str, Any]]:
+        """The runs this run started (their ``parent_id``); none from a history that does not
+        record parents."""
+        children = getattr(self.store, "children", None)
+        return [] if children is None else [_run_dict(r) for r in children(run_id)]
+
+    def log_previews(self, run_id: str, tasks: list[str],
+                     size: int) -> dict[tuple[str, int], tuple[str, int]]:
+        """The first ``size`` characters of each attempt's captured output of ``tasks``, with
+        its whole length: ``(task, attempt) -> (text, length)``."""
+        previews = getattr(self.store, "log_previews", None)
+        if previews is not None:
+            return dict(previews(run_id, tasks, size))
+        out = {}
+        for task in tasks:  # a history without the cut-down query: cut here
+            for name, attempt, _, text in self.store.logs(run_id, task):
+                out[(name, attempt)] = (text[:size], len(text))
+        return out
+
+    def log(self, run_id: str, task: str, attempt: int) -> str | None:
+        """One attempt's whole captured output, or None when none was recorded."""
+        rows = self.store.logs(run_id, task, attempt)
+        return None if not rows else str(rows[-1][3])
 
     def dependencies(self, config_path: str | None) -> dict[str, list[str]]:
         """Each task's dependencies as the run's configuration file declares them now
@@ -160,20 +198,27 @@ class History:
 
 
 def _declared_dependencies(path: Path) -> dict[str, list[str]]:
-    from taskloom.app.config import load_config
+    # Only the file's tasks and their depends_on are read, not the whole configuration
+    # validated: validating a 5,000-task file takes the better part of a second, and the
+    # graph needs nothing else.
+    from taskloom.app.config import _read
 
     try:
-        config = load_config(path, env={})
+        tasks = _read(path).get("tasks")
     except (ConfigError, OSError):
         return {}
-    return task_dependencies(config.tasks)
+    if not isinstance(tasks, dict):
+        return {}
+    return task_dependencies({name: spec for name, spec in tasks.items()
+                              if isinstance(spec, dict)})
 
 
 def task_dependencies(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, spec in tasks.items():
         deps = spec.get("depends_on") or []
-        out[name] = [deps] if isinstance(deps, str) else [str(d) for d in deps]
+        out[name] = ([deps] if isinstance(deps, str)
+                     else [str(d) for d in deps] if isinstance(deps, list) else [])
     return out
 
 

@@ -12,6 +12,8 @@ from taskloom.app.config import Config, Schedule
 from taskloom.kernel.errors import TaskloomError
 
 FIRES = 10
+#: How many of a job's newest skipped fires (misfires, overlaps) the page shows.
+SKIPS = 10
 
 
 def _zone(entry: Schedule) -> tzinfo:
@@ -22,6 +24,10 @@ def _zone(entry: Schedule) -> tzinfo:
         except (ZoneInfoNotFoundError, ValueError):
             return timezone.utc
     return timezone.utc
+
+
+def _local(ts: float, zone: tzinfo) -> str:
+    return datetime.fromtimestamp(float(ts), timezone.utc).astimezone(zone).isoformat()
 
 
 def in_words(entry: Schedule) -> str:
@@ -68,7 +74,7 @@ def schedules(config: Config, plugins: Any, state: Any | None,
             "words": in_words(entry), "zone": str(getattr(zone, "key", zone)),
             "coalesce": entry.coalesce, "max_instances": entry.max_instances,
             "misfire_grace_time": entry.misfire_grace_time, "jitter": entry.jitter,
-            "next": [], "problem": None, "last_fire_time": None,
+            "next": [], "problem": None, "last_fire_time": None, "skips": [],
         }
         if entry.trigger == "conditional":
             job["problem"] = "fires when its condition holds: no fixed times"
@@ -82,5 +88,14 @@ def schedules(config: Config, plugins: Any, state: Any | None,
         if saved and saved.get("last_fire_time") is not None:
             last = datetime.fromtimestamp(float(saved["last_fire_time"]), timezone.utc)
             job["last_fire_time"] = last.astimezone(zone).isoformat()
+        # A schedule state that keeps no skipped fires (not the SQLite store's) shows none.
+        skips = getattr(state, "skips", None)
+        job["skips_kept"] = callable(skips)
+        if callable(skips):
+            job["skips"] = [{
+                "kind": s["kind"], "detail": s["detail"],
+                "scheduled_for": _local(s["scheduled_for"], zone),
+                "recorded": _local(s["recorded"], zone),
+            } for s in skips(entry.id, SKIPS)]
         out.append(job)
     return out

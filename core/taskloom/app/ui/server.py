@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
@@ -48,8 +49,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskloom.app.text import counts_text, seconds, when
 from taskloom.app.ui.actions import Launcher, requested_by
-from taskloom.app.ui.history import History, is_final, task_dependencies
-from taskloom.app.ui.layout import Bar, Layout, gantt_svg, graph_svg, layout
+from taskloom.app.ui.history import History, is_final, task_dependencies, task_dict
+from taskloom.app.ui.layout import (
+    FULL_LIMIT,
+    SWEEPS,
+    Bar,
+    Layout,
+    compact_graph_svg,
+    gantt_lanes_svg,
+    gantt_svg,
+    graph_svg,
+    layout,
+)
 
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "taskloom_ui_token"
@@ -57,8 +68,11 @@ CSRF_COOKIE = "taskloom_csrf"
 PER_PAGE = 50
 MAX_PER_PAGE = 500
 STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
-#: Most tasks whose details (attempts, errors, result) a run page lists at once.
-TASK_DETAILS = 200
+#: How many tasks' details (attempts, errors, logs, result) one page of a run lists.
+TASK_DETAILS = 100
+#: How much of an attempt's captured output a run page shows (the rest: a link to all of it).
+LOG_PREVIEW = 4000
+TRIGGERS = ("manual", "schedule", "resume", "api")
 _DETAIL_ORDER = {"failed": 0, "cancelled": 1, "running": 2, "retrying": 3}
 _SET_ITEM = re.compile(r"^[A-Za-z0-9_.\-\"]+=.+$")
 
@@ -145,23 +159,32 @@ class Dashboard:
         self.poll = poll
         self.launcher = Launcher(history.path)
         self._layouts: dict[tuple[Any, ...], Layout] = {}
+        self._drawings: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # Pages are built on the thread pool: the caches are trimmed by one thread at a time.
+        self._cache_lock = threading.Lock()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters["when"] = when
         env.filters["seconds"] = seconds
         env.filters["counts"] = counts_text
         env.globals["statuses"] = STATUSES
+        env.globals["triggers"] = TRIGGERS
 
     # -- helpers ---------------------------------------------------------------------------------
     def _layout(self, run_id: str, names: list[str], deps: dict[str, list[str]]) -> Layout:
         """The run's layout; a live page asks again at every change, and a layout depends on
-        the tasks and their dependencies only, so the last few are kept."""
+        the tasks and their dependencies only, so the last few are kept. A graph drawn
+        compact (no names) keeps the declaration order inside its layers: ordering them
+        for fewer crossings is most of the layout's time and shows little there."""
         key = (run_id, tuple(names), tuple((n, tuple(d)) for n, d in deps.items()))
         found = self._layouts.get(key)
         if found is None:
-            found = self._layouts[key] = layout(names, deps)
-            while len(self._layouts) > 8:
-                del self._layouts[next(iter(self._layouts))]
+            sweeps = 0 if len(names) > FULL_LIMIT else SWEEPS
+            found = layout(names, deps, sweeps)
+            with self._cache_lock:
+                self._layouts[key] = found
+                while len(self._layouts) > 8:
+                    del self._layouts[next(iter(self._layouts))]
         return found
 
     def page(self, request: Request, name: str, context: dict[str, Any],
@@ -176,8 +199,11 @@ class Dashboard:
         status = q.get("status") or None
         if status is not None and status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        trigger = q.get("trigger") or None
+        if trigger is not None and trigger not in TRIGGERS:
+            raise BadRequest(f"trigger must be one of {', '.join(TRIGGERS)}; got {trigger!r}")
         out: dict[str, Any] = {"workflow": q.get("workflow") or None, "status": status,
-                               "since": None, "until": None}
+                               "trigger": trigger, "since": None, "until": None}
         for key in ("since", "until"):
             text = q.get(key)
             if text:
@@ -200,7 +226,8 @@ class Dashboard:
         filters = self._filters(request)
         data = self.history.runs(**filters)
         q = request.query_params
-        query = {k: q[k] for k in ("workflow", "status", "since", "until", "per") if q.get(k)}
+        query = {k: q[k] for k in ("workflow", "status", "trigger", "since", "until", "per")
+                 if q.get(k)}
         page = filters["offset"] // filters["limit"] + 1
         pages = max((data["total"] + filters["limit"] - 1) // filters["limit"], 1)
         data.update(page=page, pages=pages, query=query,
@@ -210,48 +237,108 @@ class Dashboard:
                     if page < pages else None)
         return data
 
-    def _run_view(self, run_id: str, task: str | None = None) -> dict[str, Any] | None:
-        run = self.history.run(run_id)
+    def _drawn(self, run_id: str) -> dict[str, Any] | None:
+        """The run with its graph and timeline drawn. A finished run changes only with its
+        version (a resume, an action), so its drawing is kept for that version: a big run's
+        page then costs a query and a template, not reading and drawing every task again."""
+        version = self.history.run_version(run_id)
+        if version is None:
+            return None
+        key = (run_id, version)
+        found = self._drawings.get(key)
+        if found is not None:
+            return found
+        run = self.history.run(run_id, records=True)
         if run is None:
             return None
+        # Task records, not dictionaries: only the listed tasks become dictionaries.
         tasks = run["tasks"]
-        states = {t["name"]: t["state"] for t in tasks}
-        names = [t["name"] for t in tasks]
-        graph = self._layout(run_id, names, run["dependencies"])
-        # A big run shows the details of the tasks that need a look first (failed, running,
-        # ...), then the rest in order, up to TASK_DETAILS; a click on a task in the graph
-        # asks for that task's details.
-        first = sorted(tasks, key=lambda t: _DETAIL_ORDER.get(t["state"], 9))
-        shown = first[:TASK_DETAILS]
-        if task is not None and task in states and all(t["name"] != task for t in shown):
-            shown.append(next(t for t in tasks if t["name"] == task))
+        states = {t.name: t.state for t in tasks}
+        graph = self._layout(run_id, list(states), run["dependencies"])
+        big = len(tasks) > FULL_LIMIT
         running = run["status"] == "running"
         now = run["now"]
-        ends = [a["finished"] for t in tasks for a in t["attempts"] if a["finished"]]
-        starts = [a["started"] for t in tasks for a in t["attempts"]]
+        ends = [a.finished for t in tasks for a in t.attempts if a.finished]
+        starts = [a.started for t in tasks for a in t.attempts]
         t0 = min([run["started"] or now, *starts])
         # A cut-off attempt (the process died) is drawn to the last thing recorded.
         last = max([*ends, *starts, run["finished"] or 0.0, t0])
         t1 = now if running else max(last, run["finished"] or 0.0)
         rows = []
-        for t in sorted((t for t in tasks if t["attempts"]),
-                        key=lambda t: t["attempts"][0]["started"]):
+        # Lanes need no order; rows go by each task's first start.
+        for t in (tasks if big else sorted((t for t in tasks if t.attempts),
+                                           key=lambda t: t.attempts[0].started)):
             bars = []
+            for a in t.attempts:
+                open_ = a.finished is None
+                end = a.finished if not open_ else (now if running else last)
+                state = a.state if not (open_ and not running) else "interrupted"
+                bars.append(Bar(t.name, a.number, state, a.started, end, open_))
+            rows.append((t.name, bars))
+        lanes = 0
+        if big:
+            drawn = compact_graph_svg(graph, states)
+            gantt, lanes = gantt_lanes_svg([b for _, bars in rows for b in bars], t0, t1,
+                                           now if running else None)
+        else:
+            drawn = graph_svg(graph, states, link=f"/runs/{run_id}?task=")
+            gantt = gantt_svg(rows, t0, t1, now if running else None)
+        view = {
+            "run": run, "final": is_final(run["status"]), "compact": big, "lanes": lanes,
+            "attempt_count": len(starts), "layer_count": len({p.layer for p in
+                                                              graph.nodes.values()}),
+            "graph_svg": drawn, "gantt_svg": gantt,
+            # The task list's order: those that need a look first (failed, running, ...).
+            "order": sorted(tasks, key=lambda t: _DETAIL_ORDER.get(t.state, 9)),
+        }
+        if view["final"]:
+            with self._cache_lock:
+                self._drawings[key] = view
+                while len(self._drawings) > 4:
+                    del self._drawings[next(iter(self._drawings))]
+        return view
+
+    def _run_view(self, run_id: str, task: str | None = None,
+                  page: int = 1) -> dict[str, Any] | None:
+        drawn = self._drawn(run_id)
+        if drawn is None:
+            return None
+        run = {**drawn["run"], "children": self.history.children(run_id)}
+        tasks = run["tasks"]
+        # The task list is paged, TASK_DETAILS a page; a task asked for by name (a click in
+        # the graph, the find box) is added to whichever page is shown.
+        first = drawn["order"]
+        pages = max((len(first) + TASK_DETAILS - 1) // TASK_DETAILS, 1)
+        page = min(max(page, 1), pages)
+        shown = first[(page - 1) * TASK_DETAILS:page * TASK_DETAILS]
+        if task is not None and all(t.name != task for t in shown):
+            shown += [t for t in tasks if t.name == task]
+        previews = run["previews"]
+        listed = [task_dict(t, previews.get(t.name)) for t in shown]
+        logs = self.history.log_previews(run_id, [t["name"] for t in listed], LOG_PREVIEW)
+        for t in listed:
             for a in t["attempts"]:
-                open_ = a["finished"] is None
-                end = a["finished"] if not open_ else (now if running else last)
-                state = a["state"] if not (open_ and not running) else "interrupted"
-                bars.append(Bar(t["name"], a["number"], state, a["started"], end, open_))
-            rows.append((t["name"], bars))
+                a["log"], a["log_size"] = logs.get((t["name"], a["number"]), (None, 0))
+        query = {"task": task} if task else {}
         return {
-            "run": run, "final": is_final(run["status"]), "shown_tasks": shown,
-            "hidden_tasks": len(tasks) - len(shown), "task": task,
-            "graph_svg": graph_svg(graph, states, link=f"/runs/{run_id}?task="),
-            "gantt_svg": gantt_svg(rows, t0, t1, now if running else None),
+            **drawn, "run": run, "shown_tasks": listed, "task": task,
+            "task_page": page, "task_pages": pages,
+            "first_shown": (page - 1) * TASK_DETAILS + 1,
+            "last_shown": min(page * TASK_DETAILS, len(tasks)),
+            "page_url": lambda n: f"/runs/{run_id}?{urlencode({**query, 'page': n})}",
+            "live_url": f"/runs/{run_id}/live?{urlencode({**query, 'page': page})}",
+            "log_preview": LOG_PREVIEW,
             "can_retry": run["status"] in ("failed", "cancelled", "interrupted")
             and bool(run["config_path"]),
-            "can_cancel": running,
+            "can_cancel": run["status"] == "running",
         }
+
+    @staticmethod
+    def _page_number(request: Request) -> int:
+        try:
+            return int(request.query_params.get("page", "1"))
+        except ValueError:
+            raise BadRequest("page must be a whole number") from None
 
     # -- pages and fragments --------------------------------------------------------------------
     async def index(self, request: Request) -> Response:
@@ -278,7 +365,9 @@ class Dashboard:
     async def run_page(self, request: Request) -> Response:
         run_id = await self._resolve(request)
         task = request.query_params.get("task")
-        view = None if run_id is None else await run_in_threadpool(self._run_view, run_id, task)
+        number = self._page_number(request)
+        view = None if run_id is None else await run_in_threadpool(
+            self._run_view, run_id, task, number)
         if view is None:
             return self.page(request, "missing.html",
                              {"what": f"run {request.path_params['run_id']}"}, 404)
@@ -287,7 +376,9 @@ class Dashboard:
     async def run_live(self, request: Request) -> Response:
         run_id = await self._resolve(request)
         task = request.query_params.get("task")
-        view = None if run_id is None else await run_in_threadpool(self._run_view, run_id, task)
+        number = self._page_number(request)
+        view = None if run_id is None else await run_in_threadpool(
+            self._run_view, run_id, task, number)
         if view is None:
             return PlainTextResponse("no such run", status_code=404)
         return self.page(request, "_run_live.html", view)
@@ -298,6 +389,39 @@ class Dashboard:
         if run is None:
             return JSONResponse({"error": "no such run"}, status_code=404)
         return JSONResponse(run)
+
+    def _log_query(self, request: Request) -> tuple[str | None, int | None]:
+        q = request.query_params
+        attempt = q.get("attempt")
+        try:
+            number = None if not attempt else int(attempt)
+        except ValueError:
+            raise BadRequest(f"attempt must be a whole number; got {attempt!r}") from None
+        return q.get("task") or None, number
+
+    async def log_text(self, request: Request) -> Response:
+        """One attempt's whole captured output as plain text (never HTML: nothing in it
+        runs in the browser)."""
+        run_id = await self._resolve(request)
+        task, number = self._log_query(request)
+        if task is None or number is None:
+            raise BadRequest("give the task and the attempt: ?task=NAME&attempt=N")
+        text = None if run_id is None else await run_in_threadpool(
+            self.history.log, run_id, task, number)
+        if text is None:
+            return PlainTextResponse(
+                f"no output recorded for task {task!r} attempt {number} of run "
+                f"{request.path_params['run_id']}", status_code=404)
+        return PlainTextResponse(text, headers={"X-Content-Type-Options": "nosniff"})
+
+    async def api_logs(self, request: Request) -> Response:
+        run_id = await self._resolve(request)
+        if run_id is None:
+            return JSONResponse({"error": "no such run"}, status_code=404)
+        task, number = self._log_query(request)
+        rows = await run_in_threadpool(self.history.store.logs, run_id, task, number)
+        return JSONResponse([{"task": name, "attempt": n, "time": t, "text": text}
+                             for name, n, t, text in rows])
 
     async def api_actions(self, request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(self.history.actions, None))
@@ -509,6 +633,7 @@ def create_app(history: History, *, config_path: str | Path | None = None,
         Route("/runs/table", d.runs_table),
         Route("/runs/{run_id}", d.run_page),
         Route("/runs/{run_id}/live", d.run_live),
+        Route("/runs/{run_id}/log", d.log_text),
         Route("/runs/{run_id}/retry", d.retry, methods=["POST"]),
         Route("/runs/{run_id}/cancel", d.cancel, methods=["POST"]),
         Route("/workflow", d.workflow_page),
@@ -518,6 +643,7 @@ def create_app(history: History, *, config_path: str | Path | None = None,
         Route("/events/runs/{run_id}", d.run_events),
         Route("/api/runs", d.api_runs),
         Route("/api/runs/{run_id}", d.api_run),
+        Route("/api/runs/{run_id}/logs", d.api_logs),
         Route("/api/actions", d.api_actions),
         Route("/api/workflow", d.api_workflow),
         Route("/api/schedules", d.api_schedules),
