@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskloom.api.history import parse_age
+from taskloom.api.params import Param, bind_args, declare, references, resolve
 from taskloom.app.keys import (
     ENGINE_KEYS,
     EXECUTOR_TABLE_KEYS,
@@ -317,6 +318,16 @@ class Config:
         return table
 
     @property
+    def params(self) -> dict[str, Param]:
+        """The ``[params]`` declarations, by name."""
+        return declare(self.raw.get("params", {}))[0]
+
+    def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's parameter values: ``given`` (``--param``) typed, defaults for the rest;
+        :class:`ConfigError` naming each parameter at fault."""
+        return resolve(self.params, given, source=self._source())
+
+    @property
     def base_dir(self) -> Path:
         """Where ``call`` modules and relative paths are looked up: the file's folder."""
         return self.path.resolve().parent if self.path is not None else Path.cwd()
@@ -363,6 +374,8 @@ class Config:
                     )
                     continue
             try:
+                if fn is not None and "args" in spec:
+                    fn = bind_args(fn, spec["args"])
                 tasks.append(_task(name, spec, fn))
             except (TypeError, ValueError) as exc:
                 problems.append(f"{format_path(('tasks', name), pyproject)}: {exc}")
@@ -518,6 +531,9 @@ class _Checker:
         for key in self.raw:
             if key not in ROOT_KEYS:
                 self.unknown((key,), ROOT_KEYS, "unknown table")
+        for problem in declare(self.raw.get("params", {}))[1]:
+            where, _, message = problem.partition(": ")
+            self.add(tuple(where.split(".")), message)
 
     def engine(self) -> None:
         table = self.raw.get("taskloom", {})
@@ -654,6 +670,11 @@ class _Checker:
                 if ref is not None and (not _REF.fullmatch(ref)
                                         or (":" not in ref and "." not in ref)):
                     self.add((*path, key), f"expected 'module:function', got {ref!r}")
+            declared = self.raw.get("params", {})
+            for ref in references(good.get("args", {})):
+                if not isinstance(declared, dict) or ref not in declared:
+                    self.add((*path, "args"), f"references parameter {ref!r}, which [params] "
+                             "does not declare")
             for i, dep in enumerate(good.get("depends_on", ())):
                 if not isinstance(dep, str):
                     continue

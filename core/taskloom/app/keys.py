@@ -63,6 +63,8 @@ TASK_KEYS: dict[str, Key] = {
     "when": Key(("string",), '"module:predicate": run only when it returns true, else skip'),
     "options": Key(("table",), "options for plugins, as a table (or each at the top level: "
                    "the options the installed plugins declare are listed below)"),
+    "args": Key(("table",), 'keyword arguments for the call; "{params.NAME}" is a run '
+                "parameter"),
 }
 
 SCHEDULE_KEYS: dict[str, Key] = {
@@ -93,4 +95,4 @@ SCHEDULE_KEYS: dict[str, Key] = {
 INTERVAL_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
 
 #: The root of a configuration file.
-ROOT_KEYS = ("taskloom", "tasks", "schedules")
+ROOT_KEYS = ("taskloom", "tasks", "schedules", "params")

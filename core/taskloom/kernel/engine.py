@@ -115,6 +115,7 @@ class Run:
         data: Mapping[str, Any] | None = None,
         trigger: str | None = None,
         parent_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         if trigger is not None and trigger not in TRIGGERS:
             raise TaskloomError(
@@ -128,6 +129,8 @@ class Run:
         #: The run this one continues (a resume, a child run).
         self.parent_id = parent_id
         self.data: dict[str, Any] = dict(data or {})
+        #: The run's parameters (``context.params``), recorded by the store.
+        self.params: dict[str, Any] = dict(params or {})
         self.plugins = engine.plugins
         self.stash = Stash()  # plugins' typed per-run state
         self.hook = engine.plugins.hook
@@ -850,12 +853,13 @@ class Engine:
         data: Mapping[str, Any] | None = None,
         trigger: str | None = None,
         parent_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Run:
         """A new run of this engine: add tasks, :meth:`Run.start`, :meth:`Run.wait`,
         :meth:`Run.close`. ``trigger`` says what started it (:data:`TRIGGERS`),
         ``parent_id`` the run it continues; both are recorded by the store."""
         return Run(self, run_id=run_id, name=name, data=data, trigger=trigger,
-                   parent_id=parent_id)
+                   parent_id=parent_id, params=params)
 
     def run(
         self,
@@ -868,6 +872,7 @@ class Engine:
         timeout: float | None = None,
         trigger: str | None = "api",
         on_conflict: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> RunSummary:
         """Run ``tasks`` to completion and return the summary (``trigger``: what started
         it, recorded by the store).
@@ -886,8 +891,10 @@ class Engine:
                 if recorded is not None:
                     if recorded["status"] == "completed":
                         return RunSummary(**recorded)
-                    return self.resume(run_id, tasks, name=name, data=data, timeout=timeout)
-            run = self.open_run(run_id=run_id, name=name, data=data, trigger=trigger)
+                    return self.resume(run_id, tasks, name=name, data=data, timeout=timeout,
+                                       params=params)
+            run = self.open_run(run_id=run_id, name=name, data=data, trigger=trigger,
+                                params=params)
             return self._execute(run, tasks, restored, None, timeout)
         finally:
             release()
@@ -912,6 +919,7 @@ class Engine:
         name: str | None = None,
         data: Mapping[str, Any] | None = None,
         timeout: float | None = None, on_conflict: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> RunSummary:
         """Finish a recorded run (claimed first): only what did not complete runs again.
 
@@ -925,7 +933,7 @@ class Engine:
             if recorded.status == "completed":
                 return recorded
             run = self.open_resumed_run(run_id, retry_failed=retry_failed,
-                                        name=name or recorded.name, data=data)
+                                        name=name or recorded.name, data=data, params=params)
             return self._execute(run, tasks, None, None, timeout)
         finally:
             release()
@@ -947,6 +955,7 @@ class Engine:
         retry_failed: bool = False,
         name: str | None = None,
         data: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Run:
         """A run with the id of a recorded one whose recorded outcomes are restored
         (:meth:`Run.restore`): add the workflow's tasks to it to finish the run."""
@@ -962,7 +971,10 @@ class Engine:
                 restored[task_name] = result
             elif state == "failed" and not retry_failed:
                 failed[task_name] = (error or "failed", error_type)
-        run = self.open_run(run_id=run_id, name=name, data=data, trigger="resume")
+        if params is None and hasattr(store, "recorded_params"):
+            params = store.recorded_params(run_id)  # the values the run started with
+        run = self.open_run(run_id=run_id, name=name, data=data, trigger="resume",
+                            params=params)
         run.restore(restored, failed)
         return run
 

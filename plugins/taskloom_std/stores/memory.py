@@ -31,6 +31,7 @@ class MemoryStore:
         self._cache: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._schedule = MemoryScheduleState()
         self._claims: dict[str, tuple[str | None, int]] = {}  # run id: (workflow, thread)
+        self._params: dict[str, dict[str, Any]] = {}
         self._released = threading.Event()
 
     # -- recording (called by the engine) ------------------------------------------------------
@@ -46,8 +47,9 @@ class MemoryStore:
         with self._lock:
             self._runs[summary.id] = (record, outcomes)
             self._runs.move_to_end(summary.id)
+            self._params[summary.id] = dict(getattr(run, "params", {}))
             while len(self._runs) > self.max_runs:
-                self._runs.popitem(last=False)
+                self._params.pop(self._runs.popitem(last=False)[0], None)
 
     # -- what the engine asks --------------------------------------------------------------
     def summary(self, run_id: str) -> dict[str, Any] | None:
@@ -59,6 +61,11 @@ class MemoryStore:
         with self._lock:
             found = self._runs.get(run_id)
         return {} if found is None else dict(found[1])
+
+    def recorded_params(self, run_id: str) -> dict[str, Any]:
+        """The parameter values run ``run_id`` started with (a resume runs with them)."""
+        with self._lock:
+            return dict(self._params.get(run_id, {}))
 
     def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
         with self._lock:

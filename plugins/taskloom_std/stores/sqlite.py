@@ -56,6 +56,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from taskloom.api.params import from_recorded as params_from_recorded
+from taskloom.api.params import recorded as recorded_params
 from taskloom_std.stores.claims import Busy, check_options, claim_loop, owner_label
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import (
@@ -464,8 +466,8 @@ class SqliteStore(QueuedRecorder, RunHistory):
         self._writable()
         tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
         self._active[run.id] = run
-        overrides = (json.dumps(self.overrides, sort_keys=True, default=str)
-                     if self.overrides else None)
+        recorded = {**self.overrides, **recorded_params(getattr(run, "params", {}))}
+        overrides = json.dumps(recorded, sort_keys=True, default=str) if recorded else None
         self._ops.append(("run_start", run.id, run.name, time.time(), tasks,
                           getattr(run, "trigger", None), getattr(run, "parent_id", None),
                           overrides))
@@ -939,6 +941,10 @@ class SqliteStore(QueuedRecorder, RunHistory):
             return {}
         found = json.loads(row[0]) if row and row[0] else {}
         return dict(found) if isinstance(found, dict) else {}
+
+    def recorded_params(self, run_id: str) -> dict[str, Any]:
+        """The parameter values run ``run_id`` started with (a resume runs with them)."""
+        return params_from_recorded(self.recorded_overrides(run_id))
 
     # -- requests from outside the running process ------------------------------------------------
     def record_action(self, action: str, requested_by: str, *, run_id: str | None = None,
