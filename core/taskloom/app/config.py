@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskloom.api.history import parse_age
+from taskloom.api.mapping import MappedTask, parse_map
 from taskloom.api.params import Param, bind_args, declare, references, resolve
 from taskloom.app.keys import (
     ENGINE_KEYS,
@@ -373,6 +374,9 @@ class Config:
                         f"{spec['call']!r} for task {name!r}: {type(exc).__name__}: {exc}"
                     )
                     continue
+            over = map_over(spec)
+            if over in self.tasks and over not in spec.get("depends_on", ()):
+                spec = {**spec, "depends_on": [*spec.get("depends_on", ()), over]}
             try:
                 if fn is not None and "args" in spec:
                     fn = bind_args(fn, spec["args"])
@@ -421,12 +425,25 @@ class Config:
         return str(self.path) if self.path is not None else None
 
 
+def map_over(spec: Mapping[str, Any]) -> str | None:
+    """The task or parameter a task table maps over (None: not mapped)."""
+    value = spec.get("map")
+    if isinstance(value, Mapping):
+        value = value.get("over")
+    return value if isinstance(value, str) else None
+
+
 def _task(name: str, spec: Mapping[str, Any], fn: Callable[..., Any] | None) -> Task:
-    return Task(
+    cls: Any = Task
+    extra: dict[str, Any] = {}
+    dependencies = spec.get("depends_on")
+    if "map" in spec:
+        cls, extra["map"] = MappedTask, parse_map(name, spec["map"])
+    return cls(  # type: ignore[no-any-return]
         name,
         description=spec.get("description", ""),
         priority=spec.get("priority", 1),
-        dependencies=spec.get("depends_on"),
+        dependencies=dependencies,
         config=spec.get("config"),
         fn=fn,
         tags=spec.get("tags", ()),
@@ -436,6 +453,7 @@ def _task(name: str, spec: Mapping[str, Any], fn: Callable[..., Any] | None) -> 
         options=spec.get("options"),
         # Every other key is an option a plugin declared (the validator checked which).
         **{k: v for k, v in spec.items() if k not in TASK_KEYS},
+        **extra,
     )
 
 
@@ -671,6 +689,8 @@ class _Checker:
                                         or (":" not in ref and "." not in ref)):
                     self.add((*path, key), f"expected 'module:function', got {ref!r}")
             declared = self.raw.get("params", {})
+            if "map" in good:
+                self.map_(name, good["map"], names, declared)
             for ref in references(good.get("args", {})):
                 if not isinstance(declared, dict) or ref not in declared:
                     self.add((*path, "args"), f"references parameter {ref!r}, which [params] "
@@ -685,6 +705,22 @@ class _Checker:
                              f"unknown task {dep!r}" + _did_you_mean(dep, names))
         self.cycles(good_tasks)
         return good_tasks
+
+    def map_(self, name: str, value: Any, names: list[str], declared: Any) -> None:
+        path: KeyPath = ("tasks", name, "map")
+        try:
+            spec = parse_map(name, value)
+        except ValueError as exc:
+            message = str(exc).removeprefix(f"task {name!r}: ")
+            where, _, rest = message.partition(": ")
+            self.add((*path[:2], *where.split(".")), rest)
+            return
+        params = declared if isinstance(declared, dict) else {}
+        if spec.over == name:
+            self.add(path, "a task cannot map over itself")
+        elif spec.over not in names and spec.over not in params:
+            self.add(path, f"maps over {spec.over!r}, which is neither a task nor a parameter "
+                     "in [params]" + _did_you_mean(spec.over, [*names, *params]))
 
     def bodies(self, tasks: Iterable[Task]) -> None:
         """Parameters of a body that nothing will fill (no dependency of that name, no
@@ -712,7 +748,8 @@ class _Checker:
         for name in tasks:
             graph.add_task(name)
         for name, spec in tasks.items():
-            for dep in spec.get("depends_on", ()):
+            over = map_over(spec)
+            for dep in [*spec.get("depends_on", ()), *([over] if over else [])]:
                 if isinstance(dep, str) and dep in tasks and dep != name:
                     graph.add_dependency(dep, name)
         cycle = graph.find_cycle()

@@ -63,6 +63,8 @@ TASK_KEYS: dict[str, Key] = {
     "when": Key(("string",), '"module:predicate": run only when it returns true, else skip'),
     "options": Key(("table",), "options for plugins, as a table (or each at the top level: "
                    "the options the installed plugins declare are listed below)"),
+    "map": Key(("string", "table"), 'run once per element of an upstream result or a '
+               'parameter: "files", or {over = "files", as = "path", key = "id"}'),
     "args": Key(("table",), 'keyword arguments for the call; "{params.NAME}" is a run '
                 "parameter"),
 }

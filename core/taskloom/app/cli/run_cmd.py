@@ -261,6 +261,7 @@ def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
                 run.cancel()
         elif stage == 1:
             _stop_new_starts(run)  # a retry decided meanwhile must not start either
+        view.total = max(view.total, len(run.tasks))  # mapped instances, tasks added live
         view.update()
         if finished:
             return
