@@ -377,6 +377,8 @@ class Config:
             over = map_over(spec)
             if over in self.tasks and over not in spec.get("depends_on", ()):
                 spec = {**spec, "depends_on": [*spec.get("depends_on", ()), over]}
+            if "subflow" in spec:
+                fn = self.subflow_body(name, spec["subflow"])
             try:
                 if fn is not None and "args" in spec:
                     fn = bind_args(fn, spec["args"])
@@ -406,6 +408,14 @@ class Config:
             raise ConfigError(problems, source=self._source())
         return found
 
+    def subflow_body(self, name: str, value: Any) -> Callable[..., Any]:
+        """The body of a ``subflow`` task: the file's workflow run as a child run."""
+        from taskloom.api.subflows import SubflowBody
+
+        file, params = subflow_spec(value)
+        path = (self.base_dir / file).resolve()
+        return SubflowBody(functools.partial(_child_workflow, path), params, name=path.stem)
+
     def resolve(self, ref: str) -> Callable[..., Any]:
         """Import ``"module:attr"`` (or ``"module.attr"``) with the file's folder on sys.path."""
         base = str(self.base_dir)
@@ -423,6 +433,22 @@ class Config:
 
     def _source(self) -> str | None:
         return str(self.path) if self.path is not None else None
+
+
+def subflow_spec(value: Any) -> tuple[str, dict[str, Any]]:
+    """``(file, params)`` of a ``subflow`` value (a file name or ``{file, params}``)."""
+    if isinstance(value, str):
+        return value, {}
+    return str(value.get("file")), dict(value.get("params") or {})
+
+
+def _child_workflow(path: Path) -> Any:
+    """A subflow's workflow, loaded from its file for each attempt."""
+    from taskloom.api.subflows import Workflow
+
+    config = load_config(path)
+    return Workflow(config.build_tasks(), config.conditions(), config.resolve_params,
+                    name=path.stem)
 
 
 def map_over(spec: Mapping[str, Any]) -> str | None:
@@ -470,6 +496,7 @@ class _Checker:
         self.origins = origins
         self.problems: list[str] = []
         self.schedules: list[Schedule] = []
+        self.base: Path | None = None  # the file, whose folder relative paths start from
 
     def add(self, path: KeyPath, message: str) -> None:
         origin = next((o for p, o in self.origins.items() if path[: len(p)] == p), None)
@@ -681,7 +708,9 @@ class _Checker:
             if good is None:
                 continue
             good_tasks[name] = good
-            if "call" not in spec:
+            if "subflow" in good:
+                self.subflow(name, good["subflow"])
+            elif "call" not in spec:
                 self.nothing_to_run(name, names)
             for key in ("call", "when"):
                 ref = good.get(key)
@@ -705,6 +734,24 @@ class _Checker:
                              f"unknown task {dep!r}" + _did_you_mean(dep, names))
         self.cycles(good_tasks)
         return good_tasks
+
+    def subflow(self, name: str, value: Any) -> None:
+        path: KeyPath = ("tasks", name, "subflow")
+        if isinstance(value, dict):
+            for key in value:
+                if key not in ("file", "params"):
+                    self.unknown((*path, key), ("file", "params"))
+            if not isinstance(value.get("file"), str):
+                self.add((*path, "file"), "expected the workflow's file name")
+                return
+            if not isinstance(value.get("params", {}), dict):
+                self.add((*path, "params"), "expected a table of parameters")
+        if "call" in self.raw["tasks"][name]:
+            self.add(path, "a task runs either a call or a subflow, not both")
+        file, _ = subflow_spec(value)
+        base = self.base.parent if self.base is not None else Path.cwd()
+        if not (base / file).is_file():
+            self.add(path, f"no such file: {file}")
 
     def map_(self, name: str, value: Any, names: list[str], declared: Any) -> None:
         path: KeyPath = ("tasks", name, "map")
@@ -1167,6 +1214,7 @@ def _check(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
     applied: dict[str, Any] = {}
     raw, origins, problems = _merge(path, overrides, env, applied)
     checker = _Checker(raw, plugins, _is_pyproject(path), origins)
+    checker.base = path.resolve() if path is not None else None
     checker.problems.extend(problems)
     if checker.plugins is None:
         checker.plugins = _plugins_for(raw.get("taskloom"), checker)

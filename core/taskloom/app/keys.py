@@ -65,6 +65,8 @@ TASK_KEYS: dict[str, Key] = {
                    "the options the installed plugins declare are listed below)"),
     "map": Key(("string", "table"), 'run once per element of an upstream result or a '
                'parameter: "files", or {over = "files", as = "path", key = "id"}'),
+    "subflow": Key(("string", "table"), 'run another workflow as a child run: "child.toml", or '
+                   '{file = "child.toml", params = {day = "{params.date}"}}'),
     "args": Key(("table",), 'keyword arguments for the call; "{params.NAME}" is a run '
                 "parameter"),
 }
