@@ -451,6 +451,17 @@ def _child_workflow(path: Path) -> Any:
                     name=path.stem)
 
 
+#: The keys of a waiting step, and what each is in the ``wait`` task option.
+WAIT_KEYS = {"wait_for": "signal", "wait_timeout": "timeout", "payload_schema": "schema",
+             "sleep": "sleep", "wait_until": "until"}
+
+
+def wait_option(spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``wait`` task option a task table's wait keys make (None: not a waiting step)."""
+    found = {WAIT_KEYS[k]: v for k, v in spec.items() if k in WAIT_KEYS}
+    return found or None
+
+
 def map_over(spec: Mapping[str, Any]) -> str | None:
     """The task or parameter a task table maps over (None: not mapped)."""
     value = spec.get("map")
@@ -462,6 +473,11 @@ def map_over(spec: Mapping[str, Any]) -> str | None:
 def _task(name: str, spec: Mapping[str, Any], fn: Callable[..., Any] | None) -> Task:
     cls: Any = Task
     extra: dict[str, Any] = {}
+    wait = wait_option(spec)
+    options = spec.get("options")
+    if wait is not None:
+        options = {**(options or {}), "wait": wait}
+        extra["executor"] = "wait"
     dependencies = spec.get("depends_on")
     if "map" in spec:
         cls, extra["map"] = MappedTask, parse_map(name, spec["map"])
@@ -474,12 +490,11 @@ def _task(name: str, spec: Mapping[str, Any], fn: Callable[..., Any] | None) -> 
         fn=fn,
         tags=spec.get("tags", ()),
         trigger_rule=spec.get("trigger_rule", "all_success"),
-        executor=spec.get("executor"),
         deadline=spec.get("deadline"),
-        options=spec.get("options"),
+        options=options,
         # Every other key is an option a plugin declared (the validator checked which).
         **{k: v for k, v in spec.items() if k not in TASK_KEYS},
-        **extra,
+        **{"executor": spec.get("executor"), **extra},
     )
 
 
@@ -708,7 +723,10 @@ class _Checker:
             if good is None:
                 continue
             good_tasks[name] = good
-            if "subflow" in good:
+            wait = wait_option(good)
+            if wait is not None:
+                self.wait(name, wait, spec)
+            elif "subflow" in good:
                 self.subflow(name, good["subflow"])
             elif "call" not in spec:
                 self.nothing_to_run(name, names)
@@ -734,6 +752,26 @@ class _Checker:
                              f"unknown task {dep!r}" + _did_you_mean(dep, names))
         self.cycles(good_tasks)
         return good_tasks
+
+    def wait(self, name: str, wait: dict[str, Any], spec: Mapping[str, Any]) -> None:
+        from taskloom.api.signals import parse_wait
+
+        path: KeyPath = ("tasks", name)
+        for key in ("call", "subflow", "map", "executor"):
+            if key in spec:
+                self.add((*path, key), "a waiting step (wait_for, sleep, wait_until) has no "
+                         f"{key}")
+        try:
+            parse_wait(wait, "wait")
+        except ConfigError as exc:
+            names = {v: k for k, v in WAIT_KEYS.items()}
+            for problem in exc.problems:
+                where, _, message = problem.partition(": ")
+                parts = where.split(".")
+                field = names.get(parts[1]) if len(parts) > 1 else None
+                self.add((*path, field) if field else path,
+                         message.replace("signal, sleep or until",
+                                         "wait_for, sleep or wait_until"))
 
     def subflow(self, name: str, value: Any) -> None:
         path: KeyPath = ("tasks", name, "subflow")

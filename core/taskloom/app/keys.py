@@ -67,6 +67,15 @@ TASK_KEYS: dict[str, Key] = {
                'parameter: "files", or {over = "files", as = "path", key = "id"}'),
     "subflow": Key(("string", "table"), 'run another workflow as a child run: "child.toml", or '
                    '{file = "child.toml", params = {day = "{params.date}"}}'),
+    "wait_for": Key(("string",), "wait for this signal (taskloom signal RUN NAME): its payload "
+                    "is the result; no worker is held"),
+    "wait_timeout": Key(("number",), "seconds a wait_for step waits before it fails",
+                        minimum=0),
+    "payload_schema": Key(("table",), 'the signal payload\'s fields and types: {approved = '
+                          '"bool", "note?" = "str"}'),
+    "sleep": Key(("number",), "wait this many seconds (a timer that survives a restart)",
+                 minimum=0),
+    "wait_until": Key(("string", "datetime"), 'wait until this time (ISO, or "{params.NAME}")'),
     "args": Key(("table",), 'keyword arguments for the call; "{params.NAME}" is a run '
                 "parameter"),
 }

@@ -129,8 +129,7 @@ class Run:
         #: The run this one continues (a resume, a child run).
         self.parent_id = parent_id
         self.data: dict[str, Any] = dict(data or {})
-        #: The run's parameters (``context.params``), recorded by the store.
-        self.params: dict[str, Any] = dict(params or {})
+        self.params: dict[str, Any] = dict(params or {})  # context.params, recorded
         self.plugins = engine.plugins
         self.stash = Stash()  # plugins' typed per-run state
         self.hook = engine.plugins.hook
@@ -600,7 +599,7 @@ class Run:
         if task._started is None:
             task._started = time.time()
         attempt.started = self.clock.monotonic()
-        self._inflight += 1
+        self._inflight += task._plan.executor.holds_worker
         task._plan.executor.submit(attempt)
 
     def _requeue(self, task: Task) -> None:
@@ -640,7 +639,7 @@ class Run:
             except Exception as exc:
                 unrecorded = exc
         with self._lock:
-            self._inflight -= 1
+            self._inflight -= task._plan.executor.holds_worker
             if self._inflight == 0 and "_task_done" in self.__dict__:
                 self._task_done.notify_all()
             if self._limiter is not None:
@@ -817,6 +816,11 @@ class Engine:
         # Not registered as a plugin: the run calls it directly (kernel/store.py).
         return registry.create("store", name, **dict(options))
 
+    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send signal ``name`` to run ``run_id``: the store keeps it for the step waiting
+        (a store that records signals: memory, sqlite; else ``AttributeError``)."""
+        self.store.send_signal(run_id, name, payload)
+
     def close(self) -> None:
         """Release the store (commit what it has queued); the engine runs nothing after."""
         store, self.store = self.store, None
@@ -971,10 +975,9 @@ class Engine:
                 restored[task_name] = result
             elif state == "failed" and not retry_failed:
                 failed[task_name] = (error or "failed", error_type)
-        if params is None and hasattr(store, "recorded_params"):
-            params = store.recorded_params(run_id)  # the values the run started with
+        recorded_params = getattr(store, "recorded_params", lambda _: None)  # as it started
         run = self.open_run(run_id=run_id, name=name, data=data, trigger="resume",
-                            params=params)
+                            params=recorded_params(run_id) if params is None else params)
         run.restore(restored, failed)
         return run
 

@@ -141,10 +141,10 @@ def _console() -> Any:
 
 
 _STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "interrupted": "red",
-          "running": "cyan"}
+          "running": "cyan", "waiting": "magenta"}
 
 
-_STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+_STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "interrupted")
 
 
 def _iso(ts: float | None) -> str | None:
