@@ -203,3 +203,12 @@ def test_validate_reports_a_missing_child_file(tmp_path):
     assert result.exit_code == 2
     assert "tasks.c.subflow: no such file: nope.toml" in result.output
 
+
+
+def test_a_workflow_running_itself_stops_at_the_depth_limit():
+    def itself():
+        return [subflow("again", itself)]
+
+    summary = run_flow(Engine(max_workers=2), [subflow("again", itself)])
+    assert summary.status == "failed"
+    assert "levels deep (at most 20): does a workflow run itself?" in summary.errors["again"]

@@ -20,7 +20,12 @@ from typing import Any
 
 from taskloom.api.params import substitute
 from taskloom.kernel.errors import TaskCancelled, TaskloomError
+from taskloom.kernel.stash import StashKey
 from taskloom.kernel.task import Task
+
+#: How deep child runs may nest: a workflow running itself as a subflow stops here.
+MAX_DEPTH = 20
+_DEPTH: StashKey[int] = StashKey()
 
 
 class SubflowFailed(TaskloomError):
@@ -56,6 +61,10 @@ class SubflowBody:
         parent = context.run
         engine = parent.engine
         child_id = f"{parent.id}.{context.task.name}"
+        depth = parent.stash.get(_DEPTH, 0) + 1
+        if depth > MAX_DEPTH:
+            raise SubflowFailed(f"child run {child_id} would nest {depth} levels deep (at "
+                                f"most {MAX_DEPTH}): does a workflow run itself?")
         workflow = self.load()
         given = {k: substitute(v, parent.params) for k, v in self.params.items()}
         params = workflow.params(given) if workflow.params is not None else given
@@ -71,6 +80,7 @@ class SubflowBody:
         else:
             run = engine.open_run(run_id=child_id, name=name, trigger="api",
                                   parent_id=parent.id, params=params)
+        run.stash[_DEPTH] = depth
         token = context.token
         token.add_callback(run.cancel)
         flow = Flow(run, list(workflow.tasks), workflow.conditions)
