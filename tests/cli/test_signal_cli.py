@@ -70,23 +70,32 @@ def _status(db: Path) -> str | None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-def test_approval_after_sigkill_then_resume_runs_nothing_twice(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_approval_after_the_process_stopped_then_resume_runs_nothing_twice(tmp_path,
+                                                                           monkeypatch, stop):
     (tmp_path / "sig_steps.py").write_text(STEPS)
     (tmp_path / "taskloom.toml").write_text(CONFIG)
     db = tmp_path / ".taskloom" / "taskloom.db"
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-c", "from taskloom.app.cli import main; main()", "run"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         deadline = time.monotonic() + 60
         while _status(db) != "waiting":  # the other process records the wait, then waits
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, stop)
+        out, _ = proc.communicate(timeout=60)  # a Ctrl-C does not wait for the signal
     finally:
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if stop == signal.SIGINT:
+        assert proc.returncode == 130, out
+        assert "'taskloom resume " in out
+        assert _status(db) == "waiting"  # recorded as waiting, not only interrupted
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("sig_steps", None)

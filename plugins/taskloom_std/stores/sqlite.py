@@ -658,6 +658,12 @@ class SqliteStore(QueuedRecorder, RunHistory):
                     " duration = coalesce(duration, 0) + ? WHERE id = ?",
                     (status, t, counts, duration, run_id),
                 )
+                if status == "interrupted":  # stopped while a step waits: resume goes on
+                    conn.execute(
+                        "UPDATE runs SET status = 'waiting' WHERE id = ? AND EXISTS"
+                        " (SELECT 1 FROM waits WHERE run_id = ? AND ended IS NULL)",
+                        (run_id, run_id),
+                    )
                 if reason:  # why it was interrupted: the history shows it with the status
                     conn.execute(
                         "INSERT INTO run_actions(run_id, action, requested_by, requested,"

@@ -59,11 +59,14 @@ class _Interrupts:
 
 
 def _stop_new_starts(run: Any) -> int:
-    """Cancel every task that has not started; running ones go on. Returns how many run."""
+    """Cancel every task that has not started; running ones go on, except waiting steps
+    (their recorded wait goes on when the run is resumed). Returns how many run."""
     running = 0
     with run._lock:  # nothing may be dispatched between the checks and the cancels
         for task in list(run.tasks.values()):
-            if task.status is TaskState.RUNNING:
+            if task.status is TaskState.RUNNING and task.executor == "wait":
+                run.cancel_task(task)
+            elif task.status is TaskState.RUNNING:
                 running += 1
             elif task.status not in TERMINAL:
                 run.cancel_task(task)
@@ -256,6 +259,10 @@ def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
                 running = _stop_new_starts(run)
                 view.print(f"[yellow]Interrupted ({why}): starting nothing new, waiting for "
                            f"{running} running task(s); Ctrl-C again to cancel them.[/]")
+                if any(t.executor == "wait" and t.status is TaskState.CANCELLED
+                       for t in run.tasks.values()):
+                    view.print("[yellow]Steps waiting for a signal or a time stay recorded: "
+                               f"'taskloom resume {run.id}' goes on with them.[/]")
             else:
                 view.print(f"[red]Cancelling running tasks ({why}).[/]")
                 run.cancel()
