@@ -40,6 +40,7 @@ SUITES = {
     "store": "bench_store",
     "otel": "bench_otel",
     "startup": "bench_startup",
+    "mapping": "bench_mapping",
     "dask": str(ROOT / "contrib" / "taskloom-dask" / "bench_dask.py"),
     "postgres": str(ROOT / "contrib" / "taskloom-postgres" / "bench_postgres.py"),
 }

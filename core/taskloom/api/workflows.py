@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskloom.api.graph import DependencyGraph
+from taskloom.api.mapping import MappedTask
 from taskloom.kernel.engine import (
     Attempt,
     Engine,
@@ -109,12 +110,18 @@ class Flow:
         self.conditions = dict(conditions or {})
         self.errors: dict[str, BaseException] = {}
         by_name = {t.name: t for t in self.tasks}
+        for task in self.tasks:  # a task mapped over another needs its result
+            over = getattr(task, "map", None)
+            if isinstance(task, MappedTask) and over is not None and over.over in by_name \
+                    and over.over not in task.dependencies:
+                task.dependencies.append(over.over)
         graph = DependencyGraph.from_tasks(t for t in self.tasks)
         held: set[str] = set()
         order = graph.topological_sort()
         for name in order:
             task = by_name[name]
-            if name in self.conditions or any(d in held for d in task.dependencies):
+            if name in self.conditions or isinstance(task, MappedTask) or any(
+                    d in held for d in task.dependencies):
                 held.add(name)
         self._held = [by_name[n] for n in order if n in held]
         self._start = [t for t in self.tasks if t.name not in held]
@@ -127,7 +134,8 @@ class Flow:
 
     def start(self) -> None:
         # A held task joins the run later: its body is checked now, before anything starts.
-        problems = [f"task {t.name!r}: {p}" for t in self._held for p in unfilled_parameters(t)]
+        problems = [f"task {t.name!r}: {p}" for t in self._held
+                    if not isinstance(t, MappedTask) for p in unfilled_parameters(t)]
         if problems:
             raise ConfigError(problems)
         self.run.add(self._start)
@@ -161,7 +169,8 @@ class Flow:
                 keep.append(task)
                 continue
             predicate = self.conditions.get(task.name)
-            if predicate is None:
+            mapped = isinstance(task, MappedTask)
+            if predicate is None and not mapped:
                 self.run.add([task])
                 continue
             if any(tasks[d].status not in TERMINAL for d in deps):
@@ -172,7 +181,10 @@ class Flow:
             ):
                 # An upstream did not complete: the trigger rule decides (an upstream
                 # failure fails the task, naming it); the condition is not asked.
-                self.run.add([task])
+                self.run.add([task.unmapped() if isinstance(task, MappedTask) else task])
+                continue
+            if predicate is None:
+                self._expand(task)  # type: ignore[arg-type]
                 continue
             try:
                 take = bool(predicate(condition_context(self.run, task)))
@@ -181,8 +193,31 @@ class Flow:
                           type(exc).__name__, exc)
                 self.errors[task.name] = exc
                 take = False
-            self.run.add([task], skipped=() if take else [task.name])
+            if take and isinstance(task, MappedTask):
+                self._expand(task)
+                continue
+            gather = task.unmapped() if isinstance(task, MappedTask) else task
+            self.run.add([gather], skipped=() if take else [task.name])
         self._held = keep
+
+    def _expand(self, task: MappedTask) -> None:
+        """Add a mapped task's instances and its gather task (:mod:`taskloom.api.mapping`)."""
+        over = task.map.over
+        source = self.run.tasks.get(over)
+        if source is None and over in self.run.params:
+            elements: Any = self.run.params[over]
+        elif source is not None and source.status is TaskState.COMPLETED:
+            elements = source.result
+        elif source is None:
+            self.run.add([task.failing(ConfigError([
+                f"task {task.name!r} maps over {over!r}, which is neither a task of the "
+                "workflow nor a run parameter"]))])
+            return
+        else:
+            self.run.add([task.unmapped()])
+            return
+        instances, gather = task.expand(elements)
+        self.run.add([*instances, gather])
 
 
 def run_flow(
@@ -192,9 +227,11 @@ def run_flow(
     *,
     name: str | None = None,
     data: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> RunSummary:
-    """Run tasks, some of them conditional, to completion on ``engine``."""
-    run = engine.open_run(name=name, data=data, trigger="api")
+    """Run tasks, some of them conditional or mapped (:mod:`taskloom.api.mapping`), to
+    completion on ``engine`` with the run parameters ``params``."""
+    run = engine.open_run(name=name, data=data, trigger="api", params=params)
     flow = Flow(run, tasks, conditions)
     try:
         flow.start()

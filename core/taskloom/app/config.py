@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskloom.api.history import parse_age
+from taskloom.api.mapping import MappedTask, parse_map
+from taskloom.api.params import Param, bind_args, declare, references, resolve
 from taskloom.app.keys import (
     ENGINE_KEYS,
     EXECUTOR_TABLE_KEYS,
@@ -317,6 +319,16 @@ class Config:
         return table
 
     @property
+    def params(self) -> dict[str, Param]:
+        """The ``[params]`` declarations, by name."""
+        return declare(self.raw.get("params", {}))[0]
+
+    def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's parameter values: ``given`` (``--param``) typed, defaults for the rest;
+        :class:`ConfigError` naming each parameter at fault."""
+        return resolve(self.params, given, source=self._source())
+
+    @property
     def base_dir(self) -> Path:
         """Where ``call`` modules and relative paths are looked up: the file's folder."""
         return self.path.resolve().parent if self.path is not None else Path.cwd()
@@ -362,7 +374,14 @@ class Config:
                         f"{spec['call']!r} for task {name!r}: {type(exc).__name__}: {exc}"
                     )
                     continue
+            over = map_over(spec)
+            if over in self.tasks and over not in spec.get("depends_on", ()):
+                spec = {**spec, "depends_on": [*spec.get("depends_on", ()), over]}
+            if "subflow" in spec:
+                fn = self.subflow_body(name, spec["subflow"])
             try:
+                if fn is not None and "args" in spec:
+                    fn = bind_args(fn, spec["args"])
                 tasks.append(_task(name, spec, fn))
             except (TypeError, ValueError) as exc:
                 problems.append(f"{format_path(('tasks', name), pyproject)}: {exc}")
@@ -389,6 +408,14 @@ class Config:
             raise ConfigError(problems, source=self._source())
         return found
 
+    def subflow_body(self, name: str, value: Any) -> Callable[..., Any]:
+        """The body of a ``subflow`` task: the file's workflow run as a child run."""
+        from taskloom.api.subflows import SubflowBody
+
+        file, params = subflow_spec(value)
+        path = (self.base_dir / file).resolve()
+        return SubflowBody(functools.partial(_child_workflow, path), params, name=path.stem)
+
     def resolve(self, ref: str) -> Callable[..., Any]:
         """Import ``"module:attr"`` (or ``"module.attr"``) with the file's folder on sys.path."""
         base = str(self.base_dir)
@@ -408,21 +435,66 @@ class Config:
         return str(self.path) if self.path is not None else None
 
 
+def subflow_spec(value: Any) -> tuple[str, dict[str, Any]]:
+    """``(file, params)`` of a ``subflow`` value (a file name or ``{file, params}``)."""
+    if isinstance(value, str):
+        return value, {}
+    return str(value.get("file")), dict(value.get("params") or {})
+
+
+def _child_workflow(path: Path) -> Any:
+    """A subflow's workflow, loaded from its file for each attempt."""
+    from taskloom.api.subflows import Workflow
+
+    config = load_config(path)
+    return Workflow(config.build_tasks(), config.conditions(), config.resolve_params,
+                    name=path.stem)
+
+
+#: The keys of a waiting step, and what each is in the ``wait`` task option.
+WAIT_KEYS = {"wait_for": "signal", "wait_timeout": "timeout", "payload_schema": "schema",
+             "sleep": "sleep", "wait_until": "until"}
+
+
+def wait_option(spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``wait`` task option a task table's wait keys make (None: not a waiting step)."""
+    found = {WAIT_KEYS[k]: v for k, v in spec.items() if k in WAIT_KEYS}
+    return found or None
+
+
+def map_over(spec: Mapping[str, Any]) -> str | None:
+    """The task or parameter a task table maps over (None: not mapped)."""
+    value = spec.get("map")
+    if isinstance(value, Mapping):
+        value = value.get("over")
+    return value if isinstance(value, str) else None
+
+
 def _task(name: str, spec: Mapping[str, Any], fn: Callable[..., Any] | None) -> Task:
-    return Task(
+    cls: Any = Task
+    extra: dict[str, Any] = {}
+    wait = wait_option(spec)
+    options = spec.get("options")
+    if wait is not None:
+        options = {**(options or {}), "wait": wait}
+        extra["executor"] = "wait"
+    dependencies = spec.get("depends_on")
+    if "map" in spec:
+        cls, extra["map"] = MappedTask, parse_map(name, spec["map"])
+    return cls(  # type: ignore[no-any-return]
         name,
         description=spec.get("description", ""),
         priority=spec.get("priority", 1),
-        dependencies=spec.get("depends_on"),
+        dependencies=dependencies,
         config=spec.get("config"),
         fn=fn,
         tags=spec.get("tags", ()),
         trigger_rule=spec.get("trigger_rule", "all_success"),
-        executor=spec.get("executor"),
         deadline=spec.get("deadline"),
-        options=spec.get("options"),
+        options=options,
         # Every other key is an option a plugin declared (the validator checked which).
         **{k: v for k, v in spec.items() if k not in TASK_KEYS},
+        **{"executor": spec.get("executor"), **extra},
     )
 
 
@@ -439,6 +511,7 @@ class _Checker:
         self.origins = origins
         self.problems: list[str] = []
         self.schedules: list[Schedule] = []
+        self.base: Path | None = None  # the file, whose folder relative paths start from
 
     def add(self, path: KeyPath, message: str) -> None:
         origin = next((o for p, o in self.origins.items() if path[: len(p)] == p), None)
@@ -518,6 +591,9 @@ class _Checker:
         for key in self.raw:
             if key not in ROOT_KEYS:
                 self.unknown((key,), ROOT_KEYS, "unknown table")
+        for problem in declare(self.raw.get("params", {}))[1]:
+            where, _, message = problem.partition(": ")
+            self.add(tuple(where.split(".")), message)
 
     def engine(self) -> None:
         table = self.raw.get("taskloom", {})
@@ -647,13 +723,25 @@ class _Checker:
             if good is None:
                 continue
             good_tasks[name] = good
-            if "call" not in spec:
+            wait = wait_option(good)
+            if wait is not None:
+                self.wait(name, wait, spec)
+            elif "subflow" in good:
+                self.subflow(name, good["subflow"])
+            elif "call" not in spec:
                 self.nothing_to_run(name, names)
             for key in ("call", "when"):
                 ref = good.get(key)
                 if ref is not None and (not _REF.fullmatch(ref)
                                         or (":" not in ref and "." not in ref)):
                     self.add((*path, key), f"expected 'module:function', got {ref!r}")
+            declared = self.raw.get("params", {})
+            if "map" in good:
+                self.map_(name, good["map"], names, declared)
+            for ref in references(good.get("args", {})):
+                if not isinstance(declared, dict) or ref not in declared:
+                    self.add((*path, "args"), f"references parameter {ref!r}, which [params] "
+                             "does not declare")
             for i, dep in enumerate(good.get("depends_on", ())):
                 if not isinstance(dep, str):
                     continue
@@ -664,6 +752,60 @@ class _Checker:
                              f"unknown task {dep!r}" + _did_you_mean(dep, names))
         self.cycles(good_tasks)
         return good_tasks
+
+    def wait(self, name: str, wait: dict[str, Any], spec: Mapping[str, Any]) -> None:
+        from taskloom.api.signals import parse_wait
+
+        path: KeyPath = ("tasks", name)
+        for key in ("call", "subflow", "map", "executor"):
+            if key in spec:
+                self.add((*path, key), "a waiting step (wait_for, sleep, wait_until) has no "
+                         f"{key}")
+        try:
+            parse_wait(wait, "wait")
+        except ConfigError as exc:
+            names = {v: k for k, v in WAIT_KEYS.items()}
+            for problem in exc.problems:
+                where, _, message = problem.partition(": ")
+                parts = where.split(".")
+                field = names.get(parts[1]) if len(parts) > 1 else None
+                self.add((*path, field) if field else path,
+                         message.replace("signal, sleep or until",
+                                         "wait_for, sleep or wait_until"))
+
+    def subflow(self, name: str, value: Any) -> None:
+        path: KeyPath = ("tasks", name, "subflow")
+        if isinstance(value, dict):
+            for key in value:
+                if key not in ("file", "params"):
+                    self.unknown((*path, key), ("file", "params"))
+            if not isinstance(value.get("file"), str):
+                self.add((*path, "file"), "expected the workflow's file name")
+                return
+            if not isinstance(value.get("params", {}), dict):
+                self.add((*path, "params"), "expected a table of parameters")
+        if "call" in self.raw["tasks"][name]:
+            self.add(path, "a task runs either a call or a subflow, not both")
+        file, _ = subflow_spec(value)
+        base = self.base.parent if self.base is not None else Path.cwd()
+        if not (base / file).is_file():
+            self.add(path, f"no such file: {file}")
+
+    def map_(self, name: str, value: Any, names: list[str], declared: Any) -> None:
+        path: KeyPath = ("tasks", name, "map")
+        try:
+            spec = parse_map(name, value)
+        except ValueError as exc:
+            message = str(exc).removeprefix(f"task {name!r}: ")
+            where, _, rest = message.partition(": ")
+            self.add((*path[:2], *where.split(".")), rest)
+            return
+        params = declared if isinstance(declared, dict) else {}
+        if spec.over == name:
+            self.add(path, "a task cannot map over itself")
+        elif spec.over not in names and spec.over not in params:
+            self.add(path, f"maps over {spec.over!r}, which is neither a task nor a parameter "
+                     "in [params]" + _did_you_mean(spec.over, [*names, *params]))
 
     def bodies(self, tasks: Iterable[Task]) -> None:
         """Parameters of a body that nothing will fill (no dependency of that name, no
@@ -691,7 +833,8 @@ class _Checker:
         for name in tasks:
             graph.add_task(name)
         for name, spec in tasks.items():
-            for dep in spec.get("depends_on", ()):
+            over = map_over(spec)
+            for dep in [*spec.get("depends_on", ()), *([over] if over else [])]:
                 if isinstance(dep, str) and dep in tasks and dep != name:
                     graph.add_dependency(dep, name)
         cycle = graph.find_cycle()
@@ -1109,6 +1252,7 @@ def _check(path: Path | None, overrides: Iterable[str] | Mapping[str, Any],
     applied: dict[str, Any] = {}
     raw, origins, problems = _merge(path, overrides, env, applied)
     checker = _Checker(raw, plugins, _is_pyproject(path), origins)
+    checker.base = path.resolve() if path is not None else None
     checker.problems.extend(problems)
     if checker.plugins is None:
         checker.plugins = _plugins_for(raw.get("taskloom"), checker)

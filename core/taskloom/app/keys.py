@@ -63,6 +63,21 @@ TASK_KEYS: dict[str, Key] = {
     "when": Key(("string",), '"module:predicate": run only when it returns true, else skip'),
     "options": Key(("table",), "options for plugins, as a table (or each at the top level: "
                    "the options the installed plugins declare are listed below)"),
+    "map": Key(("string", "table"), 'run once per element of an upstream result or a '
+               'parameter: "files", or {over = "files", as = "path", key = "id"}'),
+    "subflow": Key(("string", "table"), 'run another workflow as a child run: "child.toml", or '
+                   '{file = "child.toml", params = {day = "{params.date}"}}'),
+    "wait_for": Key(("string",), "wait for this signal (taskloom signal RUN NAME): its payload "
+                    "is the result; no worker is held"),
+    "wait_timeout": Key(("number",), "seconds a wait_for step waits before it fails",
+                        minimum=0),
+    "payload_schema": Key(("table",), 'the signal payload\'s fields and types: {approved = '
+                          '"bool", "note?" = "str"}'),
+    "sleep": Key(("number",), "wait this many seconds (a timer that survives a restart)",
+                 minimum=0),
+    "wait_until": Key(("string", "datetime"), 'wait until this time (ISO, or "{params.NAME}")'),
+    "args": Key(("table",), 'keyword arguments for the call; "{params.NAME}" is a run '
+                "parameter"),
 }
 
 SCHEDULE_KEYS: dict[str, Key] = {
@@ -93,4 +108,4 @@ SCHEDULE_KEYS: dict[str, Key] = {
 INTERVAL_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
 
 #: The root of a configuration file.
-ROOT_KEYS = ("taskloom", "tasks", "schedules")
+ROOT_KEYS = ("taskloom", "tasks", "schedules", "params")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from taskloom.kernel.errors import ConfigError
@@ -157,6 +157,15 @@ class TaskContext:
     @property
     def config(self) -> dict[str, Any]:
         return self.task.config
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The run's parameters (``Engine.run(..., params=...)``, ``--param``)."""
+        return self.run.params
+
+    def add_tasks(self, tasks: Iterable[Task]) -> None:
+        """Grow this run: add tasks, validated with what it has (names, dependencies)."""
+        self.run.add(tasks)
 
 
 class Attempt(HasStash):

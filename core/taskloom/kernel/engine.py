@@ -87,6 +87,11 @@ class Engine:
         # Not registered as a plugin: the run calls it directly (kernel/store.py).
         return registry.create("store", name, **dict(options))
 
+    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send signal ``name`` to run ``run_id``: the store keeps it for the step waiting
+        (a store that records signals: memory, sqlite; else ``AttributeError``)."""
+        self.store.send_signal(run_id, name, payload)
+
     def close(self) -> None:
         """Release the store (commit what it has queued); the engine runs nothing after."""
         store, self.store = self.store, None
@@ -119,18 +124,20 @@ class Engine:
         self, *, run_id: str | None = None, name: str | None = None,
         data: Mapping[str, Any] | None = None, trigger: str | None = None,
         parent_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Run:
         """A new run of this engine: add tasks, :meth:`Run.start`, :meth:`Run.wait`,
         :meth:`Run.close`. ``trigger`` says what started it (:data:`TRIGGERS`),
         ``parent_id`` the run it continues; both are recorded by the store."""
         return Run(self, run_id=run_id, name=name, data=data, trigger=trigger,
-                   parent_id=parent_id)
+                   parent_id=parent_id, params=params)
 
     def run(
         self, tasks: Iterable[Task], *, run_id: str | None = None, name: str | None = None,
         data: Mapping[str, Any] | None = None, restored: Mapping[str, Any] | None = None,
         timeout: float | None = None, trigger: str | None = "api",
         on_conflict: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> RunSummary:
         """Run ``tasks`` to completion and return the summary (``trigger``: what started
         it, recorded by the store).
@@ -149,8 +156,10 @@ class Engine:
                 if recorded is not None:
                     if recorded["status"] == "completed":
                         return RunSummary(**recorded)
-                    return self.resume(run_id, tasks, name=name, data=data, timeout=timeout)
-            run = self.open_run(run_id=run_id, name=name, data=data, trigger=trigger)
+                    return self.resume(run_id, tasks, name=name, data=data, timeout=timeout,
+                                       params=params)
+            run = self.open_run(run_id=run_id, name=name, data=data, trigger=trigger,
+                                params=params)
             return self._execute(run, tasks, restored, timeout)
         finally:
             release()
@@ -170,6 +179,7 @@ class Engine:
         self, run_id: str, tasks: Iterable[Task], *, retry_failed: bool = False,
         name: str | None = None, data: Mapping[str, Any] | None = None,
         timeout: float | None = None, on_conflict: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> RunSummary:
         """Finish a recorded run (claimed first): only what did not complete runs again.
 
@@ -183,7 +193,7 @@ class Engine:
             if recorded.status == "completed":
                 return recorded
             run = self.open_resumed_run(run_id, retry_failed=retry_failed,
-                                        name=name or recorded.name, data=data)
+                                        name=name or recorded.name, data=data, params=params)
             return self._execute(run, tasks, None, timeout)
         finally:
             release()
@@ -201,6 +211,7 @@ class Engine:
     def open_resumed_run(
         self, run_id: str, *, retry_failed: bool = False, name: str | None = None,
         data: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Run:
         """A run with the id of a recorded one whose recorded outcomes are restored
         (:meth:`Run.restore`): add the workflow's tasks to it to finish the run."""
@@ -208,7 +219,9 @@ class Engine:
         if store is None:
             raise TaskloomError("resume needs an engine with a store (Engine(store=...))")
         restored, failed = recorded_outcomes(store, run_id, retry_failed)
-        run = self.open_run(run_id=run_id, name=name, data=data, trigger="resume")
+        recorded_params = getattr(store, "recorded_params", lambda _: None)  # as it started
+        run = self.open_run(run_id=run_id, name=name, data=data, trigger="resume",
+                            params=recorded_params(run_id) if params is None else params)
         run.restore(restored, failed)
         return run
 

@@ -89,6 +89,7 @@ class Executor(abc.ABC):
     #: process can be killed; a thread cannot). A hard timeout on an executor without this
     #: capability is refused when the task joins a run.
     hard_timeouts = False
+    holds_worker = True  #: False: attempts wait without a worker, outside max_workers
 
     def __init__(self, max_workers: int | None = None, **options: Any) -> None:
         if options:

@@ -45,6 +45,7 @@ class Run:
         self, engine: Engine, *, run_id: str | None = None, name: str | None = None,
         data: Mapping[str, Any] | None = None, trigger: str | None = None,
         parent_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         if trigger is not None and trigger not in TRIGGERS:
             raise TaskloomError(
@@ -58,6 +59,7 @@ class Run:
         #: The run this one continues (a resume, a child run).
         self.parent_id = parent_id
         self.data: dict[str, Any] = dict(data or {})
+        self.params: dict[str, Any] = dict(params or {})  # context.params, recorded
         self.plugins = engine.plugins
         self.stash = Stash()  # plugins' typed per-run state
         self.hook = engine.plugins.hook
@@ -340,7 +342,7 @@ class Run:
         if task._started is None:
             task._started = time.time()
         attempt.started = self.clock.monotonic()
-        self._inflight += 1
+        self._inflight += task._plan.executor.holds_worker
         task._plan.executor.submit(attempt)
 
     def _requeue(self, task: Task) -> None:
@@ -380,7 +382,7 @@ class Run:
             except Exception as exc:
                 unrecorded = exc
         with self._lock:
-            self._inflight -= 1
+            self._inflight -= task._plan.executor.holds_worker
             if self._inflight == 0 and "_task_done" in self.__dict__:
                 self._task_done.notify_all()
             if self._limiter is not None:

@@ -511,8 +511,8 @@ class RunHistory:
                 continue
             if cutoff is not None and (when is None or when >= cutoff):
                 continue
-            if self._status(status, pid, host) == "running":
-                continue
+            if self._status(status, pid, host) in ("running", "waiting"):
+                continue  # a waiting run may be resumed when its signal comes
             doomed.append(run_id)
         doomed.reverse()
         if dry_run or not doomed:
@@ -529,7 +529,7 @@ class RunHistory:
                 gone = {run_id for run_id, status, pid, host in conn.execute(
                     "SELECT id, status, pid, host FROM runs"
                     f" WHERE id IN ({','.join('?' * len(chunk))})", chunk,
-                ).fetchall() if self._status(status, pid, host) != "running"}
+                ).fetchall() if self._status(status, pid, host) not in ("running", "waiting")}
                 chunk = [r for r in chunk if r in gone]
                 if not chunk:
                     continue
@@ -626,7 +626,7 @@ _RUN_COLUMNS = ("id, workflow, status, started, finished, duration, counts, conf
                 " config_hash, resumes, pid, host, trigger, parent_id")
 
 #: Every table holding rows of a run (``runs`` by ``id``, the others by ``run_id``).
-_RUN_TABLES = ("events", "errors", "results", "logs", "run_actions", "runs")
+_RUN_TABLES = ("events", "errors", "results", "logs", "run_actions", "signals", "waits", "runs")
 
 #: States an attempt ends in; anything else after ``running`` means it was cut off.
 _ATTEMPT_ENDS = frozenset({"completed", "failed", "cancelled", "retrying"})

@@ -14,6 +14,7 @@ from typing import Any
 
 from taskloom.api.scheduling import MemoryScheduleState
 from taskloom_std.stores.claims import Busy, check_options, claim_loop, owner_label
+from taskloom_std.stores.signals import Listener, MemorySignals
 
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
 
@@ -31,6 +32,8 @@ class MemoryStore:
         self._cache: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._schedule = MemoryScheduleState()
         self._claims: dict[str, tuple[str | None, int]] = {}  # run id: (workflow, thread)
+        self._params: dict[str, dict[str, Any]] = {}
+        self._signals = MemorySignals()
         self._released = threading.Event()
 
     # -- recording (called by the engine) ------------------------------------------------------
@@ -46,8 +49,9 @@ class MemoryStore:
         with self._lock:
             self._runs[summary.id] = (record, outcomes)
             self._runs.move_to_end(summary.id)
+            self._params[summary.id] = dict(getattr(run, "params", {}))
             while len(self._runs) > self.max_runs:
-                self._runs.popitem(last=False)
+                self._params.pop(self._runs.popitem(last=False)[0], None)
 
     # -- what the engine asks --------------------------------------------------------------
     def summary(self, run_id: str) -> dict[str, Any] | None:
@@ -59,6 +63,44 @@ class MemoryStore:
         with self._lock:
             found = self._runs.get(run_id)
         return {} if found is None else dict(found[1])
+
+    # -- signals and waits (taskloom_std.stores.signals) -------------------------------------
+    def send_signal(self, run_id: str, name: str, payload: Any = None,
+                    sent_by: str = "api") -> None:
+        """Record signal ``name`` for run ``run_id``; ``SignalRefused`` when it cannot be."""
+        self._signals.send_signal(run_id, name, payload, sent_by)
+
+    def received(self, run_id: str, name: str) -> tuple[bool, Any]:
+        return self._signals.received(run_id, name)
+
+    def open_wait(self, run_id: str, task: str) -> dict[str, Any] | None:
+        return self._signals.open_wait(run_id, task)
+
+    def begin_wait(self, run_id: str, task: str, kind: str, signal: str | None,
+                   started: float, due: float | None, schema: Any) -> None:
+        self._signals.begin_wait(run_id, task, kind, signal, started, due, schema)
+
+    def end_wait(self, run_id: str, task: str) -> None:
+        self._signals.end_wait(run_id, task)
+
+    def waits(self, run_id: str) -> list[dict[str, Any]]:
+        """The steps of run ``run_id`` waiting now (task, kind, signal, started, due)."""
+        return self._signals.waits(run_id)
+
+    def signals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every signal sent to run ``run_id`` (name, payload, sent, sent_by)."""
+        return self._signals.signals(run_id)
+
+    def add_signal_listener(self, fn: Listener) -> None:
+        self._signals.listeners.add(fn)
+
+    def remove_signal_listener(self, fn: Listener) -> None:
+        self._signals.listeners.remove(fn)
+
+    def recorded_params(self, run_id: str) -> dict[str, Any]:
+        """The parameter values run ``run_id`` started with (a resume runs with them)."""
+        with self._lock:
+            return dict(self._params.get(run_id, {}))
 
     def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
         with self._lock:

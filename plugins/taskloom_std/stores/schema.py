@@ -35,6 +35,9 @@ What is recorded and where:
   heartbeat, so a run id runs in one process at a time and ``max_active_runs`` holds across
   processes (:mod:`taskloom_std.stores.claims`). ``runs.overrides`` is the JSON object of
   the ``--set`` and ``TASKLOOM_*`` overrides (dotted key: value) a resume applies again.
+* ``signals`` and ``waits``: the signals sent to each run (the first of a name, its JSON
+  payload, who sent it) and the steps waiting for a signal or a time (their due time and
+  payload schema; ``ended`` once done); a run with an open wait reads ``waiting``.
 """
 
 from __future__ import annotations
@@ -185,6 +188,29 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             detail TEXT
         )""",
         "CREATE INDEX schedule_skips_job ON schedule_skips(job_id, id)",
+    ),
+    # Signals sent to runs, and the steps waiting (for a signal or a time) with their due
+    # time, so a wait outlives its process (taskloom_std.stores.signals).
+    9: (
+        """CREATE TABLE signals (
+            run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            payload TEXT,
+            sent REAL NOT NULL,
+            sent_by TEXT,
+            PRIMARY KEY (run_id, name)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE waits (
+            run_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            signal TEXT,
+            started REAL NOT NULL,
+            due REAL,
+            schema TEXT,
+            ended REAL,
+            PRIMARY KEY (run_id, task)
+        ) WITHOUT ROWID""",
     ),
 }
 

@@ -56,6 +56,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from taskloom.api.params import from_recorded as params_from_recorded
+from taskloom.api.params import recorded as recorded_params
+from taskloom_std.stores import signals as sigstore
 from taskloom_std.stores.claims import Busy, check_options, claim_loop, owner_label
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import (
@@ -191,6 +194,7 @@ class SqliteStore(QueuedRecorder, RunHistory):
         self.read_only = bool(read_only)
         self.config_path = None if config_path is None else str(Path(config_path).resolve())
         self.signer = Signer()
+        self._signal_listeners = sigstore.Listeners()
         self._host = socket.gethostname()
         self._read_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
@@ -464,8 +468,8 @@ class SqliteStore(QueuedRecorder, RunHistory):
         self._writable()
         tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
         self._active[run.id] = run
-        overrides = (json.dumps(self.overrides, sort_keys=True, default=str)
-                     if self.overrides else None)
+        recorded = {**self.overrides, **recorded_params(getattr(run, "params", {}))}
+        overrides = json.dumps(recorded, sort_keys=True, default=str) if recorded else None
         self._ops.append(("run_start", run.id, run.name, time.time(), tasks,
                           getattr(run, "trigger", None), getattr(run, "parent_id", None),
                           overrides))
@@ -654,6 +658,12 @@ class SqliteStore(QueuedRecorder, RunHistory):
                     " duration = coalesce(duration, 0) + ? WHERE id = ?",
                     (status, t, counts, duration, run_id),
                 )
+                if status == "interrupted":  # stopped while a step waits: resume goes on
+                    conn.execute(
+                        "UPDATE runs SET status = 'waiting' WHERE id = ? AND EXISTS"
+                        " (SELECT 1 FROM waits WHERE run_id = ? AND ended IS NULL)",
+                        (run_id, run_id),
+                    )
                 if reason:  # why it was interrupted: the history shows it with the status
                     conn.execute(
                         "INSERT INTO run_actions(run_id, action, requested_by, requested,"
@@ -939,6 +949,61 @@ class SqliteStore(QueuedRecorder, RunHistory):
             return {}
         found = json.loads(row[0]) if row and row[0] else {}
         return dict(found) if isinstance(found, dict) else {}
+
+    # -- signals and waits (taskloom_std.stores.signals) -------------------------------------
+    def send_signal(self, run_id: str, name: str, payload: Any = None,
+                    sent_by: str = "api") -> None:
+        """Record signal ``name`` for run ``run_id``; ``SignalRefused`` when it cannot be."""
+        self._with_conn(sigstore.sqlite_send, run_id, name, payload, sent_by)
+        self._signal_listeners.notify(run_id, name)
+
+    def received(self, run_id: str, name: str) -> tuple[bool, Any]:
+        found: tuple[bool, Any] = self._with_conn(sigstore.sqlite_received, run_id, name)
+        return found
+
+    def open_wait(self, run_id: str, task: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._with_conn(sigstore.sqlite_open_wait, run_id, task)
+        return found
+
+    def begin_wait(self, run_id: str, task: str, kind: str, signal: str | None,
+                   started: float, due: float | None, schema: Any) -> None:
+        self.flush()  # the run's row is written before it is marked waiting
+        self._with_conn(sigstore.sqlite_begin_wait, run_id, task, kind, signal, started, due,
+                        schema)
+
+    def end_wait(self, run_id: str, task: str) -> None:
+        self._with_conn(sigstore.sqlite_end_wait, run_id, task)
+
+    def waits(self, run_id: str) -> list[dict[str, Any]]:
+        """The steps of run ``run_id`` waiting now (task, kind, signal, started, due)."""
+        found: list[dict[str, Any]] = self._with_conn(sigstore.sqlite_waits, run_id)
+        return found
+
+    def signals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every signal sent to run ``run_id`` (name, payload, sent, sent_by)."""
+        found: list[dict[str, Any]] = self._with_conn(sigstore.sqlite_signals, run_id)
+        return found
+
+    def add_signal_listener(self, fn: sigstore.Listener) -> None:
+        self._signal_listeners.add(fn)
+
+    def remove_signal_listener(self, fn: sigstore.Listener) -> None:
+        self._signal_listeners.remove(fn)
+
+    def _with_conn(self, fn: Any, *args: Any) -> Any:
+        conn = self._connect()
+        try:
+            return fn(conn, *args)
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise StoreLockedError(self._locked_message()) from exc
+            raise StoreError(f"store 'sqlite': {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def recorded_params(self, run_id: str) -> dict[str, Any]:
+        """The parameter values run ``run_id`` started with (a resume runs with them)."""
+        return params_from_recorded(self.recorded_overrides(run_id))
 
     # -- requests from outside the running process ------------------------------------------------
     def record_action(self, action: str, requested_by: str, *, run_id: str | None = None,

@@ -34,6 +34,14 @@ def config_options(fn: F) -> F:
     return fn
 
 
+def param_option(fn: F) -> F:
+    """``--param NAME=VALUE`` (repeatable)."""
+    return click.option(
+        "--param", "param_items", multiple=True, metavar="NAME=VALUE",
+        help="A run parameter declared in [params] (typed as declared: "
+             "--param date=2026-12-01). Repeatable.")(fn)
+
+
 def fail(problems: Sequence[str], source: str | None = None) -> NoReturn:
     """Print every problem (``FILE: key.path: message``) and exit with status 2."""
     prefix = f"{source}: " if source else ""

@@ -29,7 +29,7 @@ from typing import Any
 import click
 
 from taskloom.api.history import HistoryProvider, RunHistoryReader
-from taskloom.app.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail
+from taskloom.app.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, param_option
 from taskloom.app.text import counts_text, seconds, when
 from taskloom.kernel.errors import ConfigError, TaskloomError
 
@@ -141,10 +141,10 @@ def _console() -> Any:
 
 
 _STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "interrupted": "red",
-          "running": "cyan"}
+          "running": "cyan", "waiting": "magenta"}
 
 
-_STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+_STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "interrupted")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -447,8 +447,9 @@ def gantt(record: Any, max_tasks: int = 200) -> str:
 @click.option("--on-conflict", type=click.Choice(["wait", "error"]), default=None,
               help="When the run is being run (or resumed) by another process: wait for it "
                    "to end, or exit 2 naming it (default: [taskloom] on_conflict, else wait).")
+@param_option
 def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
-           sets: Sequence[str], on_conflict: str | None) -> None:
+           sets: Sequence[str], on_conflict: str | None, param_items: Sequence[str]) -> None:
     """Finish a recorded run: completed tasks keep their stored results, tasks that were
     running when the process died run again (at-least-once), failed tasks stay failed
     unless --retry-failed.
@@ -459,13 +460,13 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     every task completed, 1 a task failed or the run could not be recorded, 2 bad input,
     130 interrupted.
 
-    The --set and TASKLOOM_* overrides and the store settings the run was recorded with
-    apply again (this command's own --set wins). Only one process runs a run at a time: a
-    second resume waits for the first (then has nothing to do) or, with --on-conflict
-    error, exits 2 naming the process that holds it.
+    The parameters, the --set and TASKLOOM_* overrides and the store settings the run was
+    recorded with apply again (this command's own --param and --set win). Only one process
+    runs a run at a time: a second resume waits for the first (then has nothing to do) or,
+    with --on-conflict error, exits 2 naming the process that holds it.
     """
     from taskloom.app.cli._common import build_engine, show_logs
-    from taskloom.app.cli.run_cmd import record_settings
+    from taskloom.app.cli.run_cmd import record_settings, run_params
     from taskloom.app.config import dotted_key, load_config, parse_set
 
     if file is not None and not Path(file).is_file():
@@ -496,6 +497,7 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
     section = config.settings.get("logging")
     if isinstance(section, dict) and section.get("level") and section.get("enabled", True):
         show_logs(str(section["level"]), explicit=False)
+    params = run_params(config, param_items)
     try:
         tasks = config.build_tasks()
         conditions = config.conditions()
@@ -518,7 +520,8 @@ def resume(run: str, file: str | None, db: str | None, retry_failed: bool,
             engine.close()
             click.echo(f"run {run_id} already completed; nothing to do")
             raise SystemExit(EXIT_OK)
-        code = _finish(engine, run_id, record.workflow, tasks, conditions, retry_failed)
+        code = _finish(engine, run_id, record.workflow, tasks, conditions, retry_failed,
+                       params)
     finally:
         release()
     raise SystemExit(code)
@@ -550,14 +553,16 @@ def _recorded_config(run_id: str, recorded: str | None) -> str:
 
 
 def _finish(engine: Any, run_id: str, workflow: str | None, tasks: list[Any],
-            conditions: dict[str, Any], retry_failed: bool) -> int:
+            conditions: dict[str, Any], retry_failed: bool,
+            params: dict[str, Any] | None = None) -> int:
     from taskloom.api.workflows import Flow
 
     t0 = time.monotonic()
     try:
         kept = sum(1 for state, stored, *_ in engine.store.outcomes(run_id).values()
                    if state == "completed" and stored)
-        run_ = engine.open_resumed_run(run_id, retry_failed=retry_failed, name=workflow)
+        run_ = engine.open_resumed_run(run_id, retry_failed=retry_failed, name=workflow,
+                                       params=params)
         flow = Flow(run_, tasks, conditions)
         flow.start()
     except TaskloomError as exc:

@@ -150,7 +150,8 @@ class ProgressView:
             o = self.observer
             final = sum(o.count(s) for s in (TaskState.COMPLETED, TaskState.FAILED,
                                              TaskState.SKIPPED, TaskState.CANCELLED))
-            self._progress.update(self._bar, completed=final, counts=self._counts())
+            self._progress.update(self._bar, completed=final, total=self.total,
+                                  counts=self._counts())
 
     def _print_output(self, event: Event) -> None:
         from rich.markup import escape

@@ -18,6 +18,7 @@ from taskloom.app.cli._common import (
     config_path,
     fail,
     load,
+    param_option,
     start_exporters,
     stop_exporters,
 )
@@ -58,11 +59,14 @@ class _Interrupts:
 
 
 def _stop_new_starts(run: Any) -> int:
-    """Cancel every task that has not started; running ones go on. Returns how many run."""
+    """Cancel every task that has not started; running ones go on, except waiting steps
+    (their recorded wait goes on when the run is resumed). Returns how many run."""
     running = 0
     with run._lock:  # nothing may be dispatched between the checks and the cancels
         for task in list(run.tasks.values()):
-            if task.status is TaskState.RUNNING:
+            if task.status is TaskState.RUNNING and task.executor == "wait":
+                run.cancel_task(task)
+            elif task.status is TaskState.RUNNING:
                 running += 1
             elif task.status not in TERMINAL:
                 run.cancel_task(task)
@@ -88,9 +92,10 @@ def _stop_new_starts(run: Any) -> int:
 @click.option("--on-conflict", type=click.Choice(["wait", "error"]), default=None,
               help="When --run-id is being run by another process: wait for it, or exit 2 "
                    "naming it (default: [taskloom] on_conflict, else wait).")
+@param_option
 def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose: int,
         store: str | None, only: Sequence[str], on_limit: str | None, run_id: str | None,
-        on_conflict: str | None) -> None:
+        on_conflict: str | None, param_items: Sequence[str]) -> None:
     """Run the tasks declared in FILE (default: taskloom.toml, or [tool.taskloom] in
     pyproject.toml, in this folder or above).
 
@@ -99,8 +104,9 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
     max_active_runs, 130 interrupted. The first Ctrl-C starts nothing new and waits for
     running tasks; a second cancels them.
 
-    The run is recorded with the --set and TASKLOOM_* overrides and the store settings it
-    used: 'taskloom resume' applies them again. With [taskloom] max_active_runs = N, at most
+    The run is recorded with its parameters (--param, [params] defaults), the --set and
+    TASKLOOM_* overrides and the store settings it used: 'taskloom resume' applies them
+    again. With [taskloom] max_active_runs = N, at most
     N runs of this workflow (the file's name) go at once across processes sharing the store.
 
     \b
@@ -108,8 +114,10 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
       taskloom run examples/etl/taskloom.toml
       taskloom run examples/etl/taskloom.toml -v --set taskloom.max_workers=2
       taskloom run --task report --set tasks.report.retry=5
+      taskloom run --param date=2026-12-01
     """
     config = load(file, config_file, sets)
+    params = run_params(config, param_items)
     try:
         tasks = config.build_tasks()
         conditions = config.conditions()
@@ -124,7 +132,7 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
     record_settings(engine, config, on_limit=on_limit, on_conflict=on_conflict)
     exporters = start_exporters(engine, config)
     try:
-        code = _execute(engine, config, tasks, conditions, verbose, run_id)
+        code = _execute(engine, config, tasks, conditions, verbose, run_id, params)
     finally:
         stop_exporters(exporters)
     pruned = apply_retention(engine.store, config.settings)
@@ -133,8 +141,19 @@ def run(file: str | None, config_file: str | None, sets: Sequence[str], verbose:
     raise SystemExit(code)
 
 
+def run_params(config: Any, items: Sequence[str]) -> dict[str, Any]:
+    """The run's parameter values, or exit 2 naming each parameter at fault."""
+    from taskloom.api.params import parse_assignments
+
+    try:
+        return config.resolve_params(parse_assignments(items))  # type: ignore[no-any-return]
+    except ConfigError as exc:
+        fail(exc.problems, str(config.path) if config.path else None)
+
+
 def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
-             verbose: int, run_id: str | None = None) -> int:
+             verbose: int, run_id: str | None = None,
+             params: dict[str, Any] | None = None) -> int:
     from taskloom.app.cli.progress import ProgressObserver, ProgressView
 
     observer = ProgressObserver()
@@ -154,17 +173,18 @@ def _execute(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, A
                 return EXIT_OK
             fail([f"run {run_id} is recorded as {recorded['status']}: finish it with "
                   f"'taskloom resume {run_id}'"])
-        return _execute_claimed(engine, config, tasks, conditions, run_id, name, view)
+        return _execute_claimed(engine, config, tasks, conditions, run_id, name, view, params)
     finally:
         release()
 
 
 def _execute_claimed(engine: Any, config: Any, tasks: list[Any], conditions: dict[str, Any],
-                     run_id: str | None, name: str, view: Any) -> int:
+                     run_id: str | None, name: str, view: Any,
+                     params: dict[str, Any] | None = None) -> int:
     from taskloom.api.workflows import Flow
 
     try:
-        run_ = engine.open_run(run_id=run_id, name=name, trigger="manual")
+        run_ = engine.open_run(run_id=run_id, name=name, trigger="manual", params=params)
     except TaskloomError as exc:
         fail([str(exc)])
     flow = Flow(run_, tasks, {k: v for k, v in conditions.items()
@@ -239,11 +259,16 @@ def _drive(flow: Any, run: Any, view: Any, interrupts: _Interrupts) -> None:
                 running = _stop_new_starts(run)
                 view.print(f"[yellow]Interrupted ({why}): starting nothing new, waiting for "
                            f"{running} running task(s); Ctrl-C again to cancel them.[/]")
+                if any(t.executor == "wait" and t.status is TaskState.CANCELLED
+                       for t in run.tasks.values()):
+                    view.print("[yellow]Steps waiting for a signal or a time stay recorded: "
+                               f"'taskloom resume {run.id}' goes on with them.[/]")
             else:
                 view.print(f"[red]Cancelling running tasks ({why}).[/]")
                 run.cancel()
         elif stage == 1:
             _stop_new_starts(run)  # a retry decided meanwhile must not start either
+        view.total = max(view.total, len(run.tasks))  # mapped instances, tasks added live
         view.update()
         if finished:
             return
