@@ -43,6 +43,8 @@ from typing import Any
 
 import psycopg
 
+from taskloom_postgres.claims import RunClaims
+from taskloom_postgres.notify import RUNS, Listener, notify
 from taskloom_postgres.schema import SCHEMA_VERSION, check_version, migrate, read_version
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import StoreError, StoreVersionError
@@ -98,6 +100,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         result_limit: int = RESULT_LIMIT,
         config_path: str | os.PathLike[str] | None = None,
         read_only: bool = False,
+        claim_lease: float = 30.0,
     ) -> None:
         if not dsn or not isinstance(dsn, str):
             raise StoreError("store 'postgres': give the database as store_options.dsn "
@@ -108,7 +111,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 f"store 'postgres': durability must be 'fast' or 'safe', got {durability!r}"
             )
         for key, value in (("flush_interval", flush_interval),
-                           ("connect_timeout", connect_timeout)):
+                           ("connect_timeout", connect_timeout), ("claim_lease", claim_lease)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 0 < value < float("inf")
             ):
@@ -120,6 +123,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self.flush_interval = float(flush_interval)
         self.connect_timeout = float(connect_timeout)
         self.result_limit = int(result_limit)
+        self.claim_lease = float(claim_lease)
         self.read_only = bool(read_only)
         self.config_path = None if config_path is None else str(Path(config_path).resolve())
         self.signer = Signer()
@@ -128,6 +132,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self._closed = False
         self._failure: BaseException | None = None
         self._schedule: Any = None
+        self._listener: Listener | None = None
+        self._claims: RunClaims | None = None
         self._reader = self._pg_connect(autocommit=True)
         if self.read_only:
             try:
@@ -177,6 +183,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self._closing = False
         self._active: dict[str, Any] = {}
         self._next_cancel_poll = 0.0
+        self._next_heartbeat = 0.0
         self._writer = threading.Thread(target=self._write_loop, name="taskloom-pg-store",
                                         daemon=True)
         self._writer.start()
@@ -239,6 +246,9 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 self._failure = exc
             if self._active and not closing:
                 self._poll_cancels()
+            claims = self._claims
+            if claims is not None and claims.busy and not closing:
+                self._heartbeat(claims)
             with self._cond:
                 self._round_done = number
                 if ok:
@@ -290,9 +300,17 @@ class PostgresStore(QueuedRecorder, RunHistory):
     def _commit(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
+            touched: dict[str, None] = {}
             for kind, rows in batches:
                 if rows:
                     getattr(self, "_write_" + kind)(cur, rows)
+                    if kind in ("events", "errors", "results"):
+                        touched.update(dict.fromkeys(row[0] for row in rows))
+                    elif kind == "ops":
+                        touched.update(dict.fromkeys(
+                            row[1] for row in rows if row[0] in ("run_start", "run_finish")))
+            if touched:  # live views wake when this round commits (notify.RUNS)
+                notify(cur, RUNS, " ".join(touched))
 
     @staticmethod
     def _write_events(cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
@@ -400,9 +418,13 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 self._closing = True
             self._wake.set()
             self._writer.join()
+            if self._claims is not None:
+                self._claims.close()
             self._conn.close()
             if self._schedule is not None:
                 self._schedule.close()
+        if self._listener is not None:
+            self._listener.close()
         self._reader.close()
         if not self.read_only and self._failure is not None and self._retry:
             failure, self._failure = self._failure, None
@@ -516,6 +538,41 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 (run_id, workflow, action, requested_by, time.time(), detail),
             ).fetchone()
         return int(row[0]) if row else 0
+
+    # -- run claims (kernel/store.py; taskloom_postgres.claims) ---------------------------------
+    def listener(self) -> Listener:
+        """This store's LISTEN connection (:mod:`taskloom_postgres.notify`), made on first use."""
+        with self._read_lock:
+            if self._listener is None:
+                self._listener = Listener(lambda: self._pg_connect(autocommit=True))
+            return self._listener
+
+    def claim_run(self, run_id: str, workflow: str | None, *, on_conflict: str = "wait",
+                  max_active_runs: int | None = None, on_limit: str = "wait") -> Any:
+        """Claim ``run_id`` in the database for this thread; returns the release. Waits or
+        raises :class:`~taskloom_std.stores.claims.RunClaimedError` while the id is held
+        (or the workflow has ``max_active_runs`` claims), as ``on_conflict``/``on_limit``
+        say; a dead holder's claim (its pid gone on this host, or no heartbeat for
+        ``claim_lease`` seconds) is taken over."""
+        self._writable()
+        listener = self.listener()
+        with self._read_lock:
+            if self._claims is None:
+                self._claims = RunClaims(lambda: self._pg_connect(autocommit=True), self.dsn,
+                                         self.path, self.claim_lease, listener)
+            claims = self._claims
+        release = claims.claim(run_id, workflow, on_conflict=on_conflict,
+                               max_active_runs=max_active_runs, on_limit=on_limit)
+        self._wake.set()  # the writer starts the heartbeats
+        return release
+
+    def _heartbeat(self, claims: RunClaims) -> None:
+        """In the writer thread: renew this process's claims every third of the lease."""
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.claim_lease / 3
+        claims.heartbeat()
 
     def _poll_cancels(self) -> None:
         """In the writer thread: cancel the runs in progress here that someone asked to."""
