@@ -185,3 +185,37 @@ def test_schedule_claims_are_exactly_once_across_two_stores(store_kind):
     assert sorted(wins) == [float(t) for t in range(60)]
     assert not states[1].claim("job", 5.0, "late") and not states[0].claim("job", 59.0, "late")
     assert states[0].claim("other-job", 5.0, "a")
+
+
+def test_prune_deletes_old_runs_with_their_records_never_a_running_one(persistent_kind):
+    engine = persistent_kind.engine()
+    for run_id in ("old", "middle", "new"):
+        assert engine.run([Task("a", fn=lambda: print("said") or 1)], run_id=run_id).ok
+    inside, go = threading.Event(), threading.Event()
+
+    def gate() -> int:
+        inside.set()
+        go.wait(30)
+        return 2
+
+    going = threading.Thread(target=engine.run, args=([Task("a", fn=gate)],),
+                             kwargs={"run_id": "going"})
+    going.start()
+    assert inside.wait(30)
+    store = persistent_kind.open()
+    try:
+        with pytest.raises(ValueError, match="older_than, keep or both"):
+            store.prune()
+        assert store.prune(keep=2, dry_run=True) == ["old", "middle"]
+        assert store.summary("old") is not None  # a dry run deletes nothing
+        assert store.prune(older_than=3600) == []  # all ended just now
+        assert store.prune(older_than=0, keep=2, now=4e9) == ["old", "middle"]
+        assert store.summary("old") is None and store.outcomes("old") == {}
+        assert store.logs("old") == [] and store.summary("new") is not None
+        # keep=0 and any age: everything that is not running
+        assert store.prune(older_than=0, keep=0, now=4e9) == ["new"]
+        assert [r.id for r in store.runs()] == ["going"]
+    finally:
+        go.set()
+        going.join(30)
+    assert store.prune(older_than=0, now=4e9) == ["going"]  # it ended

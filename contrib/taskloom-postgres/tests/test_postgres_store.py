@@ -304,3 +304,31 @@ def test_processes_share_one_history_and_claim_each_fire_time_once(fresh_dsn, tm
         assert reader.summary("host-b-2")["results"] == {f"t{j}": j for j in range(20)}
     finally:
         reader.close()
+
+
+def test_taskloom_prune_by_dsn_and_by_configuration_never_a_run_going_elsewhere(fresh_dsn,
+                                                                              tmp_path):
+    engine = _engine(fresh_dsn)
+    try:
+        for run_id in ("r1", "r2", "r3"):
+            assert engine.run([Task("a", fn=lambda: 1)], run_id=run_id).ok
+    finally:
+        engine.close()
+    with psycopg.connect(fresh_dsn) as conn:  # a run going on another host, started long ago
+        conn.execute("INSERT INTO runs(id, status, started, pid, host) VALUES"
+                     " ('elsewhere', 'running', 1.0, 4242, 'other.example')")
+    env = dict(os.environ)
+    dry = _taskloom("prune", "--db", fresh_dsn, "--keep", "1", "--dry-run", env=env,
+                    cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete 2 run(s)" in dry.stdout and "r1" in dry.stdout
+    (tmp_path / "taskloom.toml").write_text(
+        '[taskloom]\nstore = "postgres"\n\n[tasks.a]\ncall = "os:getpid"\n')
+    env["TASKLOOM_STORE_OPTIONS__DSN"] = fresh_dsn
+    done = _taskloom("prune", "-c", "taskloom.toml", "--older-than", "0s", env=env,
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 3 run(s)" in done.stdout
+    with psycopg.connect(fresh_dsn) as conn:
+        assert conn.execute("SELECT id FROM runs").fetchall() == [("elsewhere",)]
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)

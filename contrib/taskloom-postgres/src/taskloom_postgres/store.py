@@ -191,9 +191,59 @@ class PostgresStore(QueuedRecorder, RunHistory):
 
     def prune(self, older_than: float | None = None, keep: int | None = None, *,
               now: float | None = None, dry_run: bool = False) -> list[str]:
-        """Not yet for PostgreSQL: say so instead of deleting with SQLite's statements."""
-        raise StoreError("store 'postgres': taskloom prune and the retention setting are not "
-                         "available for PostgreSQL yet")
+        """Delete runs that ended (or started) more than ``older_than`` seconds before
+        ``now``, except the ``keep`` newest, with everything recorded for them; returns
+        their ids, oldest first. A running run is never deleted: one running on another
+        host always counts as running (its process cannot be checked from here), one whose
+        process is gone on this host counts as interrupted. ``dry_run``: delete nothing."""
+        if older_than is None and keep is None:
+            raise ValueError("prune needs older_than, keep or both")
+        cutoff = None if older_than is None else (
+            (time.time() if now is None else now) - older_than)
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT id, status, pid, host, coalesce(finished, started) FROM runs"
+                " ORDER BY started DESC NULLS LAST, id"
+            ).fetchall()
+        doomed = []
+        for i, (run_id, status, pid, host, when) in enumerate(rows):
+            if keep is not None and i < keep:
+                continue
+            if cutoff is not None and (when is None or when >= cutoff):
+                continue
+            if self._status(status, pid, host) == "running":
+                continue
+            doomed.append(run_id)
+        doomed.reverse()
+        if dry_run or not doomed:
+            return doomed
+        self._writable()
+        deleted: list[str] = []
+        try:
+            with self._read_lock:
+                conn = self._live_reader()
+                with conn.transaction(), conn.cursor() as cur:
+                    for i in range(0, len(doomed), 1000):
+                        chunk = doomed[i:i + 1000]
+                        # Checked again under row locks: a resume may have started one since.
+                        cur.execute("SELECT id, status, pid, host FROM runs WHERE id = ANY(%s)"
+                                    " FOR UPDATE", (chunk,))
+                        chunk = [run_id for run_id, status, pid, host in cur.fetchall()
+                                 if self._status(status, pid, host) != "running"]
+                        if not chunk:
+                            continue
+                        for table in _RUN_TABLES:
+                            column = "id" if table == "runs" else "run_id"
+                            cur.execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)",
+                                        (chunk,))
+                        deleted.extend(chunk)
+                    if deleted:
+                        notify(cur, RUNS, "")
+        except psycopg.Error as exc:
+            raise StoreError(f"store 'postgres': cannot delete runs from {self.path}: "
+                             f"{str(exc).strip()}") from exc
+        order = {run_id: i for i, run_id in enumerate(doomed)}
+        return sorted(deleted, key=order.__getitem__)
 
     @property
     def location(self) -> str:
@@ -634,6 +684,9 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 self._schedule = PostgresScheduleState(self._pg_connect(autocommit=True))
             return self._schedule
 
+
+#: Every table holding rows of a run (``runs`` by ``id``, the others by ``run_id``).
+_RUN_TABLES = ("events", "errors", "results", "logs", "run_actions", "runs")
 
 _RESULTS_INSERT = (
     "INSERT INTO results(run_id, task, kind, value, note, cache_hit, t)"
