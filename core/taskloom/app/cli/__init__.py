@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "logs": "taskloom.app.cli.logs_cmd:logs",
     "prune": "taskloom.app.cli.prune_cmd:prune",
     "ui": "taskloom.app.cli.ui_cmd:ui",
+    "db": "taskloom.app.cli.db_cmd:db",
 }
 
 
