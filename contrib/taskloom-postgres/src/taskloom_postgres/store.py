@@ -274,6 +274,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self._ops.append((
             "run_finish", run.id, summary.status, time.time(), summary.duration,
             json.dumps(summary.counts, sort_keys=True),
+            getattr(run, "interrupted", None) if summary.status == "interrupted" else None,
         ))
         self.flush()
 
@@ -415,12 +416,18 @@ class PostgresStore(QueuedRecorder, RunHistory):
                      os.getpid(), self._host, trigger, parent),
                 )
             elif kind == "run_finish":
-                _, run_id, status, t, duration, counts = op
+                _, run_id, status, t, duration, counts, reason = op
                 cur.execute(
                     "UPDATE runs SET status = %s, finished = %s, counts = %s,"
                     " duration = coalesce(duration, 0) + %s WHERE id = %s",
                     (status, t, counts, duration, run_id),
                 )
+                if reason:  # why it was interrupted: the history shows it with the status
+                    cur.execute(
+                        "INSERT INTO run_actions(run_id, action, requested_by, requested,"
+                        " handled) VALUES (%s, 'interrupt', %s, %s, %s)",
+                        (run_id, str(reason), t, t),
+                    )
             elif kind == "logs":
                 _, run_id, task, attempt, t, text = op
                 cur.execute(
