@@ -88,8 +88,8 @@ class Listener:
             try:
                 for channel in CHANNELS:
                     conn.execute(f"LISTEN {channel}")
-                self._ready.set()
                 self._wake_all()  # anything sent while no connection listened was missed
+                self._ready.set()
                 while not self._stop.is_set():
                     for note in conn.notifies(timeout=_TICK):
                         self.received += 1
