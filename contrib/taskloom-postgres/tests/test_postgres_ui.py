@@ -144,3 +144,37 @@ def test_taskloom_ui_serves_a_postgresql_history_over_http(fresh_dsn, two_proces
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_run_started_from_the_dashboard_is_recorded_in_the_same_database(fresh_dsn,
+                                                                           two_processes,
+                                                                           tmp_path):
+    from taskloom.testing import wait_until
+
+    (tmp_path / "steps.py").write_text(STEPS)
+    config = tmp_path / "taskloom.toml"
+    config.write_text(CONFIG.replace('store = "postgres"', 'store = "sqlite"'))
+    history = History.open(fresh_dsn)
+    try:
+        with TestClient(create_app(history, config_path=config, stream_seconds=0,
+                                   poll=0.05)) as client:
+            client.get("/runs")
+            token = client.cookies.get(CSRF_COOKIE)
+            answer = client.post("/workflow/start", follow_redirects=False,
+                                 data={"csrf": token, "params": ""})
+            assert answer.status_code == 303, answer.text
+
+            def three_runs() -> bool:
+                data = client.get("/api/runs").json()
+                return data["total"] == 3 and data["runs"][0]["status"] != "running"
+
+            wait_until(three_runs, 60)
+            newest = client.get("/api/runs").json()["runs"][0]
+            assert newest["id"] not in two_processes.values()
+            assert newest["status"] == "completed"
+            (action,) = client.get("/api/actions").json()
+            assert action["action"] == "start"
+            logs = tmp_path / ".taskloom" / "ui-actions"
+            assert logs.is_dir() and not (tmp_path / ".taskloom" / "taskloom.db").exists()
+    finally:
+        history.close()
