@@ -1,6 +1,8 @@
 """What every store promises, checked on each (memory where it applies, SQLite, PostgreSQL):
 a run recorded and read back, resume, results by the codec, unsigned pickles, the result
-cache, schedule state and exactly-once claims across stores on one database."""
+cache, schedule state, exactly-once claims across stores on one database, deleting old runs
+(never a running one) and the reason an interrupted run stopped. Run-id claims and
+``max_active_runs`` are in ``test_run_claim_conformance``."""
 
 from __future__ import annotations
 
@@ -219,3 +221,28 @@ def test_prune_deletes_old_runs_with_their_records_never_a_running_one(persisten
         go.set()
         going.join(30)
     assert store.prune(older_than=0, now=4e9) == ["going"]  # it ended
+
+
+def test_an_interrupted_run_is_recorded_with_its_reason(persistent_kind):
+    engine = persistent_kind.engine()
+    started, release = threading.Event(), threading.Event()
+
+    def first() -> int:
+        started.set()
+        release.wait(10)
+        return 1
+
+    run = engine.open_run(name="w")
+    run.add([Task("first", fn=first),
+             Task("second", fn=lambda first: first + 1, dependencies=["first"])])
+    run.start()
+    assert started.wait(10)
+    run.interrupt("SIGTERM, SIGINT")
+    run.cancel_task(run.tasks["second"])
+    release.set()
+    run.wait(10)
+    assert run.close().status == "interrupted"
+    store = persistent_kind.open()
+    record = store.run(run.id)
+    assert (record.status, record.reason) == ("interrupted", "SIGTERM, SIGINT")
+    assert [r.id for r in store.runs_page(10, status="interrupted").runs] == [run.id]
