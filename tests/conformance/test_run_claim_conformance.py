@@ -158,3 +158,39 @@ def test_engine_runs_claim_their_id(store_kind):
     assert isinstance(refused, RunClaimedError)
     again = other.run([Task("a", fn=lambda: 2)], run_id="r1", on_conflict="error")
     assert again.ok and again.results == {"a": 1}  # recorded: not run again
+
+
+def test_max_active_runs_is_never_exceeded_by_threads_racing_on_four_stores(store_kind):
+    stores = [store_kind.open()]
+    stores += [_other(store_kind, stores[0]) for _ in range(3)]
+    lock = threading.Lock()
+    holding: list[int] = [0]
+    most: list[int] = [0]
+    granted: list[str] = []
+    failures: list[BaseException] = []
+
+    def claimant(which: int, number: int) -> None:
+        store = stores[which]
+        try:
+            for round_ in range(4):
+                run_id = f"r{number}-{round_}"
+                release = store.claim_run(run_id, "wf", max_active_runs=1)
+                with lock:
+                    holding[0] += 1
+                    most[0] = max(most[0], holding[0])
+                    granted.append(run_id)
+                store.flush()  # a round trip to the store while holding the place
+                with lock:
+                    holding[0] -= 1
+                release()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=claimant, args=(i % 4, i)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not failures, failures
+    assert sorted(granted) == sorted(f"r{i}-{r}" for i in range(8) for r in range(4))
+    assert most[0] == 1

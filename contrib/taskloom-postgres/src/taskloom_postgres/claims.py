@@ -6,9 +6,9 @@ A claim is a row of ``run_claims`` (primary key ``run_id``) naming its process (
 and its last heartbeat, in the database server's clock so that hosts whose clocks differ
 agree on a lease. One short transaction per attempt:
 
-1. with ``max_active_runs``, a transaction-scoped advisory lock on the workflow: claimants
-   of one workflow count its rows one at a time, so two of them can never both see one
-   place left (row locks alone cannot lock rows that do not exist yet);
+1. a transaction-scoped advisory lock on the workflow: claimants of one workflow count its
+   rows one at a time, so two of them can never both see one place left under
+   ``max_active_runs`` (row locks alone cannot lock rows that do not exist yet);
 2. the rows of this run id and workflow that belong to dead holders are deleted (a pid gone
    on this host, or no heartbeat for ``claim_lease`` seconds), with ``FOR UPDATE SKIP
    LOCKED``: a row another claimant is already taking over is left to it;
@@ -140,9 +140,10 @@ class RunClaims:
         granted = False
         row = None
         with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
-            if max_active_runs is not None:
-                cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                            (CLAIM_LOCK, workflow or ""))
+            # Every claimant of the workflow, limited or not, so that a count is never
+            # short of a row being inserted beside it.
+            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                        (CLAIM_LOCK, workflow or ""))
             cur.execute(
                 f"SELECT run_id, pid, host, heartbeat < {_NOW} - %s FROM run_claims"
                 " WHERE run_id = %s OR (%s AND workflow IS NOT DISTINCT FROM %s)"

@@ -34,7 +34,7 @@ SCHEDULES = "taskloom_schedules"
 CHANNELS = (RUNS, CLAIMS, SCHEDULES)
 
 #: How long the listening thread waits on its connection before it checks whether to stop.
-_TICK = 1.0
+_TICK = 0.25
 #: The pause before a dropped listening connection is made again.
 _RECONNECT = 1.0
 
