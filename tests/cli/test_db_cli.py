@@ -74,3 +74,14 @@ def test_no_history_there_is_said_and_nothing_is_created(tmp_path):
     assert result.exit_code == 2
     assert f"no run history at {db}" in result.output
     assert not db.exists()
+
+
+def test_history_of_an_older_database_points_at_db_upgrade_and_reads_after_it(tmp_path):
+    db = tmp_path / "runs.db"
+    _old_database(db, 6)
+    before = CliRunner().invoke(main, ["runs", "--db", str(db)])
+    assert before.exit_code == 2
+    assert f"taskloom db upgrade --db {db}" in before.output
+    assert CliRunner().invoke(main, ["db", "upgrade", "--db", str(db)]).exit_code == 0
+    after = CliRunner().invoke(main, ["runs", "--db", str(db)])
+    assert after.exit_code == 0, after.output

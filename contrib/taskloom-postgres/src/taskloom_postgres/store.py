@@ -150,8 +150,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 self._reader.close()
                 raise StoreVersionError(
                     f"{self.path} has taskloom schema version {version}, written by an older "
-                    "taskloom-postgres; history is read without writing, so run 'taskloom "
-                    "run' on it once to upgrade it")
+                    "taskloom-postgres; history is read without writing: upgrade it with "
+                    f"'taskloom db upgrade --db {self.path}'")
             return
         try:
             migrate(self._reader, self.path)
