@@ -64,6 +64,28 @@ class StoreKind:
         else:
             raise AssertionError(f"store {self.name!r} keeps no raw rows")
 
+    def plant_claim(self, run_id: str, workflow: str, pid: int, host: str,
+                    heartbeat: float) -> None:
+        """A claim row as another process (``pid`` on ``host``) leaves it, its last heartbeat
+        at ``heartbeat`` (epoch seconds)."""
+        row = (run_id, workflow, pid, host, heartbeat, heartbeat)
+        if self.name == "sqlite":
+            self.open().flush()  # the schema exists
+            conn = sqlite3.connect(self.options["path"])
+            with conn:
+                conn.execute("INSERT INTO run_claims(run_id, workflow, pid, host, claimed,"
+                             " heartbeat) VALUES (?, ?, ?, ?, ?, ?)", row)
+            conn.close()
+        elif self.name == "postgres":
+            import psycopg
+
+            self.open().flush()
+            with psycopg.connect(self.options["dsn"]) as conn:
+                conn.execute("INSERT INTO run_claims(run_id, workflow, pid, host, claimed,"
+                             " heartbeat) VALUES (%s, %s, %s, %s, %s, %s)", row)
+        else:
+            raise AssertionError(f"store {self.name!r} keeps no raw rows")
+
     def close(self) -> None:
         for engine in reversed(self.opened):
             engine.close()

@@ -1,6 +1,8 @@
 """What every store promises, checked on each (memory where it applies, SQLite, PostgreSQL):
 a run recorded and read back, resume, results by the codec, unsigned pickles, the result
-cache, schedule state and exactly-once claims across stores on one database."""
+cache, schedule state, exactly-once claims across stores on one database, deleting old runs
+(never a running one) and the reason an interrupted run stopped. Run-id claims and
+``max_active_runs`` are in ``test_run_claim_conformance``."""
 
 from __future__ import annotations
 
@@ -185,3 +187,62 @@ def test_schedule_claims_are_exactly_once_across_two_stores(store_kind):
     assert sorted(wins) == [float(t) for t in range(60)]
     assert not states[1].claim("job", 5.0, "late") and not states[0].claim("job", 59.0, "late")
     assert states[0].claim("other-job", 5.0, "a")
+
+
+def test_prune_deletes_old_runs_with_their_records_never_a_running_one(persistent_kind):
+    engine = persistent_kind.engine()
+    for run_id in ("old", "middle", "new"):
+        assert engine.run([Task("a", fn=lambda: print("said") or 1)], run_id=run_id).ok
+    inside, go = threading.Event(), threading.Event()
+
+    def gate() -> int:
+        inside.set()
+        go.wait(30)
+        return 2
+
+    going = threading.Thread(target=engine.run, args=([Task("a", fn=gate)],),
+                             kwargs={"run_id": "going"})
+    going.start()
+    assert inside.wait(30)
+    store = persistent_kind.open()
+    try:
+        with pytest.raises(ValueError, match="older_than, keep or both"):
+            store.prune()
+        assert store.prune(keep=2, dry_run=True) == ["old", "middle"]
+        assert store.summary("old") is not None  # a dry run deletes nothing
+        assert store.prune(older_than=3600) == []  # all ended just now
+        assert store.prune(older_than=0, keep=2, now=4e9) == ["old", "middle"]
+        assert store.summary("old") is None and store.outcomes("old") == {}
+        assert store.logs("old") == [] and store.summary("new") is not None
+        # keep=0 and any age: everything that is not running
+        assert store.prune(older_than=0, keep=0, now=4e9) == ["new"]
+        assert [r.id for r in store.runs()] == ["going"]
+    finally:
+        go.set()
+        going.join(30)
+    assert store.prune(older_than=0, now=4e9) == ["going"]  # it ended
+
+
+def test_an_interrupted_run_is_recorded_with_its_reason(persistent_kind):
+    engine = persistent_kind.engine()
+    started, release = threading.Event(), threading.Event()
+
+    def first() -> int:
+        started.set()
+        release.wait(10)
+        return 1
+
+    run = engine.open_run(name="w")
+    run.add([Task("first", fn=first),
+             Task("second", fn=lambda first: first + 1, dependencies=["first"])])
+    run.start()
+    assert started.wait(10)
+    run.interrupt("SIGTERM, SIGINT")
+    run.cancel_task(run.tasks["second"])
+    release.set()
+    run.wait(10)
+    assert run.close().status == "interrupted"
+    store = persistent_kind.open()
+    record = store.run(run.id)
+    assert (record.status, record.reason) == ("interrupted", "SIGTERM, SIGINT")
+    assert [r.id for r in store.runs_page(10, status="interrupted").runs] == [run.id]

@@ -304,3 +304,65 @@ def test_processes_share_one_history_and_claim_each_fire_time_once(fresh_dsn, tm
         assert reader.summary("host-b-2")["results"] == {f"t{j}": j for j in range(20)}
     finally:
         reader.close()
+
+
+def test_taskloom_prune_by_dsn_and_by_configuration_never_a_run_going_elsewhere(fresh_dsn,
+                                                                              tmp_path):
+    engine = _engine(fresh_dsn)
+    try:
+        for run_id in ("r1", "r2", "r3"):
+            assert engine.run([Task("a", fn=lambda: 1)], run_id=run_id).ok
+    finally:
+        engine.close()
+    with psycopg.connect(fresh_dsn) as conn:  # a run going on another host, started long ago
+        conn.execute("INSERT INTO runs(id, status, started, pid, host) VALUES"
+                     " ('elsewhere', 'running', 1.0, 4242, 'other.example')")
+    env = dict(os.environ)
+    dry = _taskloom("prune", "--db", fresh_dsn, "--keep", "1", "--dry-run", env=env,
+                    cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete 2 run(s)" in dry.stdout and "r1" in dry.stdout
+    (tmp_path / "taskloom.toml").write_text(
+        '[taskloom]\nstore = "postgres"\n\n[tasks.a]\ncall = "os:getpid"\n')
+    env["TASKLOOM_STORE_OPTIONS__DSN"] = fresh_dsn
+    done = _taskloom("prune", "-c", "taskloom.toml", "--older-than", "0s", env=env,
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 3 run(s)" in done.stdout
+    with psycopg.connect(fresh_dsn) as conn:
+        assert conn.execute("SELECT id FROM runs").fetchall() == [("elsewhere",)]
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+def test_taskloom_db_upgrade_reports_versions_and_refuses_a_newer_schema(fresh_dsn, tmp_path):
+    from taskloom_postgres.schema import MIGRATIONS, migrate
+
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        migrate(conn, "test", {1: MIGRATIONS[1]})  # as the first release left it
+    env = dict(os.environ)
+    done = _taskloom("db", "upgrade", "--db", fresh_dsn, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (f"{fresh_dsn}: schema version 1 -> schema version "
+                                   f"{SCHEMA_VERSION} (upgraded)")
+    assert _versions(fresh_dsn) == list(range(1, SCHEMA_VERSION + 1))
+    (tmp_path / "taskloom.toml").write_text(
+        '[taskloom]\nstore = "postgres"\n\n[tasks.a]\ncall = "os:getpid"\n')
+    env["TASKLOOM_STORE_OPTIONS__DSN"] = fresh_dsn
+    again = _taskloom("db", "upgrade", "-c", "taskloom.toml", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"{fresh_dsn}: schema version {SCHEMA_VERSION}, up to date"
+    with psycopg.connect(fresh_dsn) as conn:
+        conn.execute("INSERT INTO taskloom_schema(version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    newer = _taskloom("db", "upgrade", "--db", fresh_dsn, env=env, cwd=tmp_path)
+    assert newer.returncode == 2
+    assert (f"has taskloom schema version {SCHEMA_VERSION + 1}, written by a newer "
+            "taskloom-postgres") in newer.stderr
+    assert "Traceback" not in newer.stderr
+    assert _versions(fresh_dsn) == list(range(1, SCHEMA_VERSION + 2))
+
+
+def test_taskloom_db_upgrade_gives_an_empty_database_the_whole_schema(fresh_dsn, tmp_path):
+    done = _taskloom("db", "upgrade", "--db", fresh_dsn, env=dict(os.environ), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (f"{fresh_dsn}: no schema -> schema version "
+                                   f"{SCHEMA_VERSION} (upgraded)")

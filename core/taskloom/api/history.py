@@ -159,6 +159,18 @@ class PrunableHistory(Protocol):
         ...
 
 
+@runtime_checkable
+class UpgradableHistory(Protocol):
+    """A ``history`` component whose store's schema ``taskloom db upgrade`` brings up to date."""
+
+    def upgrade(self, location: str) -> tuple[str, int | None, int]:
+        """Apply the pending schema migrations of the history at ``location``: where it is
+        (as it may be shown: no password), the version before (None: no schema yet) and
+        after. A schema newer than the installed code is
+        refused with a :class:`~taskloom.TaskloomError` saying so, and left unchanged."""
+        ...
+
+
 class HistoryProvider(Protocol):
     """A ``history`` component: which store records runs for the CLI, and where.
 

@@ -107,11 +107,42 @@ class SqliteHistory:
             level = deeper
         return found
 
+    def upgrade(self, location: str) -> tuple[str, int | None, int]:
+        """``taskloom db upgrade``: migrate the database file at ``location`` (as opening it
+        for writing does); a file newer than this taskloom is refused untouched."""
+        if not Path(location).is_file():
+            raise TaskloomError(f"no run history at {location} "
+                                "(runs are recorded by 'taskloom run')")
+        before = _file_version(Path(location))
+        create_sqlite_store(path=location).close()
+        return location, (before or None), _file_version(Path(location))
+
     def open(self, location: str, read_only: bool = True) -> RunHistoryReader:
         if not Path(location).is_file():
             raise TaskloomError(f"no run history at {location} "
                                 "(runs are recorded by 'taskloom run')")
         return create_sqlite_store(path=location, read_only=read_only)
+
+
+def _file_version(path: Path) -> int:
+    """The schema version of the SQLite file at ``path`` (0: no schema), read without
+    writing; a file that is not a readable database is left for the store to refuse."""
+    import sqlite3
+    import urllib.parse
+
+    from taskloom_std.stores.schema import read_version
+
+    try:
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro",
+                               uri=True, timeout=2.0)
+    except sqlite3.Error:
+        return 0
+    try:
+        return int(read_version(conn)[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
 
 
 def _history() -> HistoryProvider:

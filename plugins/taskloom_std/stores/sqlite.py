@@ -388,8 +388,8 @@ class SqliteStore(QueuedRecorder, RunHistory):
             conn.close()
             raise StoreVersionError(
                 f"{path} has schema version {version}, written by an older taskloom; history "
-                "is read without writing, so run 'taskloom run' or 'taskloom resume' on it "
-                "once to upgrade it"
+                f"is read without writing: upgrade it with 'taskloom db upgrade --db {path}' "
+                "(or one 'taskloom run' or 'taskloom resume' on it)"
             )
         _opened_here(path)
         return conn

@@ -79,6 +79,26 @@ class PostgresHistory:
         """A database server's history is not in a folder: nothing to suggest."""
         return []
 
+    def upgrade(self, location: str) -> tuple[str, int | None, int]:
+        """``taskloom db upgrade``: apply the pending migrations at the DSN ``location`` (an
+        empty database gets the whole schema), under the same advisory lock as a store
+        opening it; a newer schema is refused untouched."""
+        import psycopg
+
+        from taskloom_postgres.schema import migrate, read_version
+        from taskloom_postgres.store import redact
+
+        where = redact(location)
+        try:
+            with psycopg.connect(location, autocommit=True, connect_timeout=10,
+                                 application_name="taskloom db upgrade") as conn:
+                before = read_version(conn)
+                after = migrate(conn, where)
+        except psycopg.Error as exc:
+            raise TaskloomError(f"store 'postgres': cannot upgrade {where}: "
+                                f"{str(exc).strip()}") from exc
+        return where, before, after
+
     def open(self, location: str, read_only: bool = True) -> RunHistoryReader:
         return create_postgres_store(dsn=location, read_only=read_only)
 

@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 #: Environment variable naming the folder of ``initdb``, ``pg_ctl`` and ``postgres``.
@@ -41,7 +41,7 @@ def find_bin() -> Path | None:
     return Path(found).parent if found else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -50,21 +50,30 @@ def _free_port() -> int:
 class Cluster:
     """One throwaway server: :meth:`start`, :meth:`create_database`, :meth:`stop`."""
 
-    def __init__(self, bin_dir: Path | None = None, fsync: bool = False) -> None:
+    def __init__(self, bin_dir: Path | None = None, fsync: bool = False,
+                 netns: str | None = None, listen: Sequence[str] = ("127.0.0.1",),
+                 clients: Sequence[str] = ()) -> None:
+        """``netns``: run the server in that network namespace (``ip netns exec``),
+        listening on ``listen`` addresses there and trusting the ``clients`` networks
+        (CIDR) besides loopback; its Unix socket still reaches it from anywhere on the
+        machine (:meth:`socket_dsn`)."""
         found = bin_dir or find_bin()
         if found is None or not (found / "initdb").exists():
             raise ClusterError("PostgreSQL is not installed (no initdb found; set "
                                f"${BIN_ENV} or install Debian's 'postgresql' package)")
         self.bin = found
         self.fsync = fsync
+        self.netns = netns
+        self.listen = tuple(listen)
+        self.clients = tuple(clients)
         self.port = 0
         self.root: Path | None = None
         self._as_user: list[str] = []
 
     def _run(self, *args: str) -> None:
         try:
-            subprocess.run([*self._as_user, *args], check=True, capture_output=True,
-                           text=True, timeout=120)
+            subprocess.run([*self._in_netns, *self._as_user, *args], check=True,
+                           capture_output=True, text=True, timeout=120)
         except subprocess.CalledProcessError as exc:
             log = ""
             if self.root is not None and (self.root / "server.log").exists():
@@ -89,20 +98,33 @@ class Cluster:
         data = self.root / "data"
         self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres",
                   "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
-        self.port = _free_port()
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        if self.clients:
+            with open(data / "pg_hba.conf", "a") as hba:
+                for network in self.clients:
+                    hba.write(f"host all all {network} trust\n")
+        self.port = free_port()
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses={','.join(self.listen)}"
                    f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=200")
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l",
                   str(self.root / "server.log"), "-o", options, "-w", "-t", "60", "start")
 
-    def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+    @property
+    def _in_netns(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
+    def dsn(self, database: str = "postgres", host: str = "127.0.0.1") -> str:
+        return f"postgresql://postgres@{host}:{self.port}/{database}"
+
+    def socket_dsn(self, database: str = "postgres") -> str:
+        """The DSN through the server's Unix socket (in its folder): it reaches a server in
+        another network namespace too."""
+        return f"postgresql://postgres@/{database}?host={self.root}&port={self.port}"
 
     def create_database(self, name: str) -> str:
         """A new empty database; its DSN."""
         import psycopg
 
-        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+        with psycopg.connect(self.socket_dsn(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
 

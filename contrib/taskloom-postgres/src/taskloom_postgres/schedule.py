@@ -3,7 +3,7 @@
 A claim is a row with the unique key ``(job_id, fire_time)`` inserted with ``ON CONFLICT DO
 NOTHING``: of any number of schedulers on any hosts, exactly one insert succeeds and only its
 scheduler fires. Each call is its own committed statement (autocommit): a claim is decided
-before the run starts.
+before the run starts. Saving a job's state notifies ``taskloom_postgres.notify.SCHEDULES``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import time
 from typing import Any
 
 import psycopg
+
+from taskloom_postgres.notify import SCHEDULES, notify
 
 
 class PostgresScheduleState:
@@ -32,13 +34,14 @@ class PostgresScheduleState:
 
     def save(self, job_id: str, state: dict[str, Any]) -> None:
         text = json.dumps(state, sort_keys=True, default=str)
-        with self._lock:
-            self._conn.execute(
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(
                 "INSERT INTO schedule_state(job_id, state, updated) VALUES (%s, %s, %s)"
                 " ON CONFLICT (job_id) DO UPDATE SET state = excluded.state,"
                 " updated = excluded.updated",
                 (job_id, text, time.time()),
             )
+            notify(cur, SCHEDULES, job_id)  # a dashboard's schedule view wakes at the commit
 
     def claim(self, job_id: str, fire_time: float, owner: str) -> bool:
         with self._lock:

@@ -112,6 +112,19 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN overrides TEXT",
         "CREATE INDEX runs_parent ON runs(parent_id)",
     ),
+    # One row per run id being run: the process holding it and its last heartbeat (server
+    # time), as in the SQLite store's schema 7 (taskloom_postgres.claims).
+    3: (
+        """CREATE TABLE run_claims (
+            run_id TEXT PRIMARY KEY,
+            workflow TEXT,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            claimed DOUBLE PRECISION NOT NULL,
+            heartbeat DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX run_claims_workflow ON run_claims(workflow)",
+    ),
 }
 
 #: The version this code writes.

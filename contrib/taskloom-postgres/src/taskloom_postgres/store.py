@@ -43,6 +43,8 @@ from typing import Any
 
 import psycopg
 
+from taskloom_postgres.claims import RunClaims
+from taskloom_postgres.notify import RUNS, Listener, notify
 from taskloom_postgres.schema import SCHEMA_VERSION, check_version, migrate, read_version
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import StoreError, StoreVersionError
@@ -98,6 +100,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         result_limit: int = RESULT_LIMIT,
         config_path: str | os.PathLike[str] | None = None,
         read_only: bool = False,
+        claim_lease: float = 30.0,
     ) -> None:
         if not dsn or not isinstance(dsn, str):
             raise StoreError("store 'postgres': give the database as store_options.dsn "
@@ -108,7 +111,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 f"store 'postgres': durability must be 'fast' or 'safe', got {durability!r}"
             )
         for key, value in (("flush_interval", flush_interval),
-                           ("connect_timeout", connect_timeout)):
+                           ("connect_timeout", connect_timeout), ("claim_lease", claim_lease)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 0 < value < float("inf")
             ):
@@ -120,6 +123,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self.flush_interval = float(flush_interval)
         self.connect_timeout = float(connect_timeout)
         self.result_limit = int(result_limit)
+        self.claim_lease = float(claim_lease)
         self.read_only = bool(read_only)
         self.config_path = None if config_path is None else str(Path(config_path).resolve())
         self.signer = Signer()
@@ -128,6 +132,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self._closed = False
         self._failure: BaseException | None = None
         self._schedule: Any = None
+        self._listener: Listener | None = None
+        self._claims: RunClaims | None = None
         self._reader = self._pg_connect(autocommit=True)
         if self.read_only:
             try:
@@ -144,8 +150,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 self._reader.close()
                 raise StoreVersionError(
                     f"{self.path} has taskloom schema version {version}, written by an older "
-                    "taskloom-postgres; history is read without writing, so run 'taskloom "
-                    "run' on it once to upgrade it")
+                    "taskloom-postgres; history is read without writing: upgrade it with "
+                    f"'taskloom db upgrade --db {self.path}'")
             return
         try:
             migrate(self._reader, self.path)
@@ -177,6 +183,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self._closing = False
         self._active: dict[str, Any] = {}
         self._next_cancel_poll = 0.0
+        self._next_heartbeat = 0.0
         self._writer = threading.Thread(target=self._write_loop, name="taskloom-pg-store",
                                         daemon=True)
         self._writer.start()
@@ -184,9 +191,59 @@ class PostgresStore(QueuedRecorder, RunHistory):
 
     def prune(self, older_than: float | None = None, keep: int | None = None, *,
               now: float | None = None, dry_run: bool = False) -> list[str]:
-        """Not yet for PostgreSQL: say so instead of deleting with SQLite's statements."""
-        raise StoreError("store 'postgres': taskloom prune and the retention setting are not "
-                         "available for PostgreSQL yet")
+        """Delete runs that ended (or started) more than ``older_than`` seconds before
+        ``now``, except the ``keep`` newest, with everything recorded for them; returns
+        their ids, oldest first. A running run is never deleted: one running on another
+        host always counts as running (its process cannot be checked from here), one whose
+        process is gone on this host counts as interrupted. ``dry_run``: delete nothing."""
+        if older_than is None and keep is None:
+            raise ValueError("prune needs older_than, keep or both")
+        cutoff = None if older_than is None else (
+            (time.time() if now is None else now) - older_than)
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT id, status, pid, host, coalesce(finished, started) FROM runs"
+                " ORDER BY started DESC NULLS LAST, id"
+            ).fetchall()
+        doomed = []
+        for i, (run_id, status, pid, host, when) in enumerate(rows):
+            if keep is not None and i < keep:
+                continue
+            if cutoff is not None and (when is None or when >= cutoff):
+                continue
+            if self._status(status, pid, host) == "running":
+                continue
+            doomed.append(run_id)
+        doomed.reverse()
+        if dry_run or not doomed:
+            return doomed
+        self._writable()
+        deleted: list[str] = []
+        try:
+            with self._read_lock:
+                conn = self._live_reader()
+                with conn.transaction(), conn.cursor() as cur:
+                    for i in range(0, len(doomed), 1000):
+                        chunk = doomed[i:i + 1000]
+                        # Checked again under row locks: a resume may have started one since.
+                        cur.execute("SELECT id, status, pid, host FROM runs WHERE id = ANY(%s)"
+                                    " FOR UPDATE", (chunk,))
+                        chunk = [run_id for run_id, status, pid, host in cur.fetchall()
+                                 if self._status(status, pid, host) != "running"]
+                        if not chunk:
+                            continue
+                        for table in _RUN_TABLES:
+                            column = "id" if table == "runs" else "run_id"
+                            cur.execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)",
+                                        (chunk,))
+                        deleted.extend(chunk)
+                    if deleted:
+                        notify(cur, RUNS, "")
+        except psycopg.Error as exc:
+            raise StoreError(f"store 'postgres': cannot delete runs from {self.path}: "
+                             f"{str(exc).strip()}") from exc
+        order = {run_id: i for i, run_id in enumerate(doomed)}
+        return sorted(deleted, key=order.__getitem__)
 
     @property
     def location(self) -> str:
@@ -217,6 +274,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self._ops.append((
             "run_finish", run.id, summary.status, time.time(), summary.duration,
             json.dumps(summary.counts, sort_keys=True),
+            getattr(run, "interrupted", None) if summary.status == "interrupted" else None,
         ))
         self.flush()
 
@@ -239,6 +297,9 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 self._failure = exc
             if self._active and not closing:
                 self._poll_cancels()
+            claims = self._claims
+            if claims is not None and claims.busy and not closing:
+                self._heartbeat(claims)
             with self._cond:
                 self._round_done = number
                 if ok:
@@ -290,9 +351,17 @@ class PostgresStore(QueuedRecorder, RunHistory):
     def _commit(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
+            touched: dict[str, None] = {}
             for kind, rows in batches:
                 if rows:
                     getattr(self, "_write_" + kind)(cur, rows)
+                    if kind in ("events", "errors", "results"):
+                        touched.update(dict.fromkeys(row[0] for row in rows))
+                    elif kind == "ops":
+                        touched.update(dict.fromkeys(
+                            row[1] for row in rows if row[0] in ("run_start", "run_finish")))
+            if touched:  # live views wake when this round commits (notify.RUNS)
+                notify(cur, RUNS, " ".join(touched))
 
     @staticmethod
     def _write_events(cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
@@ -347,12 +416,18 @@ class PostgresStore(QueuedRecorder, RunHistory):
                      os.getpid(), self._host, trigger, parent),
                 )
             elif kind == "run_finish":
-                _, run_id, status, t, duration, counts = op
+                _, run_id, status, t, duration, counts, reason = op
                 cur.execute(
                     "UPDATE runs SET status = %s, finished = %s, counts = %s,"
                     " duration = coalesce(duration, 0) + %s WHERE id = %s",
                     (status, t, counts, duration, run_id),
                 )
+                if reason:  # why it was interrupted: the history shows it with the status
+                    cur.execute(
+                        "INSERT INTO run_actions(run_id, action, requested_by, requested,"
+                        " handled) VALUES (%s, 'interrupt', %s, %s, %s)",
+                        (run_id, str(reason), t, t),
+                    )
             elif kind == "logs":
                 _, run_id, task, attempt, t, text = op
                 cur.execute(
@@ -400,9 +475,13 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 self._closing = True
             self._wake.set()
             self._writer.join()
+            if self._claims is not None:
+                self._claims.close()
             self._conn.close()
             if self._schedule is not None:
                 self._schedule.close()
+        if self._listener is not None:
+            self._listener.close()
         self._reader.close()
         if not self.read_only and self._failure is not None and self._retry:
             failure, self._failure = self._failure, None
@@ -517,6 +596,41 @@ class PostgresStore(QueuedRecorder, RunHistory):
             ).fetchone()
         return int(row[0]) if row else 0
 
+    # -- run claims (kernel/store.py; taskloom_postgres.claims) ---------------------------------
+    def listener(self) -> Listener:
+        """This store's LISTEN connection (:mod:`taskloom_postgres.notify`), made on first use."""
+        with self._read_lock:
+            if self._listener is None:
+                self._listener = Listener(lambda: self._pg_connect(autocommit=True))
+            return self._listener
+
+    def claim_run(self, run_id: str, workflow: str | None, *, on_conflict: str = "wait",
+                  max_active_runs: int | None = None, on_limit: str = "wait") -> Any:
+        """Claim ``run_id`` in the database for this thread; returns the release. Waits or
+        raises :class:`~taskloom_std.stores.claims.RunClaimedError` while the id is held
+        (or the workflow has ``max_active_runs`` claims), as ``on_conflict``/``on_limit``
+        say; a dead holder's claim (its pid gone on this host, or no heartbeat for
+        ``claim_lease`` seconds) is taken over."""
+        self._writable()
+        listener = self.listener()
+        with self._read_lock:
+            if self._claims is None:
+                self._claims = RunClaims(lambda: self._pg_connect(autocommit=True), self.dsn,
+                                         self.path, self.claim_lease, listener)
+            claims = self._claims
+        release = claims.claim(run_id, workflow, on_conflict=on_conflict,
+                               max_active_runs=max_active_runs, on_limit=on_limit)
+        self._wake.set()  # the writer starts the heartbeats
+        return release
+
+    def _heartbeat(self, claims: RunClaims) -> None:
+        """In the writer thread: renew this process's claims every third of the lease."""
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.claim_lease / 3
+        claims.heartbeat()
+
     def _poll_cancels(self) -> None:
         """In the writer thread: cancel the runs in progress here that someone asked to."""
         now = time.monotonic()
@@ -577,6 +691,9 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 self._schedule = PostgresScheduleState(self._pg_connect(autocommit=True))
             return self._schedule
 
+
+#: Every table holding rows of a run (``runs`` by ``id``, the others by ``run_id``).
+_RUN_TABLES = ("events", "errors", "results", "logs", "run_actions", "runs")
 
 _RESULTS_INSERT = (
     "INSERT INTO results(run_id, task, kind, value, note, cache_hit, t)"

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "prune": "taskloom.app.cli.prune_cmd:prune",
     "ui": "taskloom.app.cli.ui_cmd:ui",
     "signal": "taskloom.app.cli.signal_cmd:signal",
+    "db": "taskloom.app.cli.db_cmd:db",
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from taskloom.app.cli._common import fail
-from taskloom.app.cli.history_cmd import db_option, locate_history
+from taskloom.app.cli.history_cmd import _configured_store, db_option, locate_history
 from taskloom.kernel.errors import TaskloomError
 
 MISSING_EXTRA = "taskloom ui needs the dashboard's dependencies: pip install 'taskloom[ui]'"
@@ -57,13 +57,12 @@ def ui(db: str | None, config_file: str | None, host: str, port: int,
     from taskloom.app.cli._common import history_provider
     from taskloom.kernel.pluginmanager import load_plugins
 
-    provider = history_provider(load_plugins())
+    provider = history_provider(load_plugins(), db=db, store=_configured_store(config_file))
     if provider is None:
         fail(["no loaded plugin keeps a run history (a 'history' component)"])
     location, looked = locate_history(provider, db, config_file)
-    path = Path(location)
     try:
-        history = History.open(path)
+        history = History.open(location)
     except TaskloomError as exc:
         fail([str(exc), *looked])
     app = create_app(history, config_path=Path(config_file).resolve() if config_file else None,
@@ -72,7 +71,7 @@ def ui(db: str | None, config_file: str | None, host: str, port: int,
     address = f"http://{shown}:{port}/runs"
     if token:
         address += "?token=" + token
-    click.echo(f"taskloom ui: {address}  (history {path}; Ctrl-C stops)")
+    click.echo(f"taskloom ui: {address}  (history {history.store.location}; Ctrl-C stops)")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning",
                     timeout_graceful_shutdown=2)

@@ -32,17 +32,19 @@ class Launcher:
     """Starts taskloom commands in the background; each child is waited for by a thread so
     none is left a zombie."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path | str) -> None:
         self.db = db
-        self.log_dir = db.parent / "ui-actions"
+        # Beside a database file; for a database server, in the configuration's folder.
+        self.log_dir: Path | None = db.parent / "ui-actions" if isinstance(db, Path) else None
 
     def command(self, args: Sequence[str]) -> list[str]:
         return [sys.executable, "-c", _ENTRY, *args]
 
     def spawn(self, args: Sequence[str], name: str, cwd: Path | None = None) -> tuple[int, Path]:
         """Start ``taskloom ARGS``; returns its pid and the file its output goes to."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / f"{name}.log"
+        log_dir = self.log_dir or (cwd or Path.cwd()) / ".taskloom" / "ui-actions"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"{name}.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 self.command(args), stdout=out, stderr=subprocess.STDOUT,
@@ -58,8 +60,20 @@ class Launcher:
 
     def start(self, config: Path, overrides: Sequence[str], tag: str) -> tuple[int, Path]:
         """``taskloom run CONFIG`` recording into this database, with ``--set`` overrides."""
-        args = ["run", str(config), "--store", "sqlite",
-                "--set", f"taskloom.store_options.path={toml_string(str(self.db))}"]
+        if isinstance(self.db, Path):
+            args = ["run", str(config), "--store", "sqlite",
+                    "--set", f"taskloom.store_options.path={toml_string(str(self.db))}"]
+        else:  # a database server: its history component says which store and options
+            from taskloom.app.cli._common import history_provider
+            from taskloom.kernel.pluginmanager import load_plugins
+
+            provider = history_provider(load_plugins(), db=self.db)
+            if provider is None:
+                raise RuntimeError(f"no loaded plugin keeps a run history at {self.db}")
+            options = provider.record_options({}, config.parent, None, self.db)
+            args = ["run", str(config), "--store", provider.store]
+            for key, value in options.items():
+                args += ["--set", f"taskloom.store_options.{key}={toml_string(str(value))}"]
         for item in overrides:
             args += ["--set", item]
         return self.spawn(args, f"start-{tag}", cwd=config.parent)

@@ -29,25 +29,31 @@ class HistoryUnavailable(TaskloomError):
 
 
 def open_store(db: str | os.PathLike[str]) -> Any:
-    """The history at ``db`` through the ``history`` component, writable: the dashboard
-    records the actions it is asked for."""
+    """The history at ``db`` (a database file, or a location another ``history`` component
+    accepts, such as a ``postgresql://`` DSN) through the ``history`` component, writable:
+    the dashboard records the actions it is asked for."""
     from taskloom.kernel.pluginmanager import load_plugins
 
-    path = Path(db)
-    if not path.is_file():
-        raise HistoryUnavailable(
-            f"no run history at {path} (runs are recorded by 'taskloom run')")
+    location = os.fspath(db)
     from taskloom.app.cli._common import history_provider
 
-    provider = history_provider(load_plugins(), db=str(path))
+    provider = history_provider(load_plugins(), db=location)
     if provider is None:
         raise HistoryUnavailable("no loaded plugin keeps a run history (a 'history' component)")
-    store = provider.open(str(path), read_only=False)
+    if not callable(getattr(provider, "accepts", None)) and not Path(location).is_file():
+        raise HistoryUnavailable(
+            f"no run history at {location} (runs are recorded by 'taskloom run')")
+    try:
+        store = provider.open(location, read_only=False)
+    except HistoryUnavailable:
+        raise
+    except TaskloomError as exc:
+        raise HistoryUnavailable(str(exc)) from exc
     missing = [m for m in READER_METHODS if not callable(getattr(store, m, None))]
     if missing:
         store.close()
         raise HistoryUnavailable(
-            f"the history at {path} offers no reader for the dashboard (missing "
+            f"the history at {location} offers no reader for the dashboard (missing "
             f"{', '.join(missing)})")
     return store
 
@@ -80,14 +86,18 @@ def task_dict(t: Any, preview: str | None) -> dict[str, Any]:
 class History:
     """The run history of one database, as the dashboard reads it."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, location: str | None = None) -> None:
         self.store = store
-        self.path = Path(store.path)
+        # A database file is a path; a database server's is its location as the store shows
+        # it (a DSN without its password: it is shown on the pages and given to the actions'
+        # child processes, which find the password where libpq looks, as this one did).
+        given = location if location is not None else str(store.path)
+        self.path: Path | str = Path(given) if Path(given).is_file() else str(store.location)
         self._deps: dict[tuple[str, float], dict[str, list[str]]] = {}
 
     @classmethod
     def open(cls, db: str | os.PathLike[str]) -> History:
-        return cls(open_store(db))
+        return cls(open_store(db), os.fspath(db))
 
     def close(self) -> None:
         self.store.close()

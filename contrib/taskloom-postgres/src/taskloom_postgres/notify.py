@@ -1,0 +1,119 @@
+"""Wake-ups through PostgreSQL's LISTEN/NOTIFY instead of polling in a tight loop.
+
+Every change another process may be waiting for sends a notification in the transaction that
+makes it, so it arrives exactly when the change is committed (never before, and not at all
+when the transaction rolls back). Notifications are scoped to the database, so each channel
+below is already "per database":
+
+* :data:`RUNS`: a run started or finished, or its records were committed (payload: the run
+  id); a dashboard's live views wake on it.
+* :data:`CLAIMS`: a run claim was released or taken over (payload: the workflow, or empty);
+  a process waiting for a run id or a place under ``max_active_runs`` tries again at once.
+* :data:`SCHEDULES`: a job's schedule state was saved (payload: the job id).
+
+A :class:`Listener` holds one connection of its own and one thread that waits on it. Waiting
+is bounded by the caller: a notification lost with a dropped connection only delays a
+claimant until its next bounded poll (``taskloom_std.stores.claims.MAX_POLL``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger("taskloom.store")
+
+RUNS = "taskloom_runs"
+CLAIMS = "taskloom_claims"
+SCHEDULES = "taskloom_schedules"
+CHANNELS = (RUNS, CLAIMS, SCHEDULES)
+
+#: How long the listening thread waits on its connection before it checks whether to stop.
+_TICK = 0.25
+#: The pause before a dropped listening connection is made again.
+_RECONNECT = 1.0
+
+
+def notify(cur: Any, channel: str, payload: str = "") -> None:
+    """Send ``payload`` on ``channel`` when the current transaction commits."""
+    cur.execute("SELECT pg_notify(%s, %s)", (channel, payload[:7000]))
+
+
+class Listener:
+    """Listens on :data:`CHANNELS` with its own connection; :meth:`event` gives a
+    :class:`threading.Event` set at each notification on a channel (each caller its own)."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._events: dict[str, list[threading.Event]] = {c: [] for c in CHANNELS}
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self.received = 0
+        self._thread = threading.Thread(target=self._loop, name="taskloom-pg-listen",
+                                        daemon=True)
+        self._thread.start()
+
+    def event(self, channel: str) -> threading.Event:
+        """A new event that every notification on ``channel`` sets (the caller clears it)."""
+        found = threading.Event()
+        with self._lock:
+            self._events[channel].append(found)
+        return found
+
+    def forget(self, channel: str, event: threading.Event) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._events[channel].remove(event)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Whether the connection listens (notifications committed from now on arrive)."""
+        return self._ready.wait(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = self._connect()
+            except Exception as exc:  # the database is away: waiters fall back to polling
+                log.debug("listening for notifications: %s", exc)
+                self._stop.wait(_RECONNECT)
+                continue
+            with self._lock:
+                self._conn = conn
+            try:
+                for channel in CHANNELS:
+                    conn.execute(f"LISTEN {channel}")
+                self._wake_all()  # anything sent while no connection listened was missed
+                self._ready.set()
+                while not self._stop.is_set():
+                    for note in conn.notifies(timeout=_TICK):
+                        self.received += 1
+                        with self._lock:
+                            waiting = list(self._events.get(note.channel, ()))
+                        for event in waiting:
+                            event.set()
+            except psycopg.Error as exc:
+                if not self._stop.is_set():
+                    log.debug("listening for notifications: %s; listening again", exc)
+                    self._stop.wait(_RECONNECT)
+            finally:
+                self._ready.clear()
+                with self._lock:
+                    self._conn = None
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            waiting = [e for events in self._events.values() for e in events]
+        for event in waiting:
+            event.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(_TICK * 3)
