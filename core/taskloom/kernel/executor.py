@@ -89,6 +89,9 @@ class Executor(abc.ABC):
     #: process can be killed; a thread cannot). A hard timeout on an executor without this
     #: capability is refused when the task joins a run.
     hard_timeouts = False
+    #: True when workers make progress without :meth:`drive` (it only speeds the run up):
+    #: such an executor is driven by a wait for the whole run, not by one for some tasks.
+    drive_optional = False
 
     def __init__(self, max_workers: int | None = None, **options: Any) -> None:
         if options:
