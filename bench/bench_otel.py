@@ -7,6 +7,8 @@
   until its spans are exported. Against floor B-cb, in the same rounds.
 * API only: the OpenTelemetry API imported, no SDK anywhere; the otel plugin loaded against
   the same engine with the plugin disabled. Both have every other default plugin.
+* Tracing's cost per task in parts: a traced run minus the same run untraced, against the
+  SDK's own cost for one span (start, current, detached, ended); the rest is the plugin's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import functools
 import sys
 
-from common import Row, compare, interleaved
+from common import Row, Stat, compare, interleaved
 from workloads import fan_out, floor_b_cb, taskloom_runner
 
 
@@ -65,14 +67,56 @@ def _api_only_vs_disabled(graph: dict, rounds: int) -> Row:
                    min_ratio=0.9)
 
 
+def _parts(graph: dict, rounds: int) -> Row:
+    """Where tracing's per-task cost goes: a traced run minus the same run untraced (every
+    other plugin on in both), against an SDK span alone (started with the plugin's five
+    attributes, made current, detached, given its state, ended: what the plugin asks of the
+    SDK per attempt) with the same provider."""
+    from opentelemetry import context, trace
+
+    n = len(graph)
+    provider = _tracer_provider(n)
+    traced_run = taskloom_runner(workers=2, config={"otel": {"tracer_provider": provider}})
+    plain_run = taskloom_runner(workers=2)
+    tracer = provider.get_tracer("bench")
+    names = [f"task {name}" for name in graph]
+
+    def traced() -> None:
+        traced_run(graph)
+        provider.force_flush()
+
+    def spans() -> None:
+        for name in names:
+            attrs = {"taskloom.task.name": name, "taskloom.task.id": "0123456789ab",
+                     "taskloom.task.priority": 1, "taskloom.task.executor": "thread",
+                     "taskloom.task.attempt": 1}
+            span = tracer.start_span(name, attributes=attrs)
+            token = context.attach(trace.set_span_in_context(span))
+            context.detach(token)
+            span.set_attribute("taskloom.task.state", "completed")
+            span.end()
+        provider.force_flush()
+
+    times = interleaved({"traced": traced, "plain": functools.partial(plain_run, graph),
+                         "spans": spans}, rounds)
+    provider.shutdown()
+    total = [1e6 * (a - b) / n for a, b in zip(times["traced"], times["plain"], strict=True)]
+    sdk = [1e6 * t / n for t in times["spans"]]
+    plugin = Stat.of([t - s for t, s in zip(total, sdk, strict=True)])
+    return Row(f"W1 fan-out {n:,}, tracing cost per task (traced - untraced run)", "us/task",
+               Stat.of(total), Stat.of(sdk), "SDK span alone", higher_is_better=False,
+               note=f"the plugin's own part: {plugin.fmt(1)} us/task (per round: total - SDK)")
+
+
 def rows(quick: bool) -> list[Row]:
     rounds = 3 if quick else 9
     graph = fan_out(2_000 if quick else 10_000)
-    return [_api_only_vs_disabled(graph, rounds), _traced_vs_floor(graph, rounds)]
+    return [_api_only_vs_disabled(graph, rounds), _traced_vs_floor(graph, rounds),
+            _parts(graph, rounds)]
 
 
 if __name__ == "__main__":
     for row in rows("--quick" in sys.argv):
         print(f"{row.workload}: {row.taskloom.fmt()} vs {row.baseline_name} "
               f"{row.baseline.fmt() if row.baseline else '-'} -> {row.ratio_text()} "
-              f"(target {row.target}: {row.status()})")
+              f"(target {row.target}: {row.status()}) {row.note}")

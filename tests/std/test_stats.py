@@ -1,6 +1,7 @@
 """The stats plugin: the documented get_performance_stats() and get_debug_report()."""
 
 import math
+import threading
 
 import pytest
 from hypothesis import given
@@ -175,3 +176,25 @@ def test_figures_agree_with_the_attempts(recorded):
         else:
             assert stats["execution_count"] == len(mine)
             assert len(collector.debug_info(name)) <= 2 + 10
+
+
+def test_folding_never_runs_in_the_recording_thread():
+    """A worker that records the record that reaches FOLD_AT only starts a fold: with the
+    collector's lock held (a reader folding), recording still returns at once."""
+    collector = StatsCollector()
+    collector.FOLD_AT = 100
+    collector.CHUNK = 7
+    returned = threading.Event()
+
+    def worker():
+        for i in range(250):
+            collector.record("t", 1, float(i), 0.5, None, "run")
+        returned.set()
+
+    with collector._lock:  # a fold inside record() would wait here for ever
+        thread = threading.Thread(target=worker)
+        thread.start()
+        assert returned.wait(30), "record() waited for a fold"
+    thread.join()
+    stats = collector.performance("t")  # folds what the folding thread left
+    assert stats["execution_count"] == 250 and stats["total_duration"] == 125.0

@@ -142,28 +142,22 @@ def dep_done(run: Run, task: Task, up: Task, stack: list[Task] | None = None) ->
     task._waiting_on -= 1
     state = up._status
     rule = task.trigger_rule
-    if rule == "all_success":
-        if state is not COMPLETED:
-            if state is SKIPPED:
-                finish_without_run(run, task, SKIPPED, None, stack)
-            elif state is CANCELLED:
-                err = UpstreamFailed(task.name, up.name, "was cancelled")
-                finish_without_run(run, task, CANCELLED, err, stack)
-            else:
-                err = UpstreamFailed(task.name, up.name, "failed")
-                finish_without_run(run, task, FAILED, err, stack)
-            return
-    elif rule == "one_failed":
-        if state is FAILED:
-            run._set(task, READY)
-            run._push(task)
-            return
-        if task._waiting_on == 0:
+    if rule == "all_success" and state is not COMPLETED:
+        if state is SKIPPED:
             finish_without_run(run, task, SKIPPED, None, stack)
+        else:
+            why, end = ("was cancelled", CANCELLED) if state is CANCELLED else ("failed", FAILED)
+            finish_without_run(run, task, end, UpstreamFailed(task.name, up.name, why), stack)
         return
-    if task._waiting_on == 0:
-        run._set(task, READY)
-        run._push(task)
+    if rule == "one_failed":
+        if state is not FAILED:  # ready at the first failed upstream, skipped if none failed
+            if task._waiting_on == 0:
+                finish_without_run(run, task, SKIPPED, None, stack)
+            return
+    elif task._waiting_on:
+        return
+    run._set(task, READY)
+    run._push(task)
 
 
 def finish_without_run(

@@ -90,6 +90,9 @@ class Executor(abc.ABC):
     #: capability is refused when the task joins a run.
     hard_timeouts = False
     holds_worker = True  #: False: attempts wait without a worker, outside max_workers
+    #: True when workers make progress without :meth:`drive` (it only speeds the run up):
+    #: such an executor is driven by a wait for the whole run, not by one for some tasks.
+    drive_optional = False
 
     def __init__(self, max_workers: int | None = None, **options: Any) -> None:
         if options:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,11 +71,11 @@ class ResultsView(Mapping[str, Any]):
 
 
 def summarise(run: Run) -> RunSummary:
-    counts: dict[str, int] = {}
+    # Counted by member, named once: an enum's ``.value`` is a slow descriptor.
+    counts = {s.value: c for s, c in Counter(t._status for t in run.tasks.values()).items()}
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, t in run.tasks.items():
-        counts[t._status.value] = counts.get(t._status.value, 0) + 1
         if t._status is COMPLETED:
             results[name] = t.result
         elif t.error is not None:

@@ -30,9 +30,8 @@ from taskloom.kernel.task import Task
 if TYPE_CHECKING:
     from taskloom.kernel.engine import Engine
 
-READY, RUNNING = TaskState.READY, TaskState.RUNNING
-COMPLETED, FAILED = TaskState.COMPLETED, TaskState.FAILED
-RETRYING, CANCELLED = TaskState.RETRYING, TaskState.CANCELLED
+READY, RUNNING, COMPLETED = TaskState.READY, TaskState.RUNNING, TaskState.COMPLETED
+FAILED, RETRYING, CANCELLED = TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED
 
 
 class Run:
@@ -190,9 +189,10 @@ class Run:
             self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         for ex in self.executors().values():
-            ex.drive(self, timeout)
+            if tasks is None or not ex.drive_optional:
+                ex.drive(self, timeout)
         if tasks is None:
-            return self._idle.wait(timeout)
+            return self._idle.wait(None if deadline is None else deadline - time.monotonic())
         for t in tasks:
             while t._status not in TERMINAL:
                 remaining = None if deadline is None else deadline - time.monotonic()

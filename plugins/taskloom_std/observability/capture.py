@@ -251,6 +251,8 @@ def taskloom_task_wrappers(task: Any, run: Any) -> Any:
 
 @hookimpl(tryfirst=True)
 def taskloom_attempt_finish(task: Any, attempt: Any, error: Any, run: Any) -> None:
+    if run.stash.get(WRAPPER, None) is None:
+        return  # capture is off for this run: no attempt has a buffer (nor needs a stash made)
     buf = attempt.stash.get(BUFFER, None)
     if buf is None or not (buf.size or buf.dropped):
         return

@@ -56,8 +56,6 @@ _FINAL = frozenset({COMPLETED, FAILED, CANCELLED, SKIPPED})
 
 #: ``Run.stash``: the run's :class:`_Traced`, or False when the run is not observed.
 RUN_KEY: StashKey[_Traced | bool] = StashKey()
-#: ``Attempt.stash``: the attempt's span until it ends (True when only metrics are kept).
-SPAN_KEY: StashKey[Any] = StashKey()
 #: ``Task.stash``: (run state, span context) of the task's first attempt in that run.
 FIRST_KEY: StashKey[tuple[_Traced, Any]] = StashKey()
 #: ``Task.stash``: (run state, state) of the task's last span, so none is told twice.
@@ -266,7 +264,9 @@ class _Traced:
         self.run = weakref.proxy(run)
         self.span: Any = None
         self.context: Any = None
-        self.open: set[Any] = set()  # attempts whose span has not ended yet
+        # Attempts whose span has not ended yet, with it (True: metrics only). Kept here, not
+        # in each attempt's stash: a stash made per attempt costs more than the dict entry.
+        self.open: dict[Any, Any] = {}
         if telemetry.tracer is not None:
             self.span = telemetry.tracer.start_span(
                 f"run {run.name or run.id}",
@@ -276,10 +276,9 @@ class _Traced:
 
     def close_attempt(self, attempt: Any, state: str) -> None:
         """End the attempt's span with the state it led to (once: the first caller wins)."""
-        span = attempt.stash.pop(SPAN_KEY, None)
+        span = self.open.pop(attempt, None)
         if span is None:
             return
-        self.open.discard(attempt)
         if state != "completed":
             # Remembered for the sweep; a completed task is never told again anyway.
             attempt.task.stash[LAST_KEY] = (self, state)
@@ -292,7 +291,7 @@ class _Traced:
 
     def decided(self, attempt: Any, error: BaseException, decision: Any) -> None:
         """The error policies decided about a failed (or timed-out) attempt."""
-        span = attempt.stash.get(SPAN_KEY, None)
+        span = self.open.get(attempt)
         if attempt.finished is None and span is not None and span is not True:
             # Failed from outside (a timeout) while the body still runs: the wrapper has not
             # seen the error, and the span ends now.
@@ -386,8 +385,7 @@ class AttemptSpan:
         traced = self.traced
         tel = traced.telemetry
         if tel.tracer is None:
-            attempt.stash[SPAN_KEY] = True  # metrics only: the outcome is still counted
-            traced.open.add(attempt)
+            traced.open[attempt] = True  # metrics only: the outcome is still counted
             return True
         attrs = self.attributes
         links = None
@@ -401,8 +399,7 @@ class AttemptSpan:
         span = tel.tracer.start_span(
             self.name, context=traced.context, attributes=attrs, links=links
         )
-        attempt.stash[SPAN_KEY] = span
-        traced.open.add(attempt)
+        traced.open[attempt] = span
         return span, tel.attach(tel.set_span_in_context(span))
 
     def _close(self, attempt: Any, opened: Any, started: float,
@@ -640,7 +637,8 @@ def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
     if tel.tracer is not None:
         # The attempt that caused the change still has its span open.
         attempt = task.current_attempt if task is not None else None
-        span = attempt.stash.get(SPAN_KEY, None) if attempt is not None else None
+        state = attempt.run.stash.get(RUN_KEY, None) if attempt is not None else None
+        span = state.open.get(attempt) if state else None
         if span is None or span is True:
             span = tel.get_current_span()
         if span.is_recording():

@@ -12,11 +12,14 @@ from collections import OrderedDict
 from dataclasses import fields
 from typing import Any
 
+from taskloom import TaskState
 from taskloom.api.scheduling import MemoryScheduleState
 from taskloom_std.stores.claims import Busy, check_options, claim_loop, owner_label
 from taskloom_std.stores.signals import Listener, MemorySignals
 
 Outcome = tuple[str, bool, Any, "str | None", "str | None"]
+#: Each state's name: an enum's ``.value`` is a slow descriptor, read here once per task.
+_VALUES = {s: s.value for s in TaskState}
 
 
 class MemoryStore:
@@ -43,7 +46,7 @@ class MemoryStore:
     def record_run_finish(self, run: Any, summary: Any) -> None:
         outcomes: dict[str, Outcome] = {}
         for t in summary.tasks:
-            state = t.status.value
+            state = _VALUES[t.status]
             outcomes[t.name] = (state, state == "completed", t.result, t.error, t.error_type)
         record = {f.name: getattr(summary, f.name) for f in fields(summary) if f.name != "tasks"}
         with self._lock:
