@@ -69,8 +69,9 @@ def rst_to_markdown(text: str) -> str:
 def hook_specs() -> list[Any]:
     """Every hook spec of the installed plugin set: the core's, then those plugins declare."""
     from taskloom import load_plugins
+    from taskloom.api.hookref import hook_specs as specs_of
 
-    return load_plugins().hook_specs()
+    return specs_of(load_plugins())
 
 
 def hook_reference() -> str:

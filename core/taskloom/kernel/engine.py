@@ -123,8 +123,7 @@ class Engine:
     def open_run(
         self, *, run_id: str | None = None, name: str | None = None,
         data: Mapping[str, Any] | None = None, trigger: str | None = None,
-        parent_id: str | None = None,
-        params: Mapping[str, Any] | None = None,
+        parent_id: str | None = None, params: Mapping[str, Any] | None = None,
     ) -> Run:
         """A new run of this engine: add tasks, :meth:`Run.start`, :meth:`Run.wait`,
         :meth:`Run.close`. ``trigger`` says what started it (:data:`TRIGGERS`),
@@ -136,8 +135,7 @@ class Engine:
         self, tasks: Iterable[Task], *, run_id: str | None = None, name: str | None = None,
         data: Mapping[str, Any] | None = None, restored: Mapping[str, Any] | None = None,
         timeout: float | None = None, trigger: str | None = "api",
-        on_conflict: str | None = None,
-        params: Mapping[str, Any] | None = None,
+        on_conflict: str | None = None, params: Mapping[str, Any] | None = None,
     ) -> RunSummary:
         """Run ``tasks`` to completion and return the summary (``trigger``: what started
         it, recorded by the store).
@@ -179,8 +177,7 @@ class Engine:
         self, run_id: str, tasks: Iterable[Task], *, retry_failed: bool = False,
         name: str | None = None, data: Mapping[str, Any] | None = None,
         timeout: float | None = None, on_conflict: str | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> RunSummary:
+        params: Mapping[str, Any] | None = None) -> RunSummary:
         """Finish a recorded run (claimed first): only what did not complete runs again.
 
         ``tasks`` is the run's workflow, rebuilt. A task recorded as completed (result stored)
@@ -210,8 +207,7 @@ class Engine:
 
     def open_resumed_run(
         self, run_id: str, *, retry_failed: bool = False, name: str | None = None,
-        data: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
     ) -> Run:
         """A run with the id of a recorded one whose recorded outcomes are restored
         (:meth:`Run.restore`): add the workflow's tasks to it to finish the run."""

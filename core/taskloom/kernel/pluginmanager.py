@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
-import inspect
 import logging
 import os
 import sys
@@ -42,22 +41,6 @@ class PluginInfo:
     disabled: bool = False
     hooks: tuple[str, ...] = ()
     components: Mapping[str, list[str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class HookSpecInfo:
-    """One hook spec of a plugin set: the core's, or one a plugin added."""
-
-    name: str
-    function: Callable[..., Any]
-    kind: hookspecs.Kind
-    firstresult: bool
-    historic: bool
-    declared_in: str  # the module (or class) holding the spec
-
-    @property
-    def argnames(self) -> tuple[str, ...]:
-        return tuple(inspect.signature(self.function).parameters)
 
 
 @functools.lru_cache(maxsize=1)
@@ -357,24 +340,6 @@ class PluginSet:
         return (f"unknown option {key!r}"
                 + (f"; did you mean {close[0]!r}?" if close else "")
                 + (f" (plugins not loaded: {', '.join(off)})" if off else ""))
-
-    def hook_specs(self) -> list[HookSpecInfo]:
-        """Every hook spec, the core's first (in their module's order), then plugins'."""
-        found = []
-        for caller in vars(self.hook).values():
-            spec = getattr(caller, "spec", None)
-            if not isinstance(caller, pluggy.HookCaller) or spec is None:
-                continue
-            ns = spec.namespace
-            where = getattr(ns, "__qualname__", None) and f"{ns.__module__}.{ns.__qualname__}"
-            found.append(HookSpecInfo(
-                caller.name, spec.function, hookspecs.kind_of(spec.function),
-                bool(spec.opts.get("firstresult")), bool(spec.opts.get("historic")),
-                where or ns.__name__,
-            ))
-        core = hookspecs.__name__
-        return sorted(found, key=lambda s: (s.declared_in != core, s.declared_in,
-                                            s.function.__code__.co_firstlineno))
 
     def _refresh_flags(self) -> None:
         for flag in HookFlags.__slots__:  # each a hook's name without its prefix
