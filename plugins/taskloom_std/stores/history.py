@@ -75,6 +75,9 @@ class RunRecord:
     tasks: list[TaskRecord] = field(default_factory=list)
     #: Why an ``interrupted`` run stopped: the signal(s) recorded, or its process is gone.
     reason: str | None = None
+    #: What started the run (manual, schedule, resume, api) and the run it continues.
+    trigger: str | None = None
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class RunHistory:
                 record.counts = self._counts(record.id)
             out.append(record)
         self._reasons(out)
+        self._origins(out)
         return out
 
     def _reasons(self, records: list[RunRecord]) -> None:
@@ -207,6 +211,24 @@ class RunHistory:
         for record in records:
             if record.id in found:
                 record.reason = ", ".join(dict.fromkeys(found[record.id]))
+
+    def _origins(self, records: list[RunRecord]) -> None:
+        """Fill in each run's ``trigger`` and ``parent_id`` (schema 6; before, both None)."""
+        ids = [r.id for r in records]
+        found: dict[str, tuple[Any, Any]] = {}
+        try:
+            with self.read() as conn:
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    for run_id, trigger, parent in conn.execute(
+                        "SELECT id, trigger, parent_id FROM runs"
+                        f" WHERE id IN ({','.join('?' * len(chunk))})", chunk,
+                    ).fetchall():
+                        found[run_id] = (trigger, parent)
+        except sqlite3.OperationalError:  # a read-only view of a database before schema 6
+            return
+        for record in records:
+            record.trigger, record.parent_id = found.get(record.id, (None, None))
 
     def _record(self, row: tuple[Any, ...]) -> RunRecord:
         (run_id, workflow, status, started, finished, duration, counts, config_path,
@@ -251,6 +273,7 @@ class RunHistory:
         except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
             raise self.damaged(f"the record of run {run_id!r}", exc) from exc
         self._reasons([record])
+        self._origins([record])
         return record
 
     def find(self, prefix: str) -> list[str]:
@@ -345,6 +368,7 @@ class RunHistory:
             if not record.counts:
                 record.counts = self.live_counts(record.id)
         self._reasons(records)
+        self._origins(records)
         return RunPage(records, total, limit, offset)
 
     def status_counts(self, *, workflow: str | None = None, since: float | None = None,

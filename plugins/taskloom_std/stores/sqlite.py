@@ -786,6 +786,41 @@ class SqliteStore(QueuedRecorder, RunHistory):
         return out
 
     # -- run claims (kernel/store.py, taskloom_std.stores.claims) --------------------------------
+    def vacuum(self) -> tuple[int, int]:
+        """Give the pages freed by deleted runs back to the file system (``taskloom prune``):
+        ``VACUUM``, then a checkpoint that truncates the write-ahead log. Returns the bytes
+        of the database file and its log before and after.
+
+        ``VACUUM`` rewrites the whole file and needs every other connection to be done
+        writing: it waits ``lock_timeout`` seconds, then raises :class:`StoreLockedError`
+        naming the processes holding the database (nothing is lost; the pages stay free
+        for later runs).
+        """
+        if self.read_only:
+            raise StoreError(f"store 'sqlite': {self.path} is open read-only")
+        self.flush()
+        before = self._footprint()
+        conn = self._connect()
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise StoreLockedError(f"not vacuumed: {self._locked_message()}") from exc
+            raise StoreError(f"store 'sqlite': cannot vacuum {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+        return before, self._footprint()
+
+    def _footprint(self) -> int:
+        total = 0
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
     def claim_run(self, run_id: str, workflow: str | None, *, on_conflict: str = "wait",
                   max_active_runs: int | None = None, on_limit: str = "wait") -> Any:
         """Claim ``run_id`` in the database for this thread; returns the release.
