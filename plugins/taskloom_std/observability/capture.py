@@ -317,7 +317,7 @@ def taskloom_task_wrappers(task: Any, run: Any) -> Any:
 
 @hookimpl(tryfirst=True)
 def taskloom_attempt_finish(task: Any, attempt: Any, error: Any, run: Any) -> None:
-    buf = attempt.stash.get(BUFFER, None)
+    buf = attempt.stash_get(BUFFER, None)
     if buf is None or not (buf.size or buf.dropped):
         return
     attempt.output = text = buf.text()
