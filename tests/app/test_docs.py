@@ -109,3 +109,23 @@ def test_every_plugin_task_option_is_documented():
     options = build.task_options()
     assert {"retry", "timeout", "cache", "circuit_breaker", "fallback"} <= set(options)
     assert set(options) == _keys_in(section)
+
+
+def test_executors_imported_lazily_list_their_options_in_the_reference():
+    text = (REFERENCE / "config.md").read_text(encoding="utf-8")
+    for row in ("| executor `process` | `context` | `None` |",
+                "| executor `asyncio` | `sync_workers` | `None` |",
+                "| executor `dask` | `n_workers` | `None` |"):
+        assert row in text
+    assert "see its docs" not in text
+
+
+def test_lazy_executor_factories_import_nothing_until_used():
+    code = ("import sys, taskloom; r = taskloom.load_plugins().registry; "
+            "mods = ('taskloom_std.executors.process', 'taskloom_std.executors.asyncio_exec', "
+            "'taskloom_dask.executor'); print([m for m in mods if m in sys.modules]); "
+            "r.create('executor', 'process', max_workers=1).shutdown(); "
+            "print('taskloom_std.executors.process' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "True"]

@@ -364,3 +364,24 @@ def test_retention_after_each_run_and_its_validation(tmp_path):
     assert checked.returncode == 2
     assert "taskloom.retention.older_than: '3x' is not an age" in checked.stderr
     assert "taskloom.retention.kep: unknown key; did you mean 'keep'?" in checked.stderr
+
+
+def test_prune_vacuums_and_says_how_much_it_reclaimed(tmp_path):
+    (tmp_path / "big.py").write_text("def big():\n    return 'x' * 300_000\n")
+    (tmp_path / "taskloom.toml").write_text('[tasks.big]\ncall = "big:big"\n')
+    for _ in range(4):
+        assert _cli("run", cwd=tmp_path).returncode == 0
+    db = tmp_path / ".taskloom" / "taskloom.db"
+    kept = _cli("prune", "--keep", "3", "--no-vacuum", cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.splitlines() == [f"deleted 1 run(s) from {db}"]
+    grown = db.stat().st_size
+    assert grown > 1_000_000
+    pruned = _cli("prune", "--keep", "1", cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    deleted, vacuumed = pruned.stdout.splitlines()
+    assert deleted == f"deleted 2 run(s) from {db}"
+    assert vacuumed.startswith("vacuumed: ") and vacuumed.endswith(" reclaimed)")
+    assert db.stat().st_size < grown / 2
+    nothing = _cli("prune", "--keep", "1", cwd=tmp_path)  # nothing deleted: no vacuum
+    assert nothing.stdout.splitlines() == [f"deleted 0 run(s) from {db}"]

@@ -345,3 +345,80 @@ def test_the_fire_log_prints_a_line_per_finished_fire_and_a_failure_line(
     assert " completed good (run " in lines[0]
     assert " FAILED bad (run " in lines[1] and lines[1].endswith(
         "failed: bad: no data for today")
+
+
+BUSY = '''
+import os, time
+
+def busy(context):
+    with open("spans.txt", "a") as f:
+        f.write(f"start {time.time()!r} {os.getpid()}\\n")
+    context.token.wait(0.4)
+    with open("spans.txt", "a") as f:
+        f.write(f"end {time.time()!r} {os.getpid()}\\n")
+'''
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_two_daemons_never_run_a_job_over_its_max_active_runs(tmp_path: Path) -> None:
+    # Each daemon fires other due times of the job (the schedule state shares them out); the
+    # run claims in the shared database keep their runs from overlapping.
+    (tmp_path / "busyjobs.py").write_text(BUSY)
+    config = _project(tmp_path, '''
+        [tasks.busy]
+        call = "busyjobs:busy"
+
+        [[schedules]]
+        task = "busy"
+        interval = 0.2
+        max_active_runs = 1
+    ''')
+    procs = [_daemon(tmp_path, config) for _ in range(2)]
+    pumps = [_lines(p) for p in procs]
+    seen: list[list[str]] = [[], []]
+    try:
+        done = skipped = 0
+        while done < 4 or not skipped:
+            for i, (lines, _) in enumerate(pumps):
+                try:
+                    line = lines.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                seen[i].append(line)
+                done += " completed busy:interval:0 " in line
+                skipped += "still going across processes (max_active_runs 1)" in line
+    finally:
+        for proc, (lines, pump), got in zip(procs, pumps, seen, strict=True):
+            _stop(proc, lines, pump, got)
+    # Both daemons ran the job: the limit held across them, not just within one.
+    spans = [line.split() for line in (tmp_path / "spans.txt").read_text().splitlines()]
+    assert len({pid for _, _, pid in spans}) == 2
+    events = sorted((float(t), kind) for kind, t, _ in spans)
+    depth = 0
+    for _, kind in events:
+        depth += 1 if kind == "start" else -1
+        assert depth <= 1, "two runs of the job overlapped"
+    [line, *_] = [x for got in seen for x in got if "across processes" in x]
+    assert " skipped busy:interval:0 (task busy) due " in line
+    assert line.endswith(": 1 run(s) still going across processes (max_active_runs 1)")
+
+
+def test_max_active_runs_in_a_schedule_entry(tmp_path: Path) -> None:
+    from taskloom.app.config import load_config
+
+    config = _project(tmp_path, '''
+        [tasks.hello]
+        call = "jobs:hello"
+
+        [[schedules]]
+        task = "hello"
+        interval = 60
+        max_active_runs = 2
+    ''')
+    [entry] = load_config(config).schedules
+    assert entry.max_active_runs == 2
+    path = _project(tmp_path, '[tasks.hello]\ncall = "jobs:hello"\n\n[[schedules]]\n'
+                              'task = "hello"\ninterval = 60\nmax_active_runs = 0\n')
+    result = CliRunner().invoke(main, ["schedule", str(path), "--store", "none"])
+    assert result.exit_code == 2, result.output
+    assert "schedules[0].max_active_runs: must be >= 1, got 0" in result.output

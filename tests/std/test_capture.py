@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -190,3 +191,79 @@ def test_complete_lines_reach_taskloom_attempt_output_as_they_are_written():
         ("talk", 1, "third line\n", ["a", "b"]),
         ("talk", 1, "no newline at the end\n", ["a", "b", "c"]),
     ]
+
+
+# Bodies for the process executor live at module level so its worker processes import them.
+def chatty_in_a_worker(x):
+    import os
+
+    print(f"worker {os.getpid()} got {x}")
+    sys.stderr.write("a warning on stderr\n")
+    logging.getLogger("etl").warning("kept: %d", x)
+    logging.getLogger("etl").debug("below the level: not kept")
+    return x + 1
+
+
+def zero():
+    return 0
+
+
+def failing_in_a_worker():
+    print("about to fail")
+    raise ValueError("bad row")
+
+
+def flooding_in_a_worker():
+    print("x" * 500)
+
+
+def test_process_executor_bodies_are_captured_per_attempt(capsys):
+    engine, outputs = _engine({"enabled": True, "echo": False}, executor="process",
+                              max_workers=2)
+    summary = engine.run([Task("x", fn=zero),
+                          Task("a", fn=chatty_in_a_worker, dependencies=["x"]),
+                          Task("boom", fn=failing_in_a_worker)], name="procs")
+    assert summary.status == "failed"
+    text = outputs.seen[("a", 1)]
+    assert text is not None
+    first, *rest = text.splitlines()
+    assert first.startswith("worker ") and first.endswith(" got 0")
+    assert int(first.split()[1]) != os.getpid()  # printed in another process
+    assert rest == ["a warning on stderr", "WARNING etl: kept: 0"]
+    assert outputs.seen[("boom", 1)] == "about to fail\n"  # a failed attempt's text is kept
+    assert "about to fail" not in capsys.readouterr().out
+
+
+def test_process_executor_output_over_the_limit_is_cut_and_says_so():
+    engine, outputs = _engine({"enabled": True, "echo": False, "limit": 100},
+                              executor="process", max_workers=1)
+    assert engine.run([Task("flood", fn=flooding_in_a_worker)]).ok
+    assert outputs.seen[("flood", 1)] == (
+        "x" * 100 + "\n[401 more characters not kept: capture limit 100]\n")
+
+
+def test_process_executor_output_reaches_taskloom_logs(tmp_path: Path):
+    (tmp_path / "steps.py").write_text(textwrap.dedent("""
+        import logging, os
+
+        def extract():
+            print(f"read 3 rows in {os.getpid()}")
+            logging.getLogger("etl").warning("one row skipped")
+            return [1, 2, 3]
+    """))
+    (tmp_path / "taskloom.toml").write_text(textwrap.dedent("""
+        [taskloom]
+        executor = { kind = "process", max_workers = 1 }
+        [tasks.extract]
+        call = "steps:extract"
+    """))
+    run = subprocess.run([*CLI, "run"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "extract │ read 3 rows in " in run.stdout
+    run_id = run.stdout.split("run ", 1)[1].split()[0]
+    logs = subprocess.run([*CLI, "logs", run_id, "extract"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert logs.returncode == 0, logs.stderr
+    printed, logged = logs.stdout.splitlines()[1:]
+    assert printed.startswith("read 3 rows in ") and logged == "WARNING etl: one row skipped"

@@ -111,3 +111,34 @@ def test_prune_keeps_the_newest_and_running_runs(tmp_path):
             reader.prune(keep=0)
     finally:
         reader.close()
+
+
+def test_vacuum_after_prune_gives_the_space_back(tmp_path):
+    db = tmp_path / "t.db"
+    engine = _engine(db)
+    payload = "x" * 200_000  # stored with each run: the file grows by about this much a run
+    for _ in range(5):
+        assert engine.run([Task("big", fn=lambda: payload)], name="w").ok
+    engine.close()
+    store = SqliteStore(db)
+    try:
+        assert len(store.prune(0.0)) == 5
+        before, after = store.vacuum()
+        assert before > 1_000_000 > 200_000 > after
+        assert db.stat().st_size == after
+    finally:
+        store.close()
+
+
+def test_vacuum_waits_for_a_writer_then_names_the_lock(tmp_path):
+    db = tmp_path / "t.db"
+    store = SqliteStore(db, lock_timeout=0.2)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match=r"not vacuumed: database .* is locked"):
+            store.vacuum()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        store.close()

@@ -124,3 +124,18 @@ def span_ids_after(span_ids: tuple[int, int | None]) -> tuple[int, int | None]:
     with tracer.start_as_current_span("on-worker") as span:
         parent = span.parent  # type: ignore[attr-defined]
         return span.get_span_context().trace_id, parent.span_id if parent else None
+
+
+def chatty() -> int:
+    import logging
+    import sys
+
+    print(f"on worker {os.getpid()}")
+    sys.stderr.write("to stderr\n")
+    logging.getLogger("etl").warning("kept %d", 7)
+    return os.getpid()
+
+
+def chatty_failure() -> None:
+    print("before the failure")
+    raise ValueError("bad on a worker")

@@ -299,3 +299,25 @@ def test_bad_options_are_rejected() -> None:
         DaskExecutor(address="tcp://127.0.0.1:1", n_workers=2)
     with pytest.raises(ValueError, match="n_workers"):
         DaskExecutor(n_workers=0)
+
+
+class Outputs:
+    def __init__(self) -> None:
+        self.seen: dict[str, str | None] = {}
+
+    @hookimpl
+    def taskloom_attempt_finish(self, task: Any, attempt: Any, error: Any, run: Any) -> None:
+        self.seen[task.name] = attempt.output
+
+
+def test_output_of_bodies_on_workers_is_captured_per_attempt(client: Client) -> None:
+    outputs = Outputs()
+    ps = load_plugins(config={"capture": {"enabled": True, "echo": False}}, plugins=[outputs])
+    summary = Engine(plugins=ps, executor="dask", executor_options={"client": client}).run([
+        Task("chatty", fn=rb.chatty), Task("fails", fn=rb.chatty_failure)])
+    assert summary.status == "failed"
+    pid = summary.results["chatty"]
+    assert pid != os.getpid()  # printed on a worker process
+    assert outputs.seen["chatty"] == f"on worker {pid}\nto stderr\nWARNING etl: kept 7\n"
+    assert outputs.seen["fails"] == "before the failure\n"
+    assert summary.errors["fails"].endswith("bad on a worker")

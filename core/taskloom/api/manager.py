@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import queue as queues
 import threading
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from taskloom.kernel.clock import Clock
@@ -49,6 +50,12 @@ class TaskManager:
     on unknown task" (create it again, or keep it by raising ``retention``). Tasks not
     finished are never forgotten. Finished runs are closed and dropped at once (the store
     keeps their history).
+
+    Each run claims its id in the engine's store before it opens (as :meth:`Engine.run`
+    does, see :meth:`Engine.claim`): a ``taskloom resume`` of it elsewhere waits while it
+    runs, and the engine's ``max_active_runs`` counts the manager's runs of one workflow
+    name across the processes sharing the store (over the limit, a call waits for a place
+    or is refused, per ``on_limit``).
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class TaskManager:
         self._finished: OrderedDict[str, None] = OrderedDict()  # task names, oldest first
         self._lock = threading.RLock()
         self._live: dict[str, Run] = {}  # runs not closed yet, by id
+        self._releases: dict[str, Callable[[], None]] = {}  # their claims in the store
         self._last: Run | None = None
         self._closer: threading.Thread | None = None
         self._to_close: queues.Queue[Run | None] = queues.Queue()
@@ -190,6 +198,7 @@ class TaskManager:
         trigger: str = "api",
         reuse_upstream: bool = True,
         register: bool = True,
+        claim: Mapping[str, Any] | None = None,
     ) -> Run:
         """Start a run of ``tasks`` and the dependencies they need; return it (it is closed
         by the manager once finished).
@@ -198,8 +207,24 @@ class TaskManager:
         results; without it every dependency runs afresh, as a copy, in this run. With
         ``register`` the tasks become the manager's (found by name later). A task still
         running in another run of this manager is not run again.
+
+        The run's id is claimed in the store first (:meth:`Engine.claim`; ``claim``
+        overrides the engine's ``max_active_runs``/``on_limit``/``on_conflict``): this call
+        waits for a place, or raises the store's error when the limit refuses it.
         """
         roots = list(tasks)
+        name = name or self.name
+        run_id, release = self.engine.claim(uuid.uuid4().hex[:12], name, **(claim or {}))
+        try:
+            run = self._open(roots, name, trigger, reuse_upstream, register, run_id, release)
+        except BaseException:
+            release()
+            raise
+        run.start()
+        return run
+
+    def _open(self, roots: list[Task], name: str, trigger: str, reuse_upstream: bool,
+              register: bool, run_id: str | None, release: Callable[[], None]) -> Run:
         while True:
             with self._lock:
                 self._reap()
@@ -212,7 +237,7 @@ class TaskManager:
                 todo = [t for t in roots if t.status in TERMINAL or t.run is None]
                 batch, restored, busy = self._closure(todo, fresh=not reuse_upstream)
                 if not busy:
-                    run = self.engine.open_run(name=name or self.name, trigger=trigger)
+                    run = self.engine.open_run(run_id=run_id, name=name, trigger=trigger)
                     carried = []
                     for dep in restored:
                         stand_in = fresh_copy(self._by_name[dep])
@@ -220,13 +245,13 @@ class TaskManager:
                         carried.append(stand_in)
                     run.add([*carried, *batch], restored=restored or None)
                     self._live[run.id] = run
+                    self._releases[run.id] = release
                     self._last = run
                     break
             # A dependency running in another run: wait for it, then look again.
             for d in busy:
                 if d.run is not None:
                     d.run.wait(tasks=[d])
-        run.start()
         return run
 
     def _reap(self) -> None:
@@ -239,7 +264,12 @@ class TaskManager:
         with self._lock:
             if self._live.pop(run.id, None) is None:
                 return
-        run.close()
+            release = self._releases.pop(run.id, None)
+        try:
+            run.close()
+        finally:
+            if release is not None:
+                release()
         with self._lock:
             finished, by_name = self._finished, self._by_name
             for t in run.tasks.values():

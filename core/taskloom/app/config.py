@@ -283,6 +283,7 @@ class Schedule:
     misfire_grace_time: float | None = None
     coalesce: bool | None = None
     max_instances: int | None = None
+    max_active_runs: int | None = None
     jitter: float | None = None
     reuse_upstream: bool = False
     cron: str | None = None
@@ -1096,6 +1097,7 @@ def _schedule(i: int, good: Mapping[str, Any], which: str, seconds: float | None
         misfire_grace_time=good.get("misfire_grace_time"),
         coalesce=good.get("coalesce"),
         max_instances=good.get("max_instances"),
+        max_active_runs=good.get("max_active_runs"),
         jitter=good.get("jitter"),
         reuse_upstream=bool(good.get("reuse_upstream", False)),
         cron=good.get("cron"),

@@ -99,7 +99,10 @@ SCHEDULE_KEYS: dict[str, Key] = {
                        choices=("shift", "skip")),
     "misfire_grace_time": Key(("number",), "seconds late a run may still start", minimum=0),
     "coalesce": Key(("boolean",), "many missed runs become one"),
-    "max_instances": Key(("integer",), "runs of this job at once", minimum=1),
+    "max_instances": Key(("integer",), "runs of this job at once in this scheduler", minimum=1),
+    "max_active_runs": Key(("integer",), "runs of this job at once across the processes "
+                           "sharing the store; a fire over it is skipped (default: [taskloom] "
+                           "max_active_runs)", minimum=1),
     "reuse_upstream": Key(("boolean",), "a fire reuses the results of upstream tasks that "
                           "completed before instead of running them afresh"),
     "jitter": Key(("number",), "random delay up to this many seconds", minimum=0),

@@ -162,11 +162,13 @@ class Engine:
         finally:
             release()
 
-    def claim(self, run_id: str | None, name: str | None,
-              on_conflict: str | None = None) -> tuple[str | None, Callable[[], None]]:
+    def claim(self, run_id: str | None, name: str | None, on_conflict: str | None = None,
+              **overrides: Any) -> tuple[str | None, Callable[[], None]]:
         """Claim ``run_id`` and a place under ``max_active_runs`` of workflow ``name`` in the
-        store: ``(run id, release)``. docs/stores.md: ``on_conflict``, ``on_limit``."""
-        options = dict(self.claim_options, **({"on_conflict": on_conflict} if on_conflict else {}))
+        store: ``(run id, release)``. docs/stores.md: ``on_conflict``, ``on_limit``;
+        ``overrides`` replace the engine's claim settings (None values are ignored)."""
+        overrides["on_conflict"] = on_conflict
+        options = dict(self.claim_options, **{k: v for k, v in overrides.items() if v is not None})
         claim_run = getattr(self.store, "claim_run", None)
         if claim_run is None or (run_id is None and not options.get("max_active_runs")):
             return run_id, lambda: None

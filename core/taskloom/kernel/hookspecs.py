@@ -345,7 +345,10 @@ def taskloom_schedule_misfire(
 @observer
 def taskloom_schedule_overlap(job: Any, scheduled_for: datetime.datetime,
                               fired_at: datetime.datetime, running: int) -> None:
-    """A scheduled run was skipped because its job already had ``max_instances`` runs going.
+    """A scheduled run was skipped: its job was at ``max_instances`` or ``max_active_runs``.
+
+    ``max_instances`` counts this scheduler's runs of the job, ``max_active_runs`` those of
+    every process sharing the store; ``job.skipped_by`` says which limit it was.
 
     When: when the scheduler's background thread reaches a due time and finds that many runs
     of the job still in progress (``run_pending`` waits for one to end instead, and the

@@ -82,3 +82,8 @@ class HasStash:
                 except AttributeError:
                     stash = self._stash = Stash()
                     return stash
+
+    def stash_get(self, key: StashKey[T], default: D) -> T | D:
+        """``stash.get(key, default)`` without making a stash when there is none (hot paths)."""
+        stash: Stash | None = getattr(self, "_stash", None)
+        return default if stash is None else stash.get(key, default)

@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any
 
-from taskloom import Executor, hookimpl
+from taskloom import hookimpl
 from taskloom_std.executors.inline import InlineExecutor
 from taskloom_std.executors.thread import ThreadExecutor
 
 
-def _process(**options: Any) -> Executor:
-    # Imported on first use: multiprocessing and asyncio are not free at plugin load.
-    from taskloom_std.executors.process import ProcessExecutor
+class LazyFactory:
+    """A component factory that imports its class (``"module:Class"``) on first use, so
+    loading the plugin costs nothing (multiprocessing, asyncio, distributed are not free).
 
-    return ProcessExecutor(**options)
+    Its signature is the class's, imported only when asked: the generated configuration
+    reference lists the class's options.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._cls: Any = None
+
+    def load(self) -> Any:
+        if self._cls is None:
+            module, _, name = self.target.partition(":")
+            self._cls = getattr(importlib.import_module(module), name)
+        return self._cls
+
+    def __call__(self, **options: Any) -> Any:
+        return self.load()(**options)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.load())
+
+    def __repr__(self) -> str:
+        return f"LazyFactory({self.target!r})"
 
 
-def _asyncio(**options: Any) -> Executor:
-    from taskloom_std.executors.asyncio_exec import AsyncioExecutor
-
-    return AsyncioExecutor(**options)
+_process = LazyFactory("taskloom_std.executors.process:ProcessExecutor")
+_asyncio = LazyFactory("taskloom_std.executors.asyncio_exec:AsyncioExecutor")
 
 
 def _wait(**options: Any) -> Executor:

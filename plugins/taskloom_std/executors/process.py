@@ -14,6 +14,10 @@ the dispatcher, around that round trip.
 * ``cancel`` (task cancel, soft timeout) kills the child at once; the slot replaces it.
 * Idle workers outlive their run and serve the next one (up to one per CPU are kept), as a
   pool's workers do: module-level state in a worker can outlive a run.
+* What the body prints and logs is captured in the child and handed back with its outcome
+  when the attempt is capturing (the ``capture`` plugin; see
+  :mod:`taskloom_std.observability.capture`); otherwise it goes to the child's streams,
+  which are this process's.
 * A ``hard`` timeout (``timeout = {hard = 60}``) is enforced here, even without the timeout
   plugin: at the deadline the attempt fails with :class:`~taskloom.TaskTimeout` and the child
   is killed and replaced. Nothing else is disturbed.
@@ -33,6 +37,7 @@ from typing import Any
 
 from taskloom import TaskCancelled, TaskloomError, TaskTimeout
 from taskloom_std.executors.thread import WorkerPool
+from taskloom_std.observability import capture
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _STOP = b""
@@ -64,20 +69,21 @@ def _child_main(conn: Any) -> None:
 
 
 def _child_run(message: bytes) -> bytes:
-    name, call, carrier = pickle.loads(message)
+    name, call, carrier, capture = pickle.loads(message)
     if not carrier:
-        return _child_call(name, call)
+        return _child_call(name, call, capture)
     # The parent's trace context (the attempt's span): spans the body opens nest under it.
     from opentelemetry import context, propagate
 
     token = context.attach(propagate.extract(carrier))
     try:
-        return _child_call(name, call)
+        return _child_call(name, call, capture)
     finally:
         context.detach(token)
 
 
-def _child_call(name: str, call: bytes) -> bytes:
+def _child_call(name: str, call: bytes, capture: tuple[int, int] | None) -> bytes:
+    """The outcome, pickled: ``(status, value or error, (text, dropped) or None)``."""
     try:
         fn, kwargs = pickle.loads(call)
     except Exception as exc:
@@ -85,36 +91,51 @@ def _child_call(name: str, call: bytes) -> bytes:
             f"task {name!r}: the worker process cannot load its callable: "
             f"{type(exc).__name__}: {exc}"
         )
-        return pickle.dumps(("err", err), _PROTOCOL)
+        return pickle.dumps(("err", err, None), _PROTOCOL)
+    output = None
     try:
-        value = fn(**kwargs)
-        if asyncio.iscoroutine(value):
-            value = asyncio.run(value)
+        if capture is None:
+            value = _call(fn, kwargs)
+        else:
+            from taskloom_std.observability.capture import Collect
+
+            with Collect(*capture) as collected:
+                try:
+                    value = _call(fn, kwargs)
+                finally:
+                    output = collected.result()
     except BaseException as exc:
-        return _dump_error(name, exc)
+        return _dump_error(name, exc, output)
     try:
-        return pickle.dumps(("ok", value), _PROTOCOL)
+        return pickle.dumps(("ok", value, output), _PROTOCOL)
     except Exception as exc:
         err = ProcessPicklingError(
             f"task {name!r}: its result cannot be pickled back from the worker process: "
             f"{type(exc).__name__}: {exc}"
         )
-        return pickle.dumps(("err", err), _PROTOCOL)
+        return pickle.dumps(("err", err, output), _PROTOCOL)
 
 
-def _dump_error(name: str, exc: BaseException) -> bytes:
+def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
+    value = fn(**kwargs)
+    if asyncio.iscoroutine(value):
+        value = asyncio.run(value)
+    return value
+
+
+def _dump_error(name: str, exc: BaseException, output: tuple[str, int] | None) -> bytes:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     note = f"in worker process {os.getpid()}:\n{text}"
     try:
         notes = exc.__dict__.setdefault("__notes__", [])
         notes.append(note)
-        data = pickle.dumps(("err", exc), _PROTOCOL)
+        data = pickle.dumps(("err", exc, output), _PROTOCOL)
         pickle.loads(data)  # an exception class that cannot be rebuilt must not reach the parent
         return data
     except Exception:
         err = RemoteTaskError(f"task {name!r} raised {type(exc).__name__}: {exc}")
         err.__dict__["__notes__"] = [note]
-        return pickle.dumps(("err", err), _PROTOCOL)
+        return pickle.dumps(("err", err, output), _PROTOCOL)
 
 
 # -- the parent side -------------------------------------------------------------------------
@@ -212,9 +233,11 @@ class ProcessExecutor(WorkerPool):
                 f"task {task.name!r}: a body run by the process executor cannot take "
                 "'context' (it does not cross process boundaries)"
             )
+        buf = capture.current()
         try:
             call = pickle.dumps((plan.body, attempt.kwargs()), _PROTOCOL)
-            message = pickle.dumps((task.name, call, _trace_carrier()), _PROTOCOL)
+            message = pickle.dumps((task.name, call, _trace_carrier(), capture.request()),
+                                   _PROTOCOL)
         except Exception as exc:
             raise ProcessPicklingError(
                 f"task {task.name!r}: its callable or arguments cannot be pickled for the "
@@ -260,7 +283,9 @@ class ProcessExecutor(WorkerPool):
                 f"task {task.name!r}: worker process {proc.pid} died "
                 f"(exit code {proc.exitcode})"
             )
-        status, value = pickle.loads(data)
+        status, value, output = pickle.loads(data)
+        if output is not None and buf is not None:
+            buf.absorb(*output)
         if status == "ok":
             return value
         raise value

@@ -16,8 +16,13 @@ straight to the original stream. With ``echo = true`` (default for library use) 
 text is also written through to the original stream as it comes; the CLI turns echo off and
 prints each task's output itself when the task ends, so lines never interleave mid-line.
 
-Not captured: bodies that run in another process (the ``process`` executor, Dask workers)
-write to that process's own streams.
+Bodies that run in another process are captured there and their text handed back with the
+outcome (:class:`Collect`): the ``process`` executor and the ``dask`` executor (taskloom-dask)
+do so when the attempt is capturing (:func:`current`). That text reaches the attempt's
+buffer, the ``taskloom_attempt_output`` hook and the echo when the attempt ends, not line by
+line as it is written; the worker process's root logger is set to this process's level for
+the call, so the same records are kept. Output written straight to the file descriptors
+(C extensions, subprocesses) is not captured, in any executor.
 """
 
 from __future__ import annotations
@@ -76,6 +81,16 @@ class Buffer:
                 self.chunks.append(text[:room])
                 self.size += room
             self.dropped += len(text) - max(room, 0)
+
+    def absorb(self, text: str, dropped: int = 0) -> None:
+        """Add what a body run elsewhere wrote (``dropped``: characters it did not keep),
+        as if written here: kept, passed on as lines, echoed."""
+        self.write(text)
+        self.dropped += dropped
+        self.close()
+        if self.echo and text:
+            out = sys.stdout
+            (out.original if isinstance(out, _Stream) else out).write(text)
 
     def text(self) -> str:
         kept = "".join(self.chunks)
@@ -142,6 +157,57 @@ class _Records(logging.Handler):
             buf.write(self.format(record) + "\n")
         except Exception:
             self.handleError(record)
+
+
+def current() -> Buffer | None:
+    """The buffer of the attempt capturing in this context, or None: an executor that runs
+    the body elsewhere asks, collects there (:class:`Collect`) and hands the text to
+    :meth:`Buffer.absorb`."""
+    return _current.get()
+
+
+class Collect:
+    """Capture what a body prints and logs in a worker process: ``with Collect(limit, level)
+    as out: body()``, then ``out.result()`` is ``(text, dropped)`` to send back.
+
+    Routed like local capture (the stream proxies and a ``ContextVar``), so bodies on other
+    threads of a shared worker (Dask) keep their own text. ``level``, when given, is the
+    submitting process's root logger level, applied here for the call (a worker process of
+    its own; a shared worker keeps its logging configuration: pass None).
+    """
+
+    def __init__(self, limit: int, level: int | None = None) -> None:
+        self.buf = Buffer(limit, False)
+        self.level = level
+        self._token: contextvars.Token[Buffer | None] | None = None
+        self._saved_level: int | None = None
+
+    def __enter__(self) -> Collect:
+        _install()
+        if self.level is not None:
+            root = logging.getLogger()
+            self._saved_level = root.level
+            root.setLevel(self.level)
+        self._token = _current.set(self.buf)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+        if self._saved_level is not None:
+            logging.getLogger().setLevel(self._saved_level)
+
+    def result(self) -> tuple[str, int]:
+        return "".join(self.buf.chunks), self.buf.dropped
+
+
+def request() -> tuple[int, int] | None:
+    """What a worker process needs to collect for the current attempt: ``(characters still
+    allowed, root logger level)``, or None when the attempt is not capturing."""
+    buf = _current.get()
+    if buf is None:
+        return None
+    return max(buf.limit - buf.size, 0), logging.getLogger().getEffectiveLevel()
 
 
 _install_lock = threading.Lock()
@@ -253,7 +319,7 @@ def taskloom_task_wrappers(task: Any, run: Any) -> Any:
 def taskloom_attempt_finish(task: Any, attempt: Any, error: Any, run: Any) -> None:
     if run.stash.get(WRAPPER, None) is None:
         return  # capture is off for this run: no attempt has a buffer (nor needs a stash made)
-    buf = attempt.stash.get(BUFFER, None)
+    buf = attempt.stash_get(BUFFER, None)
     if buf is None or not (buf.size or buf.dropped):
         return
     attempt.output = text = buf.text()

@@ -32,9 +32,18 @@ Choices worth knowing:
   Runs falling due while a catch-up is going join its end.
 * **Overlaps.** A due run that finds ``max_instances`` runs of its job still going is skipped
   on the background thread and reported through ``taskloom_schedule_overlap``
-  (:meth:`run_pending` waits instead). Misfires and overlaps are also kept in the schedule
-  state when it offers ``record_skip(job_id, kind, scheduled_for, detail)`` (the SQLite
-  store's does; the dashboard shows them).
+  (:meth:`run_pending` waits instead).
+* **Claims.** Each fire claims its run id in the engine's store before it starts
+  (:meth:`Engine.claim`, as :meth:`Engine.run` does; the workflow is the job id), so a
+  ``taskloom resume`` of it elsewhere waits while it runs. ``max_active_runs`` (per job;
+  default the engine's ``[taskloom] max_active_runs``) bounds the job's runs going at once
+  **across the processes sharing the store** (``max_instances`` counts only this
+  scheduler's). A fire over it is handled as an overlap: skipped on the background thread
+  and reported through ``taskloom_schedule_overlap`` (``Job.skipped_by`` names the limit),
+  waited for by :meth:`run_pending`. The background thread never waits for a place, so
+  ``on_limit = "wait"`` does not hold up the other jobs. Misfires and overlaps are also kept
+  in the schedule state when it offers ``record_skip(job_id, kind, scheduled_for, detail)``
+  (the SQLite and PostgreSQL stores' do; the dashboard shows them).
 * **Durable state.** Each job's next due time is saved in a :class:`ScheduleState` before it
   fires; a scheduler restarted on the same state resumes from it (missed runs are handled as
   late runs), and :meth:`ScheduleState.claim` makes sure two schedulers sharing the state
@@ -74,6 +83,7 @@ from taskloom.kernel.errors import (
 from taskloom.kernel.pluginmanager import PluginSet
 from taskloom.kernel.states import TERMINAL
 from taskloom.kernel.task import Task
+from taskloom_std.stores.claims import RunClaimedError
 
 log = logging.getLogger("taskloom.scheduler")
 
@@ -127,10 +137,12 @@ class Job:
         "_scheduler",
         "coalesce",
         "id",
+        "max_active_runs",
         "max_instances",
         "misfire_grace_time",
         "paused",
         "reuse_upstream",
+        "skipped_by",
         "task",
         "trigger",
     )
@@ -148,8 +160,15 @@ class Job:
         due: float | None = None,
         paused: bool = False,
         reuse_upstream: bool = False,
+        max_active_runs: int | None = None,
     ) -> None:
         self._scheduler = scheduler
+        #: Runs of this job going at once across processes sharing the store (None: the
+        #: engine's ``max_active_runs``, if any).
+        self.max_active_runs = max_active_runs
+        #: The limit that made the latest skipped fire skip: ``"max_instances N"`` or
+        #: ``"max_active_runs N"`` (read by ``taskloom_schedule_overlap`` implementations).
+        self.skipped_by: str | None = None
         #: Upstream tasks that completed before are not run again by a fire (their results
         #: are reused); by default each fire runs them afresh.
         self.reuse_upstream = reuse_upstream
@@ -215,6 +234,14 @@ def _checked_grace(value: object, where: str) -> float | None:
 def _checked_instances(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not value >= 1:
         raise ConfigError(f"{where}: max_instances must be >= 1, got {value!r} "
+                          "(a whole number)")
+    return value
+
+
+def _checked_active(value: object, where: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not value >= 1):
+        raise ConfigError(f"{where}: max_active_runs must be >= 1 or None, got {value!r} "
                           "(a whole number)")
     return value
 
@@ -339,6 +366,7 @@ class TaskScheduler:
         coalesce: bool | None = None,
         max_instances: int | None = None,
         reuse_upstream: bool = False,
+        max_active_runs: int | None = None,
         **trigger_options: Any,
     ) -> Job:
         """Schedule ``task`` on ``trigger``: a trigger object, or a registered trigger name
@@ -346,7 +374,9 @@ class TaskScheduler:
 
         ``id`` (default: the task's name, made unique) names the job in the durable state.
         Run control defaults to the scheduler's settings. Each fire runs the task's upstream
-        tasks afresh unless ``reuse_upstream`` (see the module's notes).
+        tasks afresh unless ``reuse_upstream``. ``max_active_runs`` bounds the job's runs
+        going at once across the processes sharing the engine's store (see the module's
+        notes).
         """
         if not isinstance(task, Task):
             raise ConfigError(f"{_where(task)}: expected a Task to schedule, got "
@@ -370,6 +400,7 @@ class TaskScheduler:
             instances = _checked_instances(max_instances, _where(task))
         if coalesce is not None:
             _checked_coalesce(coalesce, _where(task))
+        _checked_active(max_active_runs, _where(task))
         if not isinstance(reuse_upstream, bool):
             raise ConfigError(f"{_where(task)}: reuse_upstream must be true or false, got "
                               f"{reuse_upstream!r}")
@@ -401,7 +432,7 @@ class TaskScheduler:
                     due = self._jittered(trigger, base)
             job = Job(self, job_id, task, trigger, grace,
                       self.coalesce if coalesce is None else coalesce, instances,
-                      base, due, paused, reuse_upstream)
+                      base, due, paused, reuse_upstream, max_active_runs)
             self._jobs[job_id] = job
             if missed:
                 # A catch-up a stopped (or crashed) scheduler left unfinished: resumed first.
@@ -831,22 +862,26 @@ class TaskScheduler:
         running = job.running
         if running >= job.max_instances:
             if not block:
-                log.warning("job %r: run due %s skipped, %d instance(s) still running",
-                            job.id, _ts_dt(due).isoformat(), running)
-                self._record_skip(job, "overlap", due,
-                                  f"{running} run(s) still going (max_instances "
-                                  f"{job.max_instances})")
-                self.plugins.hook.taskloom_schedule_overlap(
-                    job=job, scheduled_for=_ts_dt(due), fired_at=self.clock.now(),
-                    running=running)
+                self._skip(job, due, running, f"max_instances {job.max_instances}")
                 return None
             self.wait_for((job._instances or [])[:1])
         task = job.task
         own = task.status in TERMINAL or task.run is None
         if not own:
             task = fresh_copy(task)  # overlapping a run of the job's task still going
-        run = self.manager.submit_run([task], name=job.id, trigger="schedule",
-                                      reuse_upstream=job.reuse_upstream, register=own)
+        # The scheduler thread never waits for a place under max_active_runs (see the notes).
+        claim = {"max_active_runs": job.max_active_runs, "on_limit": None if block else "refuse"}
+        try:
+            run = self.manager.submit_run([task], name=job.id, trigger="schedule",
+                                          reuse_upstream=job.reuse_upstream, register=own,
+                                          claim=claim)
+        except RunClaimedError as exc:
+            if exc.busy is None or exc.busy.kind != "limit":
+                raise
+            limit = job.max_active_runs or self.engine.claim_options.get("max_active_runs")
+            self._skip(job, due, int(limit or len(exc.busy.holders)),
+                       f"max_active_runs {limit}", exc)
+            return None
         self.manager.close_when_done(run)
         if job._instances is None:
             job._instances = [task]
@@ -860,6 +895,15 @@ class TaskScheduler:
         self.plugins.hook.taskloom_schedule_fire(job=job, scheduled_for=_ts_dt(due),
                                                  fired_at=fired_at)
         return task
+
+    def _skip(self, job: Job, due: float, running: int, limit: str,
+              refused: Exception | None = None) -> None:
+        job.skipped_by = limit
+        log.warning("job %r: run due %s skipped, %d run(s) still going (%s)%s", job.id,
+                    _ts_dt(due).isoformat(), running, limit, f": {refused}" if refused else "")
+        self._record_skip(job, "overlap", due, f"{running} run(s) still going ({limit})")
+        self.plugins.hook.taskloom_schedule_overlap(
+            job=job, scheduled_for=_ts_dt(due), fired_at=self.clock.now(), running=running)
 
     # -- the heap ---------------------------------------------------------------------------
     def _push(self, job: Job) -> None:

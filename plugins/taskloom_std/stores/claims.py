@@ -29,7 +29,12 @@ MAX_POLL = 0.5
 
 class RunClaimedError(TaskloomError):
     """The run id is running in another process (``on_conflict = "error"``), or the
-    workflow has ``max_active_runs`` runs going (``on_limit = "refuse"``)."""
+    workflow has ``max_active_runs`` runs going (``on_limit = "refuse"``). ``busy`` says
+    which, and who holds the claims."""
+
+    def __init__(self, message: str, busy: Busy | None = None) -> None:
+        super().__init__(message)
+        self.busy = busy
 
 
 @dataclass(frozen=True)
@@ -77,13 +82,13 @@ def claim_loop(
             return
         if busy.kind == "conflict" and on_conflict == "error":
             raise RunClaimedError(
-                f"run {run_id!r} is running in process {', '.join(busy.holders)}"
+                f"run {run_id!r} is running in process {', '.join(busy.holders)}", busy
             )
         if busy.kind == "limit" and on_limit == "refuse":
             raise RunClaimedError(
                 f"workflow {workflow!r} already has {max_active_runs} active run(s) "
                 f"(max_active_runs), in process {', '.join(busy.holders)}; run {run_id!r} "
-                "not started"
+                "not started", busy
             )
         if busy != told:
             told = busy

@@ -282,20 +282,8 @@ class RunHistory:
             "counts": record.counts or self._counts(run_id), "results": results,
             "errors": errors, "started_at": _utc(record.started),
             "finished_at": _utc(record.finished), "duration": record.duration or 0.0,
-            **self._origin(run_id),
+            "trigger": record.trigger, "parent_id": record.parent_id,
         }
-
-    def _origin(self, run_id: str) -> dict[str, Any]:
-        """The run's ``trigger`` and ``parent_id`` (schema 6; absent before: both None)."""
-        try:
-            with self.read() as conn:
-                rows = conn.execute(
-                    "SELECT trigger, parent_id FROM runs WHERE id = ?", (run_id,)
-                ).fetchall()
-        except sqlite3.OperationalError:  # a read-only view of a database before schema 6
-            return {"trigger": None, "parent_id": None}
-        trigger, parent = rows[0] if rows else (None, None)
-        return {"trigger": trigger, "parent_id": parent}
 
     # -- the dashboard's queries: indexed, paginated, never unpickling a result ---------------
     @staticmethod
@@ -350,6 +338,7 @@ class RunHistory:
             if not record.counts:
                 record.counts = self.live_counts(record.id)
         self._reasons(records)
+        self._origins(records)
         return RunPage(records, total, limit, offset)
 
     def status_counts(self, *, workflow: str | None = None, since: float | None = None,

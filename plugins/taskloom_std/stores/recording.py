@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from taskloom import TaskState
 from taskloom_std.policies.cache import CACHE_HIT
 from taskloom_std.stores.errors import StoreError
+from taskloom_std.stores.schema import STATE_LETTER
 
 _COMPLETED = TaskState.COMPLETED
-_ERRORISH = frozenset({TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED})
+_FAILED, _RETRYING, _CANCELLED = TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED
+_first = operator.itemgetter(0)
 #: Most records of one kind a writer round commits.
 CHUNK = 20_000
 
@@ -49,17 +52,20 @@ class QueuedRecorder:
         if self.read_only:
             raise StoreError(f"store {self.store_name!r}: {self.path} is open read-only")
 
-    def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        t = time.time()
-        name = task.name
-        self._events_append((run.id, name, new, t))
+    def record_transition(self, task: Any, old: Any, new: Any, run: Any,
+                          _time: Callable[[], float] = time.time,
+                          _letter: Callable[..., Any] = STATE_LETTER.get) -> None:
+        # Runs under the run's lock for every state change: identity tests, not a set
+        # lookup (an Enum member hashes in Python); the state queued as its letter.
+        t = _time()
+        self._events_append((run.id, task.name, _letter(id(new), new), t))
         if new is _COMPLETED:
             self._results_append(
-                (run.id, name, task.result, t, task.stash.get(CACHE_HIT, False))
+                (run.id, task.name, task.result, t, task.stash_get(CACHE_HIT, False))
             )
-        elif new in _ERRORISH:
+        elif new is _FAILED or new is _RETRYING or new is _CANCELLED:
             self._errors_append((
-                run.id, name, new, t, task.attempts, task.error_type, task.error,
+                run.id, task.name, new, t, task.attempts, task.error_type, task.error,
                 task.error_traceback, task.exception,
             ))
 
@@ -78,19 +84,30 @@ class QueuedRecorder:
         pop = q.popleft
         return [pop() for _ in range(min(len(q), CHUNK))]
 
-    def _config_hash(self, tasks: list[tuple[Any, ...]]) -> str:
-        h = hashlib.sha256()
+    def _config_hash(self, tasks: Iterable[tuple[Any, ...]], *, ordered: bool = False) -> str:
+        """The configuration file's hash, or (a run from Python) a fingerprint of its tasks'
+        names, dependencies, configs and bodies. The writer thread computes it while the
+        run goes on, under the interpreter lock: it is kept cheap (one string, bodies named
+        once each). ``tasks``: ``(name, dependencies, config, body)`` tuples, in name order
+        when ``ordered`` (then they may come from a generator: no list of them is kept)."""
         if self.config_path is not None:
             with contextlib.suppress(OSError):
-                h.update(Path(self.config_path).read_bytes())
-                return h.hexdigest()[:16]
-        for name, deps, config, fn in sorted(tasks, key=lambda x: x[0]):
-            where = (
-                "" if fn is None
-                else f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
-            )
-            h.update(repr((name, deps, sorted(config.items(), key=str), where)).encode())
-        return h.hexdigest()[:16]
+                return hashlib.sha256(Path(self.config_path).read_bytes()).hexdigest()[:16]
+        places: dict[Any, str] = {}
+        lines: list[str] = []
+        add = lines.append
+        for name, deps, config, fn in tasks if ordered else sorted(tasks, key=_first):
+            try:
+                where = places[fn]
+            except (KeyError, TypeError):
+                where = "" if fn is None else (
+                    f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}")
+                with contextlib.suppress(TypeError):  # an unhashable callable
+                    places[fn] = where
+            add(f"{name!r} {deps!r} {where}")
+            if config:
+                add(repr(sorted(config.items(), key=str)))
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 class SafeRecorder(QueuedRecorder):
@@ -100,19 +117,21 @@ class SafeRecorder(QueuedRecorder):
 
     def commit_result(self, task: Any, attempt: Any, run: Any) -> None:
         self._results_append((
-            run.id, task.name, attempt.value, time.time(), task.stash.get(CACHE_HIT, False)
+            run.id, task.name, attempt.value, time.time(), task.stash_get(CACHE_HIT, False)
         ))
         self.flush()
 
-    def record_transition(self, task: Any, old: Any, new: Any, run: Any) -> None:
-        t = time.time()
-        self._events_append((run.id, task.name, new, t))
+    def record_transition(self, task: Any, old: Any, new: Any, run: Any,
+                          _time: Callable[[], float] = time.time,
+                          _letter: Callable[..., Any] = STATE_LETTER.get) -> None:
+        t = _time()
+        self._events_append((run.id, task.name, _letter(id(new), new), t))
         if new is _COMPLETED:
             if task.error is not None:  # completed by a fallback: no successful attempt
                 self._results_append(
-                    (run.id, task.name, task.result, t, task.stash.get(CACHE_HIT, False))
+                    (run.id, task.name, task.result, t, task.stash_get(CACHE_HIT, False))
                 )
-        elif new in _ERRORISH:
+        elif new is _FAILED or new is _RETRYING or new is _CANCELLED:
             self._errors_append((
                 run.id, task.name, new, t, task.attempts, task.error_type, task.error,
                 task.error_traceback, task.exception,

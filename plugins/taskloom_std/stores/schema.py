@@ -10,8 +10,11 @@ What is recorded and where:
   counts, how often it was resumed, the pid that ran it last, what started it last
   (``trigger``) and the run it continues (``parent_id``)).
 * ``events``: every state change of every task, with its wall-clock time, one row per run
-  per commit (``data`` is JSON text ``[tasks, states, times]``, the times packed as
-  base64 float64s: one row per change would cost more than running a small task).
+  per commit (``data`` is JSON text ``[names, tasks, states, times]``: each task name once,
+  then per change the name's index (base64 uint32s), its state (one letter each, in one
+  string) and its time (base64 float64s); one row per change, or a JSON string per change,
+  would cost more than running a small task). Batches of earlier versions,
+  ``[tasks, states, times]`` (a name and a state string per change), are read too.
   :func:`load_events` reads it back and checks its shape. Attempts are the spans from a
   ``running`` event to the next event of the same task.
 * ``errors``: the error of each failed, retried or cancelled transition (type, message,
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 import sqlite3
 import sys
 from array import array
@@ -250,6 +254,17 @@ def migrate(conn: sqlite3.Connection, current: int, target: int = SCHEMA_VERSION
 
 
 _STATES = frozenset(state.value for state in TaskState)
+_TASK, _STATE, _TIME = (operator.itemgetter(i) for i in (1, 2, 3))
+#: One letter per state in a batch's state string (never reordered: stored data).
+_LETTERS = {TaskState.PENDING: "p", TaskState.WAITING: "w", TaskState.READY: "y",
+            TaskState.RUNNING: "r", TaskState.COMPLETED: "c", TaskState.FAILED: "f",
+            TaskState.RETRYING: "t", TaskState.CANCELLED: "x", TaskState.SKIPPED: "s"}
+#: ``STATE_LETTER.get(id(state), state)``: what a recorder queues for a state change. A
+#: letter (an untracked str) rather than the enum member keeps the queued tuples out of the
+#: garbage collector's way; looked up by identity, as an Enum member hashes in Python.
+STATE_LETTER = {id(state): letter for state, letter in _LETTERS.items()}
+_BY_LETTER = {letter: state.value for state, letter in _LETTERS.items()}
+_BY_VALUE = {state.value: letter for state, letter in _LETTERS.items()}
 _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
@@ -258,16 +273,28 @@ class LegacyEvents(ValueError):
 
 
 def dump_events(events: list[tuple[Any, ...]]) -> str:
-    """One stored batch as JSON text (never a pickle): ``[tasks, states, times]``.
+    """One stored batch as JSON text (never a pickle): ``[names, tasks, states, times]``.
 
-    ``times`` is base64 of little-endian float64s: writing a float's decimal form costs
-    more than the rest of the batch, and the writer shares the interpreter with the tasks.
+    The writer shares the interpreter with the tasks, so the per-change work is kept to C
+    loops: a name is written once per batch, a change is an index, a letter and a float
+    (packed little-endian, base64); no decimal floats, no string per change.
     """
-    _, tasks, states, times = zip(*events, strict=True)
+    # Columns by itemgetter, not zip(*events): that makes an iterator object per change,
+    # and so many new objects set off the garbage collector in the middle of a run.
+    tasks = list(map(_TASK, events))
+    states = list(map(_STATE, events))
+    times = list(map(_TIME, events))
+    names = list(dict.fromkeys(tasks))
+    positions = array("I", map({name: i for i, name in enumerate(names)}.__getitem__, tasks))
     packed = array("d", times)
     if sys.byteorder == "big":
+        positions.byteswap()
         packed.byteswap()
-    return _ENCODER.encode([tasks, states, base64.b64encode(packed.tobytes()).decode()])
+    letters = "".join(states)  # queued as letters (STATE_LETTER): one character each
+    if len(letters) != len(states):  # states given as TaskState members or their values
+        letters = "".join(_BY_VALUE[str(getattr(state, "value", state))] for state in states)
+    return _ENCODER.encode([names, base64.b64encode(positions.tobytes()).decode(),
+                            letters, base64.b64encode(packed.tobytes()).decode()])
 
 
 def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
@@ -283,8 +310,10 @@ def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
     if not isinstance(data, str):
         raise ValueError(f"an event batch stored as {type(data).__name__}")
     batch = json.loads(data)
+    if isinstance(batch, list) and len(batch) == 4:
+        return _load_indexed(run_id, batch)
     if not isinstance(batch, list) or len(batch) != 3:
-        raise ValueError("an event batch is not [tasks, states, times]")
+        raise ValueError("an event batch is not [names, tasks, states, times]")
     tasks, states, times = batch
     if not isinstance(tasks, list) or not isinstance(states, list) or not isinstance(
         times, str
@@ -303,3 +332,26 @@ def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
             raise ValueError(f"an event batch holds a malformed entry {str((task, state))[:60]!r}")
         out.append((run_id, task, state, t))
     return out
+
+
+def _load_indexed(run_id: str, batch: list[Any]) -> list[tuple[str, str, str, float]]:
+    names, tasks, letters, times = batch
+    if not (isinstance(names, list) and isinstance(tasks, str) and isinstance(letters, str)
+            and isinstance(times, str)):
+        raise ValueError("an event batch is not [names, tasks, states, times]")
+    positions = array("I")
+    positions.frombytes(base64.b64decode(tasks, validate=True))
+    packed = array("d")
+    packed.frombytes(base64.b64decode(times, validate=True))
+    if sys.byteorder == "big":
+        positions.byteswap()
+        packed.byteswap()
+    if not len(positions) == len(letters) == len(packed):
+        raise ValueError("an event batch's columns differ in length")
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError("an event batch's task names are not all text")
+    try:
+        return [(run_id, names[i], _BY_LETTER[letter], t)
+                for i, letter, t in zip(positions, letters, packed, strict=True)]
+    except (IndexError, KeyError) as exc:
+        raise ValueError(f"an event batch holds a malformed entry ({exc!r})") from None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from taskloom import hookimpl
 from taskloom_dask.context import RemoteContext
 from taskloom_dask.errors import DaskTaskError, NotSerializableError
+from taskloom_std.executors import LazyFactory
 
 if TYPE_CHECKING:
     from taskloom_dask.executor import DaskExecutor
@@ -32,10 +33,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _create(**options: Any) -> DaskExecutor:
-    from taskloom_dask.executor import DaskExecutor
-
-    return DaskExecutor(**options)
+# Imported on first use; the configuration reference reads DaskExecutor's options through it.
+_create = LazyFactory("taskloom_dask.executor:DaskExecutor")
 
 
 @hookimpl

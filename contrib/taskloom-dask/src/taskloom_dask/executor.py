@@ -11,6 +11,10 @@ What runs where:
   result", so a cache hit never reaches the cluster and a span a wrapper opens is the parent
   of the spans on the worker.
 
+What a body prints and logs on the worker is captured there when the attempt captures its
+output (the ``capture`` plugin, a wrapper: such attempts take the dispatcher path) and handed
+back with its outcome; the worker's own logging level applies.
+
 Tasks without wrappers cost no local thread while they run: a finished future is queued,
 and one collector thread fetches the results of whatever finished meanwhile in one request
 (on the client's event loop, without waiting for it) and reports them to the engine.
@@ -37,7 +41,8 @@ from opentelemetry import propagate, trace
 from taskloom import Attempt, Executor, Run
 from taskloom_dask.context import RemoteContext
 from taskloom_dask.errors import NotSerializableError
-from taskloom_dask.remote import run_remote
+from taskloom_dask.remote import OUTPUT_ATTRIBUTE, Captured, run_remote
+from taskloom_std.observability import capture
 
 log = logging.getLogger("taskloom.dask")
 
@@ -254,8 +259,10 @@ class DaskExecutor(Executor):
             cluster.close()
 
     # -- sending -------------------------------------------------------------------------
-    def _send(self, attempt: Attempt) -> distributed.Future[Any] | None:
-        """Submit the attempt's body to Dask; None when the task has no body."""
+    def _send(self, attempt: Attempt,
+              collect: int | None = None) -> distributed.Future[Any] | None:
+        """Submit the attempt's body to Dask; None when the task has no body. With
+        ``collect`` (characters) the worker captures its output (:mod:`.remote`)."""
         task = attempt.task
         plan = attempt.plan
         body = plan.body
@@ -269,7 +276,8 @@ class DaskExecutor(Executor):
         key = f"{funcname(body)}-{uuid.uuid4().hex}"
         try:
             future = self.client.submit(
-                run_remote, body, kwargs, plan.is_async, self._carrier(), key=key, pure=False
+                run_remote, body, kwargs, plan.is_async, self._carrier(), collect, key=key,
+                pure=False
             )
         except Exception as exc:
             raise _explain(task.name, body, kwargs, exc) from exc
@@ -375,16 +383,29 @@ class DaskExecutor(Executor):
         """Wrappers run here; only the body inside them goes to the cluster."""
 
         def remote() -> Any:
-            future = self._send(attempt)
+            # The capture plugin is a wrapper: an attempt capturing its output comes here.
+            buf = capture.current()
+            wanted = capture.request()
+            future = self._send(attempt, None if wanted is None else wanted[0])
             if future is None:
                 return None
             if attempt.token.cancelled:
                 future.cancel(reason="taskloom attempt cancelled")
             try:
-                return future.result()
+                value = future.result()
+            except BaseException as exc:
+                output = getattr(exc, "__dict__", {}).pop(OUTPUT_ATTRIBUTE, None)
+                if buf is not None and output is not None:
+                    buf.absorb(*output)
+                raise
             finally:
                 with self._lock:
                     self._futures.pop(attempt, None)
+            if isinstance(value, Captured):
+                if buf is not None:
+                    buf.absorb(*value.output)
+                value = value.value
+            return value
 
         try:
             value, error = attempt.wrap(remote)(), None

@@ -2,8 +2,10 @@
 does the same after each ``taskloom run``.
 
 Deleting a run deletes everything recorded for it (state changes, errors, results, captured
-output, actions); a run that is still running is never deleted. The database file does not
-shrink: SQLite reuses the freed pages for the runs that follow.
+output, actions); a run that is still running is never deleted. After deleting, ``taskloom
+prune`` gives the freed space back to the file system when its store can (SQLite:
+``VACUUM``, which rewrites the file; ``--no-vacuum`` skips it) and says how much. The
+``retention`` setting only deletes: the pages it frees are reused by the runs that follow.
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ from taskloom.kernel.errors import TaskloomError
 @click.option("--keep", type=click.IntRange(min=0), default=None, metavar="N",
               help="Keep the N newest runs whatever their age (alone: delete all but them).")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--no-vacuum", "no_vacuum", is_flag=True,
+              help="Do not compact the database file after deleting (SQLite: VACUUM "
+                   "rewrites the file, and waits for other processes to finish writing).")
 @db_option
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
               help="Use the history 'taskloom run' records runs of this configuration in.")
-def prune(older_than: str | None, keep: int | None, dry_run: bool, db: str | None,
-          config_file: str | None) -> None:
+def prune(older_than: str | None, keep: int | None, dry_run: bool, no_vacuum: bool,
+          db: str | None, config_file: str | None) -> None:
     """Delete old runs and everything recorded for them; a running run is never deleted.
+
+    Then the database file is compacted (SQLite: VACUUM) and the space reclaimed printed.
 
     \b
     Examples:
@@ -46,11 +53,33 @@ def prune(older_than: str | None, keep: int | None, dry_run: bool, db: str | Non
             fail([f"the history at {store.location} cannot delete runs"])
         ids = store.prune(age, keep, dry_run=dry_run)
         location = store.location
-    verb = "would delete" if dry_run else "deleted"
-    click.echo(f"{verb} {len(ids)} run(s) from {location}")
-    for run_id in ids if dry_run else ():
-        click.echo(f"  {run_id}")
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(f"{verb} {len(ids)} run(s) from {location}")
+        for run_id in ids if dry_run else ():
+            click.echo(f"  {run_id}")
+        vacuum = getattr(store, "vacuum", None)
+        if ids and not dry_run and not no_vacuum and callable(vacuum):
+            try:
+                before, after = vacuum()
+            except TaskloomError as exc:
+                # The runs are deleted all the same; their pages serve the runs that follow.
+                click.echo(f"{exc}\nthe database file was not compacted; its free pages are "
+                           "reused by new runs", err=True)
+            else:
+                click.echo(f"vacuumed: {_size(before)} -> {_size(after)} "
+                           f"({_size(max(before - after, 0))} reclaimed)")
     raise SystemExit(EXIT_OK)
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def _age(what: str, text: str | None) -> float | None:

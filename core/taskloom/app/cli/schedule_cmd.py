@@ -69,9 +69,10 @@ class FireLog:
     @hookimpl
     def taskloom_schedule_overlap(self, job: Any, scheduled_for: datetime, fired_at: datetime,
                                   running: int) -> None:
+        limit = getattr(job, "skipped_by", None) or f"max_instances {job.max_instances}"
+        where = " across processes" if limit.startswith("max_active_runs") else ""
         self._echo(f"{_stamp(fired_at)} skipped {job.id} (task {job.task.name}) due "
-                   f"{_stamp(scheduled_for)}: {running} run(s) still going "
-                   f"(max_instances {job.max_instances})")
+                   f"{_stamp(scheduled_for)}: {running} run(s) still going{where} ({limit})")
 
 
 class _StopSignals:
@@ -112,9 +113,11 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
 
     Logs a line per fire and one per finished run (a failed run as FAILED, with its errors).
     Each fire is a run of its own that runs the task's upstream tasks afresh
-    (reuse_upstream = true in the entry reuses results they had). On stop, nothing new
-    starts; running tasks finish (or are cancelled, with --cancel-running or on_stop =
-    "cancel" in [taskloom]), then the command exits 0.
+    (reuse_upstream = true in the entry reuses results they had). max_active_runs in an
+    entry (default: [taskloom] max_active_runs) bounds its runs going at once across the
+    processes sharing the store: a fire over it is skipped with a line saying so. On
+    stop, nothing new starts; running tasks finish (or are cancelled, with --cancel-running
+    or on_stop = "cancel" in [taskloom]), then the command exits 0.
 
     \b
     Example:
@@ -154,6 +157,7 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
                 tasks[entry.task], entry.trigger, id=entry.id,
                 misfire_grace_time=entry.misfire_grace_time, coalesce=entry.coalesce,
                 max_instances=entry.max_instances, reuse_upstream=entry.reuse_upstream,
+                max_active_runs=entry.max_active_runs,
                 **options,
             )
         except (ConfigError, PluginError, UnknownComponentError, TaskloomError) as exc:
