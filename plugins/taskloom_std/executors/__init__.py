@@ -44,10 +44,7 @@ _process = LazyFactory("taskloom_std.executors.process:ProcessExecutor")
 _asyncio = LazyFactory("taskloom_std.executors.asyncio_exec:AsyncioExecutor")
 
 
-def _wait(**options: Any) -> Executor:
-    from taskloom_std.executors.wait import WaitExecutor
-
-    return WaitExecutor(**options)
+_wait = LazyFactory("taskloom_std.executors.wait:WaitExecutor")
 
 
 def _check_wait(value: Any, where: str) -> None:

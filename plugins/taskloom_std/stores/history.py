@@ -338,7 +338,6 @@ class RunHistory:
             if not record.counts:
                 record.counts = self.live_counts(record.id)
         self._reasons(records)
-        self._origins(records)
         return RunPage(records, total, limit, offset)
 
     def status_counts(self, *, workflow: str | None = None, since: float | None = None,
