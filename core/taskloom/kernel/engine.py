@@ -88,8 +88,9 @@ class Engine:
         return registry.create("store", name, **dict(options))
 
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
-        """Send signal ``name`` to run ``run_id``: the store keeps it for the step waiting
-        (a store that records signals: memory, sqlite; else ``AttributeError``)."""
+        """Send signal ``name`` to run ``run_id``: the store keeps it for the step waiting."""
+        if not hasattr(self.store, "send_signal"):  # memory, sqlite and postgres keep them
+            raise TaskloomError(f"store {getattr(self.store, 'name', 'none')!r} records no signals")
         self.store.send_signal(run_id, name, payload)
 
     def close(self) -> None:
@@ -123,8 +124,7 @@ class Engine:
     def open_run(
         self, *, run_id: str | None = None, name: str | None = None,
         data: Mapping[str, Any] | None = None, trigger: str | None = None,
-        parent_id: str | None = None,
-        params: Mapping[str, Any] | None = None,
+        parent_id: str | None = None, params: Mapping[str, Any] | None = None,
     ) -> Run:
         """A new run of this engine: add tasks, :meth:`Run.start`, :meth:`Run.wait`,
         :meth:`Run.close`. ``trigger`` says what started it (:data:`TRIGGERS`),
