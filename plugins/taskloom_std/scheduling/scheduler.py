@@ -33,8 +33,8 @@ Choices worth knowing:
 * **Overlaps.** A due run that finds ``max_instances`` runs of its job still going is skipped
   on the background thread and reported through ``taskloom_schedule_overlap``
   (:meth:`run_pending` waits instead). Misfires and overlaps are also kept in the schedule
-  state when it offers ``record_skip(job_id, kind, scheduled_for, detail)`` (the SQLite
-  store's does; the dashboard shows them).
+  state when it offers ``record_skip(job_id, kind, scheduled_for, detail)`` (the SQLite and
+  PostgreSQL stores' do; the dashboard shows them).
 * **Durable state.** Each job's next due time is saved in a :class:`ScheduleState` before it
   fires; a scheduler restarted on the same state resumes from it (missed runs are handled as
   late runs), and :meth:`ScheduleState.claim` makes sure two schedulers sharing the state
@@ -815,8 +815,9 @@ class TaskScheduler:
             self.state.save(job.id, state)
 
     def _record_skip(self, job: Job, kind: str, due: float, detail: str) -> None:
-        """Keep a skipped fire in the schedule state when it keeps them (the SQLite store's
-        does, for the dashboard's Schedules page); the hook reports it either way."""
+        """Keep a skipped fire in the schedule state when it keeps them (the SQLite and
+        PostgreSQL stores' do, for the dashboard's Schedules page); the hook reports it
+        either way."""
         record = getattr(self.state, "record_skip", None)
         if record is None:
             return
