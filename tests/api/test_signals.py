@@ -126,3 +126,8 @@ def test_wait_declarations_are_checked():
         parse_wait({"until": "tomorrow"})
     summary = Engine(store="none").run([wait_for("w", "go")])
     assert "needs a store that records signals" in summary.errors["w"]
+
+
+def test_a_signal_to_an_engine_whose_store_records_none_names_the_store():
+    with pytest.raises(TaskloomError, match="^store 'none' records no signals$"):
+        Engine(store="none").signal("r1", "go")

@@ -1,13 +1,16 @@
 """LISTEN/NOTIFY: a store's listener wakes when another connection commits a run's records,
-a schedule change or a claim's release, and not before the commit."""
+a schedule change or a claim's release, and not before the commit; a waiting step finds a
+signal it missed while its listening connection was down."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 
-from taskloom import Engine, Task
+from taskloom import Engine, Task, TaskState
+from taskloom.api.signals import wait_for
 from taskloom_postgres import PostgresStore
 from taskloom_postgres.notify import CLAIMS, RUNS, SCHEDULES
 
@@ -74,3 +77,32 @@ def test_a_waiting_claimant_is_woken_by_the_release(fresh_dsn):
     finally:
         holder.close()
         waiter.close()
+
+
+def test_a_signal_missed_while_not_listening_is_found_when_listening_again(fresh_dsn):
+    """A signal whose notification never reached the waiting process (here: a row written
+    without one) is taken once its listening connection is made again: the process looks
+    for the signals of its open waits then, and polls nowhere (``poll`` is an hour)."""
+    engine = Engine(store="postgres", store_options={"dsn": fresh_dsn},
+                    executors={"wait": {"poll": 3600}})
+    try:
+        run = engine.open_run(run_id="missed")
+        run.add([wait_for("approve", "approval")])
+        run.start()
+        deadline = time.monotonic() + 30
+        while not engine.store.waits("missed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        listener = engine.store.listener()
+        assert listener.wait_ready(30)
+        with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO signals(run_id, name, payload, sent, sent_by)"
+                         " VALUES ('missed', 'approval', '\"yes\"', 0, 'test')")
+            assert run.tasks["approve"].status is TaskState.RUNNING  # nothing told it
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE pid <> pg_backend_pid() AND query LIKE 'LISTEN %%'")
+        assert run.wait(30)
+        summary = run.close()
+        assert summary.ok and summary.results["approve"] == "yes"
+    finally:
+        engine.close()

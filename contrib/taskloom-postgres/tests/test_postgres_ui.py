@@ -1,15 +1,18 @@
 """``taskloom ui`` over a PostgreSQL history: runs written by two processes are listed and
-shown, a cancel request goes through the store to the process running the run, and
-``taskloom ui --db postgresql://...`` serves it over real HTTP."""
+shown, a cancel request goes through the store to the process running the run, the
+Schedules page lists the fires a scheduler skipped, and ``taskloom ui --db postgresql://...``
+serves it over real HTTP."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,30 @@ def test_a_run_started_from_the_dashboard_is_recorded_in_the_same_database(fresh
             assert logs.is_dir() and not (tmp_path / ".taskloom" / "taskloom.db").exists()
     finally:
         history.close()
+
+
+def test_the_schedules_page_lists_the_skipped_fires_a_scheduler_kept(fresh_dsn, tmp_path):
+    (tmp_path / "steps.py").write_text(STEPS)
+    config = tmp_path / "taskloom.toml"
+    config.write_text(CONFIG + '\n[[schedules]]\ntask = "report"\nid = "nightly"\n'
+                      'cron = "30 2 * * *"\ntimezone = "Europe/Berlin"\n')
+    scheduler_side = Engine(store="postgres", store_options={"dsn": fresh_dsn})
+    due = datetime(2026, 7, 1, 0, 30, tzinfo=timezone.utc)  # 02:30 in Berlin (summer)
+    state = scheduler_side.store.schedule_state()
+    state.record_skip("nightly", "misfire", due.timestamp(), "61.000s late (misfire grace 60s)")
+    state.record_skip("nightly", "overlap", (due + timedelta(days=1)).timestamp(),
+                      "1 run(s) still going (max_instances 1)")
+    history = History.open(fresh_dsn)
+    try:
+        with TestClient(create_app(history, config_path=config, stream_seconds=0,
+                                   poll=0.05)) as client:
+            html = client.get("/schedules").text
+            rows = re.findall(r'<tr class="skip-(\w+)"><td>([^<]+)</td>', html)
+            assert rows == [("overlap", "2026-07-02T02:30:00+02:00"),
+                            ("misfire", "2026-07-01T02:30:00+02:00")]  # newest first
+            assert "61.000s late (misfire grace 60s)" in html
+            [job] = client.get("/api/schedules").json()["jobs"]
+            assert [s["kind"] for s in job["skips"]] == ["overlap", "misfire"]
+    finally:
+        history.close()
+        scheduler_side.close()

@@ -88,8 +88,9 @@ class Engine:
         return registry.create("store", name, **dict(options))
 
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
-        """Send signal ``name`` to run ``run_id``: the store keeps it for the step waiting
-        (a store that records signals: memory, sqlite; else ``AttributeError``)."""
+        """Send signal ``name`` to run ``run_id``: the store keeps it for the step waiting."""
+        if not hasattr(self.store, "send_signal"):  # memory, sqlite and postgres keep them
+            raise TaskloomError(f"store {getattr(self.store, 'name', 'none')!r} records no signals")
         self.store.send_signal(run_id, name, payload)
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ An attempt handed to it holds no worker (``holds_worker = False``: the run does 
 against ``max_workers``). One helper thread per run does everything: it records the wait in
 the store (or finds the wait a killed process left, with its due time), completes the
 attempt when the signal is there (sent in this process: at once, through the store's
-listener; sent by another process: found by polling every ``poll`` seconds) and arms the
+listener; sent by another process: found by polling every ``poll`` seconds, or at once with
+a store whose listeners hear every process, ``listens_everywhere``: PostgreSQL) and arms the
 run's clock for the due time (a timer's end, a signal's timeout).
 """
 
@@ -78,7 +79,8 @@ class WaitExecutor(Executor):
     # -- the helper thread ----------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            polling = any(w.wait.signal is not None for w in self._waiting.values())
+            polling = not getattr(self._store, "listens_everywhere", False) and any(
+                w.wait.signal is not None for w in self._waiting.values())
             try:
                 job = self._jobs.get(timeout=self.poll if polling else None)
             except queue.Empty:
@@ -107,7 +109,7 @@ class WaitExecutor(Executor):
         store, clock = self._store, run.clock
         if wait.signal is not None and not hasattr(store, "received"):
             raise TypeError(f"task {task.name!r} waits for signal {wait.signal!r}, which "
-                            "needs a store that records signals (memory or sqlite)")
+                            "needs a store that records signals (memory, sqlite or postgres)")
         now = clock.time()
         found = store.open_wait(run.id, task.name) if hasattr(store, "open_wait") else None
         if found is not None:  # left by a process that exited: the same wait goes on

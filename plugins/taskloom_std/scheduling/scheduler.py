@@ -846,8 +846,9 @@ class TaskScheduler:
             self.state.save(job.id, state)
 
     def _record_skip(self, job: Job, kind: str, due: float, detail: str) -> None:
-        """Keep a skipped fire in the schedule state when it keeps them (the SQLite store's
-        does, for the dashboard's Schedules page); the hook reports it either way."""
+        """Keep a skipped fire in the schedule state when it keeps them (the SQLite and
+        PostgreSQL stores' do, for the dashboard's Schedules page); the hook reports it
+        either way."""
         record = getattr(self.state, "record_skip", None)
         if record is None:
             return

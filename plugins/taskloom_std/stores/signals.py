@@ -1,13 +1,16 @@
 """Signals and waits as the stores keep them (:mod:`taskloom.api.signals` says what they mean).
 
-Both stores offer the same methods: ``send_signal(run_id, name, payload, sent_by)`` (the
+The stores offer the same methods: ``send_signal(run_id, name, payload, sent_by)`` (the
 first signal of a name is kept, a later one refused; a payload is checked against the schema
 of a step already waiting for it), ``received(run_id, name)`` -> ``(found, payload)``,
 ``open_wait(run_id, task)``, ``begin_wait(...)``, ``end_wait(run_id, task)``, and for a
 dashboard ``waits(run_id)`` (the steps waiting now) and ``signals(run_id)`` (every signal
 sent). ``add_signal_listener(fn)`` calls ``fn(run_id, name)`` in the sender's thread after a
 signal is recorded in this process, so a step waiting here takes it at once (other processes
-poll). The SQLite store also marks a run ``waiting`` while a step of it waits.
+poll). A store whose listeners also hear signals sent by other processes says so with
+``listens_everywhere = True`` (the PostgreSQL store, through LISTEN/NOTIFY): a step waiting
+on it does not poll. The persistent stores also mark a run ``waiting`` while a step of it
+waits.
 """
 
 from __future__ import annotations

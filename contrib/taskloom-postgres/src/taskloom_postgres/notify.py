@@ -10,10 +10,14 @@ below is already "per database":
 * :data:`CLAIMS`: a run claim was released or taken over (payload: the workflow, or empty);
   a process waiting for a run id or a place under ``max_active_runs`` tries again at once.
 * :data:`SCHEDULES`: a job's schedule state was saved (payload: the job id).
+* :data:`SIGNALS`: a signal was recorded (payload: JSON ``[run id, name]``); a step waiting
+  for it in any process takes it at once (:mod:`taskloom_postgres.signals`).
 
 A :class:`Listener` holds one connection of its own and one thread that waits on it. Waiting
 is bounded by the caller: a notification lost with a dropped connection only delays a
-claimant until its next bounded poll (``taskloom_std.stores.claims.MAX_POLL``).
+claimant until its next bounded poll (``taskloom_std.stores.claims.MAX_POLL``). A subscriber
+(:meth:`Listener.subscribe`) is told ``None`` each time the connection listens again, so it
+can look for what it missed meanwhile.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ log = logging.getLogger("taskloom.store")
 RUNS = "taskloom_runs"
 CLAIMS = "taskloom_claims"
 SCHEDULES = "taskloom_schedules"
-CHANNELS = (RUNS, CLAIMS, SCHEDULES)
+SIGNALS = "taskloom_signals"
+CHANNELS = (RUNS, CLAIMS, SCHEDULES, SIGNALS)
 
 #: How long the listening thread waits on its connection before it checks whether to stop.
 _TICK = 0.25
@@ -52,6 +57,8 @@ class Listener:
         self._connect = connect
         self._lock = threading.Lock()
         self._events: dict[str, list[threading.Event]] = {c: [] for c in CHANNELS}
+        self._subscribers: dict[str, list[Callable[[str | None], None]]] = {
+            c: [] for c in CHANNELS}
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
@@ -70,6 +77,12 @@ class Listener:
     def forget(self, channel: str, event: threading.Event) -> None:
         with self._lock, contextlib.suppress(ValueError):
             self._events[channel].remove(event)
+
+    def subscribe(self, channel: str, fn: Callable[[str | None], None]) -> None:
+        """Call ``fn(payload)`` in the listening thread at each notification on ``channel``,
+        and ``fn(None)`` whenever the connection (re)starts listening."""
+        with self._lock:
+            self._subscribers[channel].append(fn)
 
     def wait_ready(self, timeout: float) -> bool:
         """Whether the connection listens (notifications committed from now on arrive)."""
@@ -97,6 +110,7 @@ class Listener:
                             waiting = list(self._events.get(note.channel, ()))
                         for event in waiting:
                             event.set()
+                        self._tell(note.channel, note.payload)
             except psycopg.Error as exc:
                 if not self._stop.is_set():
                     log.debug("listening for notifications: %s; listening again", exc)
@@ -113,6 +127,17 @@ class Listener:
             waiting = [e for events in self._events.values() for e in events]
         for event in waiting:
             event.set()
+        for channel in CHANNELS:
+            self._tell(channel, None)
+
+    def _tell(self, channel: str, payload: str | None) -> None:
+        with self._lock:
+            fns = list(self._subscribers.get(channel, ()))
+        for fn in fns:
+            try:
+                fn(payload)
+            except Exception as exc:  # one subscriber's failure stops no other
+                log.error("a notification on %s: %s", channel, exc)
 
     def close(self) -> None:
         self._stop.set()

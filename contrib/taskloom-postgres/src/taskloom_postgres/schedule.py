@@ -4,6 +4,8 @@ A claim is a row with the unique key ``(job_id, fire_time)`` inserted with ``ON 
 NOTHING``: of any number of schedulers on any hosts, exactly one insert succeeds and only its
 scheduler fires. Each call is its own committed statement (autocommit): a claim is decided
 before the run starts. Saving a job's state notifies ``taskloom_postgres.notify.SCHEDULES``.
+The fires a scheduler skipped (misfires, overlaps) are kept per job, the newest
+:data:`~taskloom_std.stores.schema.SKIPS_KEPT`, for the dashboard's Schedules page.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import psycopg
 
 from taskloom_postgres.notify import SCHEDULES, notify
+from taskloom_std.stores.schema import SKIPS_KEPT
 
 
 class PostgresScheduleState:
@@ -51,6 +54,34 @@ class PostgresScheduleState:
                 (job_id, float(fire_time), owner, time.time()),
             )
             return cur.rowcount == 1
+
+    def record_skip(self, job_id: str, kind: str, scheduled_for: float,
+                    detail: str | None = None) -> None:
+        """Keep a fire the scheduler skipped (``misfire`` or ``overlap``), and only the newest
+        :data:`SKIPS_KEPT` of the job."""
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO schedule_skips(job_id, kind, scheduled_for, recorded, detail)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (job_id, kind, float(scheduled_for), time.time(), detail),
+            )
+            cur.execute(
+                "DELETE FROM schedule_skips WHERE job_id = %s AND id <= (SELECT id FROM"
+                " schedule_skips WHERE job_id = %s ORDER BY id DESC LIMIT 1 OFFSET %s)",
+                (job_id, job_id, SKIPS_KEPT),
+            )
+            notify(cur, SCHEDULES, job_id)
+
+    def skips(self, job_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The job's newest skipped fires, newest first: ``kind``, ``scheduled_for`` and
+        ``recorded`` (epoch seconds), ``detail``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kind, scheduled_for, recorded, detail FROM schedule_skips"
+                " WHERE job_id = %s ORDER BY id DESC LIMIT %s", (job_id, limit),
+            ).fetchall()
+        return [{"kind": k, "scheduled_for": s, "recorded": r, "detail": d}
+                for k, s, r, d in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -125,6 +125,42 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX run_claims_workflow ON run_claims(workflow)",
     ),
+    # The fires a scheduler skipped, misfires and overlaps (the SQLite store's schema 8);
+    # each job keeps its newest taskloom_std.stores.schema.SKIPS_KEPT.
+    4: (
+        """CREATE TABLE schedule_skips (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            scheduled_for DOUBLE PRECISION NOT NULL,
+            recorded DOUBLE PRECISION NOT NULL,
+            detail TEXT
+        )""",
+        "CREATE INDEX schedule_skips_job ON schedule_skips(job_id, id)",
+    ),
+    # Signals sent to runs and the steps waiting, with their due time (the SQLite store's
+    # schema 9), so a wait outlives its process (taskloom_postgres.signals).
+    5: (
+        """CREATE TABLE signals (
+            run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            payload TEXT,
+            sent DOUBLE PRECISION NOT NULL,
+            sent_by TEXT,
+            PRIMARY KEY (run_id, name)
+        )""",
+        """CREATE TABLE waits (
+            run_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            signal TEXT,
+            started DOUBLE PRECISION NOT NULL,
+            due DOUBLE PRECISION,
+            schema TEXT,
+            ended DOUBLE PRECISION,
+            PRIMARY KEY (run_id, task)
+        )""",
+    ),
 }
 
 #: The version this code writes.

@@ -19,6 +19,11 @@ Results and cache values use the standard plugins' codec (JSON, else a pickle si
 installation's key): a pickle without this installation's signature is never loaded, so a
 database shared with another installation runs those tasks again instead of running code it
 did not write. ``read_only`` opens the history only: nothing is written, no pickle is loaded.
+
+A run records the ``--set`` and ``TASKLOOM_*`` overrides it started with and its parameters
+(``runs.overrides``), so ``taskloom resume`` runs it the same way. Signals and waits
+(:mod:`taskloom_postgres.signals`) outlive the process: a step waiting in one process is woken
+through LISTEN/NOTIFY when a signal is sent from any other, without polling.
 """
 
 from __future__ import annotations
@@ -37,15 +42,19 @@ import time
 import traceback
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from taskloom.api.params import from_recorded as params_from_recorded
+from taskloom.api.params import recorded as recorded_params
+from taskloom_postgres import signals as pgsignals
 from taskloom_postgres.claims import RunClaims
-from taskloom_postgres.notify import RUNS, Listener, notify
+from taskloom_postgres.notify import RUNS, SIGNALS, Listener, notify
 from taskloom_postgres.schema import SCHEMA_VERSION, check_version, migrate, read_version
+from taskloom_std.stores import signals as sigstore
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import StoreError, StoreVersionError
 from taskloom_std.stores.history import RunHistory
@@ -101,6 +110,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         config_path: str | os.PathLike[str] | None = None,
         read_only: bool = False,
         claim_lease: float = 30.0,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         if not dsn or not isinstance(dsn, str):
             raise StoreError("store 'postgres': give the database as store_options.dsn "
@@ -124,9 +134,13 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self.connect_timeout = float(connect_timeout)
         self.result_limit = int(result_limit)
         self.claim_lease = float(claim_lease)
+        self.overrides = dict(overrides or {})
         self.read_only = bool(read_only)
         self.config_path = None if config_path is None else str(Path(config_path).resolve())
         self.signer = Signer()
+        self._signal_listeners = sigstore.Listeners()
+        self._signals_heard = False  # this store's LISTEN connection passes signals on
+        self._active: dict[str, Any] = {}  # runs in progress here, by id: cancel requests
         self._host = socket.gethostname()
         self._read_lock = threading.Lock()
         self._closed = False
@@ -181,13 +195,20 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self._round_done = 0
         self._round_ok = 0
         self._closing = False
-        self._active: dict[str, Any] = {}
         self._next_cancel_poll = 0.0
         self._next_heartbeat = 0.0
         self._writer = threading.Thread(target=self._write_loop, name="taskloom-pg-store",
                                         daemon=True)
         self._writer.start()
         atexit.register(_close_at_exit, weakref.ref(self))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """How this store records (the options besides where): a run records them so that
+        its resume records the same way."""
+        return {"durability": self.durability, "flush_interval": self.flush_interval,
+                "connect_timeout": self.connect_timeout, "result_limit": self.result_limit,
+                "claim_lease": self.claim_lease}
 
     def prune(self, older_than: float | None = None, keep: int | None = None, *,
               now: float | None = None, dry_run: bool = False) -> list[str]:
@@ -211,8 +232,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 continue
             if cutoff is not None and (when is None or when >= cutoff):
                 continue
-            if self._status(status, pid, host) == "running":
-                continue
+            if self._status(status, pid, host) in ("running", "waiting"):
+                continue  # a waiting run may be resumed when its signal comes
             doomed.append(run_id)
         doomed.reverse()
         if dry_run or not doomed:
@@ -229,7 +250,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
                         cur.execute("SELECT id, status, pid, host FROM runs WHERE id = ANY(%s)"
                                     " FOR UPDATE", (chunk,))
                         chunk = [run_id for run_id, status, pid, host in cur.fetchall()
-                                 if self._status(status, pid, host) != "running"]
+                                 if self._status(status, pid, host)
+                                 not in ("running", "waiting")]
                         if not chunk:
                             continue
                         for table in _RUN_TABLES:
@@ -264,8 +286,11 @@ class PostgresStore(QueuedRecorder, RunHistory):
         self._writable()
         tasks = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in run.tasks.values()]
         self._active[run.id] = run
+        recorded = {**self.overrides, **recorded_params(getattr(run, "params", {}))}
+        overrides = json.dumps(recorded, sort_keys=True, default=str) if recorded else None
         self._ops.append(("run_start", run.id, run.name, time.time(), tasks,
-                          getattr(run, "trigger", None), getattr(run, "parent_id", None)))
+                          getattr(run, "trigger", None), getattr(run, "parent_id", None),
+                          overrides))
         self._wake.set()
 
     def record_run_finish(self, run: Any, summary: Any) -> None:
@@ -401,19 +426,20 @@ class PostgresStore(QueuedRecorder, RunHistory):
         for op in rows:
             kind = op[0]
             if kind == "run_start":
-                _, run_id, workflow, t, tasks, trigger, parent = op
+                _, run_id, workflow, t, tasks, trigger, parent, overrides = op
                 cur.execute(
                     "INSERT INTO runs(id, workflow, config_hash, config_path, status, started,"
-                    " pid, host, trigger, parent_id)"
-                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)"
+                    " pid, host, trigger, parent_id, overrides)"
+                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (id) DO UPDATE SET status = 'running', finished = NULL,"
                     " resumes = runs.resumes + 1, pid = excluded.pid, host = excluded.host,"
                     " workflow = coalesce(excluded.workflow, runs.workflow),"
                     " config_path = coalesce(excluded.config_path, runs.config_path),"
                     " trigger = coalesce(excluded.trigger, runs.trigger),"
-                    " parent_id = coalesce(excluded.parent_id, runs.parent_id)",
+                    " parent_id = coalesce(excluded.parent_id, runs.parent_id),"
+                    " overrides = coalesce(excluded.overrides, runs.overrides)",
                     (run_id, workflow, self._config_hash(tasks), self.config_path, t,
-                     os.getpid(), self._host, trigger, parent),
+                     os.getpid(), self._host, trigger, parent, overrides),
                 )
             elif kind == "run_finish":
                 _, run_id, status, t, duration, counts, reason = op
@@ -422,6 +448,12 @@ class PostgresStore(QueuedRecorder, RunHistory):
                     " duration = coalesce(duration, 0) + %s WHERE id = %s",
                     (status, t, counts, duration, run_id),
                 )
+                if status == "interrupted":  # stopped while a step waits: resume goes on
+                    cur.execute(
+                        "UPDATE runs SET status = 'waiting' WHERE id = %s AND EXISTS"
+                        " (SELECT 1 FROM waits WHERE run_id = %s AND ended IS NULL)",
+                        (run_id, run_id),
+                    )
                 if reason:  # why it was interrupted: the history shows it with the status
                     cur.execute(
                         "INSERT INTO run_actions(run_id, action, requested_by, requested,"
@@ -596,6 +628,112 @@ class PostgresStore(QueuedRecorder, RunHistory):
             ).fetchone()
         return int(row[0]) if row else 0
 
+    # -- what a resume applies again ------------------------------------------------------------
+    def recorded_overrides(self, run_id: str) -> dict[str, Any]:
+        """The ``--set`` and ``TASKLOOM_*`` overrides run ``run_id`` was started with (and
+        its parameters, as ``params.NAME`` keys)."""
+        with self.read() as conn:
+            row = conn.execute("SELECT overrides FROM runs WHERE id = ?", (run_id,)).fetchone()
+        try:
+            found = json.loads(row[0]) if row and row[0] else {}
+        except ValueError as exc:
+            raise self.damaged(f"the overrides of run {run_id!r}", exc) from exc
+        return dict(found) if isinstance(found, dict) else {}
+
+    def recorded_params(self, run_id: str) -> dict[str, Any]:
+        """The parameter values run ``run_id`` started with (a resume runs with them)."""
+        return params_from_recorded(self.recorded_overrides(run_id))
+
+    # -- signals and waits (taskloom_std.stores.signals; taskloom_postgres.signals) -------------
+    #: The signal listeners hear signals sent by any process (LISTEN/NOTIFY): a waiting step
+    #: needs no polling.
+    listens_everywhere = True
+
+    def send_signal(self, run_id: str, name: str, payload: Any = None,
+                    sent_by: str = "api") -> None:
+        """Record signal ``name`` for run ``run_id``; ``SignalRefused`` when it cannot be.
+        Every process listening on this database hears of it when it commits."""
+        self._writable()
+        self._signal_call(pgsignals.send, run_id, name, payload, sent_by)
+        self._signal_listeners.notify(run_id, name)
+
+    def received(self, run_id: str, name: str) -> tuple[bool, Any]:
+        found: tuple[bool, Any] = self._signal_call(pgsignals.received, run_id, name)
+        return found
+
+    def open_wait(self, run_id: str, task: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._signal_call(pgsignals.open_wait, run_id, task)
+        return found
+
+    def begin_wait(self, run_id: str, task: str, kind: str, signal: str | None,
+                   started: float, due: float | None, schema: Any) -> None:
+        self._writable()
+        self.flush()  # the run's row is written before it is marked waiting
+        self._signal_call(pgsignals.begin_wait, run_id, task, kind, signal, started, due,
+                          schema)
+
+    def end_wait(self, run_id: str, task: str) -> None:
+        self._writable()
+        self._signal_call(pgsignals.end_wait, run_id, task)
+
+    def waits(self, run_id: str) -> list[dict[str, Any]]:
+        """The steps of run ``run_id`` waiting now (task, kind, signal, started, due)."""
+        found: list[dict[str, Any]] = self._signal_call(pgsignals.waits, run_id)
+        return found
+
+    def signals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every signal sent to run ``run_id`` (name, payload, sent, sent_by)."""
+        found: list[dict[str, Any]] = self._signal_call(pgsignals.signals, run_id)
+        return found
+
+    def add_signal_listener(self, fn: sigstore.Listener) -> None:
+        """Call ``fn(run_id, name)`` for each signal recorded, by this process (in the
+        sender's thread) or by any other (in the listening thread, at its commit)."""
+        self._signal_listeners.add(fn)
+        if self.read_only:
+            return
+        listener = self.listener()
+        with self._read_lock:
+            heard, self._signals_heard = self._signals_heard, True
+        if not heard:
+            listener.subscribe(SIGNALS, self._heard_signal)
+
+    def remove_signal_listener(self, fn: sigstore.Listener) -> None:
+        self._signal_listeners.remove(fn)
+
+    def _heard_signal(self, payload: str | None) -> None:
+        """In the listening thread: a signal committed (``[run id, name]``), or ``None``
+        after (re)connecting, when one may have been missed: then each open wait of a run
+        in progress here is told to look again."""
+        if payload is not None:
+            try:
+                run_id, name = json.loads(payload)
+            except (ValueError, TypeError):
+                log.debug("store %s: a signal notification not understood: %r", self.path,
+                          payload)
+                return
+            self._signal_listeners.notify(str(run_id), str(name))
+            return
+        active = list(self._active)
+        if not active:
+            return
+        try:
+            found = self._signal_call(pgsignals.open_signal_waits, active)
+        except StoreError as exc:  # the next reconnect looks again
+            log.debug("store %s: looking for missed signals: %s", self.path, exc)
+            return
+        for run_id, name in found:
+            self._signal_listeners.notify(run_id, name)
+
+    def _signal_call(self, fn: Any, *args: Any) -> Any:
+        with self._read_lock:
+            conn = self._live_reader()
+            try:
+                return fn(conn, *args)
+            except psycopg.Error as exc:
+                raise StoreError(f"store 'postgres': {self.path}: {str(exc).strip()}"
+                                 ) from exc
+
     # -- run claims (kernel/store.py; taskloom_postgres.claims) ---------------------------------
     def listener(self) -> Listener:
         """This store's LISTEN connection (:mod:`taskloom_postgres.notify`), made on first use."""
@@ -693,7 +831,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
 
 
 #: Every table holding rows of a run (``runs`` by ``id``, the others by ``run_id``).
-_RUN_TABLES = ("events", "errors", "results", "logs", "run_actions", "runs")
+_RUN_TABLES = ("events", "errors", "results", "logs", "run_actions", "signals", "waits",
+               "runs")
 
 _RESULTS_INSERT = (
     "INSERT INTO results(run_id, task, kind, value, note, cache_hit, t)"

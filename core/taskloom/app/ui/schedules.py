@@ -88,7 +88,7 @@ def schedules(config: Config, plugins: Any, state: Any | None,
         if saved and saved.get("last_fire_time") is not None:
             last = datetime.fromtimestamp(float(saved["last_fire_time"]), timezone.utc)
             job["last_fire_time"] = last.astimezone(zone).isoformat()
-        # A schedule state that keeps no skipped fires (not the SQLite store's) shows none.
+        # A schedule state that keeps no skipped fires (the memory store's) shows none.
         skips = getattr(state, "skips", None)
         job["skips_kept"] = callable(skips)
         if callable(skips):
