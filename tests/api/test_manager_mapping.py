@@ -83,3 +83,35 @@ def test_a_mapped_task_never_submitted_and_an_unknown_source():
         with pytest.raises(TaskloomError, match="neither a task of the workflow nor a run "
                                                 "parameter"):
             manager.execute_task("m")
+
+
+def test_a_thousand_elements_with_failures_and_retries_on_a_manager():
+    attempts: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def double(n: int) -> int:
+        with lock:
+            attempts[n] = attempts.get(n, 0) + 1
+            tries = attempts[n]
+        if n % 100 == 7 and tries < 2:
+            raise RuntimeError(f"flaky {n}")  # retried once, then completes
+        if n % 400 == 5:
+            raise ValueError(f"broken {n}")  # fails after its retry
+        return 2 * n
+
+    with TaskManager(max_workers=8) as manager:
+        results = manager.execute_workflow([
+            Task("numbers", fn=lambda: list(range(1000))),
+            map_task(Task("double", fn=double, retry={"max_retries": 1, "base_delay": 0}),
+                     "numbers", as_="n"),
+            Task("kept", fn=lambda double: [r for r in double if r], dependencies=["double"],
+                 trigger_rule="all_done"),
+        ])
+        assert manager.get_task_status("double") == "failed"
+        assert "3 of 1000 elements of 'double' did not complete" in manager.get_task(
+            "double").error
+        assert manager.get_task("double[107]").attempts == 2
+        assert manager.get_task("double[405]").status is TaskState.FAILED
+    broken = {5, 405, 805}
+    assert results["kept"] == [2 * n for n in range(1, 1000) if n not in broken]
+    assert "double" not in results

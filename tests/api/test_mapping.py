@@ -211,7 +211,8 @@ def test_cli_map_shows_instances_and_resume_reruns_only_the_failed_element(proje
     (project / "fixed").touch()
     resumed = _invoke("resume", record.id, "--retry-failed")
     assert resumed.exit_code == 0, resumed.output
-    assert (project / "ran.log").read_text().split() == ["a.txt", "b.txt", "c.txt", "b.txt"]
+    ran = (project / "ran.log").read_text().split()  # the first three ran side by side
+    assert sorted(ran[:3]) == ["a.txt", "b.txt", "c.txt"] and ran[3:] == ["b.txt"]
     shown = _invoke("show", record.id, "--json")
     assert '"size[1]"' in shown.output
 

@@ -286,3 +286,19 @@ def test_a_scheduler_leaves_runs_of_other_files_and_those_still_waiting(tmp_path
     finally:
         engine.close()
     assert _ran(tmp_path) == ["prepare", "publish draft False"]
+
+
+def test_schedule_without_schedules_or_waiting_steps_exits_2(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from taskloom.app.cli import main
+
+    (tmp_path / "res_steps.py").write_text(STEPS)
+    (tmp_path / "taskloom.toml").write_text('[tasks.prepare]\ncall = "res_steps:prepare"\n')
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["schedule"])
+    assert result.exit_code == 2
+    assert "no schedules to run" in result.output and "no waiting steps" in result.output
+    (tmp_path / "taskloom.toml").write_text(APPROVAL)
+    off = CliRunner().invoke(main, ["schedule", "--resume-every", "0"])
+    assert off.exit_code == 2 and "no waiting steps to continue" in off.output
