@@ -52,6 +52,14 @@ STEPS = textwrap.dedent('''
     def cleanup():
         _log("cleanup")
         return "clean"
+
+    def child_publish(approve):
+        _log(f"child publish {approve['ok']}")
+        return "out"
+
+    def after_child(child):
+        _log(f"after child {child['publish']}")
+        return "done"
 ''')
 
 APPROVAL = textwrap.dedent('''
@@ -302,3 +310,76 @@ def test_schedule_without_schedules_or_waiting_steps_exits_2(tmp_path, monkeypat
     (tmp_path / "taskloom.toml").write_text(APPROVAL)
     off = CliRunner().invoke(main, ["schedule", "--resume-every", "0"])
     assert off.exit_code == 2 and "no waiting steps to continue" in off.output
+
+
+PARENT = textwrap.dedent('''
+    [tasks.prepare]
+    call = "res_steps:prepare"
+
+    [tasks.child]
+    subflow = "child.toml"
+    depends_on = ["prepare"]
+
+    [tasks.after]
+    call = "res_steps:after_child"
+    depends_on = ["child"]
+''')
+
+CHILD = textwrap.dedent('''
+    [tasks.approve]
+    wait_for = "approval"
+
+    [tasks.publish]
+    call = "res_steps:child_publish"
+    depends_on = ["approve"]
+''')
+
+
+def test_a_waiting_child_run_continues_through_its_parent(tmp_path, monkeypatch):
+    (tmp_path / "res_steps.py").write_text(STEPS)
+    (tmp_path / "taskloom.toml").write_text(PARENT)
+    (tmp_path / "child.toml").write_text(CHILD)
+    db = tmp_path / ".taskloom" / "taskloom.db"
+    proc = subprocess.Popen([*CLI, "run"], cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not db.is_file() or _open_waits_safe(db) < 1:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    conn = sqlite3.connect(db)
+    (parent_id,) = conn.execute("SELECT id FROM runs WHERE parent_id IS NULL").fetchone()
+    conn.close()
+    child_id = f"{parent_id}.child"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("res_steps", None)
+    config = load_config(tmp_path / "taskloom.toml")
+    engine = Engine(store="sqlite", store_options={"path": str(db)})
+
+    def rebuild(record):
+        assert record.id == parent_id  # the parent is resumed, never the child alone
+        return config.build_tasks(), config.conditions()
+
+    try:
+        assert resume_satisfied_runs(engine, rebuild) == {}  # no signal yet
+        engine.signal(child_id, "approval", {"ok": True})
+        done = resume_satisfied_runs(engine, rebuild, timeout=60)
+        assert done[parent_id].status == "completed", done[parent_id].errors
+        assert engine.recorded(child_id).status == "completed"
+    finally:
+        engine.close()
+    assert _ran(tmp_path) == ["prepare", "child publish True", "after child out"]
+
+
+def _open_waits_safe(db: Path) -> int:
+    try:
+        return _open_waits(db)
+    except sqlite3.Error:  # the schema is being created by the other process
+        return 0

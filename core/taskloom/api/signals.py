@@ -222,24 +222,46 @@ def satisfied_waits(store: Any, run_id: str, now: float) -> list[dict[str, Any]]
     return ready
 
 
+#: The recorded statuses of a run that did not finish (a resume continues it).
+UNFINISHED = ("waiting", "running", "interrupted")
+
+
+def run_satisfied(store: Any, run_id: str, now: float) -> bool:
+    """Whether run ``run_id``, or one of its child runs (subflows: ``<id>.<task>``), has a
+    satisfied wait (:func:`satisfied_waits`)."""
+    find = getattr(store, "find", None)
+    children = list(find(run_id + ".")) if find is not None else []
+    return any(satisfied_waits(store, rid, now) for rid in (run_id, *children))
+
+
 def satisfied_runs(store: Any, now: float, *, page: int = 200) -> list[Any]:
-    """The records of the runs recorded ``waiting`` whose process is gone and one of whose
-    waits is satisfied (:func:`satisfied_waits`), oldest first. A store that keeps no run
-    list or no waits has none."""
+    """The records of the unfinished runs whose process is gone and that have a satisfied
+    wait (:func:`satisfied_waits`), oldest first. A child run (a subflow's) that waits
+    stands for its top parent: resuming the parent resumes the child. A store that keeps no
+    run list or no waits has none."""
     runs_page = getattr(store, "runs_page", None)
     if runs_page is None or not hasattr(store, "waits"):
         return []
-    found: list[Any] = []
+    found: dict[str, Any] = {}
     offset = 0
     while True:
         records = list(runs_page(limit=page, offset=offset, status="waiting").runs)
-        found += [r for r in records if r.status == "waiting" and process_gone(r)
-                  and satisfied_waits(store, r.id, now)]
+        for record in records:
+            if record.status != "waiting" or not satisfied_waits(store, record.id, now):
+                continue
+            top = record
+            for _ in range(32):  # deeper than any subflow nesting allowed
+                parent_id = getattr(top, "parent_id", None)
+                parent = store.run(parent_id) if parent_id else None
+                if parent is None:
+                    break
+                top = parent
+            if top.status in UNFINISHED and process_gone(top):
+                found.setdefault(top.id, top)
         if len(records) < page:
             break
         offset += page
-    found.reverse()
-    return found
+    return list(reversed(found.values()))
 
 
 class WaitResumer:
@@ -356,9 +378,9 @@ class WaitResumer:
 
 def resume_waiting_run(engine: Any, record: Any, rebuild: Rebuild, now: float | None = None,
                        *, on_open: Callable[[Any, Any], None] | None = None) -> RunSummary | None:
-    """Continue the waiting run ``record`` on ``engine`` when it still is waiting, its
-    process gone and a wait satisfied: claimed first (another holder: left alone), driven
-    to its end here; its summary, or None when it was left."""
+    """Continue the run ``record`` on ``engine`` when it still is unfinished, its process
+    gone and a wait of it (or of a child run) satisfied: claimed first (another holder:
+    left alone), driven to its end here; its summary, or None when it was left."""
     from taskloom.api.workflows import Flow
 
     store = engine.store
@@ -373,8 +395,8 @@ def resume_waiting_run(engine: Any, record: Any, rebuild: Rebuild, now: float | 
     try:
         when = engine.clock.time() if now is None else now
         again = store.run(record.id)
-        if (again is None or again.status != "waiting" or not process_gone(again)
-                or not satisfied_waits(store, record.id, when)):
+        if (again is None or again.status not in UNFINISHED or not process_gone(again)
+                or not run_satisfied(store, record.id, when)):
             return None
         run = engine.open_resumed_run(record.id, name=record.workflow)
         flow = Flow(run, list(tasks), conditions)
