@@ -9,6 +9,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from taskloom.api.mapping import MappedTask
+from taskloom.api.workflows import Flow
 from taskloom.kernel.clock import Clock
 from taskloom.kernel.engine import Engine, Run
 from taskloom.kernel.errors import TaskloomError, TaskNotFoundError
@@ -22,6 +24,11 @@ DEFAULT_RETENTION = 10_000
 
 def fresh_copy(task: Task) -> Task:
     """A new task with ``task``'s name, body and options and none of its state."""
+    if isinstance(task, MappedTask):
+        return MappedTask(task.name, map=task.map, description=task.description,
+                          priority=task.priority, dependencies=list(task.dependencies),
+                          config=task.config, fn=task.fn, tags=task.tags,
+                          trigger_rule=task.trigger_rule, options=task.options)
     # A subclass overriding execute: the copy's body is the original's bound execute.
     body = task.execute if type(task).execute is not Task.execute else task.fn
     return Task(task.name, task.description, task.priority, list(task.dependencies),
@@ -43,6 +50,13 @@ class TaskManager:
       before its dependents;
     * one **still running** in another run of this manager is waited for (the call returns
       once it finished), never run twice.
+
+    A mapped task (:mod:`taskloom.api.mapping`: :class:`~taskloom.api.mapping.MappedTask`,
+    :func:`~taskloom.api.mapping.map_task`) runs as one instance per element once what it
+    maps over is known, in the same run; its name then stands for its gather task (the
+    results in element order): :meth:`get_task`, :meth:`wait_for_task`,
+    :meth:`execute_task` and dependents see that task, and its instances are found by their
+    names (``proc[0]``...).
 
     Memory is bounded by ``retention``: the manager remembers up to that many finished tasks
     (the most recently finished). An older finished task is forgotten: :meth:`get_task` no
@@ -94,6 +108,12 @@ class TaskManager:
         self._last: Run | None = None
         self._closer: threading.Thread | None = None
         self._to_close: queues.Queue[Run | None] = queues.Queue()
+        # Runs with mapped tasks: a thread adds each mapped task's instances (the flow).
+        self._drivers: dict[str, threading.Thread] = {}
+        # The tasks of a run with mapped tasks, by name, until its flow added them all (a
+        # mapped task: until its run ended), and each mapped task's gather task.
+        self._mapping: dict[str, Run] = {}
+        self._gathered: dict[str, Task] = {}
 
     # -- creating and finding ---------------------------------------------------------------
     def create_task(self, name: str, **kwargs: Any) -> Task:
@@ -114,7 +134,14 @@ class TaskManager:
     _register = add_task
 
     def get_task(self, task_id: str) -> Task | None:
-        """The task with this id (or name), or None."""
+        """The task with this id (or name), or None (a mapped task: its gather task once its
+        run made it, see the class docs)."""
+        task = self._find(task_id)
+        if isinstance(task, MappedTask):
+            return self._gathered.get(task.name, task)
+        return task
+
+    def _find(self, task_id: str) -> Task | None:
         task = self._by_name.get(task_id)
         if task is not None:
             return task
@@ -130,6 +157,12 @@ class TaskManager:
         if task is None:
             raise TaskNotFoundError(task_id)
         return task
+
+    def _runnable(self, task_id: str) -> Task:
+        """The task to run for ``task_id``: a mapped task itself, not its last gather task."""
+        task = self._get(task_id)
+        origin = self._by_name.get(task.name)
+        return origin if isinstance(origin, MappedTask) else task
 
     def get_all_tasks(self) -> list[Task]:
         return list(self._by_name.values())
@@ -171,10 +204,20 @@ class TaskManager:
         busy: dict[str, Task] = {}
         stack = list(roots)
         while stack:
-            for dep in stack.pop().dependencies:
+            task = stack.pop()
+            over = task.map.over if isinstance(task, MappedTask) else None
+            if over is not None and over not in task.dependencies and (
+                    over in batch or over in self._by_name):
+                task.dependencies.append(over)  # mapped over a task: it runs first
+            for dep in task.dependencies:
                 if dep in batch or dep in restored or dep in busy:
                     continue
                 d = self._by_name.get(dep)
+                if isinstance(d, MappedTask) and not fresh:
+                    gathered = self._gathered.get(dep)
+                    if gathered is not None and gathered.status is TaskState.COMPLETED:
+                        restored[dep] = gathered.result
+                        continue
                 if d is None:
                     owner = next(t.name for t in batch.values() if dep in t.dependencies)
                     raise TaskloomError(f"task {owner!r} depends on unknown task {dep!r}")
@@ -183,8 +226,8 @@ class TaskManager:
                 elif d.status is TaskState.COMPLETED:
                     restored[dep] = d.result
                     continue
-                elif d.status not in TERMINAL and d.run is not None:
-                    busy[dep] = d
+                elif d.status not in TERMINAL and (d.run is not None or dep in self._mapping):
+                    busy[dep] = d  # running, or held by the flow of another run
                     continue
                 batch[dep] = d
                 stack.append(d)
@@ -216,15 +259,33 @@ class TaskManager:
         name = name or self.name
         run_id, release = self.engine.claim(uuid.uuid4().hex[:12], name, **(claim or {}))
         try:
-            run = self._open(roots, name, trigger, reuse_upstream, register, run_id, release)
+            run, flow = self._open(roots, name, trigger, reuse_upstream, register, run_id,
+                                   release)
         except BaseException:
             release()
             raise
-        run.start()
+        if flow is None:
+            run.start()
+            return run
+        try:
+            flow.start()
+        except BaseException:
+            self._forget_mapping(run)
+            run.cancel()
+            self._close(run)
+            raise
+        driver = threading.Thread(target=self._drive, args=(run, flow),
+                                  name=f"taskloom-manager-flow-{run.id}", daemon=True)
+        with self._lock:
+            self._drivers[run.id] = driver
+        driver.start()
         return run
 
     def _open(self, roots: list[Task], name: str, trigger: str, reuse_upstream: bool,
-              register: bool, run_id: str | None, release: Callable[[], None]) -> Run:
+              register: bool, run_id: str | None, release: Callable[[], None],
+              ) -> tuple[Run, Flow | None]:
+        """Open the run (not started) and, when the batch maps, the flow that drives it."""
+        mapped: list[Task] = []
         while True:
             with self._lock:
                 self._reap()
@@ -234,37 +295,91 @@ class TaskManager:
                         if known.get(t.name) is not t:
                             self.add_task(t)
                 # A root still going in another run is not run twice: its caller waits for it.
-                todo = [t for t in roots if t.status in TERMINAL or t.run is None]
+                todo = [t for t in roots if (t.status in TERMINAL or t.run is None)
+                        and not (t.run is None and t.name in self._mapping)]
                 batch, restored, busy = self._closure(todo, fresh=not reuse_upstream)
                 if not busy:
                     run = self.engine.open_run(run_id=run_id, name=name, trigger=trigger)
                     carried = []
                     for dep in restored:
-                        stand_in = fresh_copy(self._by_name[dep])
+                        stand_in = fresh_copy(self.get_task(dep) or self._by_name[dep])
                         stand_in.dependencies = []
                         carried.append(stand_in)
-                    run.add([*carried, *batch], restored=restored or None)
+                    mapped = [t for t in batch if isinstance(t, MappedTask)]
+                    if mapped:  # the flow adds the rest as what they map over is known
+                        run.add(carried, restored=restored or None)
+                        flow = Flow(run, batch)
+                        for t in batch:
+                            self._mapping[t.name] = run
+                        for t in mapped:
+                            self._gathered.pop(t.name, None)
+                    else:
+                        run.add([*carried, *batch], restored=restored or None)
                     self._live[run.id] = run
                     self._releases[run.id] = release
                     self._last = run
                     break
             # A dependency running in another run: wait for it, then look again.
             for d in busy:
-                if d.run is not None:
-                    d.run.wait(tasks=[d])
-        return run
+                self._await(d)
+        return run, (flow if mapped else None)
+
+    def _drive(self, run: Run, flow: Flow) -> None:
+        try:
+            while not flow.step(None):
+                pass
+        except BaseException:
+            run.cancel()
+            raise
+        finally:
+            with self._lock:
+                mapped = [n for n, r in self._mapping.items() if r is run
+                          and isinstance(self._by_name.get(n), MappedTask)]
+                for name in mapped:
+                    if name in run.tasks:
+                        self._gathered[name] = run.tasks[name]
+                prefixes = tuple(f"{n}[" for n in mapped)
+                for name, task in run.tasks.items():  # the instances, found by name
+                    if prefixes and name.startswith(prefixes):
+                        self._by_name[name] = task
+                self._forget_mapping(run)
+
+    def _forget_mapping(self, run: Run) -> None:
+        with self._lock:
+            for name in [n for n, r in self._mapping.items() if r is run]:
+                del self._mapping[name]
+
+    def _await(self, task: Task, timeout: float | None = None) -> bool:
+        """Wait for ``task`` (or a mapped task's run) to finish; False when ``timeout``
+        passed first."""
+        run = self._mapping.get(task.name) if task.run is None else task.run
+        if run is None:
+            return True
+        driver = self._drivers.get(run.id)
+        if driver is not None:
+            driver.join(timeout)
+            return not driver.is_alive()
+        return run.wait(timeout, tasks=[task])
 
     def _reap(self) -> None:
         """Close finished runs (with the lock held)."""
         # Only started runs: one being opened by another caller is idle until it starts.
-        for run in [r for r in self._live.values() if r.status == "idle" and r.inflight == 0]:
+        for run in [r for r in self._live.values() if r.status == "idle" and r.inflight == 0
+                    and not self._driving(r)]:
             self._close(run)
+
+    def _driving(self, run: Run) -> bool:
+        driver = self._drivers.get(run.id)
+        return driver is not None and driver.is_alive()
 
     def _close(self, run: Run) -> None:
         with self._lock:
             if self._live.pop(run.id, None) is None:
                 return
             release = self._releases.pop(run.id, None)
+            driver = self._drivers.pop(run.id, None)
+        if driver is not None and driver is not threading.current_thread():
+            driver.join()
         try:
             run.close()
         finally:
@@ -286,6 +401,9 @@ class TaskManager:
 
     def _finish(self, run: Run) -> None:
         """Wait for ``run`` and close it."""
+        driver = self._drivers.get(run.id)
+        if driver is not None:
+            driver.join()
         run.wait()
         self._close(run)
 
@@ -318,9 +436,9 @@ class TaskManager:
 
         Raises the task's error when it fails.
         """
-        task = self._get(task_id)
+        task = self._runnable(task_id)
         self._finish(self.submit_run([task]))
-        return self.wait_for_task(task.id)
+        return self.wait_for_task(task.name if isinstance(task, MappedTask) else task.id)
 
     def execute_workflow(
         self, tasks: Iterable[Task], *, name: str | None = None
@@ -329,11 +447,17 @@ class TaskManager:
         manager's); return ``{name: result}`` of those that completed."""
         tasks = list(tasks)
         self._finish(self.submit_run(tasks, name=name))
-        return {t.name: t.result for t in tasks if t.status is TaskState.COMPLETED}
+        ran = [self.get_task(t.name) if isinstance(t, MappedTask) else t for t in tasks]
+        return {t.name: t.result for t in ran if t is not None
+                and t.status is TaskState.COMPLETED}
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
         """Wait for a task to finish; return its result, raise its error, or TimeoutError."""
         task = self._get(task_id)
+        if task.run is None and task.name in self._mapping:  # not added by its flow yet
+            if not self._await(task, timeout):
+                raise TimeoutError(f"task {task.name!r} still running after {timeout}s")
+            task = self._get(task_id)
         run = task.run
         if run is None:
             raise TaskloomError(f"task {task.name!r} was never submitted")
@@ -360,7 +484,7 @@ class TaskManager:
             )
         # Like execute_task: dependencies that did not complete (the failure that failed
         # this task, say) run again first.
-        self.submit_task(task)
+        self.submit_task(self._runnable(task_id))
 
     def get_performance_stats(self, task_name: str | None = None) -> dict[str, Any]:
         """Attempt statistics of one task name, or of every task this manager's plugins saw

@@ -11,16 +11,18 @@ Failed elements: the gather task waits for every instance, whatever its outcome,
 completes only when every instance completed. When one did not (failed after its retries,
 cancelled, skipped), the gather task fails naming those elements, and the trigger rules of
 the tasks downstream decide as for any failed upstream: ``all_success`` fails (naming the
-gather task), ``all_done``/``always`` run (the gather task's result is then ``None``; each
-completed element is in ``context.results["proc[i]"]``), ``one_failed`` runs.
+gather task); ``all_done``, ``always`` and ``one_failed`` run and receive the partial list,
+in element order, with a :class:`FailedElement` (false in a test) in place of each element
+that did not complete. The failed gather task keeps that list as its ``result``.
 
 An empty list gives zero instances and a gather task whose result is ``[]``. When the
 source did not complete, no instance is made and the gather task follows the mapped task's
 trigger rule against its dependencies (an ``all_success`` task fails naming the source).
 
 Mapped tasks are expanded by :class:`~taskloom.api.workflows.Flow` (``taskloom run``,
-``taskloom resume``, :func:`~taskloom.api.workflows.run_flow`); running one directly on an
-engine is refused with an error saying so.
+``taskloom resume``, :func:`~taskloom.api.workflows.run_flow`, the
+:class:`~taskloom.api.manager.TaskManager`); running one directly on an engine is refused
+with an error saying so.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ MAP_KEYS = ("over", "as", "key")
 
 class MappedElementsFailed(TaskloomError):
     """Some instances of a mapped task did not complete: its gather task fails with this."""
+
+
+@dataclass(frozen=True)
+class FailedElement:
+    """Stands, in the list a downstream task receives, for an element whose instance did not
+    complete: the instance's ``name``, the element's ``index``, how it ended (``state``:
+    ``failed``, ``cancelled``, ``skipped``) and its ``error``. It is false in a test, so
+    ``[r for r in results if r]`` drops them (test with ``isinstance`` when
+    a completed element may be false itself)."""
+
+    name: str
+    index: int
+    state: str
+    error: str | None
+
+    def __bool__(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -124,7 +143,8 @@ class MappedTask(Task):
 
     def execute(self, **kwargs: Any) -> Any:
         raise TaskloomError(f"task {self.name!r} is mapped over {self.map.over!r}: run it "
-                            "with taskloom run or run_flow, which make its instances")
+                            "with taskloom run, run_flow or a TaskManager, which make its "
+                            "instances")
 
     def expand(self, elements: Any) -> tuple[list[Task], Task]:
         """The instances for ``elements`` and the gather task named like this one.
@@ -215,13 +235,17 @@ class _Gather:
         tasks = context.run.tasks
         results: list[Any] = []
         failed: list[str] = []
-        for name in self.names:
+        for i, name in enumerate(self.names):
             t = tasks[name]
             if t.status is TaskState.COMPLETED:
                 results.append(t.result)
             else:
                 failed.append(f"{name} {t.status.value}")
+                results.append(FailedElement(name, i, t.status.value, t.error))
         if failed:
+            # Kept on the failed task: the kernel hands a dependency's ``result`` to the
+            # dependents a permissive trigger rule runs.
+            context.task.result = results
             shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more"
                                              if len(failed) > 5 else "")
             raise MappedElementsFailed(f"{len(failed)} of {len(self.names)} elements of "

@@ -15,18 +15,32 @@ a name is kept; a later one of the same name is refused. A payload ``schema`` ma
 names to types (``str``, ``int``, ``float``, ``bool``, ``list``, ``table``, ``any``); a
 field name ending in ``?`` is optional. A payload that does not match is refused when sent
 to a step already waiting, and fails the step when it was sent before the step began.
+
+A run whose process is gone is continued by ``taskloom resume RUN`` or, once its wait is
+satisfied (its signal arrived, or its due time passed), by any long-lived process holding
+the store: :func:`resume_satisfied_runs` (once) or a :class:`WaitResumer` (every few
+seconds; ``taskloom schedule`` runs one). Each run is claimed first, so two such processes,
+or one and a manual resume, never run it twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from taskloom.api.params import substitute
 from taskloom.kernel.errors import ConfigError, TaskloomError
+from taskloom.kernel.recording import RunSummary
+from taskloom.kernel.states import TERMINAL, TaskState
 from taskloom.kernel.task import Task
+
+log = logging.getLogger("taskloom.signals")
 
 #: The executor waiting steps run on, and the task option that says what they wait for.
 EXECUTOR = "wait"
@@ -172,3 +186,245 @@ def wait_until(name: str, when: Any, **task: Any) -> Task:
     """A step that waits until ``when`` (a datetime, ISO text or ``"{params.NAME}"``)."""
     return Task(name, executor=EXECUTOR, options={OPTION: parse_wait({"until": when})},
                 **task)
+
+
+# -- continuing waiting runs whose process is gone ----------------------------------------------
+#: What a resumer needs to continue a recorded run: its rebuilt tasks and ``when`` conditions,
+#: or None to leave the run alone (a run of another workflow).
+Rebuild = Callable[[Any], "tuple[Sequence[Task], Mapping[str, Any]] | None"]
+
+#: How often a resumed run's flow looks at its held tasks, in seconds.
+_STEP = 0.05
+
+
+def process_gone(record: Any) -> bool:
+    """Whether the process that last ran ``record`` (a store's run record) is known to be
+    gone: it ran on this host and its pid no longer exists. A run of this very process, or
+    of another host, is not (that process, or a resume there, continues it)."""
+    pid, host = getattr(record, "pid", None), getattr(record, "host", None)
+    if pid is None or host != socket.gethostname() or pid == os.getpid():
+        return False
+    import psutil  # the pid check (a dependency of taskloom)
+
+    return not psutil.pid_exists(pid)
+
+
+def satisfied_waits(store: Any, run_id: str, now: float) -> list[dict[str, Any]]:
+    """The open waits of run ``run_id`` that can end now: their signal was sent, or their
+    due time (a timer's end, a signal's timeout) is at or before ``now``."""
+    waits: list[dict[str, Any]] = getattr(store, "waits", lambda _: [])(run_id)
+    ready = []
+    for wait in waits:
+        signal, due = wait.get("signal"), wait.get("due")
+        if (signal is not None and store.received(run_id, signal)[0]) or (
+                due is not None and due <= now):
+            ready.append(wait)
+    return ready
+
+
+#: The recorded statuses of a run that did not finish (a resume continues it).
+UNFINISHED = ("waiting", "running", "interrupted")
+
+
+def run_satisfied(store: Any, run_id: str, now: float) -> bool:
+    """Whether run ``run_id``, or one of its child runs (subflows: ``<id>.<task>``), has a
+    satisfied wait (:func:`satisfied_waits`)."""
+    find = getattr(store, "find", None)
+    children = list(find(run_id + ".")) if find is not None else []
+    return any(satisfied_waits(store, rid, now) for rid in (run_id, *children))
+
+
+def satisfied_runs(store: Any, now: float, *, page: int = 200) -> list[Any]:
+    """The records of the unfinished runs whose process is gone and that have a satisfied
+    wait (:func:`satisfied_waits`), oldest first. A child run (a subflow's) that waits
+    stands for its top parent: resuming the parent resumes the child. A store that keeps no
+    run list or no waits has none."""
+    runs_page = getattr(store, "runs_page", None)
+    if runs_page is None or not hasattr(store, "waits"):
+        return []
+    found: dict[str, Any] = {}
+    offset = 0
+    while True:
+        records = list(runs_page(limit=page, offset=offset, status="waiting").runs)
+        for record in records:
+            if record.status != "waiting" or not satisfied_waits(store, record.id, now):
+                continue
+            top = record
+            for _ in range(32):  # deeper than any subflow nesting allowed
+                parent_id = getattr(top, "parent_id", None)
+                parent = store.run(parent_id) if parent_id else None
+                if parent is None:
+                    break
+                top = parent
+            if top.status in UNFINISHED and process_gone(top):
+                found.setdefault(top.id, top)
+        if len(records) < page:
+            break
+        offset += page
+    return list(reversed(found.values()))
+
+
+class WaitResumer:
+    """Continues, on ``engine``, the waiting runs whose process is gone once their wait is
+    satisfied, each on a thread of its own until it ends (or waits again, in this process).
+
+    ``rebuild(record)`` gives a run's tasks and conditions (fresh ones for every call), or
+    None to leave it. :meth:`check` looks once; :meth:`start` looks every ``every`` seconds
+    of the engine's clock until :meth:`stop`. A run is claimed before it is resumed and
+    looked at again once claimed: one that another process holds or has continued is left.
+    """
+
+    def __init__(self, engine: Any, rebuild: Rebuild) -> None:
+        self.engine = engine
+        self.rebuild = rebuild
+        #: The summaries of the runs this resumer continued and that ended, by run id.
+        self.finished: dict[str, RunSummary] = {}
+        #: Why a run could not be continued (a rebuild or a resume that raised), by run id.
+        self.errors: dict[str, BaseException] = {}
+        self._lock = threading.Lock()
+        self._live: dict[str, Any] = {}  # run id -> (Run, Flow), while this resumer drives it
+        self._threads: dict[str, threading.Thread] = {}
+        self._stop = threading.Event()
+        self._looper: threading.Thread | None = None
+
+    def check(self, now: float | None = None) -> list[str]:
+        """Start continuing the runs satisfied at ``now`` (default: the engine's clock);
+        the ids of those started."""
+        store = self.engine.store
+        if store is None:
+            return []
+        when = self.engine.clock.time() if now is None else now
+        started = []
+        for record in satisfied_runs(store, when):
+            with self._lock:
+                if record.id in self._threads or self._stop.is_set():
+                    continue
+                thread = threading.Thread(target=self._resume, args=(record, when),
+                                          name=f"taskloom-resume-{record.id}", daemon=True)
+                self._threads[record.id] = thread
+            thread.start()
+            started.append(record.id)
+        return started
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the runs started so far to end; False when ``timeout`` passed first."""
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
+        return not any(t.is_alive() for t in threads)
+
+    def start(self, every: float = 1.0) -> None:
+        """Call :meth:`check` every ``every`` seconds (of the engine's clock) on a thread."""
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
+            raise TaskloomError(f"every must be a positive number of seconds, got {every!r}")
+
+        def loop() -> None:
+            clock = self.engine.clock
+            while not self._stop.is_set():
+                began = clock.monotonic()
+                try:
+                    self.check()
+                except Exception as exc:  # a store that cannot be read now: try again later
+                    log.warning("looking for waiting runs to continue: %s", exc)
+                # From when the look began: time that passed during it counts.
+                clock.wait(self._stop, max(0.0, began + every - clock.monotonic()))
+
+        self._looper = threading.Thread(target=loop, name="taskloom-wait-resumer", daemon=True)
+        self._looper.start()
+
+    def stop(self, reason: str = "stopped", *, cancel_running: bool = False) -> None:
+        """Look no more, and stop the runs being continued: their waiting steps stay
+        recorded (a later resume goes on waiting), other running tasks finish (or are
+        cancelled with ``cancel_running``); the runs are recorded as stopped by ``reason``.
+        """
+        self._stop.set()
+        looper, self._looper = self._looper, None
+        if looper is not None:
+            looper.join()
+        with self._lock:
+            live = list(self._live.values())
+        for run, flow in live:
+            flow.stop()
+            run.interrupt(reason)
+            for task in list(run.tasks.values()):
+                if task.status in TERMINAL or (task.status is TaskState.RUNNING and not
+                                               cancel_running and task.executor != EXECUTOR):
+                    continue
+                run.cancel_task(task)
+        self.join()
+
+    def _resume(self, record: Any, now: float) -> None:
+        try:
+            summary = resume_waiting_run(self.engine, record, self.rebuild, now,
+                                         on_open=self._opened)
+        except Exception as exc:
+            log.error("run %s could not be continued: %s: %s", record.id,
+                      type(exc).__name__, exc)
+            self.errors[record.id] = exc
+            summary = None
+        with self._lock:
+            self._live.pop(record.id, None)
+            self._threads.pop(record.id, None)
+            if summary is not None:
+                self.finished[record.id] = summary
+
+    def _opened(self, run: Any, flow: Any) -> None:
+        with self._lock:
+            self._live[run.id] = (run, flow)
+        if self._stop.is_set():
+            flow.stop()
+
+
+def resume_waiting_run(engine: Any, record: Any, rebuild: Rebuild, now: float | None = None,
+                       *, on_open: Callable[[Any, Any], None] | None = None) -> RunSummary | None:
+    """Continue the run ``record`` on ``engine`` when it still is unfinished, its process
+    gone and a wait of it (or of a child run) satisfied: claimed first (another holder:
+    left alone), driven to its end here; its summary, or None when it was left."""
+    from taskloom.api.workflows import Flow
+
+    store = engine.store
+    built = rebuild(record)
+    if built is None:
+        return None
+    tasks, conditions = built
+    try:
+        _, release = engine.claim(record.id, record.workflow, on_conflict="error")
+    except TaskloomError:
+        return None  # running (or being resumed) in another process
+    try:
+        when = engine.clock.time() if now is None else now
+        again = store.run(record.id)
+        if (again is None or again.status not in UNFINISHED or not process_gone(again)
+                or not run_satisfied(store, record.id, when)):
+            return None
+        run = engine.open_resumed_run(record.id, name=record.workflow)
+        flow = Flow(run, list(tasks), conditions)
+        if on_open is not None:
+            on_open(run, flow)
+        try:
+            flow.start()
+            while not flow.step(_STEP):
+                pass
+        except BaseException:
+            run.cancel()
+            run.close()
+            raise
+        summary: RunSummary = run.close()
+        log.info("run %s continued (a wait was satisfied): %s", record.id, summary.status)
+        return summary
+    finally:
+        release()
+
+
+def resume_satisfied_runs(engine: Any, rebuild: Rebuild, now: float | None = None,
+                          timeout: float | None = None) -> dict[str, RunSummary]:
+    """Continue every waiting run of ``engine``'s store whose process is gone and whose
+    wait is satisfied (see :class:`WaitResumer`), and wait for them to end (up to
+    ``timeout``); the summaries of those that ended, by run id."""
+    resumer = WaitResumer(engine, rebuild)
+    resumer.check(now)
+    resumer.join(timeout)
+    for run_id, error in resumer.errors.items():
+        raise TaskloomError(f"run {run_id} could not be continued: {error}") from error
+    return dict(resumer.finished)

@@ -117,7 +117,9 @@ class Flow:
                 task.dependencies.append(over.over)
         graph = DependencyGraph.from_tasks(t for t in self.tasks)
         held: set[str] = set()
-        order = graph.topological_sort()
+        # A dependency outside ``tasks`` is one the run has (a result carried in) or an
+        # unknown name, which the run refuses when the task joins it.
+        order = [n for n in graph.topological_sort() if n in by_name]
         for name in order:
             task = by_name[name]
             if name in self.conditions or isinstance(task, MappedTask) or any(

@@ -72,6 +72,8 @@ class RunRecord:
     config_hash: str | None = None
     resumes: int = 0
     pid: int | None = None
+    #: The host of the process that ran it last (with ``pid``: whether it is still going).
+    host: str | None = None
     tasks: list[TaskRecord] = field(default_factory=list)
     #: Why an ``interrupted`` run stopped: the signal(s) recorded, or its process is gone.
     reason: str | None = None
@@ -229,7 +231,7 @@ class RunHistory:
             id=run_id, workflow=workflow, status=shown,
             started=started, finished=finished, duration=duration,
             counts=counts, config_path=config_path,
-            config_hash=config_hash, resumes=resumes, pid=pid,
+            config_hash=config_hash, resumes=resumes, pid=pid, host=host,
             reason=f"its process ({pid}) ended before the run did" if shown != status else None,
             trigger=trigger, parent_id=parent_id,
         )

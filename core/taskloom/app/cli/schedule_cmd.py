@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from taskloom.api.signals import EXECUTOR, WaitResumer
 from taskloom.app.cli._common import EXIT_OK, build_engine, config_options, fail, load
 from taskloom.kernel.errors import ConfigError, PluginError, TaskloomError, UnknownComponentError
 from taskloom.kernel.pluginmanager import hookimpl
@@ -44,9 +45,13 @@ class FireLog:
 
     @hookimpl
     def taskloom_run_finish(self, run: Any, summary: Any) -> None:
-        if getattr(run, "trigger", None) != "schedule":
+        trigger = getattr(run, "trigger", None)
+        if trigger not in ("schedule", "resume"):
             return
         stamp = _stamp(summary.finished_at or datetime.now().astimezone())
+        if trigger == "resume":  # a waiting run this scheduler continued
+            self._echo(f"{stamp} continued {run.name} (run {run.id}): {summary.status}")
+            return
         if summary.status == "completed":
             self._echo(f"{stamp} completed {run.name} (run {run.id}) in "
                        f"{summary.duration:.3f}s")
@@ -107,8 +112,12 @@ class _StopSignals:
 @click.option("--store", default=None, metavar="NAME",
               help="Where runs and schedule state are kept (default: the run history's store, "
                    "so a restart resumes; 'none' for memory only).")
+@click.option("--resume-every", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              metavar="SECONDS",
+              help="How often to look for waiting runs of FILE whose process is gone and "
+                   "whose signal arrived or timer is due, and continue them (0: never).")
 def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
-             cancel_running: bool | None, store: str | None) -> None:
+             cancel_running: bool | None, store: str | None, resume_every: float) -> None:
     """Run the [[schedules]] declared in FILE until SIGTERM or Ctrl-C.
 
     Logs a line per fire and one per finished run (a failed run as FAILED, with its errors).
@@ -118,6 +127,12 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
     processes sharing the store: a fire over it is skipped with a line saying so. On
     stop, nothing new starts; running tasks finish (or are cancelled, with --cancel-running
     or on_stop = "cancel" in [taskloom]), then the command exits 0.
+
+    It also continues the runs of FILE recorded as waiting whose process is gone, once the
+    signal they wait for arrives ('taskloom signal') or their timer is due, as 'taskloom
+    resume' would (one line per continued run). A run is claimed first: two schedulers, or
+    a scheduler and a manual resume, never run it twice. Its waiting steps that are still
+    waiting when the scheduler stops stay recorded.
 
     \b
     Example:
@@ -135,12 +150,14 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
     source = str(config.path) if config.path else None
     if cancel_running is None:
         cancel_running = config.settings.get("on_stop", "wait") == "cancel"
-    if not config.schedules:
-        fail(["no schedules to run (declare [[schedules]] tables)"], source)
     try:
         tasks = {t.name: t for t in config.build_tasks()}
     except ConfigError as exc:
         fail(exc.problems, exc.source)
+    waits = any(t.executor == EXECUTOR for t in tasks.values())
+    if not config.schedules and not (waits and resume_every):
+        fail(["no schedules to run (declare [[schedules]] tables) and no waiting steps to "
+              "continue"], source)
     engine = build_engine(config, store=store)
     engine.plugins.register(FireLog(), name="taskloom-cli-schedule-log")
     manager = TaskManager(engine=engine)
@@ -169,9 +186,12 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
     if problems:
         _close(engine)
         fail(problems, source)
+    resumer = WaitResumer(engine, _rebuilder(config)) if resume_every else None
     sys.stdout.flush()
     with _StopSignals() as signals:
         scheduler.start()
+        if resumer is not None:
+            resumer.start(resume_every)
         while signals.received is None:
             time.sleep(_TICK)
         click.echo(f"{signals.received}: stopping"
@@ -180,11 +200,29 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
         sys.stdout.flush()
         for run in manager.runs:  # recorded `interrupted` with the signal, unless they finish
             run.interrupt(signals.received)
+        if resumer is not None:
+            resumer.stop(signals.received, cancel_running=cancel_running)
         scheduler.shutdown(cancel_running=cancel_running)
         manager.shutdown()
     _close(engine)
     click.echo("stopped")
     raise SystemExit(EXIT_OK)
+
+
+def _rebuilder(config: Any) -> Any:
+    """The resumer's rebuild: fresh tasks of ``config`` for the runs recorded from the same
+    file; other runs are left (the database's word never chooses which code runs)."""
+    from pathlib import Path
+
+    own = Path(config.path).resolve() if config.path else None
+
+    def rebuild(record: Any) -> tuple[list[Any], dict[str, Any]] | None:
+        recorded = getattr(record, "config_path", None)
+        if own is None or recorded is None or Path(recorded).resolve() != own:
+            return None
+        return config.build_tasks(), config.conditions()
+
+    return rebuild
 
 
 def _close(engine: Any) -> None:
