@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from taskloom import Engine, Task, TaskState
-from taskloom.api.mapping import Map, MappedTask, map_task, parse_map
+from taskloom.api.mapping import FailedElement, Map, MappedTask, map_task, parse_map
 from taskloom.api.workflows import run_flow
 from taskloom.app.cli import main
 from taskloom.app.config import load_config
@@ -36,8 +36,10 @@ def test_a_thousand_elements_with_failures_and_retries():
     def total(square: list[int]) -> int:
         return sum(square)
 
-    def survivors(context) -> int:
-        return sum(1 for i in range(1000) if f"square[{i}]" in context.results)
+    def survivors(context, square: list) -> int:
+        assert len(square) == 1000  # every element, in order, failed ones as placeholders
+        return sum(1 for i in range(1000) if f"square[{i}]" in context.results
+                   and square[i] == i * i)
 
     engine = Engine(max_workers=8)
     tasks = [
@@ -123,7 +125,7 @@ def test_upstream_failure_and_bad_elements_fail_the_gather_by_name():
 
 def test_a_mapped_task_alone_on_an_engine_is_refused_with_a_reason():
     summary = Engine().run([map_task(Task("m", fn=lambda x: x), "x")])
-    assert "run it with taskloom run or run_flow" in summary.errors["m"]
+    assert "run it with taskloom run, run_flow or a TaskManager" in summary.errors["m"]
 
 
 def test_parse_map_and_body_checks():
@@ -209,8 +211,7 @@ def test_cli_map_shows_instances_and_resume_reruns_only_the_failed_element(proje
     (project / "fixed").touch()
     resumed = _invoke("resume", record.id, "--retry-failed")
     assert resumed.exit_code == 0, resumed.output
-    ran = (project / "ran.log").read_text().split()
-    # The first run's three elements run side by side, in any order; the resume re-runs b only.
+    ran = (project / "ran.log").read_text().split()  # the first three ran side by side
     assert sorted(ran[:3]) == ["a.txt", "b.txt", "c.txt"] and ran[3:] == ["b.txt"]
     shown = _invoke("show", record.id, "--json")
     assert '"size[1]"' in shown.output
@@ -259,3 +260,60 @@ def test_graph_draws_a_mapped_task_as_one_node_with_its_count(tmp_path):
     assert "    files --> size" in mermaid
     dot = _invoke("graph", str(path), "--format", "dot").output
     assert '"size" [shape=box3d, label="size (map over files)"];' in dot
+
+
+def _with_failures(rule: str) -> dict:
+    def body(n: int) -> int:
+        if n == 2:
+            raise ValueError("two is broken")
+        return n * 10
+
+    got: dict = {}
+
+    def down(square):
+        got["square"] = square
+        return "ran"
+
+    tasks = [
+        Task("numbers", fn=lambda: [1, 2, 3]),
+        map_task(Task("square", fn=body), "numbers", as_="n"),
+        Task("down", fn=down, dependencies=["square"], trigger_rule=rule),
+    ]
+    summary = run_flow(Engine(max_workers=2), tasks)
+    by = {t.name: t for t in summary.tasks}
+    assert by["square"].status is TaskState.FAILED
+    return {"down": by["down"], "got": got.get("square")}
+
+
+@pytest.mark.parametrize("rule", ["all_done", "always", "one_failed"])
+def test_permissive_rules_get_the_partial_list_with_placeholders(rule):
+    out = _with_failures(rule)
+    assert out["down"].status is TaskState.COMPLETED
+    first, missing, last = out["got"]
+    assert (first, last) == (10, 30)
+    assert missing == FailedElement("square[1]", 1, "failed", "two is broken")
+    assert not missing and [r for r in out["got"] if r] == [10, 30]
+
+
+def test_all_success_fails_naming_the_gather_task():
+    out = _with_failures("all_success")
+    assert out["down"].status is TaskState.FAILED and out["got"] is None
+    assert "'square'" in out["down"].error
+
+
+def test_a_cancelled_element_is_a_placeholder_saying_so():
+    def body(n: int, context) -> int:
+        if n == 1:
+            context.run.cancel_task(context.run.tasks["square[2]"])
+        return n
+
+    got: list = []
+    tasks = [Task("numbers", fn=lambda: [1, 2, 3]),
+             map_task(Task("square", fn=body, priority=9), "numbers", as_="n"),
+             Task("down", fn=lambda square: got.append(square), dependencies=["square"],
+                  trigger_rule="all_done")]
+    run_flow(Engine(max_workers=1), tasks)
+    (square,) = got
+    assert square[:2] == [1, 2]  # one worker: the instances start in element order
+    assert isinstance(square[2], FailedElement) and square[2].state == "cancelled"
+    assert square[2].name == "square[2]" and square[2].index == 2
