@@ -197,6 +197,36 @@ class History:
             self._deps = {key: _declared_dependencies(path)}
         return self._deps[key]
 
+    # -- waits and signals ----------------------------------------------------------------
+    def waits(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's steps waiting now (task, kind, signal, started, due, schema); none from
+        a history that records no waits."""
+        waits = getattr(self.store, "waits", None)
+        return [] if waits is None else [dict(w) for w in waits(run_id)]
+
+    def signals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every signal sent to the run (name, payload, sent, sent_by)."""
+        signals = getattr(self.store, "signals", None)
+        return [] if signals is None else [dict(s) for s in signals(run_id)]
+
+    @property
+    def takes_signals(self) -> bool:
+        return callable(getattr(self.store, "send_signal", None))
+
+    def send_signal(self, run_id: str, name: str, payload: Any, sent_by: str) -> None:
+        """Record the signal; the store refuses a second one of a name and a payload the
+        waiting step's schema does not take (a :class:`TaskloomError` saying why)."""
+        self.store.send_signal(run_id, name, payload, sent_by)
+
+    @staticmethod
+    def process_gone(run: Mapping[str, Any]) -> bool:
+        """Whether no live process holds the run: the process recorded with it has ended
+        (a process on this machine; a run recorded without one has none)."""
+        import psutil
+
+        pid = run.get("pid")
+        return pid is None or (pid != os.getpid() and not psutil.pid_exists(pid))
+
     # -- actions ----------------------------------------------------------------------------
     def actions(self, run_id: str | None = None) -> list[dict[str, Any]]:
         return list(self.store.actions(run_id))

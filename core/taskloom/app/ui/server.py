@@ -19,6 +19,7 @@ reconnects and the token is checked again) or, for a run, with ``done`` once it 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -67,7 +68,7 @@ TOKEN_COOKIE = "taskloom_ui_token"
 CSRF_COOKIE = "taskloom_csrf"
 PER_PAGE = 50
 MAX_PER_PAGE = 500
-STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "interrupted")
 #: How many tasks' details (attempts, errors, logs, result) one page of a run lists.
 TASK_DETAILS = 100
 #: How much of an attempt's captured output a run page shows (the rest: a link to all of it).
@@ -320,6 +321,10 @@ class Dashboard:
             for a in t["attempts"]:
                 a["log"], a["log_size"] = logs.get((t["name"], a["number"]), (None, 0))
         query = {"task": task} if task else {}
+        waits = self.history.waits(run_id)
+        for w in waits:
+            w["schema_text"] = (", ".join(f"{k}: {v}" for k, v in w["schema"].items())
+                                if w.get("schema") else None)
         return {
             **drawn, "run": run, "shown_tasks": listed, "task": task,
             "task_page": page, "task_pages": pages,
@@ -331,6 +336,8 @@ class Dashboard:
             "can_retry": run["status"] in ("failed", "cancelled", "interrupted")
             and bool(run["config_path"]),
             "can_cancel": run["status"] == "running",
+            "waits": waits, "signals": self.history.signals(run_id),
+            "can_signal": self.history.takes_signals and not is_final(run["status"]),
         }
 
     @staticmethod
@@ -520,7 +527,7 @@ class Dashboard:
 
         def final(version: Any) -> bool:
             # (status, finished, resumes, last event, actions); None: the run is gone
-            return version is None or version[0] != "running"
+            return version is None or version[0] not in ("running", "waiting")
 
         return self._stream(request, lambda: self.history.run_version(run_id), final)
 
@@ -549,18 +556,16 @@ class Dashboard:
                 return PlainTextResponse(f"run {run_id} recorded no configuration file: "
                                          f"resume it with 'taskloom resume {run_id} FILE'",
                                          status_code=409)
-            # The database alone never chooses which code runs: only the configuration the
-            # dashboard was started with (--config) may rebuild a run's tasks.
-            recorded = Path(run["config_path"])
-            if (self.config_path is None or not recorded.is_file()
-                    or not os.path.samefile(self.config_path, recorded)):
+            config = self._runs_configuration(run["config_path"])
+            if config is None:
+                recorded = run["config_path"]
                 return PlainTextResponse(
                     f"run {run_id} was recorded from {recorded}: start 'taskloom ui --config "
                     f"{recorded}' to re-run its tasks from the dashboard, or resume it with "
                     f"'taskloom resume {run_id} {recorded}'", status_code=409)
             tag = secrets.token_hex(3)
             pid, log = await run_in_threadpool(
-                self.launcher.resume, run_id, self.config_path, tag)
+                self.launcher.resume, run_id, config, tag)
             await run_in_threadpool(
                 lambda: self.history.record_action(
                     "retry", who, run_id=run_id, workflow=run["workflow"],
@@ -568,6 +573,75 @@ class Dashboard:
             return _after(request, f"/runs/{run_id}")
 
         return await self._action(request, act)
+
+    def _runs_configuration(self, recorded: str | None) -> Path | None:
+        """The dashboard's configuration when it is ``recorded`` (a run's configuration
+        file), else None: the database alone never chooses which code runs, only the
+        configuration given with --config may rebuild a run's tasks."""
+        if self.config_path is None or not recorded or not Path(recorded).is_file():
+            return None
+        return self.config_path if os.path.samefile(self.config_path, recorded) else None
+
+    def _signal(self, run_id: str, name: str, payload: Any, who: str) -> tuple[int, str]:
+        """Send the signal; continue the run when it waits with no live process: the
+        status code and what was done, for the page."""
+        from taskloom.kernel.errors import TaskloomError
+
+        run = self.history.summary(run_id)
+        if run is None:
+            return 404, "no such run"
+        if is_final(run["status"]):
+            return 409, f"run {run_id} is {run['status']}: it waits for no signal"
+        try:
+            self.history.send_signal(run_id, name, payload, who)
+        except TaskloomError as exc:
+            return 409, str(exc)
+        waiting = [w["task"] for w in self.history.waits(run_id) if w["signal"] == name]
+        detail = f"signal {name!r} with payload {json.dumps(payload)[:200]}"
+        if waiting:
+            detail += f" for {', '.join(waiting)}"
+        if run["status"] == "waiting" and self.history.process_gone(run):
+            config = self._runs_configuration(run["config_path"])
+            if config is not None:
+                pid, log = self.launcher.resume(run_id, config, secrets.token_hex(3),
+                                                retry_failed=False)
+                detail += f"; the run's process had exited: taskloom resume, pid {pid}, " \
+                          f"output in {log}"
+            else:
+                detail += (f"; the run's process had exited: 'taskloom resume {run_id}' "
+                           "continues it (the dashboard was not started with its "
+                           "configuration)")
+        self.history.record_action("signal", who, run_id=run_id, workflow=run["workflow"],
+                                   detail=detail)
+        return 200, detail
+
+    async def signal(self, request: Request) -> Response:
+        async def act(fields: dict[str, str], who: str) -> Response:
+            run_id = await self._resolve(request)
+            if run_id is None:
+                return PlainTextResponse("no such run", status_code=404)
+            name = fields.get("signal", "").strip()
+            if not name:
+                raise BadRequest("give the signal's name in the 'signal' field")
+            text = fields.get("payload", "").strip() or "null"
+            try:
+                payload = json.loads(text)
+            except ValueError as exc:
+                raise BadRequest(f"payload: not JSON: {exc}") from None
+            status, said = await run_in_threadpool(self._signal, run_id, name, payload, who)
+            if status != 200:
+                return PlainTextResponse(said, status_code=status)
+            return _after(request, f"/runs/{run_id}")
+
+        return await self._action(request, act)
+
+    async def api_waits(self, request: Request) -> Response:
+        run_id = await self._resolve(request)
+        if run_id is None:
+            return JSONResponse({"error": "no such run"}, status_code=404)
+        waits = await run_in_threadpool(self.history.waits, run_id)
+        signals = await run_in_threadpool(self.history.signals, run_id)
+        return JSONResponse({"waits": waits, "signals": signals})
 
     async def cancel(self, request: Request) -> Response:
         async def act(fields: dict[str, str], who: str) -> Response:
@@ -636,6 +710,7 @@ def create_app(history: History, *, config_path: str | Path | None = None,
         Route("/runs/{run_id}/log", d.log_text),
         Route("/runs/{run_id}/retry", d.retry, methods=["POST"]),
         Route("/runs/{run_id}/cancel", d.cancel, methods=["POST"]),
+        Route("/runs/{run_id}/signal", d.signal, methods=["POST"]),
         Route("/workflow", d.workflow_page),
         Route("/workflow/start", d.start, methods=["POST"]),
         Route("/schedules", d.schedules_page),
@@ -644,6 +719,7 @@ def create_app(history: History, *, config_path: str | Path | None = None,
         Route("/api/runs", d.api_runs),
         Route("/api/runs/{run_id}", d.api_run),
         Route("/api/runs/{run_id}/logs", d.api_logs),
+        Route("/api/runs/{run_id}/waits", d.api_waits),
         Route("/api/actions", d.api_actions),
         Route("/api/workflow", d.api_workflow),
         Route("/api/schedules", d.api_schedules),
