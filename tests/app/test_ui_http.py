@@ -507,9 +507,15 @@ def test_a_big_run_draws_a_compact_graph_and_a_timeline_in_lanes(client, ui_proj
     assert '<path class="cells s-failed" data-count="2"' in html  # transform, then load
     assert '<path class="cells s-completed" data-count="1"' in html
     assert _edges(html) == 2
-    assert 'id="timeline-collapsed"' in html and "3 attempts packed into 1 lane " in html
-    assert '<path class="bar s-retrying" data-count="1"' in html
+    # the timeline (every attempt read) comes in its own request once the page shows
+    assert f'hx-get="/runs/{ui_project.failed_run}/timeline" hx-trigger="load"' in html
+    assert 'id="timeline-collapsed"' not in html
+    timeline = client.get(f"/runs/{ui_project.failed_run}/timeline").text
+    assert 'id="timeline-collapsed"' in timeline
+    assert "3 attempts packed into 1 lane " in timeline
+    assert '<path class="bar s-retrying" data-count="1"' in timeline
     assert 'id="task-transform"' in html  # the task list still has every detail
+    assert client.get("/runs/nosuchrun/timeline").status_code == 404
 
 
 def test_lanes_never_overlap_and_are_as_many_as_ran_at_once():

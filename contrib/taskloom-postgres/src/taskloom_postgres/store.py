@@ -44,7 +44,7 @@ from typing import Any
 import psycopg
 
 from taskloom_postgres.claims import RunClaims
-from taskloom_postgres.notify import RUNS, Listener, notify
+from taskloom_postgres.notify import RUNS, ChannelWatch, Listener, notify
 from taskloom_postgres.schema import SCHEMA_VERSION, check_version, migrate, read_version
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
 from taskloom_std.stores.errors import StoreError, StoreVersionError
@@ -594,9 +594,17 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 " detail) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
                 (run_id, workflow, action, requested_by, time.time(), detail),
             ).fetchone()
+            # Live views show the run's actions (autocommit: sent at once).
+            self._live_reader().execute("SELECT pg_notify(%s, %s)", (RUNS, run_id or ""))
         return int(row[0]) if row else 0
 
     # -- run claims (kernel/store.py; taskloom_postgres.claims) ---------------------------------
+    def watch_changes(self) -> ChannelWatch:
+        """A watch woken at every run change committed to this database (any process, any
+        host): the dashboard's live views wait on it (``taskloom.api.history
+        .WatchableHistory``)."""
+        return ChannelWatch(self.listener(), RUNS)
+
     def listener(self) -> Listener:
         """This store's LISTEN connection (:mod:`taskloom_postgres.notify`), made on first use."""
         with self._read_lock:
