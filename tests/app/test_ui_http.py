@@ -643,3 +643,36 @@ def test_a_finished_run_takes_no_signal(client, ui_project):
     assert answer.status_code == 409 and "waits for no signal" in answer.text
     missing = client.post(f"/runs/{ui_project.completed_run}/signal", data={"csrf": csrf})
     assert missing.status_code == 400 and "'signal' field" in missing.text
+
+
+# -- what a run page's first view reads -----------------------------------------------------------
+def test_latest_states_and_some_tasks_records_agree_with_the_whole_record(history, ui_project):
+    for run in (ui_project.failed_run, ui_project.completed_run):
+        whole = history.store.detail(run)
+        assert history.states(run) == {t.name: t.state for t in whole.tasks}
+        some = history.task_records(run, ["load", "transform"])
+        assert [t.name for t in some] == ["load", "transform"]
+        by_name = {t.name: t for t in whole.tasks}
+        for t in some:
+            assert (t.state, t.error, t.result_note) == (
+                by_name[t.name].state, by_name[t.name].error, by_name[t.name].result_note)
+            assert [(a.number, a.state, a.started, a.finished, a.traceback)
+                    for a in t.attempts] == [(a.number, a.state, a.started, a.finished,
+                                              a.traceback) for a in by_name[t.name].attempts]
+        assert history.task_records(run, ["nosuchtask"]) == []
+
+
+def test_runs_of_one_workflow_share_one_layout(client, ui_project, monkeypatch):
+    import taskloom.app.ui.server as server
+
+    laid_out: list[list[str]] = []
+    real = server.layout
+
+    def counted(names, deps, *rest):
+        laid_out.append(list(names))
+        return real(names, deps, *rest)
+
+    monkeypatch.setattr(server, "layout", counted)
+    for run in (ui_project.failed_run, ui_project.completed_run, ui_project.failed_run):
+        assert client.get(f"/runs/{run}").status_code == 200
+    assert laid_out == [["extract", "transform", "load"]]
