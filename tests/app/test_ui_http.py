@@ -676,3 +676,32 @@ def test_runs_of_one_workflow_share_one_layout(client, ui_project, monkeypatch):
     for run in (ui_project.failed_run, ui_project.completed_run, ui_project.failed_run):
         assert client.get(f"/runs/{run}").status_code == 200
     assert laid_out == [["extract", "transform", "load"]]
+
+
+def test_a_signal_reaches_a_run_still_going_in_its_process(tmp_path):
+    from taskloom.api.signals import wait_for
+
+    db = tmp_path / "live.db"
+    engine = Engine(max_workers=1, store="sqlite",
+                    store_options={"path": str(db), "flush_interval": 0.05})
+    run = engine.open_run(name="approvals")
+    run.add([wait_for("approve", "approval", schema={"approved": "bool"}),
+             Task("publish", fn=lambda approve: approve["approved"],
+                  dependencies=["approve"])])
+    run.start()
+    try:
+        wait_for_status(db, run.id, "waiting")
+        for client in _signal_client(WaitingRun(tmp_path / "none.toml", db, run.id), None):
+            csrf = _csrf(client)
+            sent = client.post(f"/runs/{run.id}/signal",
+                               data={"csrf": csrf, "signal": "approval",
+                                     "payload": '{"approved": true}'})
+            assert sent.status_code == 200
+            assert run.wait(60)
+            summary = run.close()
+            assert summary.status == "completed"
+            detail = next(a for a in client.get("/api/actions").json()
+                          if a["action"] == "signal")["detail"]
+            assert "for approve" in detail and "process had exited" not in detail
+    finally:
+        engine.close()
