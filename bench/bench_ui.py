@@ -115,6 +115,7 @@ def main() -> None:
             "runs filtered by status": "/runs?status=completed",
             "/api/runs": "/api/runs",
             f"run page, {args.tasks} tasks": f"/runs/{big}",
+            f"its timeline, {args.tasks} tasks": f"/runs/{big}/timeline",
             f"/api/runs/RUN, {args.tasks} tasks": f"/api/runs/{big}",
         }
         with TestClient(app) as client:
@@ -125,17 +126,20 @@ def main() -> None:
 
                 rows.append((label, *timed(get, args.repeat), "server"))
 
-        def first_view(fresh_history: bool) -> tuple[float, float]:
+        def first_view(fresh_history: bool) -> list[tuple[float, float]]:
             # A dashboard just started: the run not read, laid out or drawn yet; with a fresh
-            # history, its configuration file not read either. Only the request is timed.
+            # history, its configuration file not read either. Only the requests are timed:
+            # the page, then the timeline it asks for once shown.
             fresh = History.open(db) if fresh_history else history
+            took = []
             try:
                 with TestClient(create_app(fresh)) as client:
-                    c0, t0 = time.process_time(), time.perf_counter()
-                    answer = client.get(f"/runs/{big}")
-                    took = ((time.perf_counter() - t0) * 1000,
-                            (time.process_time() - c0) * 1000)
-                    assert answer.status_code == 200
+                    for url in (f"/runs/{big}", f"/runs/{big}/timeline"):
+                        c0, t0 = time.process_time(), time.perf_counter()
+                        answer = client.get(url)
+                        took.append(((time.perf_counter() - t0) * 1000,
+                                     (time.process_time() - c0) * 1000))
+                        assert answer.status_code == 200
             finally:
                 if fresh_history:
                     fresh.close()
@@ -145,10 +149,12 @@ def main() -> None:
                                      ("its configuration read too", True)):
             first_view(fresh_history)  # warm-up
             samples = [first_view(fresh_history) for _ in range(args.repeat)]
-            rows.append((f"run page, {args.tasks} tasks, first view ({label})",
-                         _stats([w for w, _ in samples]), _stats([c for _, c in samples]),
-                         "server"))
-        rows += browser(app, {k: v for k, v in pages.items() if not v.startswith("/api")},
+            for i, what in enumerate(("run page", "its timeline (asked for by the page)")):
+                rows.append((f"{what}, {args.tasks} tasks, first view ({label})",
+                             _stats([s[i][0] for s in samples]),
+                             _stats([s[i][1] for s in samples]), "server"))
+        rows += browser(app, {k: v for k, v in pages.items()
+                              if not v.startswith("/api") and not v.endswith("/timeline")},
                         args.repeat)
         history.close()
     table = ["| page | wall time, median [min..max] | CPU time of this process | measured |",
@@ -161,8 +167,10 @@ def main() -> None:
         f"(--runs {args.runs} --tasks {args.tasks}, {args.repeat} repetitions after a "
         "warm-up). Server: the app answering in process (Starlette's test client); a "
         "finished run's drawing is kept for its version, so a repeated view of the big run "
-        "costs a query and the template, and the first view of a fresh dashboard (reading, "
-        "laying out and drawing all its tasks) is measured on its own rows. CPU time: what "
+        "costs a query and the template, and the first view of a fresh dashboard (the "
+        "tasks' latest states read, the graph laid out and drawn, the first page of task "
+        "details read; then the timeline, which reads every attempt, in the request the page "
+        "makes once shown) is measured on its own rows. CPU time: what "
         "this process spent (every thread), which a busy machine inflates much less than "
         "the wall time. Browser: Debian's chromium, navigation until the load event with the "
         f"page drawn. Load average when it started: {load}.\n\n" + text)
@@ -190,6 +198,8 @@ def browser(app: Any, pages: dict[str, str], repeat: int) -> list[tuple[str, str
                 def load(url: str = url) -> None:
                     page.goto(base + url, wait_until="load")
                     page.wait_for_selector("table.runs, svg.dag", state="attached")
+                    if "/runs/" in url:  # a big run's timeline comes in its own request
+                        page.wait_for_selector("svg.gantt", state="attached")
 
                 wall, _ = timed(load, repeat)  # the browser's own CPU time is not this process's
                 rows.append((label, wall, "-", "browser"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
-from ui_helpers import UiProject, live_run
+from ui_helpers import UiProject, live_run, waiting_run
 
 from taskloom.app.ui.history import History
 from taskloom.app.ui.server import create_app
@@ -236,3 +237,32 @@ def test_logs_show_as_text_and_parent_and_child_runs_link_each_other(page, ui_pr
             assert page.inner_text("a.parent") == parent.id
     finally:
         history.close()
+
+
+def test_an_approval_sent_from_the_page_continues_a_waiting_run(page, tmp_path):
+    sys.modules.pop("sig_steps", None)
+    waiting = waiting_run(tmp_path)
+    history = History.open(waiting.db)
+    try:
+        with Server(create_app(history, config_path=waiting.config, poll=0.05)) as base:
+            page.goto(f"{base}/runs?status=waiting")
+            page.click(f"a[href='/runs/{waiting.id}']")
+            page.wait_for_selector("#run-status:text('waiting')")
+            assert "approved: bool" in page.inner_text("#wait-approve")
+            _shot(page, tmp_path, "run-waiting")
+            page.fill("#wait-approve textarea[name=payload]", '{"approved": "yes"}')
+            page.click("#wait-approve button.send-signal")
+            page.wait_for_selector("text=payload refused: 'approved' must be bool")
+            page.go_back()
+            page.wait_for_selector("#wait-approve textarea[name=payload]")
+            page.fill("#wait-approve textarea[name=payload]", '{"approved": true}')
+            page.click("#wait-approve button.send-signal")
+            page.wait_for_selector("#run-status:text('completed')", timeout=120_000)
+            assert page.locator("#wait-approve").count() == 0
+            assert "approval" in page.inner_text("table.signals")
+            assert "signal" in page.inner_text("table.actions-log")
+            _shot(page, tmp_path, "run-approved")
+    finally:
+        history.close()
+        sys.modules.pop("sig_steps", None)
+    assert (tmp_path / "ran.log").read_text().splitlines() == ["prepare", "publish draft True"]

@@ -4,6 +4,7 @@ page, fragment, JSON endpoint, event stream and action, the token and the CSRF c
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
-from ui_helpers import UiProject, live_run, wait_for_status
+from ui_helpers import UiProject, WaitingRun, live_run, wait_for_status, waiting_run
 
 from taskloom import Engine, Task
 from taskloom.app.cli import main
@@ -506,9 +507,15 @@ def test_a_big_run_draws_a_compact_graph_and_a_timeline_in_lanes(client, ui_proj
     assert '<path class="cells s-failed" data-count="2"' in html  # transform, then load
     assert '<path class="cells s-completed" data-count="1"' in html
     assert _edges(html) == 2
-    assert 'id="timeline-collapsed"' in html and "3 attempts packed into 1 lane " in html
-    assert '<path class="bar s-retrying" data-count="1"' in html
+    # the timeline (every attempt read) comes in its own request once the page shows
+    assert f'hx-get="/runs/{ui_project.failed_run}/timeline" hx-trigger="load"' in html
+    assert 'id="timeline-collapsed"' not in html
+    timeline = client.get(f"/runs/{ui_project.failed_run}/timeline").text
+    assert 'id="timeline-collapsed"' in timeline
+    assert "3 attempts packed into 1 lane " in timeline
+    assert '<path class="bar s-retrying" data-count="1"' in timeline
     assert 'id="task-transform"' in html  # the task list still has every detail
+    assert client.get("/runs/nosuchrun/timeline").status_code == 404
 
 
 def test_lanes_never_overlap_and_are_as_many_as_ran_at_once():
@@ -542,3 +549,159 @@ def test_a_finished_runs_page_is_drawn_again_when_its_record_changes(client, his
     finally:
         engine.close()
     assert f'<a href="/runs/{child.id}">{child.id}</a>' in client.get(f"/runs/{run}").text
+
+
+# -- signals and approvals ----------------------------------------------------------------------
+@pytest.fixture
+def waiting(tmp_path: Path) -> Iterator[WaitingRun]:
+    sys.modules.pop("sig_steps", None)
+    yield waiting_run(tmp_path)
+    sys.modules.pop("sig_steps", None)
+
+
+def _signal_client(found: WaitingRun, config: Path | None) -> Iterator[TestClient]:
+    history = History.open(found.db)
+    app = create_app(history, config_path=config, stream_seconds=0, poll=0.05)
+    with TestClient(app) as c:
+        yield c
+    history.close()
+
+
+def test_a_waiting_run_shows_its_wait_and_is_listed_and_filtered_as_waiting(waiting):
+    for client in _signal_client(waiting, waiting.config):
+        page = client.get(f"/runs/{waiting.id}")
+        assert page.status_code == 200
+        html = page.text
+        assert 's-waiting">waiting' in html
+        assert 'id="wait-approve"' in html and ">approval</code>" in html
+        assert "approved: bool, note?: str" in html
+        assert f'action="/runs/{waiting.id}/signal"' in html and 'name="payload"' in html
+        # the stream of a waiting run goes on (it is not done)
+        assert "event: done" not in client.get(f"/events/runs/{waiting.id}").text
+        listed = client.get("/runs?status=waiting")
+        assert f'href="/runs/{waiting.id}"' in listed.text and "1 waiting" in listed.text
+        assert client.get("/runs?status=completed").text.count(f"/runs/{waiting.id}") == 0
+        api = client.get(f"/api/runs/{waiting.id}/waits").json()
+        assert [(w["task"], w["signal"]) for w in api["waits"]] == [("approve", "approval")]
+        assert api["signals"] == []
+        assert client.get("/api/runs?status=waiting").json()["total"] == 1
+
+
+def test_a_signal_from_the_page_is_checked_recorded_and_continues_the_run(waiting):
+    for client in _signal_client(waiting, waiting.config):
+        csrf = _csrf(client)
+        url = f"/runs/{waiting.id}/signal"
+        assert client.post(url, data={"signal": "approval", "payload": "{}"}).status_code == 403
+        bad_json = client.post(url, data={"csrf": csrf, "signal": "approval",
+                                          "payload": "{approved"})
+        assert bad_json.status_code == 400 and "payload: not JSON" in bad_json.text
+        refused = client.post(url, data={"csrf": csrf, "signal": "approval",
+                                         "payload": '{"approved": "yes"}'})
+        assert refused.status_code == 409
+        assert "payload refused: 'approved' must be bool" in refused.text
+        sent = client.post(url, data={"csrf": csrf, "signal": "approval",
+                                      "payload": '{"approved": true, "note": "ok"}'},
+                           follow_redirects=False)
+        assert sent.status_code == 303 and sent.headers["location"] == f"/runs/{waiting.id}"
+        again = client.post(url, data={"csrf": csrf, "signal": "approval",
+                                       "payload": '{"approved": false}'})
+        assert again.status_code == 409 and "already received signal 'approval'" in again.text
+        wait_for_status(waiting.db, waiting.id, "completed", 60)
+        assert (waiting.config.parent / "ran.log").read_text().splitlines() == [
+            "prepare", "publish draft True"]
+        html = client.get(f"/runs/{waiting.id}").text
+        assert 'id="wait-approve"' not in html
+        signals = client.get(f"/api/runs/{waiting.id}/waits").json()["signals"]
+        assert [(s["name"], s["payload"]) for s in signals] == [
+            ("approval", {"approved": True, "note": "ok"})]
+        assert signals[0]["sent_by"].startswith("taskloom ui (client testclient")
+        actions = client.get(f"/api/runs/{waiting.id}").json()["actions"]
+        signal_actions = [a for a in actions if a["action"] == "signal"]
+        assert len(signal_actions) == 1
+        assert "taskloom ui (client" in signal_actions[0]["requested_by"]
+        assert "the run's process had exited: taskloom resume, pid" in \
+            signal_actions[0]["detail"]
+
+
+def test_a_signal_for_a_run_of_another_configuration_is_kept_and_says_how_to_resume(waiting):
+    for client in _signal_client(waiting, None):
+        csrf = _csrf(client)
+        sent = client.post(f"/runs/{waiting.id}/signal", headers={"accept": "application/json"},
+                           data={"csrf": csrf, "signal": "approval",
+                                 "payload": '{"approved": true}'})
+        assert sent.status_code == 200 and sent.json()["next"] == f"/runs/{waiting.id}"
+        detail = next(a for a in client.get("/api/actions").json()
+                  if a["action"] == "signal")["detail"]
+        assert f"'taskloom resume {waiting.id}' continues it" in detail
+        assert client.get(f"/api/runs/{waiting.id}").json()["status"] == "waiting"
+
+
+def test_a_finished_run_takes_no_signal(client, ui_project):
+    csrf = _csrf(client)
+    answer = client.post(f"/runs/{ui_project.completed_run}/signal",
+                         data={"csrf": csrf, "signal": "approval", "payload": "null"})
+    assert answer.status_code == 409 and "waits for no signal" in answer.text
+    missing = client.post(f"/runs/{ui_project.completed_run}/signal", data={"csrf": csrf})
+    assert missing.status_code == 400 and "'signal' field" in missing.text
+
+
+# -- what a run page's first view reads -----------------------------------------------------------
+def test_latest_states_and_some_tasks_records_agree_with_the_whole_record(history, ui_project):
+    for run in (ui_project.failed_run, ui_project.completed_run):
+        whole = history.store.detail(run)
+        assert history.states(run) == {t.name: t.state for t in whole.tasks}
+        some = history.task_records(run, ["load", "transform"])
+        assert [t.name for t in some] == ["load", "transform"]
+        by_name = {t.name: t for t in whole.tasks}
+        for t in some:
+            assert (t.state, t.error, t.result_note) == (
+                by_name[t.name].state, by_name[t.name].error, by_name[t.name].result_note)
+            assert [(a.number, a.state, a.started, a.finished, a.traceback)
+                    for a in t.attempts] == [(a.number, a.state, a.started, a.finished,
+                                              a.traceback) for a in by_name[t.name].attempts]
+        assert history.task_records(run, ["nosuchtask"]) == []
+
+
+def test_runs_of_one_workflow_share_one_layout(client, ui_project, monkeypatch):
+    import taskloom.app.ui.server as server
+
+    laid_out: list[list[str]] = []
+    real = server.layout
+
+    def counted(names, deps, *rest):
+        laid_out.append(list(names))
+        return real(names, deps, *rest)
+
+    monkeypatch.setattr(server, "layout", counted)
+    for run in (ui_project.failed_run, ui_project.completed_run, ui_project.failed_run):
+        assert client.get(f"/runs/{run}").status_code == 200
+    assert laid_out == [["extract", "transform", "load"]]
+
+
+def test_a_signal_reaches_a_run_still_going_in_its_process(tmp_path):
+    from taskloom.api.signals import wait_for
+
+    db = tmp_path / "live.db"
+    engine = Engine(max_workers=1, store="sqlite",
+                    store_options={"path": str(db), "flush_interval": 0.05})
+    run = engine.open_run(name="approvals")
+    run.add([wait_for("approve", "approval", schema={"approved": "bool"}),
+             Task("publish", fn=lambda approve: approve["approved"],
+                  dependencies=["approve"])])
+    run.start()
+    try:
+        wait_for_status(db, run.id, "waiting")
+        for client in _signal_client(WaitingRun(tmp_path / "none.toml", db, run.id), None):
+            csrf = _csrf(client)
+            sent = client.post(f"/runs/{run.id}/signal",
+                               data={"csrf": csrf, "signal": "approval",
+                                     "payload": '{"approved": true}'})
+            assert sent.status_code == 200
+            assert run.wait(60)
+            summary = run.close()
+            assert summary.status == "completed"
+            detail = next(a for a in client.get("/api/actions").json()
+                          if a["action"] == "signal")["detail"]
+            assert "for approve" in detail and "process had exited" not in detail
+    finally:
+        engine.close()

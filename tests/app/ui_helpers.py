@@ -3,6 +3,10 @@ SQLite store, and a run kept going in this process until it is cancelled."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
 import sys
 import textwrap
 import threading
@@ -175,3 +179,84 @@ def wait_for_status(db: Path, run_id: str, status: str, timeout: float = 30.0) -
         wait_until(reached, timeout)
     finally:
         store.close()
+
+
+SIGNAL_STEPS = textwrap.dedent('''
+    from pathlib import Path
+
+    HERE = Path(__file__).resolve().parent
+
+    def _log(text):
+        with open(HERE / "ran.log", "a") as f:
+            f.write(text + "\\n")
+
+    def prepare():
+        _log("prepare")
+        return "draft"
+
+    def publish(prepare, approve):
+        _log(f"publish {prepare} {approve['approved']}")
+        return "published"
+''')
+
+SIGNAL_CONFIG = textwrap.dedent('''
+    [tasks.prepare]
+    call = "sig_steps:prepare"
+
+    [tasks.approve]
+    wait_for = "approval"
+    payload_schema = { approved = "bool", "note?" = "str" }
+    depends_on = ["prepare"]
+
+    [tasks.publish]
+    call = "sig_steps:publish"
+    depends_on = ["prepare", "approve"]
+''')
+
+
+@dataclass
+class WaitingRun:
+    config: Path
+    db: Path
+    id: str
+
+
+def _recorded_status(db: Path) -> tuple[str, str] | None:
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(db, timeout=5)
+        try:
+            rows = conn.execute("SELECT id, status FROM runs").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:  # the other process is creating the schema
+        return None
+    return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+def waiting_run(folder: Path) -> WaitingRun:
+    """A run of ``SIGNAL_CONFIG`` recorded ``waiting`` for its approval by ``taskloom run``,
+    whose process was then killed: no live process holds it."""
+    (folder / "sig_steps.py").write_text(SIGNAL_STEPS)
+    config = folder / "taskloom.toml"
+    config.write_text(SIGNAL_CONFIG)
+    db = folder / ".taskloom" / "taskloom.db"
+    env = {**os.environ, "PYTHONPATH": str(folder), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from taskloom.app.cli import main; main()", "run"],
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: proc.poll() is not None
+                   or (_recorded_status(db) or ("", ""))[1] == "waiting", 60)
+        assert proc.poll() is None, "taskloom run ended before its step waited"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    found = _recorded_status(db)
+    assert found is not None and found[1] == "waiting"
+    return WaitingRun(config, db, found[0])

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,7 @@ from starlette.testclient import TestClient
 from taskloom import Engine, Task
 from taskloom.app.ui.history import History
 from taskloom.app.ui.server import CSRF_COOKIE, create_app
+from taskloom.testing import wait_until
 from taskloom_postgres.cluster import free_port
 
 STEPS = ("import os\n\ndef fetch():\n    return {'pid': os.getpid()}\n\n"
@@ -208,3 +211,60 @@ def test_the_schedules_page_lists_the_skipped_fires_a_scheduler_kept(fresh_dsn, 
     finally:
         history.close()
         scheduler_side.close()
+
+
+def _sse_events(response: Any) -> Iterator[str]:
+    """The event names of a Server-Sent Events stream, as they arrive."""
+    for raw in response:
+        line = raw.decode().strip()
+        if line.startswith("event: "):
+            yield line[len("event: "):]
+
+
+def test_live_streams_wake_on_the_databases_notifications(fresh_dsn):
+    import http.client
+
+    import uvicorn
+
+    engine = Engine(max_workers=1, store="postgres", store_options={"dsn": fresh_dsn})
+    engine.run([Task("a", fn=lambda: 1)], name="first")
+    history = History.open(fresh_dsn)
+    # Read the store every 60 s at most: within the stream's 30 s only an announced change
+    # (a NOTIFY on taskloom_runs) can make it send a second update.
+    app = create_app(history, stream_seconds=30, poll=60)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
+                                           log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, name="ui-server", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 30)
+        conn = http.client.HTTPConnection("127.0.0.1", server.config.port, timeout=40)
+        conn.request("GET", "/events/runs")
+        events = _sse_events(conn.getresponse())
+        assert next(events) == "update"  # the list as it is
+        second = engine.run([Task("b", fn=lambda: 2)], name="second")
+        assert next(events) == "update"  # woken by the notification of that run's records
+        conn.close()
+        assert history.store.listener().received > 0
+        conn = http.client.HTTPConnection("127.0.0.1", server.config.port, timeout=40)
+        conn.request("GET", f"/events/runs/{second.id}")
+        assert list(_sse_events(conn.getresponse())) == ["update", "done"]  # finished
+        conn.close()
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        history.close()
+        engine.close()
+
+
+def test_a_sqlite_history_offers_no_watch_and_is_polled(tmp_path):
+    engine = Engine(max_workers=1, store="sqlite",
+                    store_options={"path": str(tmp_path / "h.db")})
+    engine.run([Task("a", fn=lambda: 1)], name="first")
+    engine.close()
+    history = History.open(tmp_path / "h.db")
+    try:
+        assert history.watch_changes() is None
+    finally:
+        history.close()

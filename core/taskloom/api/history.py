@@ -171,6 +171,29 @@ class UpgradableHistory(Protocol):
         ...
 
 
+@runtime_checkable
+class ChangeWatch(Protocol):
+    """One waiter's subscription to a history's changes (:class:`WatchableHistory`)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until a change was committed since the last call (or since the watch was
+        made), at most ``timeout`` seconds; whether one was."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class WatchableHistory(Protocol):
+    """A history that says when its runs change (a database server's notifications), so
+    live views wake at a change instead of asking the store again and again. Optional: a
+    history without it (a SQLite file) is polled."""
+
+    def watch_changes(self) -> ChangeWatch:
+        """A new watch: every run change committed from now on wakes its :meth:`wait`."""
+        ...
+
+
 class HistoryProvider(Protocol):
     """A ``history`` component: which store records runs for the CLI, and where.
 

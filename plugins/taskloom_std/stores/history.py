@@ -8,14 +8,14 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Container, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from taskloom_std.stores.errors import StoreCorruptError, StoreError
-from taskloom_std.stores.schema import LegacyEvents, load_events
+from taskloom_std.stores.schema import LegacyEvents, load_event_states, load_events
 
 log = logging.getLogger("taskloom.store")
 
@@ -122,14 +122,16 @@ class RunHistory:
     def outcomes(self, run_id: str) -> dict[str, Outcome]:
         raise TypeError("RunHistory needs a store that provides outcomes()")
 
-    def events(self, conn: sqlite3.Connection, run_id: str) -> list[tuple[str, str, str, float]]:
-        """Every recorded state change of the run, in order: ``(run id, task, state, time)``."""
+    def events(self, conn: sqlite3.Connection, run_id: str,
+               only: Container[str] | None = None) -> list[tuple[str, str, str, float]]:
+        """Every recorded state change of the run (``only``: of those tasks), in order:
+        ``(run id, task, state, time)``."""
         out: list[tuple[str, str, str, float]] = []
         for rowid, data in conn.execute(
             "SELECT rowid, data FROM events WHERE run_id = ? ORDER BY rowid", (run_id,)
         ):
             try:
-                out.extend(load_events(run_id, data))
+                out.extend(load_events(run_id, data, only))
             except LegacyEvents:
                 # Recorded before schema 3 (pickled): the attempts it held are not shown,
                 # and on resume its tasks count by their stored results alone.
@@ -557,13 +559,36 @@ class RunHistory:
                 "detail")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def detail(self, run_id: str) -> RunRecord | None:
-        """One run with every task's state changes, attempts, errors and result note."""
+    def task_states(self, run_id: str) -> dict[str, str]:
+        """Each task's latest state, in the order the tasks were first recorded: what a
+        drawing of the run's graph needs, without reading times or building attempts."""
+        states: dict[str, str] = {}
+        with self.read() as conn:
+            for rowid, data in conn.execute(
+                "SELECT rowid, data FROM events WHERE run_id = ? ORDER BY rowid", (run_id,)
+            ):
+                try:
+                    tasks, changes = load_event_states(data)
+                except LegacyEvents:
+                    continue  # not read, as in events()
+                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                    raise self.damaged(f"event batch {rowid} of run {run_id!r}", exc) from exc
+                states.update(zip(tasks, changes, strict=True))
+            done = conn.execute("SELECT task FROM results WHERE run_id = ?",
+                                (run_id,)).fetchall()
+        for (name,) in done:  # as detail(): a stored result means completed
+            states[str(name)] = "completed"
+        return states
+
+    def detail(self, run_id: str, only: Iterable[str] | None = None) -> RunRecord | None:
+        """One run with every task's state changes, attempts, errors and result note;
+        ``only``: those tasks' records alone (a page listing some of a big run's tasks)."""
         record = self.run(run_id)
         if record is None:
             return None
+        wanted = None if only is None else set(only)
         with self.read() as conn:
-            events = self.events(conn, run_id)
+            events = self.events(conn, run_id, wanted)
             errors = conn.execute(
                 "SELECT task, t, error_type, message, traceback FROM errors WHERE run_id = ?"
                 " ORDER BY rowid",
@@ -600,6 +625,8 @@ class RunHistory:
                 if (rec.name, t) in by_time and state in ("failed", "cancelled"):
                     rec.error_type, rec.error, _ = by_time[(rec.name, t)]
         for name, kind, note, hit in results:
+            if wanted is not None and name not in wanted:
+                continue
             rec = tasks.get(name)
             if rec is None:  # committed before its events (durability "safe")
                 rec = tasks[name] = TaskRecord(name, "completed")

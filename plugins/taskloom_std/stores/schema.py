@@ -51,6 +51,7 @@ import operator
 import sqlite3
 import sys
 from array import array
+from collections.abc import Container
 from typing import Any
 
 from taskloom import TaskState
@@ -297,8 +298,33 @@ def dump_events(events: list[tuple[Any, ...]]) -> str:
                             letters, base64.b64encode(packed.tobytes()).decode()])
 
 
-def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
-    """``(run id, task, state, time)`` tuples of one stored batch; ``ValueError`` if damaged.
+def load_event_states(data: Any) -> tuple[list[str], list[str]]:
+    """The tasks and states of one stored batch, in order, without their times (what the
+    latest state of each task needs); ``ValueError`` if damaged, :class:`LegacyEvents` for
+    a pickled batch."""
+    if isinstance(data, bytes):
+        if data[:1] == b"\x80":
+            raise LegacyEvents("a pickled event batch of an older taskloom (not loaded)")
+        data = data.decode()
+    if not isinstance(data, str):
+        raise ValueError(f"an event batch stored as {type(data).__name__}")
+    batch = json.loads(data)
+    if not isinstance(batch, list) or len(batch) != 3:
+        raise ValueError("an event batch is not [tasks, states, times]")
+    tasks, states, _ = batch
+    if not isinstance(tasks, list) or not isinstance(states, list) or len(tasks) != len(
+        states
+    ):
+        raise ValueError("an event batch is not [tasks, states, times]")
+    if not _STATES.issuperset(states) or not all(isinstance(t, str) for t in tasks):
+        raise ValueError("an event batch holds a malformed entry")
+    return tasks, states
+
+
+def load_events(run_id: str, data: Any,
+                only: Container[str] | None = None) -> list[tuple[str, str, str, float]]:
+    """``(run id, task, state, time)`` tuples of one stored batch (``only``: of those tasks
+    alone); ``ValueError`` if damaged.
 
     Batches written before schema version 3 were pickled; they are not loaded (no pickle
     is read back from a database without a signature): :class:`LegacyEvents`.
@@ -328,6 +354,8 @@ def load_events(run_id: str, data: Any) -> list[tuple[str, str, str, float]]:
         packed.byteswap()
     out = []
     for task, state, t in zip(tasks, states, packed, strict=True):
+        if only is not None and task not in only:
+            continue
         if not isinstance(task, str) or state not in _STATES:
             raise ValueError(f"an event batch holds a malformed entry {str((task, state))[:60]!r}")
         out.append((run_id, task, state, t))

@@ -142,3 +142,23 @@ class Listener:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(_TICK * 3)
+
+
+class ChannelWatch:
+    """One waiter's subscription to a channel (``taskloom.api.history.ChangeWatch``): a
+    notification sent while the waiter was busy is not lost, it ends the next wait."""
+
+    def __init__(self, listener: Listener, channel: str) -> None:
+        self._listener = listener
+        self._channel = channel
+        self._event = listener.event(channel)
+
+    def wait(self, timeout: float) -> bool:
+        woke = self._event.wait(timeout)
+        # Cleared after the wait: what a notification arriving now announces is committed
+        # already, so the waiter's next read sees it.
+        self._event.clear()
+        return woke
+
+    def close(self) -> None:
+        self._listener.forget(self._channel, self._event)

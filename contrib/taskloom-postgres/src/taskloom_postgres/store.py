@@ -52,7 +52,7 @@ from taskloom.api.params import from_recorded as params_from_recorded
 from taskloom.api.params import recorded as recorded_params
 from taskloom_postgres import signals as pgsignals
 from taskloom_postgres.claims import RunClaims
-from taskloom_postgres.notify import RUNS, SIGNALS, Listener, notify
+from taskloom_postgres.notify import RUNS, SIGNALS, ChannelWatch, Listener, notify
 from taskloom_postgres.schema import SCHEMA_VERSION, check_version, migrate, read_version
 from taskloom_std.stores import signals as sigstore
 from taskloom_std.stores.codec import RESULT_LIMIT, Signer, UntrustedPickle, decode, encode
@@ -626,6 +626,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 " detail) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
                 (run_id, workflow, action, requested_by, time.time(), detail),
             ).fetchone()
+            # Live views show the run's actions (autocommit: sent at once).
+            self._live_reader().execute("SELECT pg_notify(%s, %s)", (RUNS, run_id or ""))
         return int(row[0]) if row else 0
 
     # -- what a resume applies again ------------------------------------------------------------
@@ -735,6 +737,12 @@ class PostgresStore(QueuedRecorder, RunHistory):
                                  ) from exc
 
     # -- run claims (kernel/store.py; taskloom_postgres.claims) ---------------------------------
+    def watch_changes(self) -> ChannelWatch:
+        """A watch woken at every run change committed to this database (any process, any
+        host): the dashboard's live views wait on it (``taskloom.api.history
+        .WatchableHistory``)."""
+        return ChannelWatch(self.listener(), RUNS)
+
     def listener(self) -> Listener:
         """This store's LISTEN connection (:mod:`taskloom_postgres.notify`), made on first use."""
         with self._read_lock:

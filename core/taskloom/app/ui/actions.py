@@ -53,10 +53,17 @@ class Launcher:
         threading.Thread(target=proc.wait, name=f"taskloom-ui-{name}", daemon=True).start()
         return proc.pid, log
 
-    def resume(self, run_id: str, config: Path, tag: str) -> tuple[int, Path]:
-        """``taskloom resume RUN CONFIG --retry-failed`` on this database."""
-        return self.spawn(["resume", run_id, str(config), "--db", str(self.db),
-                           "--retry-failed"], f"retry-{run_id}-{tag}", cwd=config.parent)
+    def resume(self, run_id: str, config: Path, tag: str, *,
+               retry_failed: bool = True) -> tuple[int, Path]:
+        """``taskloom resume RUN CONFIG`` on this database, ``--retry-failed`` unless a
+        waiting run is only continued (its signal arrived)."""
+        args = ["resume", run_id, str(config), "--db", str(self.db)]
+        name = f"retry-{run_id}-{tag}"
+        if retry_failed:
+            args.append("--retry-failed")
+        else:
+            name = f"continue-{run_id}-{tag}"
+        return self.spawn(args, name, cwd=config.parent)
 
     def start(self, config: Path, overrides: Sequence[str], tag: str) -> tuple[int, Path]:
         """``taskloom run CONFIG`` recording into this database, with ``--set`` overrides."""

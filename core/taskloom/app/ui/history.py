@@ -159,6 +159,26 @@ class History:
         out["now"] = time.time()
         return out
 
+    def states(self, run_id: str) -> dict[str, str]:
+        """Each task's latest state, in the order the tasks were first recorded. A store with
+        ``task_states`` reads them without building every attempt (a big run's first view);
+        any other history gives them from its full record."""
+        fast = getattr(self.store, "task_states", None)
+        if fast is not None:
+            return dict(fast(run_id))
+        record = self.store.detail(run_id)
+        return {} if record is None else {t.name: t.state for t in record.tasks}
+
+    def task_records(self, run_id: str, names: list[str]) -> list[Any]:
+        """The store's records of the tasks ``names`` (in that order), with their attempts;
+        only those tasks are built where the store can (``detail(run_id, only=...)``)."""
+        if getattr(self.store, "task_states", None) is not None:
+            record = self.store.detail(run_id, only=names)
+        else:
+            record = self.store.detail(run_id)
+        by_name = {} if record is None else {t.name: t for t in record.tasks}
+        return [by_name[n] for n in names if n in by_name]
+
     def children(self, run_id: str) -> list[dict[str, Any]]:
         """The runs this run started (their ``parent_id``); none from a history that does not
         record parents."""
@@ -196,6 +216,42 @@ class History:
         if key not in self._deps:
             self._deps = {key: _declared_dependencies(path)}
         return self._deps[key]
+
+    def watch_changes(self) -> Any:
+        """A :class:`~taskloom.api.history.ChangeWatch` when the store announces its changes
+        (``watch_changes``, a database server's notifications), else None: poll."""
+        watch = getattr(self.store, "watch_changes", None)
+        return None if watch is None else watch()
+
+    # -- waits and signals ----------------------------------------------------------------
+    def waits(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's steps waiting now (task, kind, signal, started, due, schema); none from
+        a history that records no waits."""
+        waits = getattr(self.store, "waits", None)
+        return [] if waits is None else [dict(w) for w in waits(run_id)]
+
+    def signals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every signal sent to the run (name, payload, sent, sent_by)."""
+        signals = getattr(self.store, "signals", None)
+        return [] if signals is None else [dict(s) for s in signals(run_id)]
+
+    @property
+    def takes_signals(self) -> bool:
+        return callable(getattr(self.store, "send_signal", None))
+
+    def send_signal(self, run_id: str, name: str, payload: Any, sent_by: str) -> None:
+        """Record the signal; the store refuses a second one of a name and a payload the
+        waiting step's schema does not take (a :class:`TaskloomError` saying why)."""
+        self.store.send_signal(run_id, name, payload, sent_by)
+
+    @staticmethod
+    def process_gone(run: Mapping[str, Any]) -> bool:
+        """Whether no live process holds the run: the process recorded with it has ended
+        (a process on this machine; a run recorded without one has none)."""
+        import psutil
+
+        pid = run.get("pid")
+        return pid is None or (pid != os.getpid() and not psutil.pid_exists(pid))
 
     # -- actions ----------------------------------------------------------------------------
     def actions(self, run_id: str | None = None) -> list[dict[str, Any]]:

@@ -11,14 +11,18 @@ Security:
   in the ``csrf`` form field or the ``X-CSRF-Token`` header. The cookie is set on the first
   response; pages put it in their forms. Cookies are ``SameSite=Strict`` and ``HttpOnly``.
 
-Live pages listen to ``/events/...`` (Server-Sent Events): the server polls the store's cheap
-version numbers every ``poll`` seconds and sends ``update`` when something changed; the page
-then fetches its fragment again. A stream ends after ``stream_seconds`` (the browser
+Live pages listen to ``/events/...`` (Server-Sent Events): the server reads the store's cheap
+version numbers and sends ``update`` when something changed; the page then fetches its
+fragment again. The version is read every ``poll`` seconds, or, when the store announces its
+changes (``watch_changes``: PostgreSQL's LISTEN/NOTIFY), when a change is announced and
+otherwise every ``WATCH_RECHECK`` seconds (a notification lost with a dropped connection).
+A stream ends after ``stream_seconds`` (the browser
 reconnects and the token is checked again) or, for a run, with ``done`` once it finished.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -67,13 +71,17 @@ TOKEN_COOKIE = "taskloom_ui_token"
 CSRF_COOKIE = "taskloom_csrf"
 PER_PAGE = 50
 MAX_PER_PAGE = 500
-STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "interrupted")
 #: How many tasks' details (attempts, errors, logs, result) one page of a run lists.
 TASK_DETAILS = 100
 #: How much of an attempt's captured output a run page shows (the rest: a link to all of it).
 LOG_PREVIEW = 4000
 TRIGGERS = ("manual", "schedule", "resume", "api")
 _DETAIL_ORDER = {"failed": 0, "cancelled": 1, "running": 2, "retrying": 3}
+#: With a store that announces changes, how often a live view still reads its version.
+WATCH_RECHECK = 5.0
+#: How many live views may wait for an announced change at once (each waits in a thread).
+WATCH_WAITERS = 200
 _SET_ITEM = re.compile(r"^[A-Za-z0-9_.\-\"]+=.+$")
 
 
@@ -160,6 +168,8 @@ class Dashboard:
         self.launcher = Launcher(history.path)
         self._layouts: dict[tuple[Any, ...], Layout] = {}
         self._drawings: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._timelines: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._watchers = anyio.CapacityLimiter(WATCH_WAITERS)
         # Pages are built on the thread pool: the caches are trimmed by one thread at a time.
         self._cache_lock = threading.Lock()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -169,14 +179,18 @@ class Dashboard:
         env.filters["counts"] = counts_text
         env.globals["statuses"] = STATUSES
         env.globals["triggers"] = TRIGGERS
+        # Compiled now, not by the first request of each page (a few tens of milliseconds).
+        for name in env.list_templates(extensions=["html"]):
+            env.get_template(name)
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _layout(self, run_id: str, names: list[str], deps: dict[str, list[str]]) -> Layout:
-        """The run's layout; a live page asks again at every change, and a layout depends on
-        the tasks and their dependencies only, so the last few are kept. A graph drawn
-        compact (no names) keeps the declaration order inside its layers: ordering them
-        for fewer crossings is most of the layout's time and shows little there."""
-        key = (run_id, tuple(names), tuple((n, tuple(d)) for n, d in deps.items()))
+    def _layout(self, names: list[str], deps: dict[str, list[str]]) -> Layout:
+        """The layout of a graph; it depends on the tasks and their dependencies only, so it
+        is kept by that shape: every run of a workflow (and every change of a live run's
+        page) reuses it. A graph drawn compact (no names) keeps the declaration order
+        inside its layers: ordering them for fewer crossings is most of the layout's time
+        and shows little there."""
+        key = (tuple(names), tuple((n, tuple(deps.get(n, ()))) for n in names))
         found = self._layouts.get(key)
         if found is None:
             sweeps = 0 if len(names) > FULL_LIMIT else SWEEPS
@@ -237,10 +251,20 @@ class Dashboard:
                     if page < pages else None)
         return data
 
+    def _kept(self, cache: dict[tuple[Any, ...], dict[str, Any]], key: tuple[Any, ...],
+              view: dict[str, Any]) -> None:
+        with self._cache_lock:
+            cache[key] = view
+            while len(cache) > 4:
+                del cache[next(iter(cache))]
+
     def _drawn(self, run_id: str) -> dict[str, Any] | None:
-        """The run with its graph and timeline drawn. A finished run changes only with its
-        version (a resume, an action), so its drawing is kept for that version: a big run's
-        page then costs a query and a template, not reading and drawing every task again."""
+        """The run with its graph drawn (and, for a run drawn in full, its timeline). Only
+        what the first screen shows is read: the tasks' latest states (not their 20,000
+        state changes), the layout kept per workflow shape; a big run's timeline needs
+        every attempt and comes in its own request (:meth:`_timeline`). A finished run
+        changes only with its version (a resume, an action), so its drawing is kept for
+        that version."""
         version = self.history.run_version(run_id)
         if version is None:
             return None
@@ -248,15 +272,44 @@ class Dashboard:
         found = self._drawings.get(key)
         if found is not None:
             return found
-        run = self.history.run(run_id, records=True)
+        run = self.history.summary(run_id)
         if run is None:
             return None
-        # Task records, not dictionaries: only the listed tasks become dictionaries.
+        states = self.history.states(run_id)
+        names = list(states)
+        graph = self._layout(names, self.history.dependencies(run["config_path"]))
+        big = len(names) > FULL_LIMIT
+        run.update(actions=self.history.actions(run_id), task_count=len(names))
+        view: dict[str, Any] = {
+            "run": run, "final": is_final(run["status"]), "compact": big,
+            "layer_count": len({p.layer for p in graph.nodes.values()}),
+            "graph_svg": compact_graph_svg(graph, states) if big
+            else graph_svg(graph, states, link=f"/runs/{run_id}?task="),
+            # The task list's order: those that need a look first (failed, running, ...).
+            "order": sorted(names, key=lambda n: _DETAIL_ORDER.get(states[n], 9)),
+            "timeline_url": f"/runs/{run_id}/timeline",
+        }
+        if not big:
+            view.update(self._timeline(run_id))
+        if view["final"]:
+            view["listed"] = {}  # pages of task details, kept with it (_listed)
+            self._kept(self._drawings, key, view)
+        return view
+
+    def _timeline(self, run_id: str) -> dict[str, Any]:
+        """The run's timeline (Gantt) from every attempt: one row per task, or for a big
+        run attempts packed into lanes. Kept for a finished run's version."""
+        version = self.history.run_version(run_id)
+        key = (run_id, version)
+        found = self._timelines.get(key)
+        if found is not None:
+            return found
+        run = self.history.run(run_id, records=True)
+        if run is None:
+            return {"gantt_svg": "", "lanes": 0, "attempt_count": 0, "compact": False}
         tasks = run["tasks"]
-        states = {t.name: t.state for t in tasks}
-        graph = self._layout(run_id, list(states), run["dependencies"])
         big = len(tasks) > FULL_LIMIT
-        running = run["status"] == "running"
+        running = run["status"] in ("running", "waiting")
         now = run["now"]
         ends = [a.finished for t in tasks for a in t.attempts if a.finished]
         starts = [a.started for t in tasks for a in t.attempts]
@@ -277,25 +330,14 @@ class Dashboard:
             rows.append((t.name, bars))
         lanes = 0
         if big:
-            drawn = compact_graph_svg(graph, states)
             gantt, lanes = gantt_lanes_svg([b for _, bars in rows for b in bars], t0, t1,
                                            now if running else None)
         else:
-            drawn = graph_svg(graph, states, link=f"/runs/{run_id}?task=")
             gantt = gantt_svg(rows, t0, t1, now if running else None)
-        view = {
-            "run": run, "final": is_final(run["status"]), "compact": big, "lanes": lanes,
-            "attempt_count": len(starts), "layer_count": len({p.layer for p in
-                                                              graph.nodes.values()}),
-            "graph_svg": drawn, "gantt_svg": gantt,
-            # The task list's order: those that need a look first (failed, running, ...).
-            "order": sorted(tasks, key=lambda t: _DETAIL_ORDER.get(t.state, 9)),
-        }
-        if view["final"]:
-            with self._cache_lock:
-                self._drawings[key] = view
-                while len(self._drawings) > 4:
-                    del self._drawings[next(iter(self._drawings))]
+        view = {"gantt_svg": gantt, "lanes": lanes, "attempt_count": len(starts),
+                "compact": big}
+        if version is not None and is_final(run["status"]):
+            self._kept(self._timelines, key, view)
         return view
 
     def _run_view(self, run_id: str, task: str | None = None,
@@ -304,34 +346,58 @@ class Dashboard:
         if drawn is None:
             return None
         run = {**drawn["run"], "children": self.history.children(run_id)}
-        tasks = run["tasks"]
         # The task list is paged, TASK_DETAILS a page; a task asked for by name (a click in
-        # the graph, the find box) is added to whichever page is shown.
+        # the graph, the find box) is added to whichever page is shown. Only the listed
+        # tasks' records are read.
         first = drawn["order"]
-        pages = max((len(first) + TASK_DETAILS - 1) // TASK_DETAILS, 1)
+        count = len(first)
+        pages = max((count + TASK_DETAILS - 1) // TASK_DETAILS, 1)
         page = min(max(page, 1), pages)
-        shown = first[(page - 1) * TASK_DETAILS:page * TASK_DETAILS]
-        if task is not None and all(t.name != task for t in shown):
-            shown += [t for t in tasks if t.name == task]
-        previews = run["previews"]
-        listed = [task_dict(t, previews.get(t.name)) for t in shown]
-        logs = self.history.log_previews(run_id, [t["name"] for t in listed], LOG_PREVIEW)
-        for t in listed:
-            for a in t["attempts"]:
-                a["log"], a["log_size"] = logs.get((t["name"], a["number"]), (None, 0))
+        names = first[(page - 1) * TASK_DETAILS:page * TASK_DETAILS]
+        if task is not None and task not in names and task in set(first):
+            names = [*names, task]
+        listed = self._listed(run_id, names, drawn)
         query = {"task": task} if task else {}
+        waits = self.history.waits(run_id)
+        for w in waits:
+            w["schema_text"] = (", ".join(f"{k}: {v}" for k, v in w["schema"].items())
+                                if w.get("schema") else None)
         return {
             **drawn, "run": run, "shown_tasks": listed, "task": task,
             "task_page": page, "task_pages": pages,
             "first_shown": (page - 1) * TASK_DETAILS + 1,
-            "last_shown": min(page * TASK_DETAILS, len(tasks)),
+            "last_shown": min(page * TASK_DETAILS, count),
             "page_url": lambda n: f"/runs/{run_id}?{urlencode({**query, 'page': n})}",
             "live_url": f"/runs/{run_id}/live?{urlencode({**query, 'page': page})}",
             "log_preview": LOG_PREVIEW,
             "can_retry": run["status"] in ("failed", "cancelled", "interrupted")
             and bool(run["config_path"]),
             "can_cancel": run["status"] == "running",
+            "waits": waits, "signals": self.history.signals(run_id),
+            "can_signal": self.history.takes_signals and not is_final(run["status"]),
         }
+
+    def _listed(self, run_id: str, names: list[str],
+                drawn: dict[str, Any]) -> list[dict[str, Any]]:
+        """The details of the tasks ``names`` (attempts, errors, result and log previews),
+        kept with a finished run's drawing: paging through its tasks reads each page once."""
+        pages: dict[tuple[Any, ...], list[dict[str, Any]]] | None = drawn.get("listed")
+        key = (LOG_PREVIEW, *names)
+        if pages is not None and key in pages:
+            return pages[key]
+        previews = self.history.store.result_previews(run_id)
+        listed = [task_dict(t, previews.get(t.name))
+                  for t in self.history.task_records(run_id, names)]
+        logs = self.history.log_previews(run_id, names, LOG_PREVIEW)
+        for t in listed:
+            for a in t["attempts"]:
+                a["log"], a["log_size"] = logs.get((t["name"], a["number"]), (None, 0))
+        if pages is not None:
+            with self._cache_lock:
+                pages[key] = listed
+                while len(pages) > 16:
+                    del pages[next(iter(pages))]
+        return listed
 
     @staticmethod
     def _page_number(request: Request) -> int:
@@ -382,6 +448,14 @@ class Dashboard:
         if view is None:
             return PlainTextResponse("no such run", status_code=404)
         return self.page(request, "_run_live.html", view)
+
+    async def run_timeline(self, request: Request) -> Response:
+        """The timeline alone: a big run's page asks for it once it has shown."""
+        run_id = await self._resolve(request)
+        if run_id is None:
+            return PlainTextResponse("no such run", status_code=404)
+        view = await run_in_threadpool(self._timeline, run_id)
+        return self.page(request, "_timeline.html", view)
 
     async def api_run(self, request: Request) -> Response:
         run_id = await self._resolve(request)
@@ -493,22 +567,41 @@ class Dashboard:
             deadline = time.monotonic() + self.stream_seconds
             last: Any = object()
             n = 0
-            yield "retry: 2000\n\n"
-            while True:
-                current = await run_in_threadpool(version)
-                if current != last:
-                    n += 1
-                    last = current
-                    yield f"event: update\ndata: {n}\n\n"
-                if final(current):
-                    yield "event: done\ndata: done\n\n"
-                    return
-                if time.monotonic() >= deadline or await request.is_disconnected():
-                    return
-                await anyio.sleep(self.poll)
+            watch = await run_in_threadpool(self.history.watch_changes)
+            try:
+                yield "retry: 2000\n\n"
+                while True:
+                    current = await run_in_threadpool(version)
+                    if current != last:
+                        n += 1
+                        last = current
+                        yield f"event: update\ndata: {n}\n\n"
+                    if final(current):
+                        yield "event: done\ndata: done\n\n"
+                        return
+                    if time.monotonic() >= deadline or await request.is_disconnected():
+                        return
+                    if watch is None:
+                        await anyio.sleep(self.poll)
+                    else:
+                        await self._announced(watch, request, deadline)
+            finally:
+                if watch is not None:
+                    watch.close()
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
+
+    async def _announced(self, watch: Any, request: Request, deadline: float) -> None:
+        """Until the store announces a change, ``WATCH_RECHECK`` (at least ``poll``) seconds
+        passed, the stream's end or the client left. Waits in slices of a second so a gone
+        client frees its thread soon."""
+        until = min(time.monotonic() + max(self.poll, WATCH_RECHECK), deadline)
+        while (left := until - time.monotonic()) > 0:
+            woke = await anyio.to_thread.run_sync(watch.wait, min(left, 1.0),
+                                                  limiter=self._watchers)
+            if woke or await request.is_disconnected():
+                return
 
     async def runs_events(self, request: Request) -> Response:
         return self._stream(request, self.history.list_version, lambda v: False)
@@ -520,7 +613,7 @@ class Dashboard:
 
         def final(version: Any) -> bool:
             # (status, finished, resumes, last event, actions); None: the run is gone
-            return version is None or version[0] != "running"
+            return version is None or version[0] not in ("running", "waiting")
 
         return self._stream(request, lambda: self.history.run_version(run_id), final)
 
@@ -549,18 +642,16 @@ class Dashboard:
                 return PlainTextResponse(f"run {run_id} recorded no configuration file: "
                                          f"resume it with 'taskloom resume {run_id} FILE'",
                                          status_code=409)
-            # The database alone never chooses which code runs: only the configuration the
-            # dashboard was started with (--config) may rebuild a run's tasks.
-            recorded = Path(run["config_path"])
-            if (self.config_path is None or not recorded.is_file()
-                    or not os.path.samefile(self.config_path, recorded)):
+            config = self._runs_configuration(run["config_path"])
+            if config is None:
+                recorded = run["config_path"]
                 return PlainTextResponse(
                     f"run {run_id} was recorded from {recorded}: start 'taskloom ui --config "
                     f"{recorded}' to re-run its tasks from the dashboard, or resume it with "
                     f"'taskloom resume {run_id} {recorded}'", status_code=409)
             tag = secrets.token_hex(3)
             pid, log = await run_in_threadpool(
-                self.launcher.resume, run_id, self.config_path, tag)
+                self.launcher.resume, run_id, config, tag)
             await run_in_threadpool(
                 lambda: self.history.record_action(
                     "retry", who, run_id=run_id, workflow=run["workflow"],
@@ -568,6 +659,75 @@ class Dashboard:
             return _after(request, f"/runs/{run_id}")
 
         return await self._action(request, act)
+
+    def _runs_configuration(self, recorded: str | None) -> Path | None:
+        """The dashboard's configuration when it is ``recorded`` (a run's configuration
+        file), else None: the database alone never chooses which code runs, only the
+        configuration given with --config may rebuild a run's tasks."""
+        if self.config_path is None or not recorded or not Path(recorded).is_file():
+            return None
+        return self.config_path if os.path.samefile(self.config_path, recorded) else None
+
+    def _signal(self, run_id: str, name: str, payload: Any, who: str) -> tuple[int, str]:
+        """Send the signal; continue the run when it waits with no live process: the
+        status code and what was done, for the page."""
+        from taskloom.kernel.errors import TaskloomError
+
+        run = self.history.summary(run_id)
+        if run is None:
+            return 404, "no such run"
+        if is_final(run["status"]):
+            return 409, f"run {run_id} is {run['status']}: it waits for no signal"
+        try:
+            self.history.send_signal(run_id, name, payload, who)
+        except TaskloomError as exc:
+            return 409, str(exc)
+        waiting = [w["task"] for w in self.history.waits(run_id) if w["signal"] == name]
+        detail = f"signal {name!r} with payload {json.dumps(payload)[:200]}"
+        if waiting:
+            detail += f" for {', '.join(waiting)}"
+        if run["status"] == "waiting" and self.history.process_gone(run):
+            config = self._runs_configuration(run["config_path"])
+            if config is not None:
+                pid, log = self.launcher.resume(run_id, config, secrets.token_hex(3),
+                                                retry_failed=False)
+                detail += f"; the run's process had exited: taskloom resume, pid {pid}, " \
+                          f"output in {log}"
+            else:
+                detail += (f"; the run's process had exited: 'taskloom resume {run_id}' "
+                           "continues it (the dashboard was not started with its "
+                           "configuration)")
+        self.history.record_action("signal", who, run_id=run_id, workflow=run["workflow"],
+                                   detail=detail)
+        return 200, detail
+
+    async def signal(self, request: Request) -> Response:
+        async def act(fields: dict[str, str], who: str) -> Response:
+            run_id = await self._resolve(request)
+            if run_id is None:
+                return PlainTextResponse("no such run", status_code=404)
+            name = fields.get("signal", "").strip()
+            if not name:
+                raise BadRequest("give the signal's name in the 'signal' field")
+            text = fields.get("payload", "").strip() or "null"
+            try:
+                payload = json.loads(text)
+            except ValueError as exc:
+                raise BadRequest(f"payload: not JSON: {exc}") from None
+            status, said = await run_in_threadpool(self._signal, run_id, name, payload, who)
+            if status != 200:
+                return PlainTextResponse(said, status_code=status)
+            return _after(request, f"/runs/{run_id}")
+
+        return await self._action(request, act)
+
+    async def api_waits(self, request: Request) -> Response:
+        run_id = await self._resolve(request)
+        if run_id is None:
+            return JSONResponse({"error": "no such run"}, status_code=404)
+        waits = await run_in_threadpool(self.history.waits, run_id)
+        signals = await run_in_threadpool(self.history.signals, run_id)
+        return JSONResponse({"waits": waits, "signals": signals})
 
     async def cancel(self, request: Request) -> Response:
         async def act(fields: dict[str, str], who: str) -> Response:
@@ -633,9 +793,11 @@ def create_app(history: History, *, config_path: str | Path | None = None,
         Route("/runs/table", d.runs_table),
         Route("/runs/{run_id}", d.run_page),
         Route("/runs/{run_id}/live", d.run_live),
+        Route("/runs/{run_id}/timeline", d.run_timeline),
         Route("/runs/{run_id}/log", d.log_text),
         Route("/runs/{run_id}/retry", d.retry, methods=["POST"]),
         Route("/runs/{run_id}/cancel", d.cancel, methods=["POST"]),
+        Route("/runs/{run_id}/signal", d.signal, methods=["POST"]),
         Route("/workflow", d.workflow_page),
         Route("/workflow/start", d.start, methods=["POST"]),
         Route("/schedules", d.schedules_page),
@@ -644,6 +806,7 @@ def create_app(history: History, *, config_path: str | Path | None = None,
         Route("/api/runs", d.api_runs),
         Route("/api/runs/{run_id}", d.api_run),
         Route("/api/runs/{run_id}/logs", d.api_logs),
+        Route("/api/runs/{run_id}/waits", d.api_waits),
         Route("/api/actions", d.api_actions),
         Route("/api/workflow", d.api_workflow),
         Route("/api/schedules", d.api_schedules),
