@@ -309,6 +309,9 @@ def load_event_states(data: Any) -> tuple[list[str], list[str]]:
     if not isinstance(data, str):
         raise ValueError(f"an event batch stored as {type(data).__name__}")
     batch = json.loads(data)
+    if isinstance(batch, list) and len(batch) == 4:  # [names, tasks, states, times]
+        events = _load_indexed("", batch)
+        return [e[1] for e in events], [e[2] for e in events]
     if not isinstance(batch, list) or len(batch) != 3:
         raise ValueError("an event batch is not [tasks, states, times]")
     tasks, states, _ = batch
@@ -337,7 +340,8 @@ def load_events(run_id: str, data: Any,
         raise ValueError(f"an event batch stored as {type(data).__name__}")
     batch = json.loads(data)
     if isinstance(batch, list) and len(batch) == 4:
-        return _load_indexed(run_id, batch)
+        found = _load_indexed(run_id, batch)
+        return found if only is None else [e for e in found if e[1] in only]
     if not isinstance(batch, list) or len(batch) != 3:
         raise ValueError("an event batch is not [names, tasks, states, times]")
     tasks, states, times = batch
