@@ -132,3 +132,44 @@ def test_the_sqlite_store_records_trigger_and_parent(tmp_path: Path) -> None:
 def test_an_unknown_trigger_is_refused() -> None:
     with pytest.raises(TaskloomError, match="run trigger 'cron' is not one of api, manual"):
         Engine().open_run(trigger="cron")
+
+
+class SlowClose:
+    """Holds the close of the run named ``x`` until ``gate`` opens; notes which thread
+    closed each run."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.closed_by: dict[str, str] = {}
+        self.closed = threading.Event()
+
+    @hookimpl
+    def taskloom_run_finish(self, run: Any, summary: Any) -> None:
+        if run.name == "x":
+            self.entered.set()
+            assert self.gate.wait(10)
+        self.closed_by[run.name] = threading.current_thread().name
+        if run.name == "a":
+            self.closed.set()
+
+
+def test_runs_closed_when_done_close_together_never_on_a_starting_callers_thread() -> None:
+    slow = SlowClose()
+    with TaskManager(max_workers=2) as manager:
+        manager.plugins.register(slow)
+        x = manager.submit_run([Task("tx", fn=lambda: 1)], name="x")
+        manager.close_when_done(x)
+        assert slow.entered.wait(10)  # x's close is held on a closing thread
+        a = manager.submit_run([Task("ta", fn=lambda: 2)], name="a")
+        a.wait()
+        manager.close_when_done(a)
+        # Starting another run does not close the finished ``a`` here (its close could wait
+        # for a store's commit); another closing thread closes it while x's is still held.
+        b = manager.submit_run([Task("tb", fn=lambda: 3)], name="b")
+        assert slow.closed.wait(10)
+        assert slow.closed_by["a"] == "taskloom-manager-close"
+        slow.gate.set()
+        b.wait()
+    assert slow.closed_by["x"] == "taskloom-manager-close"
+    assert set(slow.closed_by) == {"x", "a", "b"}

@@ -20,6 +20,8 @@ from taskloom.kernel.task import Task
 
 #: Finished tasks a manager remembers by default (see :class:`TaskManager`).
 DEFAULT_RETENTION = 10_000
+#: Most threads closing runs handed to ``close_when_done`` at once.
+CLOSERS = 8
 
 
 def fresh_copy(task: Task) -> Task:
@@ -106,7 +108,7 @@ class TaskManager:
         self._live: dict[str, Run] = {}  # runs not closed yet, by id
         self._releases: dict[str, Callable[[], None]] = {}  # their claims in the store
         self._last: Run | None = None
-        self._closer: threading.Thread | None = None
+        self._closers: list[threading.Thread] = []
         self._to_close: queues.Queue[Run | None] = queues.Queue()
         # Runs with mapped tasks: a thread adds each mapped task's instances (the flow).
         self._drivers: dict[str, threading.Thread] = {}
@@ -114,6 +116,8 @@ class TaskManager:
         # mapped task: until its run ended), and each mapped task's gather task.
         self._mapping: dict[str, Run] = {}
         self._gathered: dict[str, Task] = {}
+        self._closing_later: set[str] = set()  # run ids the closing threads will close
+        self._closing_busy = 0  # closing threads busy with a run
 
     # -- creating and finding ---------------------------------------------------------------
     def create_task(self, name: str, **kwargs: Any) -> Task:
@@ -362,10 +366,12 @@ class TaskManager:
         return run.wait(timeout, tasks=[task])
 
     def _reap(self) -> None:
-        """Close finished runs (with the lock held)."""
+        """Close finished runs (with the lock held); those handed to :meth:`close_when_done`
+        are left to its threads, so that starting a run never waits for another run's end
+        to be recorded."""
         # Only started runs: one being opened by another caller is idle until it starts.
         for run in [r for r in self._live.values() if r.status == "idle" and r.inflight == 0
-                    and not self._driving(r)]:
+                    and not self._driving(r) and r.id not in self._closing_later]:
             self._close(run)
 
     def _driving(self, run: Run) -> bool:
@@ -409,12 +415,19 @@ class TaskManager:
 
     def close_when_done(self, run: Run) -> None:
         """Close ``run`` (one of :meth:`submit_run`'s) once finished, on the manager's
-        closing thread: its ``taskloom_run_finish`` then fires and the store records it."""
+        closing threads: its ``taskloom_run_finish`` then fires and the store records it.
+
+        Up to :data:`CLOSERS` runs are closed at once: a store that commits a run's end
+        before the close returns commits the ends of runs closed together in one round."""
         with self._lock:
-            if self._closer is None or not self._closer.is_alive():
-                self._closer = threading.Thread(
-                    target=self._close_loop, name="taskloom-manager-close", daemon=True)
-                self._closer.start()
+            self._closing_later.add(run.id)
+            self._closers = [t for t in self._closers if t.is_alive()]
+            waiting = self._closing_busy + self._to_close.qsize() + 1
+            if len(self._closers) < min(CLOSERS, waiting):
+                closer = threading.Thread(target=self._close_loop,
+                                          name="taskloom-manager-close", daemon=True)
+                self._closers.append(closer)
+                closer.start()
         self._to_close.put(run)
 
     def _close_loop(self) -> None:
@@ -422,7 +435,14 @@ class TaskManager:
             run = self._to_close.get()
             if run is None:
                 return
-            self._finish(run)
+            with self._lock:
+                self._closing_busy += 1
+            try:
+                self._finish(run)
+            finally:
+                with self._lock:
+                    self._closing_busy -= 1
+                    self._closing_later.discard(run.id)
 
     def submit_task(self, task: Task) -> str:
         """Start ``task`` (and its unfinished dependencies) in a run of its own in the
@@ -502,9 +522,11 @@ class TaskManager:
             for run in live:
                 self._finish(run)
         with self._lock:
-            closer, self._closer = self._closer, None
-        if closer is not None and closer.is_alive():
+            closers, self._closers = self._closers, []
+        closers = [t for t in closers if t.is_alive()]
+        for _ in closers:
             self._to_close.put(None)
+        for closer in closers:
             closer.join()
 
     def __enter__(self) -> TaskManager:

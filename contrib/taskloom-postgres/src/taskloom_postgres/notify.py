@@ -9,7 +9,8 @@ below is already "per database":
   id); a dashboard's live views wake on it.
 * :data:`CLAIMS`: a run claim was released or taken over (payload: the workflow, or empty);
   a process waiting for a run id or a place under ``max_active_runs`` tries again at once.
-* :data:`SCHEDULES`: a job's schedule state was saved (payload: the job id).
+* :data:`SCHEDULES`: a job's schedule state was saved (payload: the job id, or empty when
+  a scheduler saved many at once).
 * :data:`SIGNALS`: a signal was recorded (payload: JSON ``[run id, name]``); a step waiting
   for it in any process takes it at once (:mod:`taskloom_postgres.signals`).
 
