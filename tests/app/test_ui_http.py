@@ -705,3 +705,23 @@ def test_a_signal_reaches_a_run_still_going_in_its_process(tmp_path):
             assert "for approve" in detail and "process had exited" not in detail
     finally:
         engine.close()
+
+
+def test_the_configurations_dependencies_are_read_while_the_dashboard_starts(ui_project):
+    # The first run page asked for then finds them read (a big file takes tenths of a second).
+    history = History.open(ui_project.db)
+    try:
+        read: list[str] = []
+        real = history.dependencies
+
+        def counting(config_path):
+            read.append(config_path)
+            return real(config_path)
+
+        history.dependencies = counting  # type: ignore[method-assign]
+        create_app(history, config_path=ui_project.config)
+        wait_until(lambda: read, 10)
+        assert read == [str(ui_project.config.resolve())]
+        assert real(read[0])["transform"] == ["extract"]
+    finally:
+        history.close()

@@ -182,6 +182,12 @@ class Dashboard:
         # Compiled now, not by the first request of each page (a few tens of milliseconds).
         for name in env.list_templates(extensions=["html"]):
             env.get_template(name)
+        if config_path is not None:
+            # The graphs of the runs recorded from this file read its dependencies: read them
+            # while the server starts, not in the first run page asked for (a 5,000-task file
+            # takes a few tenths of a second to parse).
+            threading.Thread(target=history.dependencies, args=(str(config_path.resolve()),),
+                             name="taskloom-ui-warm", daemon=True).start()
 
     # -- helpers ---------------------------------------------------------------------------------
     def _layout(self, names: list[str], deps: dict[str, list[str]]) -> Layout:
