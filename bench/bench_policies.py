@@ -50,7 +50,11 @@ class TimedThreadExecutor(ThreadExecutor):
 
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__(max_workers)
-        self._cond = _TimedCondition(threading.Lock())
+        # Workers and the dispatcher share one lock, as in ThreadExecutor; only the workers'
+        # condition is timed.
+        lock = threading.Lock()
+        self._cond = _TimedCondition(lock)
+        self._ready = threading.Condition(lock)
         self.lifetime = 0.0
         self._life_lock = threading.Lock()
 
