@@ -128,11 +128,11 @@ class TaskManager:
 
     def add_task(self, task: Task) -> Task:
         """Register a task made elsewhere, so later tasks can depend on it by name."""
-        with self._lock:
-            have = self._by_name.get(task.name)
-            if have is not None and have is not task:
-                raise TaskloomError(f"a task named {task.name!r} already exists (id {have.id})")
-            self._by_name[task.name] = task
+        # One atomic dict step, no lock per task created; whoever reads the whole table
+        # copies it in one step too (list(...values())).
+        have = self._by_name.setdefault(task.name, task)
+        if have is not task:
+            raise TaskloomError(f"a task named {task.name!r} already exists (id {have.id})")
         return task
 
     _register = add_task
@@ -152,7 +152,7 @@ class TaskManager:
         task = self._ids.get(task_id)
         if task is None or self._by_name.get(task.name) is not task:
             with self._lock:
-                self._ids = {t._id: t for t in self._by_name.values() if t._id is not None}
+                self._ids = {t._id: t for t in list(self._by_name.values()) if t._id is not None}
             task = self._ids.get(task_id)
         return task
 
@@ -467,9 +467,11 @@ class TaskManager:
         manager's); return ``{name: result}`` of those that completed."""
         tasks = list(tasks)
         self._finish(self.submit_run(tasks, name=name))
+        completed = TaskState.COMPLETED
+        if not any(isinstance(t, MappedTask) for t in tasks):
+            return {t.name: t.result for t in tasks if t._status is completed}
         ran = [self.get_task(t.name) if isinstance(t, MappedTask) else t for t in tasks]
-        return {t.name: t.result for t in ran if t is not None
-                and t.status is TaskState.COMPLETED}
+        return {t.name: t.result for t in ran if t is not None and t.status is completed}
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
         """Wait for a task to finish; return its result, raise its error, or TimeoutError."""
