@@ -1,10 +1,12 @@
 """A process for the run-claim tests: ``python claim_worker.py DB RUN_ID LOG MODE [OPTIONS]``.
 
-Runs one task with the SQLite store under ``RUN_ID`` (``-`` for a fresh id) as workflow
-``wf``. The body appends ``start T`` and ``end T`` lines (wall-clock times) to LOG. MODE
-``gate``: the body prints ``inside`` and waits for a line on stdin first; ``free``: it does
-not wait. OPTIONS is a JSON object of the engine's claim settings (``on_conflict``,
-``max_active_runs``, ``on_limit``). Prints ``result <value>`` or ``error <message>``.
+Runs one task under ``RUN_ID`` (``-`` for a fresh id) as workflow ``wf``, with the SQLite
+store at the path DB, or the PostgreSQL store when DB is a ``postgresql://`` DSN (the
+taskloom-postgres tests use this worker too). The body appends ``start T PID`` and ``end T
+PID`` lines (wall-clock times) to LOG. MODE ``gate``: the body prints ``inside`` and waits
+for a line on stdin first; ``free``: it does not wait. OPTIONS is a JSON object of the
+engine's claim settings (``on_conflict``, ``max_active_runs``, ``on_limit``). Prints
+``result <status> <value>`` or ``error <message>``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def main(db: str, run_id: str, log: str, mode: str, options: str = "{}") -> int:
         _append(log, f"end {time.time()!r} {os.getpid()}")
         return os.getpid()
 
-    engine = Engine(store="sqlite", store_options={"path": db, "durability": "safe"},
+    store, where = ("postgres", "dsn") if db.startswith("postgresql://") else ("sqlite", "path")
+    engine = Engine(store=store, store_options={where: db, "durability": "safe"},
                     config=json.loads(options))
     try:
         summary = engine.run([Task("work", fn=body)], run_id=None if run_id == "-" else run_id,

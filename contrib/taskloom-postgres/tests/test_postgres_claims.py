@@ -17,7 +17,8 @@ import pytest
 
 from taskloom_postgres import PostgresStore
 
-WORKER = Path(__file__).resolve().parent / "claim_worker.py"
+# The core suite's worker, which takes a DSN as well as a database file.
+WORKER = Path(__file__).resolve().parents[3] / "tests" / "std" / "claim_worker.py"
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL, pids")
 
 

@@ -480,14 +480,14 @@ class RunHistory:
                                    exc) from exc
         return str(kind), value, note
 
-    def prune(self, older_than: float | None = None, keep: int | None = None, *,
-              now: float | None = None, dry_run: bool = False) -> list[str]:
-        """Delete runs that finished (or started) more than ``older_than`` seconds before
-        ``now``, except the ``keep`` newest runs, with everything recorded for them (events,
-        errors, results, logs, actions); returns their ids, oldest first. ``keep`` alone
-        keeps only the newest ``keep``. A run that is still running is never deleted (one
-        whose process is gone counts as interrupted, and may be). ``dry_run``: delete
-        nothing, return what would go."""
+    #: How runs are ordered, newest first, when choosing what prune keeps (SQL).
+    _NEWEST_FIRST = "started DESC, id"
+
+    def prune_candidates(self, older_than: float | None, keep: int | None,
+                         now: float | None = None) -> list[str]:
+        """The runs :meth:`prune` would delete, oldest first: ended (or started) more than
+        ``older_than`` seconds before ``now``, beyond the ``keep`` newest, and neither running
+        nor waiting (a waiting run may be resumed when its signal comes)."""
         if older_than is None and keep is None:
             raise ValueError("prune needs older_than, keep or both")
         cutoff = None if older_than is None else (
@@ -495,7 +495,7 @@ class RunHistory:
         with self.read() as conn:
             rows = conn.execute(
                 "SELECT id, status, pid, host, coalesce(finished, started) FROM runs"
-                " ORDER BY started DESC, id"
+                f" ORDER BY {self._NEWEST_FIRST}"
             ).fetchall()
         doomed = []
         for i, (run_id, status, pid, host, when) in enumerate(rows):
@@ -504,9 +504,20 @@ class RunHistory:
             if cutoff is not None and (when is None or when >= cutoff):
                 continue
             if self._status(status, pid, host) in ("running", "waiting"):
-                continue  # a waiting run may be resumed when its signal comes
+                continue
             doomed.append(run_id)
         doomed.reverse()
+        return doomed
+
+    def prune(self, older_than: float | None = None, keep: int | None = None, *,
+              now: float | None = None, dry_run: bool = False) -> list[str]:
+        """Delete runs that finished (or started) more than ``older_than`` seconds before
+        ``now``, except the ``keep`` newest runs, with everything recorded for them (events,
+        errors, results, logs, actions); returns their ids, oldest first. ``keep`` alone
+        keeps only the newest ``keep``. A run that is still running is never deleted (one
+        whose process is gone counts as interrupted, and may be). ``dry_run``: delete
+        nothing, return what would go."""
+        doomed = self.prune_candidates(older_than, keep, now)
         if dry_run or not doomed:
             return doomed
         if getattr(self, "read_only", False):

@@ -210,6 +210,8 @@ class PostgresStore(QueuedRecorder, RunHistory):
                 "connect_timeout": self.connect_timeout, "result_limit": self.result_limit,
                 "claim_lease": self.claim_lease}
 
+    _NEWEST_FIRST = "started DESC NULLS LAST, id"  # PostgreSQL sorts NULLs first in DESC
+
     def prune(self, older_than: float | None = None, keep: int | None = None, *,
               now: float | None = None, dry_run: bool = False) -> list[str]:
         """Delete runs that ended (or started) more than ``older_than`` seconds before
@@ -217,25 +219,7 @@ class PostgresStore(QueuedRecorder, RunHistory):
         their ids, oldest first. A running run is never deleted: one running on another
         host always counts as running (its process cannot be checked from here), one whose
         process is gone on this host counts as interrupted. ``dry_run``: delete nothing."""
-        if older_than is None and keep is None:
-            raise ValueError("prune needs older_than, keep or both")
-        cutoff = None if older_than is None else (
-            (time.time() if now is None else now) - older_than)
-        with self.read() as conn:
-            rows = conn.execute(
-                "SELECT id, status, pid, host, coalesce(finished, started) FROM runs"
-                " ORDER BY started DESC NULLS LAST, id"
-            ).fetchall()
-        doomed = []
-        for i, (run_id, status, pid, host, when) in enumerate(rows):
-            if keep is not None and i < keep:
-                continue
-            if cutoff is not None and (when is None or when >= cutoff):
-                continue
-            if self._status(status, pid, host) in ("running", "waiting"):
-                continue  # a waiting run may be resumed when its signal comes
-            doomed.append(run_id)
-        doomed.reverse()
+        doomed = self.prune_candidates(older_than, keep, now)
         if dry_run or not doomed:
             return doomed
         self._writable()
