@@ -12,29 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from approval_steps import STEPS
 from click.testing import CliRunner
 
 from taskloom import Engine, FakeClock, TaskState
 from taskloom.api.signals import sleep
 from taskloom.app.cli import main
-
-STEPS = textwrap.dedent('''
-    from pathlib import Path
-
-    HERE = Path(__file__).resolve().parent
-
-    def _log(text):
-        with open(HERE / "ran.log", "a") as f:
-            f.write(text + "\\n")
-
-    def prepare():
-        _log("prepare")
-        return "draft"
-
-    def publish(prepare, approve):
-        _log(f"publish {prepare} {approve['approved']}")
-        return "published"
-''')
 
 CONFIG = textwrap.dedent('''
     [tasks.prepare]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from approval_steps import STEPS as BASE_STEPS
 
 from taskloom import Engine, FakeClock
 from taskloom.api.signals import (
@@ -28,22 +29,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 
 CLI = [sys.executable, "-c", "from taskloom.app.cli import main; main()"]
 
-STEPS = textwrap.dedent('''
-    from pathlib import Path
-
-    HERE = Path(__file__).resolve().parent
-
-    def _log(text):
-        with open(HERE / "ran.log", "a") as f:
-            f.write(text + "\\n")
-
-    def prepare():
-        _log("prepare")
-        return "draft"
-
-    def publish(prepare, approve):
-        _log(f"publish {prepare} {approve['approved']}")
-        return "published"
+STEPS = BASE_STEPS + textwrap.dedent('''
 
     def after(nap):
         _log("after nap")
