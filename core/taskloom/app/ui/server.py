@@ -434,23 +434,26 @@ class Dashboard:
         resolved: str | None = await run_in_threadpool(self.history.resolve, run)
         return resolved
 
-    async def run_page(self, request: Request) -> Response:
+    async def _requested_view(self, request: Request) -> dict[str, Any] | None:
+        """The run page's data for the run, task filter and page the request names."""
         run_id = await self._resolve(request)
         task = request.query_params.get("task")
         number = self._page_number(request)
-        view = None if run_id is None else await run_in_threadpool(
+        if run_id is None:
+            return None
+        view: dict[str, Any] | None = await run_in_threadpool(
             self._run_view, run_id, task, number)
+        return view
+
+    async def run_page(self, request: Request) -> Response:
+        view = await self._requested_view(request)
         if view is None:
             return self.page(request, "missing.html",
                              {"what": f"run {request.path_params['run_id']}"}, 404)
         return self.page(request, "run.html", view)
 
     async def run_live(self, request: Request) -> Response:
-        run_id = await self._resolve(request)
-        task = request.query_params.get("task")
-        number = self._page_number(request)
-        view = None if run_id is None else await run_in_threadpool(
-            self._run_view, run_id, task, number)
+        view = await self._requested_view(request)
         if view is None:
             return PlainTextResponse("no such run", status_code=404)
         return self.page(request, "_run_live.html", view)
