@@ -4,6 +4,7 @@ arrives or its durable timer is due; claimed, so nothing runs twice."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -145,6 +146,10 @@ def test_two_schedulers_continue_an_approved_run_once(tmp_path):
                                    cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     try:
+        for proc in schedulers:  # each is up, its stop signals handled, before the signal
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready and proc.stdout.readline().startswith("continuing waiting runs")
         sent = subprocess.run([*CLI, "signal", run_id, "approval", "--data",
                                '{"approved": true}'], cwd=tmp_path, env=_env(tmp_path),
                               capture_output=True, text=True, timeout=60)

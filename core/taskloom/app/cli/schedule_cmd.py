@@ -192,6 +192,9 @@ def schedule(file: str | None, config_file: str | None, sets: Sequence[str],
         scheduler.start()
         if resumer is not None:
             resumer.start(resume_every)
+            # Said once the stop signals are handled: from here SIGTERM stops it cleanly.
+            click.echo(f"continuing waiting runs every {resume_every:g}s")
+            sys.stdout.flush()
         while signals.received is None:
             time.sleep(_TICK)
         click.echo(f"{signals.received}: stopping"
