@@ -637,13 +637,20 @@ class Dashboard:
         client = request.client.host if request.client else None
         return await act(fields, requested_by(client))
 
+    async def _summary(self, request: Request) -> tuple[str, dict[str, Any]] | None:
+        """The id and recorded summary of the run the request names, or None if unknown."""
+        run_id = await self._resolve(request)
+        if run_id is None:
+            return None
+        run: dict[str, Any] | None = await run_in_threadpool(self.history.summary, run_id)
+        return None if run is None else (run_id, run)
+
     async def retry(self, request: Request) -> Response:
         async def act(fields: dict[str, str], who: str) -> Response:
-            run_id = await self._resolve(request)
-            run = None if run_id is None else await run_in_threadpool(
-                self.history.summary, run_id)
-            if run_id is None or run is None:
+            found = await self._summary(request)
+            if found is None:
                 return PlainTextResponse("no such run", status_code=404)
+            run_id, run = found
             if run["status"] not in ("failed", "cancelled", "interrupted"):
                 return PlainTextResponse(f"run {run_id} is {run['status']}: nothing to retry",
                                          status_code=409)
@@ -740,11 +747,10 @@ class Dashboard:
 
     async def cancel(self, request: Request) -> Response:
         async def act(fields: dict[str, str], who: str) -> Response:
-            run_id = await self._resolve(request)
-            run = None if run_id is None else await run_in_threadpool(
-                self.history.summary, run_id)
-            if run_id is None or run is None:
+            found = await self._summary(request)
+            if found is None:
                 return PlainTextResponse("no such run", status_code=404)
+            run_id, run = found
             if run["status"] != "running":
                 return PlainTextResponse(f"run {run_id} is {run['status']}: nothing to cancel",
                                          status_code=409)
