@@ -919,6 +919,7 @@ class SqliteStore(QueuedRecorder, RunHistory):
 
         with self._claiming() as conn:
             conn.execute("BEGIN IMMEDIATE")
+            inserted = False
             try:
                 now = time.time()
                 rows = conn.execute(
@@ -955,8 +956,14 @@ class SqliteStore(QueuedRecorder, RunHistory):
                         " VALUES (?, ?, ?, ?, ?, ?)",
                         (run_id, workflow, os.getpid(), self._host, now, now),
                     )
+                    # Known here before it is visible: another store object of this process
+                    # (its own claim lock) must not take the new row for a dead holder's.
+                    _CLAIMED_HERE.add((self._db_key, run_id))
+                    inserted = True
                 conn.execute("COMMIT")
             except BaseException:
+                if inserted:
+                    _CLAIMED_HERE.discard((self._db_key, run_id))
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
