@@ -128,6 +128,10 @@ class _Probe:
         return None
 
     @_hookimpl(trylast=True)
+    def taskloom_run_wrappers(self, run: Any) -> None:
+        return None
+
+    @_hookimpl(trylast=True)
     def taskloom_task_error(self, task: Any, error: BaseException, attempt: Any,
                             run: Any) -> None:
         return None

@@ -22,6 +22,7 @@ HOOKS = {
     "taskloom_run_finish": ("run", "summary"),
     "taskloom_task_prepare": ("task", "run"),
     "taskloom_task_wrappers": ("task", "run"),
+    "taskloom_run_wrappers": ("run",),
     "taskloom_task_error": ("task", "error", "attempt", "run"),
     "taskloom_attempt_failed": ("task", "error", "attempt", "run"),
     "taskloom_task_transition": ("task", "old", "new", "run"),
@@ -41,7 +42,7 @@ HISTORIC = {"taskloom_configure", "taskloom_addhooks"}
 KINDS = {
     "taskloom_addhooks": "setup", "taskloom_register": "setup", "taskloom_configure": "setup",
     "taskloom_task_prepare": "policy", "taskloom_task_wrappers": "wrapper",
-    "taskloom_task_error": "decision",
+    "taskloom_run_wrappers": "wrapper", "taskloom_task_error": "decision",
 }
 
 

@@ -148,7 +148,40 @@ def test_task_wrappers_wrap_every_attempt(taskloom_engine, register_plugin, hook
     assert summary.results == {"a": 40, "b": 5}
     assert events == [("before", "a", 1), ("after", 4)]
     assert hook_recorder.getcall("taskloom_task_wrappers", task="a").result == [around]
-    assert hook_recorder.getcall("taskloom_task_wrappers", task="b").result == []
+    # A task without options or tags is not asked about: its wrappers are the run's.
+    assert hook_recorder.calls("taskloom_task_wrappers", task="b") == []
+
+
+def test_run_wrappers_are_asked_once_and_go_outside_the_tasks_own(
+    taskloom_engine, register_plugin, hook_recorder
+):
+    events = []
+
+    def outer(call, attempt):
+        events.append(("run", attempt.task.name))
+        return ("run", call())
+
+    def inner(call, attempt):
+        events.append(("task", attempt.task.name))
+        return ("task", call())
+
+    class Wrapping:
+        @hookimpl
+        def taskloom_run_wrappers(self, run):
+            return outer
+
+        @hookimpl
+        def taskloom_task_wrappers(self, task, run):
+            return inner if "inner" in task.tags else None
+
+    register_plugin(Wrapping())
+    summary = taskloom_engine.run([
+        Task("a", fn=lambda: 1, tags=["inner"]), Task("b", fn=lambda: 2),
+        Task("c", fn=lambda: 3),
+    ])
+    assert summary.results == {"a": ("run", ("task", 1)), "b": ("run", 2), "c": ("run", 3)}
+    assert sorted(events) == [("run", "a"), ("run", "b"), ("run", "c"), ("task", "a")]
+    assert len(hook_recorder.calls("taskloom_run_wrappers")) == 1
 
 
 def test_task_error_decides_and_attempt_finish_reports_each_attempt(

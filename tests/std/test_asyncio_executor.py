@@ -119,7 +119,7 @@ class Tagging:
         return ("wrapped", call())
 
     @hookimpl
-    def taskloom_task_wrappers(self, task, run):
+    def taskloom_run_wrappers(self, run):
         return self
 
 

@@ -244,8 +244,9 @@ class SpanAndCache:
         self.threads: dict[str, str] = {}
 
     @hookimpl
-    def taskloom_task_wrappers(self, task: Any, run: Any) -> Any:
+    def taskloom_run_wrappers(self, run: Any) -> Any:
         def wrapper(call: Any, attempt: Any) -> Any:
+            task = attempt.task
             if task.name == "cached":
                 return "from cache"
             with self.tracer.start_as_current_span(task.name) as span:

@@ -43,24 +43,26 @@ def join(run: Run, batch: list[Task]) -> None:
             run.plugins.check_task_options(t)
             if flags.task_prepare:
                 fast["taskloom_task_prepare"](t, run)
-    # Tasks whose body takes no arguments and that have no wrappers share one plan per body
-    # and executor: a plan per task is 80 bytes times 100,000 tasks.
+    if run._wrappers is None:  # the run's own wrappers, asked for once
+        run._wrappers = tuple(fast["taskloom_run_wrappers"](run)) if flags.run_wrappers else ()
+    # Tasks whose body takes no arguments and that have no wrappers of their own share one
+    # plan per body and executor: a plan per task is 80 bytes times 100,000 tasks.
     shared: dict[tuple[Any, Executor], Plan] = {}
+    base: Sequence[Any] = run._wrappers
     for t in batch:
-        wrappers: Sequence[Any] = ()
-        if flags.task_wrappers:
-            wrappers = fast["taskloom_task_wrappers"](t, run) or ()
+        wrappers = base
+        if flags.task_wrappers and (t.options or t.tags):
+            wrappers = (*base, *(fast["taskloom_task_wrappers"](t, run) or ()))
         executor = run._executor_for(t)
-        fn = t.fn
-        if wrappers or type(t).execute is not Task.execute or (
-            fn is not None and (_signature(fn)[0] or _signature(fn)[1])
-        ):
+        if len(wrappers) > len(base) or type(t).execute is not Task.execute:
             t._plan = Plan(t, wrappers, executor)
             continue
-        key = (fn, executor)
-        plan = shared.get(key)
+        plan = shared.get(key := (t.fn, executor))
         if plan is None:
-            plan = shared[key] = Plan(t, wrappers, executor)
+            plan = Plan(t, wrappers, executor)
+            names, varkw, _ = _signature(t.fn) if t.fn is not None else ((), False, False)
+            if not names and not varkw:
+                shared[key] = plan
         t._plan = plan
     for t in batch:
         t._run = run

@@ -92,7 +92,7 @@ def unfilled_parameters(task: Task) -> list[str]:
 class Plan:
     """What an attempt of one task needs, worked out once when the task joins a run."""
 
-    __slots__ = ("body", "deps", "executor", "is_async", "wants_context", "wrappers")
+    __slots__ = ("body", "deps", "direct", "executor", "is_async", "wants_context", "wrappers")
 
     def __init__(self, task: Task, wrappers: Sequence[Any], executor: Executor) -> None:
         if type(task).execute is not Task.execute:
@@ -102,6 +102,7 @@ class Plan:
         self.body = body
         self.wrappers = wrappers
         self.executor = executor
+        self.direct: Callable[[], Any] | None = None
         if body is None:
             self.deps: tuple[str, ...] = ()
             self.wants_context = False
@@ -119,6 +120,8 @@ class Plan:
         else:
             self.deps = ()
         self.wants_context = "context" in names
+        #: The body when an attempt is just ``body()`` (no arguments, wrappers, coroutine).
+        self.direct = None if self.deps or self.wants_context or self.is_async or wrappers else body
 
 
 class TaskContext:
@@ -171,12 +174,14 @@ class TaskContext:
 class Attempt(HasStash):
     """One try at running a task; executors receive these."""
 
-    __slots__ = (
-        "_token", "finished", "number", "output", "run", "served_by", "started", "task", "value"
-    )
+    __slots__ = ("_token", "finished", "number", "output", "plan", "run", "served_by", "started",
+                 "task", "value")
 
     def __init__(self, task: Task, number: int, run: Run) -> None:
         self.task = task
+        #: What the attempt runs: ``body``, ``deps``, ``wants_context``, ``is_async``,
+        #: ``wrappers``, ``executor`` and ``direct`` (worked out when the task joined the run).
+        self.plan: Plan = task._plan
         self.number = number
         self.run = run
         self._token: CancelToken | None = None
@@ -204,12 +209,6 @@ class Attempt(HasStash):
     @property
     def duration(self) -> float | None:
         return None if self.finished is None else self.finished - self.started
-
-    @property
-    def plan(self) -> Plan:
-        """What the attempt runs: ``body``, ``deps``, ``wants_context``, ``is_async``,
-        ``wrappers`` and ``executor`` (worked out when the task joined the run)."""
-        return self.task._plan  # type: ignore[no-any-return]
 
     @property
     def current(self) -> bool:
@@ -240,7 +239,10 @@ class Attempt(HasStash):
 
     def call(self) -> Any:
         """Run the body inside the task's wrappers (timeout, cache, breaker, tracing...)."""
-        if not self.plan.wrappers:
+        plan = self.plan
+        if plan.direct is not None:
+            return plan.direct()
+        if not plan.wrappers:
             return self.invoke()
         return self.wrap(self.invoke)()
 

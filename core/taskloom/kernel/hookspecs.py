@@ -19,7 +19,7 @@ Kinds of hook, declared by the decorator of each spec (:func:`setup`, :func:`obs
   once when a plugin set is built or configured.
 * **observers**: return values are ignored. A plugin that raises in an observer is logged
   with its name and the run goes on.
-* **policy** and **wrapper** hooks (``taskloom_task_prepare``, ``taskloom_task_wrappers``)
+* **policy** and **wrapper** hooks (``taskloom_task_prepare``, ``taskloom_*_wrappers``)
   and the first-result **decision** (``taskloom_task_error``): their result changes what
   happens to a task. A plugin that raises there fails that task with a
   :class:`~taskloom.kernel.errors.PluginError` naming the plugin.
@@ -200,9 +200,10 @@ def taskloom_task_prepare(task: Task, run: Run) -> None:
 def taskloom_task_wrappers(
     task: Task, run: Run
 ) -> Callable[[Callable[[], Any], Attempt], Any] | None:
-    """Supply wrappers around a task's attempts (timeout, cache, breaker, tracing, ...).
+    """Supply wrappers around the attempts of a task with options or tags (timeout, cache).
 
-    When: once per task as it is added to a run (not per attempt).
+    When: once per task that has options or tags, as it is added to a run (not per attempt);
+    a wrapper for every task belongs in ``taskloom_run_wrappers``.
 
     ``task``: the task. ``run``: the run.
 
@@ -214,6 +215,18 @@ def taskloom_task_wrappers(
     asyncio executor. The first plugin called (``tryfirst``) gives the outermost wrapper.
     """
 
+
+
+@wrapper
+def taskloom_run_wrappers(run: Run) -> Callable[[Callable[[], Any], Attempt], Any] | None:
+    """Supply a wrapper around every attempt of a run (tracing, output capture, resources).
+
+    When: once per run, when its first tasks are added. Its wrappers go outside the task's
+    own (``taskloom_task_wrappers``). ``run``: the run.
+
+    Return: ``None``, or a wrapper as for ``taskloom_task_wrappers``; it reads the task from
+    ``attempt.task``.
+    """
 
 @decision
 def taskloom_task_error(

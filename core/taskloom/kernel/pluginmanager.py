@@ -86,17 +86,17 @@ def disabled_from_env() -> set[str]:
 class HookFlags:
     """Which per-task hooks have implementations; the engine reads these on its hot path."""
 
-    __slots__ = ("attempt_failed", "attempt_finish", "task_error", "task_prepare",
-                 "task_wrappers", "transition")
+    __slots__ = ("attempt_failed", "attempt_finish", "run_wrappers", "task_error",
+                 "task_prepare", "task_wrappers", "transition")
 
     def __init__(self) -> None:
         self.transition = self.attempt_finish = self.task_error = False
-        self.task_prepare = self.task_wrappers = self.attempt_failed = False
+        self.task_prepare = self.task_wrappers = self.attempt_failed = self.run_wrappers = False
 
 
 #: The per-task hooks the engine calls through a :class:`FastHook`.
 FAST_HOOKS = ("taskloom_task_wrappers", "taskloom_task_prepare", "taskloom_attempt_finish",
-              "taskloom_task_transition", "taskloom_attempt_failed")
+              "taskloom_task_transition", "taskloom_attempt_failed", "taskloom_run_wrappers")
 
 
 class _Manager(pluggy.PluginManager):

@@ -64,6 +64,7 @@ class Run:
         self.hook = engine.plugins.hook
         self._flags = engine.plugins.flags
         self.clock: Clock = engine.clock
+        self._monotonic = engine.clock.monotonic
         self.tasks: dict[str, Task] = {}
         self.results = ResultsView(self.tasks)
         self._lock = threading.RLock()
@@ -72,6 +73,7 @@ class Run:
         self._queue = engine.create_queue()
         self._limiter = engine.create_limiter()
         self._executors: dict[str, Executor] = {}
+        self._wrappers: tuple[Any, ...] | None = None  # taskloom_run_wrappers'
         self._default_executor = engine.create_executor(None)
         self._max_inflight = self._default_executor.max_workers
         self._inflight = 0
@@ -306,13 +308,12 @@ class Run:
         if self._limiter is not None:
             self._dispatch_limited(self._limiter)
             return
-        queue = self._queue
-        while self._inflight < self._max_inflight and queue:
+        queue, limit = self._queue, self._max_inflight
+        while self._inflight < limit and queue:
             task = queue.pop()
             status = task._status
-            if status is not READY and status is not RETRYING:
-                continue  # cancelled while queued
-            self._start(task)
+            if status is READY or status is RETRYING:  # else cancelled while queued
+                self._start(task)
 
     def _dispatch_limited(self, limiter: Limiter) -> None:
         """``_dispatch`` under per-tag limits: tasks woken by a freed slot go before the queue."""
@@ -337,13 +338,13 @@ class Run:
     def _start(self, task: Task) -> None:
         self._set(task, RUNNING)
         task.attempts += 1
-        attempt = Attempt(task, task.attempts, self)
-        task._attempt = attempt
+        task._attempt = attempt = Attempt(task, task.attempts, self)
         if task._started is None:
             task._started = time.time()
-        attempt.started = self.clock.monotonic()
-        self._inflight += task._plan.executor.holds_worker
-        task._plan.executor.submit(attempt)
+        attempt.started = self._monotonic()
+        executor = attempt.plan.executor
+        self._inflight += executor.holds_worker
+        executor.submit(attempt)
 
     def _requeue(self, task: Task) -> None:
         with self._lock:
@@ -370,7 +371,7 @@ class Run:
     def _on_done(self, attempt: Attempt, value: Any, error: BaseException | None) -> None:
         task = attempt.task
         current = task._attempt is attempt
-        attempt.finished = self.clock.monotonic()
+        attempt.finished = self._monotonic()
         attempt.value = value
         decision = self._decide(attempt, error) if error is not None and current else None
         if self._flags.attempt_finish and current:
@@ -382,24 +383,26 @@ class Run:
             except Exception as exc:
                 unrecorded = exc
         with self._lock:
-            self._inflight -= task._plan.executor.holds_worker
+            self._inflight -= attempt.plan.executor.holds_worker
             if self._inflight == 0 and "_task_done" in self.__dict__:
                 self._task_done.notify_all()
             if self._limiter is not None:
                 self._limiter.release(task)
             if task._attempt is not attempt or task._status is not RUNNING:
                 self.hook.taskloom_task_overrun(task=task, attempt=attempt, run=self)
+            elif error is None and unrecorded is None:
+                task._attempt = None
+                task.result = value
+                self._set(task, COMPLETED)
+                terminal(self, task)
             else:
                 task._attempt = None
                 if unrecorded is not None:
                     self._unrecorded(task, unrecorded)
-                elif error is None:
-                    task.result = value
-                    self._set(task, COMPLETED)
-                    terminal(self, task)
                 else:
-                    self._apply_failure(task, error, decision)
-            self._dispatch()
+                    self._apply_failure(task, error, decision)  # type: ignore[arg-type]
+            if self._queue or self._limiter is not None:
+                self._dispatch()
 
     def _unrecorded(self, task: Task, exc: BaseException) -> None:
         """The store could not commit ``task``'s result: the task is not completed (a resume

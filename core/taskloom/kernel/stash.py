@@ -44,7 +44,7 @@ class Stash:
 
     def get(self, key: StashKey[T], default: D) -> T | D:
         value = self._data.get(key, _MISSING)
-        return default if value is _MISSING else cast(T, value)
+        return default if value is _MISSING else value  # type: ignore[return-value]
 
     def setdefault(self, key: StashKey[T], default: T) -> T:
         return cast(T, self._data.setdefault(key, default))

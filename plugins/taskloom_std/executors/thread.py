@@ -123,14 +123,12 @@ class ThreadExecutor(WorkerPool):
         self._threads.append(t)
         t.start()
 
-    def _run(self, attempt: Any, inline: bool = False) -> tuple[Any, BaseException | None]:
+    def _run(self, attempt: Any) -> tuple[Any, BaseException | None]:
         """Call the attempt and measure its body (a failure is measured as well)."""
         t0 = perf_counter()
         try:
             value, error = attempt.call(), None
         except BaseException as exc:  # reported, never kills the worker
-            if inline and isinstance(exc, KeyboardInterrupt):
-                raise  # Ctrl-C in the waiting thread stops the run, it is no task's error
             value, error = None, exc
         elapsed = perf_counter() - t0
         body = attempt.plan.body
@@ -199,7 +197,7 @@ class ThreadExecutor(WorkerPool):
         """Run the inline attempts until the run is idle (or ``timeout``): the dispatcher."""
         if self.inline_below <= 0:
             return
-        cond, inline = self._cond, self._inline
+        cond, inline, cost = self._cond, self._inline, self._cost
         with cond:
             if self._dispatcher or self._shutdown:
                 return
@@ -208,35 +206,36 @@ class ThreadExecutor(WorkerPool):
         deadline = None if timeout is None else monotonic() + timeout
         try:
             while True:
-                with cond:
-                    since = None
-                    while not inline:
-                        self._stuck = False
-                        if run.idle() or self._shutdown:
-                            return
-                        now = monotonic()
-                        if since is None:
-                            since = now
-                        elif now - since >= self.stall_after:
-                            return  # nothing short to run: the workers carry on alone
-                        wait = self.stall_after if deadline is None else min(
-                            self.stall_after, deadline - now)
-                        if wait <= 0:
-                            return
-                        self._waiting = True
-                        self._ready.wait(wait)
-                        self._waiting = False
-                    attempt = inline.popleft()
-                    self._stuck = False
-                    if inline and not self._idle and len(self._threads) < self.max_workers:
-                        self._spawn()  # nobody could watch this body for a stall
-                    self._current = attempt.plan.body
-                    self._busy_since = perf_counter()
+                # Attempts queued by this thread's own reports need no lock: a deque's
+                # popleft is atomic, and the rescue takes what is left under the lock.
                 try:
-                    value, error = self._run(attempt, inline=True)
+                    attempt = inline.popleft()
+                except IndexError:
+                    attempt = self._wait_inline(run, deadline)
+                    if attempt is None:
+                        return
+                if inline and not self._idle and len(self._threads) < self.max_workers:
+                    with cond:  # nobody could watch this body for a stall
+                        if not self._idle and len(self._threads) < self.max_workers:
+                            self._spawn()
+                plan = attempt.plan
+                body = plan.body
+                self._stuck = False
+                self._current = body
+                self._busy_since = t0 = perf_counter()
+                try:
+                    direct = plan.direct
+                    value, error = direct() if direct is not None else attempt.call(), None
+                except KeyboardInterrupt:
+                    raise  # Ctrl-C in the waiting thread stops the run, it is no task's error
+                except BaseException as exc:
+                    value, error = None, exc
                 finally:
                     self._busy_since = 0.0
                     self._stuck = False
+                elapsed = perf_counter() - t0
+                old = cost.get(body)
+                cost[body] = elapsed if old is None else old + (elapsed - old) * 0.25
                 attempt.done(value, error)
         finally:
             with cond:
@@ -244,6 +243,31 @@ class ThreadExecutor(WorkerPool):
                 while inline:  # left when the run timed out: the workers take them
                     if self._enqueue(inline.popleft()):
                         self._spawn()
+
+    def _wait_inline(self, run: Any, deadline: float | None) -> Any | None:
+        """The next inline attempt, waiting for one; None when the dispatcher should stop:
+        the run is idle, the pool shut down, ``deadline`` passed, or nothing short came for
+        ``stall_after`` seconds."""
+        inline = self._inline
+        with self._cond:
+            since = None
+            while not inline:
+                self._stuck = False
+                if run.idle() or self._shutdown:
+                    return None
+                now = monotonic()
+                if since is None:
+                    since = now
+                elif now - since >= self.stall_after:
+                    return None  # nothing short to run: the workers carry on alone
+                wait = self.stall_after if deadline is None else min(
+                    self.stall_after, deadline - now)
+                if wait <= 0:
+                    return None
+                self._waiting = True
+                self._ready.wait(wait)
+                self._waiting = False
+            return inline.popleft()
 
     def shutdown(self, wait: bool = True) -> None:
         with self._cond:

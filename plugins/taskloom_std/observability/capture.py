@@ -304,9 +304,7 @@ def taskloom_configure(config: Any) -> None:
 
 
 @hookimpl(tryfirst=True)
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
-    if WRAPPER in run.stash:
-        return run.stash[WRAPPER]
+def taskloom_run_wrappers(run: Any) -> Any:
     enabled, limit, echo = settings(run.plugins.config)
     wrapper = _Wrapper(limit, echo) if enabled else None
     run.stash[WRAPPER] = wrapper

@@ -60,6 +60,8 @@ RUN_KEY: StashKey[_Traced | bool] = StashKey()
 FIRST_KEY: StashKey[tuple[_Traced, Any]] = StashKey()
 #: ``Task.stash``: (run state, state) of the task's last span, so none is told twice.
 LAST_KEY: StashKey[tuple[_Traced, str]] = StashKey()
+#: ``Task.stash``: the task's attempt wrapper in the run tracing it.
+SPANS_KEY: StashKey[AttemptSpan] = StashKey()
 
 EXPORTERS = ("compact", "console", "otlp", "memory", "none")
 
@@ -456,6 +458,28 @@ class AttemptSpan:
         return result
 
 
+class RunSpans:
+    """The run's wrapper: each task's :class:`AttemptSpan`, made at its first attempt."""
+
+    __slots__ = ("run", "traced")
+
+    def __init__(self, traced: _Traced, run: Any) -> None:
+        self.traced = traced
+        self.run = run
+
+    def _for(self, task: Any) -> AttemptSpan:
+        spans: AttemptSpan | None = task.stash_get(SPANS_KEY, None)
+        if spans is None or spans.traced is not self.traced:
+            spans = task.stash[SPANS_KEY] = AttemptSpan(self.traced, task, self.run)
+        return spans
+
+    def __call__(self, call: Any, attempt: Any) -> Any:
+        return self._for(attempt.task)(call, attempt)
+
+    async def acall(self, acall: Any, attempt: Any) -> Any:
+        return await self._for(attempt.task).acall(acall, attempt)
+
+
 def traced(run: Any) -> _Traced | None:
     """The run's tracing state, decided once per run (None: the run is not observed)."""
     state = run.stash.get(RUN_KEY, None)
@@ -523,13 +547,9 @@ def taskloom_run_start(run: Any) -> None:
 
 
 @hookimpl(tryfirst=True)
-def taskloom_task_wrappers(task: Any, run: Any) -> Any:
-    state = run.stash.get(RUN_KEY, None)
-    if state is None:
-        state = traced(run)
-    if not state:
-        return None
-    return AttemptSpan(state, task, run)
+def taskloom_run_wrappers(run: Any) -> Any:
+    state = traced(run)
+    return RunSpans(state, run) if state else None
 
 
 @hookimpl

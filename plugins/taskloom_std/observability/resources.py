@@ -106,8 +106,6 @@ def taskloom_register(registry: Any) -> None:
 
 
 @hookimpl
-def taskloom_task_wrappers(run: Any) -> Any:
-    monitor = run.stash.get(RUN_KEY, None)
-    if monitor is None:
-        monitor = run.stash[RUN_KEY] = _monitor(run)
+def taskloom_run_wrappers(run: Any) -> Any:
+    monitor = run.stash[RUN_KEY] = _monitor(run)
     return monitor or None

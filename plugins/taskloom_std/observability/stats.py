@@ -213,6 +213,7 @@ def taskloom_attempt_finish(
     collector = run.stash.get(RUN_KEY, None)
     if collector is None:
         collector = run.stash[RUN_KEY] = run.plugins.registry.first("stats")
-    duration = attempt.duration or 0.0
+    finished = attempt.finished
+    duration = 0.0 if finished is None else finished - attempt.started
     collector.record(task.name, attempt.number, run.clock.time() - duration, duration, error,
                      run.id)
