@@ -198,3 +198,25 @@ def test_folding_never_runs_in_the_recording_thread():
     thread.join()
     stats = collector.performance("t")  # folds what the folding thread left
     assert stats["execution_count"] == 250 and stats["total_duration"] == 125.0
+
+
+def test_figures_are_kept_for_at_most_max_names_names_the_first_seen_dropped():
+    engine = Engine(max_workers=1, config={"stats": {"max_names": 3}})
+    engine.run([Task(f"t{i}", fn=lambda: None) for i in range(5)])
+    collector = engine.plugins.registry.first("stats")
+    assert collector.max_names == 3
+    kept = [n for n in (f"t{i}" for i in range(5))
+            if collector.performance(n) != {"status": "no_executions"}]
+    assert kept == ["t2", "t3", "t4"]
+    assert collector.performance()["execution_count"] == 3
+    engine.run([Task("t0", fn=lambda: None)])  # a dropped name starts again
+    assert collector.performance("t0")["execution_count"] == 1
+    assert collector.performance("t2") == {"status": "no_executions"}
+
+
+@pytest.mark.parametrize("bad", [0, -1, "10", 2.5, True])
+def test_a_bad_max_names_is_a_configuration_error_naming_the_key(bad):
+    from taskloom import ConfigError
+
+    with pytest.raises(ConfigError, match="stats.max_names"):
+        Engine(config={"stats": {"max_names": bad}})

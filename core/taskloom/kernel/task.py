@@ -176,7 +176,7 @@ class Task(HasStash):
         self._plan: Any = None
         self._attempt: Any = None
         self._waiting_on = 0
-        self._dependents: list[Task] = []  # set by the run the task joins
+        self._dependents: list[Task] = ()  # type: ignore[assignment]  # a list once it joins
         self._seq = 0
 
     # -- identity and metadata ------------------------------------------------------------

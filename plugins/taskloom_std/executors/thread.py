@@ -92,7 +92,10 @@ class ThreadExecutor(WorkerPool):
         self._dispatcher_id = 0  # its thread
 
     def submit(self, attempt: Any) -> None:
-        if self._dispatcher and not self._stuck and self._short(attempt):
+        plan = attempt.plan
+        cost = self._cost.get(plan.body)
+        if (self._dispatcher and not self._stuck and cost is not None
+                and cost < self.inline_below and not plan.is_async):  # measured as short
             if get_ident() == self._dispatcher_id:  # released by the dispatcher's own report
                 self._inline.append(attempt)
                 return
@@ -109,11 +112,6 @@ class ThreadExecutor(WorkerPool):
         with self._cond:
             if self._enqueue(attempt):
                 self._spawn()
-
-    def _short(self, attempt: Any) -> bool:
-        plan = attempt.plan
-        cost = self._cost.get(plan.body)
-        return cost is not None and cost < self.inline_below and not plan.is_async
 
     def _spawn(self) -> None:
         """Start a worker (the caller holds ``_cond``)."""

@@ -12,6 +12,11 @@ attempt), ``error_rate`` (failed attempts / attempts, in [0, 1]) and ``last_exec
 (POSIX time the last attempt started); ``{"status": "no_executions"}`` before any attempt.
 Attempts that were cancelled or abandoned after a timeout never report, so they are not
 counted.
+
+The figures are kept for at most ``[taskloom.stats] max_names`` task names (default 10,000):
+past that, the names first seen longest ago are dropped (their figures start again at their
+next attempt), so a long-lived process running ever new names, or one huge workflow, keeps
+bounded memory.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from taskloom import StashKey, hookimpl
+from taskloom import ConfigError, StashKey, hookimpl
 
 #: ``Run.stash``: the collector of the run's plugin set.
 RUN_KEY: StashKey[StatsCollector] = StashKey()
@@ -30,6 +36,8 @@ RUN_KEY: StashKey[StatsCollector] = StashKey()
 KEEP_FAILURES = 10
 
 NO_EXECUTIONS = {"status": "no_executions"}
+#: Task names whose figures are kept (``[taskloom.stats] max_names``).
+MAX_NAMES = 10_000
 
 
 class _TaskStats:
@@ -80,23 +88,29 @@ class StatsCollector:
     and no worker ever waits for a fold (folding 50,000 records takes tens of ms).
     """
 
-    FOLD_AT = 50_000
+    FOLD_AT = 10_000
     #: Records folded per hold of the lock by the folding thread (a reader waits at most that).
     CHUNK = 2_000
 
-    def __init__(self) -> None:
+    def __init__(self, max_names: int = MAX_NAMES) -> None:
+        self.max_names = max_names
         self._lock = threading.Lock()
         self._folder = threading.Lock()  # held while a folding thread runs: at most one
         self._tasks: dict[str, _TaskStats] = {}
-        self._pending: deque[tuple[str, int, float, float, BaseException | None,
+        self.pending: deque[tuple[str, int, float, float, BaseException | None,
                                    str | None]] = deque()
 
     def record(self, name: str, number: int, started: float, duration: float,
                error: BaseException | None, run_id: str | None = None) -> None:
         """One attempt of task ``name`` ended; ``started`` is its POSIX start time."""
-        pending = self._pending
+        pending = self.pending
         pending.append((name, number, started, duration, error, run_id))
-        if len(pending) >= self.FOLD_AT and self._folder.acquire(blocking=False):
+        if len(pending) >= self.FOLD_AT:
+            self.fold_behind()
+
+    def fold_behind(self) -> None:
+        """Start a thread folding the pending records, unless one runs already."""
+        if self._folder.acquire(blocking=False):
             try:
                 threading.Thread(target=self._fold_behind, name="taskloom-stats-fold",
                                  daemon=True).start()
@@ -106,7 +120,7 @@ class StatsCollector:
 
     def _fold_behind(self) -> None:
         try:
-            while self._pending:
+            while self.pending:
                 self._fold(self.CHUNK)
                 time.sleep(0)  # let the workers run between chunks
         finally:
@@ -114,7 +128,7 @@ class StatsCollector:
 
     def _fold(self, limit: int | None = None) -> None:
         """Fold pending records (at most ``limit``) into the per-name figures."""
-        pending, tasks = self._pending, self._tasks
+        pending, tasks = self.pending, self._tasks
         with self._lock:
             # popleft, never a swap: a record appended meanwhile waits for the next fold.
             for _ in range(len(pending) if limit is None else min(limit, len(pending))):
@@ -122,6 +136,8 @@ class StatsCollector:
                 message = None if error is None else f"{type(error).__name__}: {error}"
                 st = tasks.get(name)
                 if st is None:
+                    if len(tasks) >= self.max_names:
+                        del tasks[next(iter(tasks))]  # the name first seen longest ago
                     st = tasks[name] = _TaskStats()
                 st.count += 1
                 st.total += duration
@@ -202,8 +218,28 @@ class StatsCollector:
 
 @hookimpl
 def taskloom_register(registry: Any) -> None:
+    from taskloom.kernel.schema import Key
+
     collector = StatsCollector()
     registry.add("stats", "attempts", lambda: collector)
+    registry.add_config_section("stats", {
+        "max_names": Key(("integer",), f"task names whose figures are kept (default "
+                         f"{MAX_NAMES:,}); the first seen are dropped past it", minimum=1),
+    })
+
+
+def max_names(config: Mapping[str, Any]) -> int:
+    """``[taskloom.stats] max_names``, checked."""
+    section = config.get("stats") or {}
+    value = section.get("max_names", MAX_NAMES) if isinstance(section, Mapping) else section
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"stats.max_names must be an integer >= 1, got {value!r}")
+    return value
+
+
+@hookimpl
+def taskloom_configure(config: Any) -> None:
+    max_names(config)  # a bad value is a configuration error, before any run
 
 
 @hookimpl
@@ -213,7 +249,11 @@ def taskloom_attempt_finish(
     collector = run.stash.get(RUN_KEY, None)
     if collector is None:
         collector = run.stash[RUN_KEY] = run.plugins.registry.first("stats")
+        collector.max_names = max_names(run.plugins.config)
     finished = attempt.finished
     duration = 0.0 if finished is None else finished - attempt.started
-    collector.record(task.name, attempt.number, run.clock.time() - duration, duration, error,
-                     run.id)
+    pending = collector.pending  # record(), inlined: once per attempt
+    pending.append((task.name, attempt.number, run.clock.time() - duration, duration, error,
+                    run.id))
+    if len(pending) >= collector.FOLD_AT:
+        collector.fold_behind()
