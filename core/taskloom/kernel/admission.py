@@ -132,8 +132,16 @@ def terminal(run: Run, task: Task, stack: list[Task] | None = None) -> None:
     stack = [task]
     while stack:
         up = stack.pop()
+        completed = up._status is COMPLETED
         for d in up._dependents:
-            if d._status is WAITING:
+            if d._status is not WAITING:
+                continue
+            if completed and d.trigger_rule == "all_success":  # dep_done's common case
+                d._waiting_on -= 1
+                if not d._waiting_on:
+                    run._set(d, READY)
+                    run._push(d)
+            else:
                 dep_done(run, d, up, stack)
     if run._open == 0:
         run._idle.set()

@@ -41,10 +41,7 @@ MAX_NAMES = 10_000
 
 
 class _TaskStats:
-    __slots__ = (
-        "count", "errors", "failures", "last_duration", "last_error", "last_number",
-        "last_run", "last_start", "max", "min", "total",
-    )
+    __slots__ = ("count", "errors", "failures", "last", "max", "min", "total")
 
     def __init__(self) -> None:
         self.count = 0
@@ -52,11 +49,9 @@ class _TaskStats:
         self.total = 0.0
         self.min = float("inf")
         self.max = 0.0
-        self.last_start = 0.0
-        self.last_duration = 0.0
-        self.last_number = 0
-        self.last_error: str | None = None
-        self.last_run: str | None = None
+        #: The last attempt: (name, number, started, duration, error message, run id).
+        self.last: tuple[str, int, float, float, str | None, str | None] = (
+            "", 0, 0.0, 0.0, None, None)
         # (attempt, started, duration, error, run id) of recent failures, made on the first
         self.failures: list[tuple[int, float, float, str, str | None]] | None = None
 
@@ -72,6 +67,10 @@ def _summary(count: int, errors: int, total: float, low: float, high: float,
         "total_duration": total,
         "last_execution": last,
     }
+
+
+def _message(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _when(ts: float) -> str:
@@ -132,8 +131,8 @@ class StatsCollector:
         with self._lock:
             # popleft, never a swap: a record appended meanwhile waits for the next fold.
             for _ in range(len(pending) if limit is None else min(limit, len(pending))):
-                name, number, started, duration, error, run_id = pending.popleft()
-                message = None if error is None else f"{type(error).__name__}: {error}"
+                record = pending.popleft()
+                name, duration, error = record[0], record[3], record[4]
                 st = tasks.get(name)
                 if st is None:
                     if len(tasks) >= self.max_names:
@@ -145,17 +144,15 @@ class StatsCollector:
                     st.min = duration
                 if duration > st.max:
                     st.max = duration
-                st.last_start = started
-                st.last_duration = duration
-                st.last_number = number
-                st.last_error = message
-                st.last_run = run_id
-                if message is not None:
+                st.last = record  # type: ignore[assignment]  # its error is None
+                if error is not None:
+                    message = _message(error)  # kept, not the error: its traceback holds frames
+                    st.last = (name, record[1], record[2], duration, message, record[5])
                     st.errors += 1
                     failures = st.failures
                     if failures is None:
                         failures = st.failures = []
-                    failures.append((number, started, duration, message, run_id))
+                    failures.append((record[1], record[2], duration, message, record[5]))
                     if len(failures) > KEEP_FAILURES:
                         del failures[0]
 
@@ -167,7 +164,7 @@ class StatsCollector:
                 st = self._tasks.get(task_name)
                 if st is None or not st.count:
                     return dict(NO_EXECUTIONS)
-                return _summary(st.count, st.errors, st.total, st.min, st.max, st.last_start)
+                return _summary(st.count, st.errors, st.total, st.min, st.max, st.last[2])
             every = list(self._tasks.values())
             if not every:
                 return dict(NO_EXECUTIONS)
@@ -177,7 +174,7 @@ class StatsCollector:
                 sum(s.total for s in every),
                 min(s.min for s in every),
                 max(s.max for s in every),
-                max(s.last_start for s in every),
+                max(s.last[2] for s in every),
             )
 
     def debug_info(self, task_name: str) -> list[str]:
@@ -188,7 +185,7 @@ class StatsCollector:
             if st is None:
                 return []
             failures = list(st.failures or ())
-            last = (st.last_number, st.last_start, st.last_duration, st.last_error, st.last_run)
+            last = st.last[1:]
             count, errors = st.count, st.errors
         lines = [f"{count} attempt(s), {errors} failed"]
         for number, started, duration, message, run_id in failures:
