@@ -36,8 +36,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pluggy
 
 if TYPE_CHECKING:
-    import datetime
-
     from taskloom.kernel.decisions import Fail, Fallback, Retry
     from taskloom.kernel.engine import Attempt, Run, RunSummary
     from taskloom.kernel.registry import Registry
@@ -319,56 +317,6 @@ def taskloom_task_overrun(task: Task, attempt: Attempt, run: Run) -> None:
     its result is discarded.
 
     ``task``, ``attempt``, ``run``: as for ``taskloom_attempt_finish``.
-
-    Return: ignored (observer).
-    """
-
-
-@observer
-def taskloom_schedule_fire(
-    job: Any, scheduled_for: datetime.datetime, fired_at: datetime.datetime
-) -> None:
-    """A scheduled job fired.
-
-    When: each time the scheduler starts a job's run.
-
-    ``job``: the scheduler's job (``job.id``, ``job.task``, ``job.trigger``; the scheduler
-    is a plugin component, so its class is not the kernel's to name).
-    ``scheduled_for``: the aware datetime it was due. ``fired_at``: when it really started.
-
-    Return: ignored (observer).
-    """
-
-
-@observer
-def taskloom_schedule_misfire(
-    job: Any, scheduled_for: datetime.datetime, fired_at: datetime.datetime
-) -> None:
-    """A scheduled run was skipped because it was later than the job's misfire grace time.
-
-    When: when the scheduler notices a due time that is too old to run.
-
-    ``job``: the job. ``scheduled_for``: the missed due time. ``fired_at``: when it was
-    noticed.
-
-    Return: ignored (observer).
-    """
-
-
-@observer
-def taskloom_schedule_overlap(job: Any, scheduled_for: datetime.datetime,
-                              fired_at: datetime.datetime, running: int) -> None:
-    """A scheduled run was skipped: its job was at ``max_instances`` or ``max_active_runs``.
-
-    ``max_instances`` counts this scheduler's runs of the job, ``max_active_runs`` those of
-    every process sharing the store; ``job.skipped_by`` says which limit it was.
-
-    When: when the scheduler's background thread reaches a due time and finds that many runs
-    of the job still in progress (``run_pending`` waits for one to end instead, and the
-    missed runs of a catch-up wait for each other, so neither skips).
-
-    ``job``: the job. ``scheduled_for``: the skipped due time (aware datetime).
-    ``fired_at``: when the skip happened. ``running``: how many runs of the job were going.
 
     Return: ignored (observer).
     """

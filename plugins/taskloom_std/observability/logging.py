@@ -148,7 +148,7 @@ def _enabled() -> bool:
     return log.isEnabledFor(logging.INFO)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def taskloom_schedule_fire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
     if not _enabled():
         return
@@ -158,7 +158,7 @@ def taskloom_schedule_fire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
                     "scheduled_for": scheduled_for, "fired_at": fired_at})
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
     if not _enabled():
         return
@@ -168,7 +168,7 @@ def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> No
                     "scheduled_for": scheduled_for, "fired_at": fired_at})
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
     if not _enabled():
         return

@@ -591,7 +591,7 @@ def _lateness(scheduled_for: Any, fired_at: Any) -> float:
         return 0.0
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def taskloom_schedule_fire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
     tel = _ambient()
     if tel is None:
@@ -609,7 +609,7 @@ def taskloom_schedule_fire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
         span.end(end_time=at)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> None:
     tel = _ambient()
     if tel is None:
@@ -628,7 +628,7 @@ def taskloom_schedule_misfire(job: Any, scheduled_for: Any, fired_at: Any) -> No
         span.end(end_time=at)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def taskloom_schedule_overlap(job: Any, scheduled_for: Any, fired_at: Any, running: int) -> None:
     tel = _ambient()
     if tel is None:
@@ -647,7 +647,7 @@ def taskloom_schedule_overlap(job: Any, scheduled_for: Any, fired_at: Any, runni
         span.end(end_time=at)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def taskloom_circuit_change(key: str, old: str, new: str, task: Any) -> None:
     tel = _ambient(task)
     if tel is None:

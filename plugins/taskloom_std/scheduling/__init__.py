@@ -13,10 +13,16 @@ from typing import Any
 from taskloom import hookimpl
 from taskloom_std.scheduling.conditional import ConditionalTrigger
 from taskloom_std.scheduling.cron import CronTrigger
+from taskloom_std.scheduling.hookspecs import HookSpecs
 from taskloom_std.scheduling.scheduler import TaskScheduler
 from taskloom_std.scheduling.simple import DateTrigger, IntervalTrigger
 
 __all__ = ["ConditionalTrigger", "CronTrigger", "DateTrigger", "IntervalTrigger", "TaskScheduler"]
+
+
+@hookimpl
+def taskloom_addhooks(pluginmanager: Any) -> None:
+    pluginmanager.add_hookspecs(HookSpecs)
 
 
 @hookimpl

@@ -36,7 +36,7 @@ class FireLog:
             click.echo(line)
             sys.stdout.flush()
 
-    @hookimpl
+    @hookimpl(optionalhook=True)
     def taskloom_schedule_fire(self, job: Any, scheduled_for: datetime,
                                fired_at: datetime) -> None:
         late = (fired_at - scheduled_for).total_seconds()
@@ -65,13 +65,13 @@ class FireLog:
         self._echo(f"{stamp} FAILED {run.name} (run {run.id}): {status}"
                    + (f": {why}" if why else ""))
 
-    @hookimpl
+    @hookimpl(optionalhook=True)
     def taskloom_schedule_misfire(self, job: Any, scheduled_for: datetime,
                                   fired_at: datetime) -> None:
         self._echo(f"{_stamp(fired_at)} skipped {job.id} (task {job.task.name}) due "
                    f"{_stamp(scheduled_for)}: later than its misfire grace time")
 
-    @hookimpl
+    @hookimpl(optionalhook=True)
     def taskloom_schedule_overlap(self, job: Any, scheduled_for: datetime, fired_at: datetime,
                                   running: int) -> None:
         limit = getattr(job, "skipped_by", None) or f"max_instances {job.max_instances}"
