@@ -209,10 +209,11 @@ class TaskManager:
         stack = list(roots)
         while stack:
             task = stack.pop()
-            over = task.map.over if isinstance(task, MappedTask) else None
-            if over is not None and over not in task.dependencies and (
-                    over in batch or over in self._by_name):
-                task.dependencies.append(over)  # mapped over a task: it runs first
+            if isinstance(task, MappedTask):
+                over = task.map.over
+                if over is not None and over not in task.dependencies and (
+                        over in batch or over in self._by_name):
+                    task.dependencies.append(over)  # mapped over a task: it runs first
             for dep in task.dependencies:
                 if dep in batch or dep in restored or dep in busy:
                     continue
@@ -299,8 +300,9 @@ class TaskManager:
                         if known.get(t.name) is not t:
                             self.add_task(t)
                 # A root still going in another run is not run twice: its caller waits for it.
-                todo = [t for t in roots if (t.status in TERMINAL or t.run is None)
-                        and not (t.run is None and t.name in self._mapping)]
+                mapping = self._mapping
+                todo = [t for t in roots if (t._status in TERMINAL or t._run is None)
+                        and not (t._run is None and mapping and t.name in mapping)]
                 batch, restored, busy = self._closure(todo, fresh=not reuse_upstream)
                 if not busy:
                     run = self.engine.open_run(run_id=run_id, name=name, trigger=trigger)
@@ -392,18 +394,18 @@ class TaskManager:
             if release is not None:
                 release()
         with self._lock:
-            finished, by_name = self._finished, self._by_name
-            for t in run.tasks.values():
-                if by_name.get(t.name) is t and t._status in TERMINAL:
-                    if t.name in finished:
-                        finished.move_to_end(t.name)
+            finished, known = self._finished, self._by_name.get
+            for name, t in run.tasks.items():
+                if known(name) is t and t._status in TERMINAL:
+                    if name in finished:
+                        finished.move_to_end(name)
                     else:
-                        finished[t.name] = None
+                        finished[name] = None
             while len(finished) > self.retention:
                 task_id, _ = finished.popitem(last=False)
-                gone = by_name.get(task_id)
+                gone = known(task_id)
                 if gone is not None and gone.status in TERMINAL:
-                    del by_name[task_id]
+                    del self._by_name[task_id]
 
     def _finish(self, run: Run) -> None:
         """Wait for ``run`` and close it."""
