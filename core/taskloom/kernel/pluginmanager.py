@@ -197,13 +197,21 @@ class FastHook:
             kwargs = dict(zip(self._argnames, args, strict=True))
             return self._caller(**kwargs)  # type: ignore[no-any-return]
         results: list[Any] = []
-        if limit := self._ps.watchdog:
-            call: list[Any] = [None, self.name, threading.get_ident(), limit, None]
-            CALLS[key := id(call)] = call
+        if not (limit := self._ps.watchdog):  # the common case, without the watchdog's marks
+            for plugin, fn, picks in impls:
+                try:
+                    result = fn(*args) if picks is None else fn(*[args[i] for i in picks])
+                except Exception as exc:
+                    contain(exc, self._kind, plugin, self.name)
+                    continue
+                if result is not None:
+                    results.append(result)
+            return results
+        call: list[Any] = [None, self.name, threading.get_ident(), limit, None]
+        CALLS[key := id(call)] = call
         try:
             for plugin, fn, picks in impls:
-                if limit:
-                    call[0] = plugin
+                call[0] = plugin
                 try:
                     result = fn(*args) if picks is None else fn(*[args[i] for i in picks])
                 except Exception as exc:
@@ -212,8 +220,7 @@ class FastHook:
                 if result is not None:
                     results.append(result)
         finally:
-            if limit:
-                del CALLS[key]
+            del CALLS[key]
         return results
 
 

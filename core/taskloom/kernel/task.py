@@ -35,11 +35,11 @@ def validate_priority(name: str, priority: object) -> int:
 
 def _names(task: str, what: str, value: object) -> list[str]:
     """``value`` as a list of non-empty strings (task names, tags); TypeError naming the task."""
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    if type(value) is not list and (isinstance(value, str) or not isinstance(value, Iterable)):
         raise TypeError(f"task {task!r}: {what} must be a list of strings, got {value!r}")
     items = list(value)
     for item in items:
-        if not isinstance(item, str) or not item:
+        if (type(item) is not str and not isinstance(item, str)) or not item:
             raise TypeError(f"task {task!r}: {what} must be a list of non-empty strings, "
                             f"got {item!r} in it")
     return items
