@@ -78,7 +78,7 @@ class Run:
         self._max_inflight = self._default_executor.max_workers
         self._inflight = 0
         self._open = 0
-        self._seq = 0
+        self._queued = 0  # tasks in the queue: a count the hot path reads without a call
         self._started = False
         self._cancelling = False
         self._closed = False
@@ -116,7 +116,7 @@ class Run:
     @property
     def queued(self) -> int:
         """Ready tasks waiting for a worker."""
-        return len(self._queue)
+        return self._queued
 
     @property
     def inflight(self) -> int:
@@ -227,6 +227,7 @@ class Run:
         with self._lock:
             self._cancelling = True
             self._queue.clear()
+            self._queued = 0
             for t in list(self.tasks.values()):
                 if t._status not in TERMINAL:
                     cancel_locked(self, t, "run cancelled")
@@ -297,8 +298,7 @@ class Run:
             self.plugins.fast["taskloom_task_transition"](task, old, new, self)
 
     def _push(self, task: Task) -> None:
-        self._seq += 1
-        task._seq = self._seq
+        self._queued += 1
         self._queue.push(task)
 
     def _dispatch(self) -> None:
@@ -309,8 +309,9 @@ class Run:
             self._dispatch_limited(self._limiter)
             return
         queue, limit = self._queue, self._max_inflight
-        while self._inflight < limit and queue:
+        while self._inflight < limit and self._queued:
             task = queue.pop()
+            self._queued -= 1
             status = task._status
             if status is READY or status is RETRYING:  # else cancelled while queued
                 self._start(task)
@@ -321,8 +322,9 @@ class Run:
         while self._inflight < self._max_inflight:
             if woken:
                 task = woken.popleft()
-            elif queue:
+            elif self._queued:
                 task = queue.pop()
+                self._queued -= 1
             else:
                 return
             status = task._status
@@ -336,7 +338,11 @@ class Run:
                 self.clock.call_later(float(verdict), functools.partial(self._requeue, task))
 
     def _start(self, task: Task) -> None:
-        self._set(task, RUNNING)
+        old, task._status = task._status, RUNNING  # from ready or retrying: always allowed
+        if self._store_transition is not None:
+            self._store_transition(task, old, RUNNING, self)
+        if self._flags.transition:
+            self.plugins.fast["taskloom_task_transition"](task, old, RUNNING, self)
         task.attempts += 1
         task._attempt = attempt = Attempt(task, task.attempts, self)
         if task._started is None:
@@ -401,7 +407,7 @@ class Run:
                     self._unrecorded(task, unrecorded)
                 else:
                     self._apply_failure(task, error, decision)  # type: ignore[arg-type]
-            if self._queue or self._limiter is not None:
+            if self._queued or self._limiter is not None:
                 self._dispatch()
 
     def _unrecorded(self, task: Task, exc: BaseException) -> None:

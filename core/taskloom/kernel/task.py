@@ -87,7 +87,6 @@ class Task(HasStash):
         "_id",
         "_plan",
         "_run",
-        "_seq",
         "_started",
         "_status",
         "_waiting_on",
@@ -177,7 +176,6 @@ class Task(HasStash):
         self._attempt: Any = None
         self._waiting_on = 0
         self._dependents: list[Task] = ()  # type: ignore[assignment]  # a list once it joins
-        self._seq = 0
 
     # -- identity and metadata ------------------------------------------------------------
     @property
