@@ -51,7 +51,14 @@ def test_dir_lists_every_public_name_before_any_loads():
     assert out == "True []"
 
 
-def test_version_command_loads_neither_the_engine_nor_plugins():
+def test_the_version_command_loads_only_its_own_module():
+    code = ("import sys\nsys.argv[1:] = ['--version']\n"
+            "from taskloom.app.command import main\nmain()")
+    added = _added_modules(code)
+    assert sorted(added - PACKAGE_ONLY - {"taskloom.app", "taskloom.app.command"}) == []
+
+
+def test_the_click_group_answers_version_without_the_engine_or_plugins():
     code = ("from taskloom.app.cli import main\n"
             "try:\n    main(['--version'])\nexcept SystemExit as stop:\n"
             "    assert stop.code == 0, stop.code")
