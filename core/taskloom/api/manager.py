@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import queue as queues
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -262,6 +261,8 @@ class TaskManager:
         """
         roots = list(tasks)
         name = name or self.name
+        import uuid  # per run; loading the manager skips uuid (and platform)
+
         run_id, release = self.engine.claim(uuid.uuid4().hex[:12], name, **(claim or {}))
         try:
             run, flow = self._open(roots, name, trigger, reuse_upstream, register, run_id,

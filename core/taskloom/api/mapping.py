@@ -27,7 +27,6 @@ with an error saying so.
 
 from __future__ import annotations
 
-import asyncio
 import keyword
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -217,6 +216,8 @@ class _Instance(Task):
             kwargs["context"] = context
         result = self.fn(**kwargs)  # type: ignore[misc]
         if self._is_async:
+            import asyncio  # only async bodies pay for the import
+
             result = asyncio.run(result)
         return result
 

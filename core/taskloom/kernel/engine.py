@@ -4,7 +4,6 @@ is a run (run.py, admission.py, recording.py, attempt.py); their public names im
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +172,7 @@ class Engine:
         claim_run = getattr(self.store, "claim_run", None)
         if claim_run is None or (run_id is None and not options.get("max_active_runs")):
             return run_id, lambda: None
+        import uuid  # per run, not per task; loading the engine skips uuid (and platform)
         run_id = run_id or uuid.uuid4().hex[:12]
         return run_id, claim_run(run_id, name, **options)
 

@@ -50,19 +50,19 @@ def _entry_points() -> tuple[PluginInfo, ...]:
 
     found: list[PluginInfo] = []
     seen: set[str] = set()
+    # One parse of each distribution's METADATA, not two per entry point: an entry point
+    # shares its distribution object with its siblings.
+    about: dict[int, tuple[Any, str | None, str | None]] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in seen:  # the same distribution seen twice on sys.path
             continue
         seen.add(ep.name)
         dist = getattr(ep, "dist", None)
-        found.append(
-            PluginInfo(
-                ep.name,
-                ep.value,
-                dist.metadata["Name"] if dist is not None else None,
-                dist.version if dist is not None else None,
-            )
-        )
+        if dist is not None and id(dist) not in about:  # holding dist keeps its id its own
+            md = dist.metadata
+            about[id(dist)] = (dist, md["Name"], md["Version"])
+        _, name, version = about.get(id(dist), (None, None, None))
+        found.append(PluginInfo(ep.name, ep.value, name, version))
     return tuple(sorted(found, key=lambda e: e.name))
 
 

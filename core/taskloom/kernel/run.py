@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -51,6 +50,7 @@ class Run:
                 f"run trigger {trigger!r} is not one of {', '.join(sorted(TRIGGERS))}"
             )
         self.engine = engine
+        import uuid  # per run, not per task; loading the engine skips uuid (and platform)
         self.id = run_id or uuid.uuid4().hex[:12]
         self.name = name
         #: What started the run (:data:`TRIGGERS`), recorded by the store.
