@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import operator
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -125,13 +126,17 @@ def _fingerprint(names: list[str], deps: list[Any], configs: list[Any], fns: lis
         wheres = list(map(places.__getitem__, fns))
     except TypeError:  # an unhashable callable
         wheres = list(map(_where, fns))
-    # The dependencies as one flat list and each task's count of them: a repr per
-    # dependency list would cost several times as much.
-    columns = [repr(names), repr(list(map(len, deps))),
-               repr(list(itertools.chain.from_iterable(deps))), repr(wheres)]
+    # Each column as its strings' lengths and their concatenation (exact, and C loops
+    # only: a repr per task or per dependency list would cost several times as much).
+    digest = hashlib.sha256()
+    for column in (names, list(itertools.chain.from_iterable(deps)), wheres):
+        digest.update(array("q", map(len, column)).tobytes())
+        digest.update("".join(column).encode("utf-8", "surrogatepass"))
+    digest.update(array("q", map(len, deps)).tobytes())
     if any(configs):
-        columns.append(repr([sorted(c.items(), key=str) if c else None for c in configs]))
-    return hashlib.sha256("\n".join(columns).encode()).hexdigest()[:16]
+        digest.update(repr([sorted(c.items(), key=str) if c else None for c in configs])
+                      .encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
 
 
 class SafeRecorder(QueuedRecorder):

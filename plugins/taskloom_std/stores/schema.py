@@ -298,8 +298,10 @@ def dump_event_columns(tasks: list[str], states: list[Any], times: list[float]) 
     letters = "".join(states)  # queued as letters (STATE_LETTER): one character each
     if len(letters) != len(states):  # states given as TaskState members or their values
         letters = "".join(_BY_VALUE[str(getattr(state, "value", state))] for state in states)
-    return _ENCODER.encode([names, base64.b64encode(positions.tobytes()).decode(),
-                            letters, base64.b64encode(packed.tobytes()).decode()])
+    # Composed around the names' JSON: the other three are base64 or letters, which need no
+    # escaping, and the encoder would scan every character of them.
+    return (f'[{_ENCODER.encode(names)},"{base64.b64encode(positions.tobytes()).decode()}",'
+            f'"{letters}","{base64.b64encode(packed.tobytes()).decode()}"]')
 
 
 def load_event_states(data: Any) -> tuple[list[str], list[str]]:
