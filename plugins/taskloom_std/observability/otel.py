@@ -365,7 +365,13 @@ class _Traced:
 
 
 class AttemptSpan:
-    """Wraps each attempt of one task: a span current where the body runs, its duration."""
+    """Wraps each attempt of one task: a span current where the body runs, its duration.
+
+    The path of an attempt that completes is one method with no call of its own besides the
+    SDK's (start, make current, detach, state, end): everything the plugin needs per run is
+    looked up once on :class:`_Traced`, per task once here (name and attributes), and the
+    clock is read only when a duration histogram takes it.
+    """
 
     __slots__ = ("attributes", "name", "traced")
 
@@ -379,9 +385,10 @@ class AttemptSpan:
             self.attributes["taskloom.task.attempt"] = 1
 
     def _open(self, attempt: Any) -> Any:
-        task = attempt.task
+        """The attempt's span, started and registered: None when it is not current (cancelled
+        or timed out before it started), True when only metrics are taken."""
         if not attempt.current:
-            return None  # cancelled or timed out before it started
+            return None
         traced = self.traced
         tel = traced.telemetry
         if tel.tracer is None:
@@ -393,28 +400,23 @@ class AttemptSpan:
         if number != 1:
             attrs = attrs.copy()
             attrs["taskloom.task.attempt"] = number
-            first = task.stash.get(FIRST_KEY, None)
+            first = attempt.task.stash.get(FIRST_KEY, None)
             if first is not None and first[0] is traced:
                 links = (tel.link(first[1]),)
         span = tel.tracer.start_span(
             self.name, context=traced.context, attributes=attrs, links=links
         )
         traced.open[attempt] = span
-        return span, tel.attach(tel.set_span_in_context(span))
+        return span
 
-    def _close(self, attempt: Any, opened: Any, started: float,
-               error: BaseException | None) -> None:
-        traced = self.traced
-        tel = traced.telemetry
-        if tel.duration is not None:
-            tel.duration.record(time.perf_counter() - started, _OK if error is None else _ERROR)
-        if opened is None:
+    def _close(self, attempt: Any, span: Any, error: BaseException | None) -> None:
+        """After the body (the span, if any, no longer current): end the span unless the
+        error policies are to decide the attempt's outcome."""
+        if span is None:
             return
-        if opened is not True:
-            span, token = opened
-            tel.detach(token)
-            if error is not None:
-                self._failed(attempt, span, error)
+        traced = self.traced
+        if error is not None and span is not True:
+            self._failed(attempt, span, error)
         if not attempt.current:
             # Ended from outside while it ran: cancelled, or failed by a timeout (whose
             # decision normally ended the span already).
@@ -434,25 +436,57 @@ class AttemptSpan:
         self.traced.remember_first(attempt, span)
 
     def __call__(self, call: Any, attempt: Any) -> Any:
-        opened = self._open(attempt)
-        started = time.perf_counter()
+        traced = self.traced
+        tel = traced.telemetry
+        histogram = tel.duration
+        span = self._open(attempt)
+        started = time.perf_counter() if histogram is not None else 0.0
+        token = None if span is None or span is True else tel.attach(
+            tel.set_span_in_context(span))
         try:
             result = call()
         except BaseException as exc:
-            self._close(attempt, opened, started, exc)
+            if histogram is not None:
+                histogram.record(time.perf_counter() - started, _ERROR)
+            if token is not None:
+                tel.detach(token)
+            self._close(attempt, span, exc)
             raise
-        self._close(attempt, opened, started, None)
+        if histogram is not None:
+            histogram.record(time.perf_counter() - started, _OK)
+        if token is not None:
+            tel.detach(token)
+            if attempt.current:  # the usual end, inline: close_attempt's "completed" case
+                if traced.open.pop(attempt, None) is not None:
+                    span.set_attribute("taskloom.task.state", "completed")
+                    span.end()
+                    if tel.tasks is not None:
+                        tel.tasks.add(1, _FINAL_ATTRS["completed"])
+                return result
+        self._close(attempt, span, None)
         return result
 
     async def acall(self, acall: Any, attempt: Any) -> Any:
-        opened = self._open(attempt)
-        started = time.perf_counter()
+        tel = self.traced.telemetry
+        histogram = tel.duration
+        span = self._open(attempt)
+        started = time.perf_counter() if histogram is not None else 0.0
+        token = None if span is None or span is True else tel.attach(
+            tel.set_span_in_context(span))
         try:
             result = await acall()
         except BaseException as exc:
-            self._close(attempt, opened, started, exc)
+            if histogram is not None:
+                histogram.record(time.perf_counter() - started, _ERROR)
+            if token is not None:
+                tel.detach(token)
+            self._close(attempt, span, exc)
             raise
-        self._close(attempt, opened, started, None)
+        if histogram is not None:
+            histogram.record(time.perf_counter() - started, _OK)
+        if token is not None:
+            tel.detach(token)
+        self._close(attempt, span, None)
         return result
 
 
