@@ -776,3 +776,25 @@ def test_results_of_no_value_are_stored_as_such(tmp_path):
         assert rows == [("none", None, None, 0, 600)] and last == (599.0,)
     finally:
         store.close()
+
+
+def test_the_writer_checkpoints_the_log_into_the_database_after_its_rounds(tmp_path,
+                                                                           monkeypatch):
+    from taskloom_std.stores import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_RECORDS", 100)
+    db = tmp_path / "t.db"
+    engine = _engine(db)
+    try:
+        tasks = [Task(f"t{i}", fn=lambda: None) for i in range(300)]
+        assert engine.run(tasks).ok
+        engine.store.flush()
+        engine.store.flush()  # a round after the one whose checkpoint followed it
+        # The database file alone (the log ignored) holds the run: a checkpoint copied it.
+        conn = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
+        try:
+            assert conn.execute("SELECT count(*) FROM results").fetchone() == (300,)
+        finally:
+            conn.close()
+    finally:
+        engine.close()

@@ -149,6 +149,14 @@ def _none_results_insert(rows: int) -> str:
 
 #: Fields per record in each flat queue (the others hold a tuple per record).
 _FIELDS = {"events": EVENT_FIELDS, "results": RESULT_FIELDS}
+#: Records committed between two checkpoints of the write-ahead log (about SQLite's own
+#: 1,000 pages of a run of no-op tasks).
+CHECKPOINT_RECORDS = 50_000
+
+
+def pending_records(batches: list[tuple[str, list[Any]]]) -> int:
+    """How many records a writer round's batches hold."""
+    return sum(len(rows) // _FIELDS.get(kind, 1) for kind, rows in batches)
 
 
 def _is_locked(exc: BaseException) -> bool:
@@ -231,6 +239,11 @@ class SqliteStore(FlatRecorder, RunHistory):
             return
         self._conn = self._open()
         self._register_owner()
+        # The writer checkpoints after a round's waiters are released (_checkpoint), not
+        # inside the COMMIT that crosses SQLite's threshold, where the end of a run waited
+        # for the checkpoint's writes and fsyncs.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._unchecked = 0  # records committed since the last checkpoint
         # Flat queues (FlatRecorder): a state change or a result is a run of fields.
         self._events: list[Any] = []
         self._results: list[Any] = []
@@ -532,20 +545,32 @@ class SqliteStore(FlatRecorder, RunHistory):
                 if self._failure is None or str(self._failure) != str(exc):
                     log.error("%s", exc)
                 self._failure = exc
-            if self._active and not closing:
-                self._poll_cancels()
-            if (self._claims or self._unreleased) and not closing:
-                self._heartbeat()
             with self._cond:
                 self._round_done = number
                 if ok:
                     self._round_ok = number
                 self._cond.notify_all()
+            # What follows is no part of the round: nobody waiting for it waits for these.
+            if self._unchecked >= CHECKPOINT_RECORDS and not closing:
+                self._checkpoint()
+            if self._active and not closing:
+                self._poll_cancels()
+            if (self._claims or self._unreleased) and not closing:
+                self._heartbeat()
             if closing:
                 with self._watch:
                     self._write_number = -1
                     self._watch.notify_all()
                 return
+
+    def _checkpoint(self) -> None:
+        """Copy the committed pages of the write-ahead log into the database (``PASSIVE``:
+        never waiting for readers or writers; what it cannot copy now is copied next time)."""
+        self._unchecked = 0
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # a busy database: tried again after the next rounds
+            log.debug("store %s: checkpoint failed: %s", self.path, exc)
 
     def _watch_loop(self) -> None:
         """Log a write that has run for longer than ``slow_write`` seconds, while it runs."""
@@ -583,7 +608,7 @@ class SqliteStore(FlatRecorder, RunHistory):
             try:
                 self._commit(batches)
             except sqlite3.Error as exc:
-                pending = sum(len(rows) // _FIELDS.get(kind, 1) for kind, rows in batches)
+                pending = pending_records(batches)
                 if _is_locked(exc):
                     raise StoreLockedError(
                         f"store 'sqlite': {pending} records not written: "
@@ -594,6 +619,7 @@ class SqliteStore(FlatRecorder, RunHistory):
                     f"({type(exc).__name__}; {pending} records not written yet)"
                 ) from exc
             self._retry = []
+            self._unchecked += pending_records(batches)
             if self._failure is not None:
                 log.warning("store 'sqlite': writing to %s works again; nothing was lost",
                             self.path)
