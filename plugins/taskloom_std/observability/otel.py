@@ -235,14 +235,15 @@ class _Telemetry:
 
 
 # -- one observed run ---------------------------------------------------------------------------
-def task_attributes(task: Any, run: Any) -> dict[str, Any]:
+def task_attributes(task: Any, run: Any, executor: str | None = None) -> dict[str, Any]:
+    """A task's span attributes; ``executor``: the run's executor's name, when known."""
     # Each attribute costs the SDK a validation per span: the run's id is on the parent span,
     # and tags only when there are some.
     attrs = {
         "taskloom.task.name": task.name,
         "taskloom.task.id": task.id,
         "taskloom.task.priority": task.priority,
-        "taskloom.task.executor": task.executor or run.executor.name,
+        "taskloom.task.executor": task.executor or executor or run.executor.name,
     }
     if task.tags:
         attrs["taskloom.task.tags"] = sorted(task.tags)
@@ -267,6 +268,10 @@ class _Traced:
         # Attempts whose span has not ended yet, with it (True: metrics only). Kept here, not
         # in each attempt's stash: a stash made per attempt costs more than the dict entry.
         self.open: dict[Any, Any] = {}
+        self.executor: str = run.executor.name
+        # The wrapper of every task of the run: one object, not one per task (a long-lived
+        # object per task, with its attributes, is more for the garbage collector to visit).
+        self.wrapper = AttemptSpan(self)
         if telemetry.tracer is not None:
             self.span = telemetry.tracer.start_span(
                 f"run {run.name or run.id}",
@@ -320,7 +325,7 @@ class _Traced:
     def mark(self, task: Any, state: TaskState) -> None:
         """A zero-length span for a task that reached ``state`` without a running attempt."""
         tel = self.telemetry
-        attrs = task_attributes(task, self.run)
+        attrs = task_attributes(task, self.run, self.executor)
         attrs["taskloom.task.state"] = state.value
         at = int(task.completed * 1e9) if task.completed else time.time_ns()
         span = tel.tracer.start_span(
@@ -365,24 +370,18 @@ class _Traced:
 
 
 class AttemptSpan:
-    """Wraps each attempt of one task: a span current where the body runs, its duration.
+    """Wraps each attempt of a run's tasks: a span current where the body runs, its duration.
 
-    The path of an attempt that completes is one method with no call of its own besides the
-    SDK's (start, make current, detach, state, end): everything the plugin needs per run is
-    looked up once on :class:`_Traced`, per task once here (name and attributes), and the
-    clock is read only when a duration histogram takes it.
+    One per run (:attr:`_Traced.wrapper`): a span's name and attributes are made when its
+    attempt starts, and handed to the SDK, which keeps its own copy. The path of an attempt
+    that completes has no call of the plugin's own besides the SDK's (start, make current,
+    detach, state, end), and the clock is read only when a duration histogram takes it.
     """
 
-    __slots__ = ("attributes", "name", "traced")
+    __slots__ = ("traced",)
 
-    def __init__(self, traced: _Traced, task: Any, run: Any) -> None:
+    def __init__(self, traced: _Traced) -> None:
         self.traced = traced
-        self.name = f"task {task.name}"
-        # Built once per task (the first attempt's); a retry copies it.
-        self.attributes: dict[str, Any] = {}
-        if traced.span is not None:
-            self.attributes = task_attributes(task, run)
-            self.attributes["taskloom.task.attempt"] = 1
 
     def _open(self, attempt: Any) -> Any:
         """The attempt's span, started and registered: None when it is not current (cancelled
@@ -394,17 +393,16 @@ class AttemptSpan:
         if tel.tracer is None:
             traced.open[attempt] = True  # metrics only: the outcome is still counted
             return True
-        attrs = self.attributes
+        task = attempt.task
+        attrs = task_attributes(task, traced.run, traced.executor)
+        number = attrs["taskloom.task.attempt"] = attempt.number
         links = None
-        number = attempt.number
         if number != 1:
-            attrs = attrs.copy()
-            attrs["taskloom.task.attempt"] = number
-            first = attempt.task.stash.get(FIRST_KEY, None)
+            first = task.stash.get(FIRST_KEY, None)
             if first is not None and first[0] is traced:
                 links = (tel.link(first[1]),)
         span = tel.tracer.start_span(
-            self.name, context=traced.context, attributes=attrs, links=links
+            f"task {task.name}", context=traced.context, attributes=attrs, links=links
         )
         traced.open[attempt] = span
         return span
@@ -563,7 +561,7 @@ def taskloom_task_wrappers(task: Any, run: Any) -> Any:
         state = traced(run)
     if not state:
         return None
-    return AttemptSpan(state, task, run)
+    return state.wrapper
 
 
 @hookimpl
