@@ -73,12 +73,15 @@ def _api_only_vs_disabled(graph: dict, rounds: int) -> Row:
 class _NullTracer:
     """A tracer whose spans record nothing: what the plugin costs without an SDK's work."""
 
+    def __init__(self) -> None:
+        from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan
+
+        self.span = NonRecordingSpan(INVALID_SPAN_CONTEXT)
+
     def start_span(self, name, context=None, kind=None, attributes=None,  # type: ignore[no-untyped-def]
                    links=None, start_time=None, record_exception=True,
                    set_status_on_exception=True):
-        from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan
-
-        return NonRecordingSpan(INVALID_SPAN_CONTEXT)
+        return self.span
 
 
 class _NullProvider:
