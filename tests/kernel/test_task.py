@@ -1,4 +1,5 @@
 import asyncio
+import os
 from datetime import datetime, timezone
 
 import pytest
@@ -20,6 +21,30 @@ def test_documented_constructor_and_properties():
 
 def test_ids_are_unique():
     assert len({Task("x").id for _ in range(1000)}) == 1000
+
+
+def test_ids_are_version_4_uuids():
+    import uuid
+
+    for _ in range(100):
+        parsed = uuid.UUID(Task("x").id)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_makes_ids_of_its_own():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.close(read)
+        os.write(write, " ".join(Task("x").id for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    mine = {Task("x").id for _ in range(5)}
+    with os.fdopen(read) as f:
+        theirs = set(f.read().split())
+    os.waitpid(pid, 0)
+    assert len(theirs) == 5 and not mine & theirs
 
 
 @pytest.mark.parametrize("bad", [0, 11, -1, 1.5, "1", True, None])

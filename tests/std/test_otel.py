@@ -222,6 +222,24 @@ def test_a_traced_run_calls_no_per_task_hook(sdk):
         assert getattr(traced.flags, flag) == getattr(plain.flags, flag), flag
 
 
+def test_a_traced_run_keeps_one_wrapper_for_all_its_tasks_and_spans_are_complete(sdk):
+    tp, _, exporter, _ = sdk
+    tasks = [Task(f"t{i}", fn=lambda: 1, priority=3, tags=["x", "a"] if i == 0 else None)
+             for i in range(20)]
+    assert make_engine(tp).run(tasks).ok
+    wrappers = {id(w) for t in tasks for w in t._plan.wrappers
+                if isinstance(w, otel.AttemptSpan)}
+    assert len(wrappers) == 1
+    spans = {s.name: s for s in exporter.get_finished_spans() if s.name.startswith("task ")}
+    assert len(spans) == 20
+    for task in tasks:
+        attrs = dict(spans[f"task {task.name}"].attributes)
+        assert attrs.pop("taskloom.task.tags", None) == (("a", "x") if task.name == "t0" else None)
+        assert attrs == {"taskloom.task.name": task.name, "taskloom.task.id": task.id,
+                         "taskloom.task.priority": 3, "taskloom.task.executor": "thread",
+                         "taskloom.task.attempt": 1, "taskloom.task.state": "completed"}
+
+
 def test_a_task_cancelled_while_running_ends_its_span_cancelled(sdk):
     tp, _mp, exporter, _reader = sdk
     running = threading.Event()

@@ -15,7 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskloom import Task, TaskState
-from taskloom_std.stores.recording import QueuedRecorder
+from taskloom_std.stores.recording import (
+    EVENT_FIELDS,
+    RESULT_FIELDS,
+    FlatRecorder,
+    QueuedRecorder,
+)
 from taskloom_std.stores.schema import STATE_LETTER, dump_events, load_events
 
 STATES = list(TaskState)
@@ -126,3 +131,89 @@ def test_stash_get_reads_what_was_set():
     assert task.stash_get(key, 0) == 0
     task.stash[key] = 5
     assert task.stash_get(key, 0) == 5
+
+
+def _flat_recorder() -> tuple[FlatRecorder, list[object], list[object], list[object]]:
+    recorder = FlatRecorder()
+    events: list[object] = []
+    results: list[object] = []
+    errors: list[object] = []
+    recorder._events_extend = events.extend
+    recorder._results_extend = results.extend
+    recorder._errors_append = errors.append
+    return recorder, events, results, errors
+
+
+def test_flat_queues_hold_no_object_per_record():
+    recorder, events, results, _ = _flat_recorder()
+
+    class R:
+        id = "r1"
+
+    task = Task("a", fn=lambda: None)
+    for state in (TaskState.READY, TaskState.RUNNING, TaskState.COMPLETED):
+        recorder.record_transition(task, None, state, R())
+    assert len(events) == 3 * EVENT_FIELDS and len(results) == RESULT_FIELDS
+    assert events[:EVENT_FIELDS][:3] == ["r1", "a", "y"]
+    assert results[:4] == ["r1", "a", None, events[-1]] and results[4] is False
+    assert not any(gc.is_tracked(item) for item in events + results)
+
+
+def test_a_failure_is_queued_with_its_error():
+    recorder, events, results, errors = _flat_recorder()
+
+    class R:
+        id = "r1"
+
+    task = Task("a", fn=lambda: None)
+    recorder.record_transition(task, None, TaskState.FAILED, R())
+    assert len(events) == EVENT_FIELDS and not results
+    assert len(errors) == 1 and errors[0][:3] == ("r1", "a", TaskState.FAILED)
+
+
+def test_taking_from_a_flat_queue_while_others_add_loses_and_splits_nothing():
+    import threading
+
+    queue: list[object] = []
+    taken: list[object] = []
+    stop = threading.Event()
+
+    def add(who: str) -> None:
+        for i in range(20_000):
+            queue.extend((who, i, "y", 1.0))
+
+    def take() -> None:
+        while not stop.is_set() or queue:
+            rows = FlatRecorder._take(queue, EVENT_FIELDS)
+            assert len(rows) % EVENT_FIELDS == 0
+            taken.extend(rows)
+
+    adders = [threading.Thread(target=add, args=(w,)) for w in "ab"]
+    taker = threading.Thread(target=take)
+    taker.start()
+    for t in adders:
+        t.start()
+    for t in adders:
+        t.join()
+    stop.set()
+    taker.join()
+    records = [tuple(taken[i:i + EVENT_FIELDS]) for i in range(0, len(taken), EVENT_FIELDS)]
+    for who in "ab":
+        assert [r[1] for r in records if r[0] == who] == list(range(20_000))
+
+
+def test_the_fingerprint_of_task_objects_is_that_of_their_tuples():
+    recorder = QueuedRecorder()
+    recorder.config_path = None
+
+    def body() -> None:
+        return None
+
+    tasks = [Task("b", fn=body, dependencies=["a", "c"]), Task("a", fn=body),
+             Task("c", fn=None, config={"k": 1})]
+    as_tuples = [(t.name, tuple(t.dependencies), t.config, t.fn) for t in tasks]
+    assert recorder._tasks_hash(tasks) == recorder._config_hash(as_tuples)
+    # The dependencies' grouping counts, not only their sequence.
+    moved = [Task("b", fn=body, dependencies=["a"]), Task("a", fn=body),
+             Task("c", fn=None, config={"k": 1}, dependencies=["b"])]
+    assert recorder._tasks_hash(moved) != recorder._tasks_hash(tasks)

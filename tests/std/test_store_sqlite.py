@@ -730,3 +730,71 @@ def test_event_batches_pickled_by_an_older_taskloom_are_skipped_never_unpickled(
         store.close()
     assert record is not None and outcomes["t"][:2] == ("completed", True)
     assert not marker.exists()
+
+
+def test_one_writer_round_with_two_runs_interleaved_stores_each_runs_own(tmp_path):
+    store = SqliteStore(path=tmp_path / "t.db")
+    try:
+        conn = store._conn
+        # Two runs' changes as one round takes them from the flat queue: r1, r2, r2, r1.
+        events = ["r1", "a", "y", 1.0, "r2", "b", "y", 2.0, "r2", "b", "c", 3.0,
+                  "r1", "a", "c", 4.0]
+        results = ["r1", "a", None, 4.0, False, "r2", "b", [1, 2], 3.0, False,
+                   "r1", "c", None, 5.0, True]
+        conn.execute("BEGIN")
+        store._write_events(conn, events)
+        store._write_results(conn, results)
+        conn.execute("COMMIT")
+        with store.read() as reader:
+            assert store.events(reader, "r1") == [("r1", "a", "ready", 1.0),
+                                                  ("r1", "a", "completed", 4.0)]
+            assert store.events(reader, "r2") == [("r2", "b", "ready", 2.0),
+                                                  ("r2", "b", "completed", 3.0)]
+            hits = dict(reader.execute("SELECT task, cache_hit FROM results WHERE run_id = 'r1'"))
+        assert hits == {"a": 0, "c": 1}
+        assert store.outcomes("r2")["b"] == ("completed", True, [1, 2], None, None)
+        assert store.outcomes("r1")["a"] == ("completed", True, None, None, None)
+    finally:
+        store.close()
+
+
+def test_results_of_no_value_are_stored_as_such(tmp_path):
+    store = SqliteStore(path=tmp_path / "t.db")
+    try:
+        conn = store._conn
+        results: list[object] = []
+        for i in range(600):  # more than one statement's rows
+            results.extend(("r1", f"t{i}", None, float(i), False))
+        conn.execute("BEGIN")
+        store._write_results(conn, results)
+        conn.execute("COMMIT")
+        with store.read() as reader:
+            rows = reader.execute(
+                "SELECT kind, value, note, cache_hit, count(*) FROM results GROUP BY 1, 2, 3, 4"
+            ).fetchall()
+            last = reader.execute("SELECT t FROM results WHERE task = 't599'").fetchone()
+        assert rows == [("none", None, None, 0, 600)] and last == (599.0,)
+    finally:
+        store.close()
+
+
+def test_the_writer_checkpoints_the_log_into_the_database_after_its_rounds(tmp_path,
+                                                                           monkeypatch):
+    from taskloom_std.stores import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_RECORDS", 100)
+    db = tmp_path / "t.db"
+    engine = _engine(db)
+    try:
+        tasks = [Task(f"t{i}", fn=lambda: None) for i in range(300)]
+        assert engine.run(tasks).ok
+        engine.store.flush()
+        engine.store.flush()  # a round after the one whose checkpoint followed it
+        # The database file alone (the log ignored) holds the run: a checkpoint copied it.
+        conn = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
+        try:
+            assert conn.execute("SELECT count(*) FROM results").fetchone() == (300,)
+        finally:
+            conn.close()
+    finally:
+        engine.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from _random import Random as _Random
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -46,15 +47,15 @@ def _names(task: str, what: str, value: object) -> list[str]:
 
 
 def _uuid4_hex() -> str:
-    """``uuid.uuid4().hex`` without building a UUID object (a third of the cost): traced
-    and managed tasks each need one."""
-    n = int.from_bytes(os.urandom(16), "big")
-    n = (n & _UUID_CLEAR) | _UUID_V4
+    """``uuid.uuid4().hex`` without a UUID object: traced and managed tasks each need one."""
+    n = (_IDS.getrandbits(128) & _UUID_CLEAR) | _UUID_V4
     return f"{n:032x}"
 
 
 _UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits
 _UUID_V4 = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+_IDS = _Random()  # ids need uniqueness, not secrecy: no system call per id (urandom's)
+getattr(os, "register_at_fork", lambda **_: None)(after_in_child=_IDS.seed)  # forks differ
 
 
 def _utc(ts: float | None) -> datetime | None:

@@ -60,8 +60,6 @@ RUN_KEY: StashKey[_Traced | bool] = StashKey()
 FIRST_KEY: StashKey[tuple[_Traced, Any]] = StashKey()
 #: ``Task.stash``: (run state, state) of the task's last span, so none is told twice.
 LAST_KEY: StashKey[tuple[_Traced, str]] = StashKey()
-#: ``Task.stash``: the task's attempt wrapper in the run tracing it.
-SPANS_KEY: StashKey[AttemptSpan] = StashKey()
 
 EXPORTERS = ("compact", "console", "otlp", "memory", "none")
 
@@ -237,14 +235,15 @@ class _Telemetry:
 
 
 # -- one observed run ---------------------------------------------------------------------------
-def task_attributes(task: Any, run: Any) -> dict[str, Any]:
+def task_attributes(task: Any, run: Any, executor: str | None = None) -> dict[str, Any]:
+    """A task's span attributes; ``executor``: the run's executor's name, when known."""
     # Each attribute costs the SDK a validation per span: the run's id is on the parent span,
     # and tags only when there are some.
     attrs = {
         "taskloom.task.name": task.name,
         "taskloom.task.id": task.id,
         "taskloom.task.priority": task.priority,
-        "taskloom.task.executor": task.executor or run.executor.name,
+        "taskloom.task.executor": task.executor or executor or run.executor.name,
     }
     if task.tags:
         attrs["taskloom.task.tags"] = sorted(task.tags)
@@ -269,6 +268,10 @@ class _Traced:
         # Attempts whose span has not ended yet, with it (True: metrics only). Kept here, not
         # in each attempt's stash: a stash made per attempt costs more than the dict entry.
         self.open: dict[Any, Any] = {}
+        self.executor: str = run.executor.name
+        # The wrapper of every task of the run: one object, not one per task (a long-lived
+        # object per task, with its attributes, is more for the garbage collector to visit).
+        self.wrapper = AttemptSpan(self)
         if telemetry.tracer is not None:
             self.span = telemetry.tracer.start_span(
                 f"run {run.name or run.id}",
@@ -322,7 +325,7 @@ class _Traced:
     def mark(self, task: Any, state: TaskState) -> None:
         """A zero-length span for a task that reached ``state`` without a running attempt."""
         tel = self.telemetry
-        attrs = task_attributes(task, self.run)
+        attrs = task_attributes(task, self.run, self.executor)
         attrs["taskloom.task.state"] = state.value
         at = int(task.completed * 1e9) if task.completed else time.time_ns()
         span = tel.tracer.start_span(
@@ -367,56 +370,51 @@ class _Traced:
 
 
 class AttemptSpan:
-    """Wraps each attempt of one task: a span current where the body runs, its duration."""
+    """Wraps each attempt of a run's tasks: a span current where the body runs, its duration.
 
-    __slots__ = ("attributes", "name", "traced")
+    One per run (:attr:`_Traced.wrapper`): a span's name and attributes are made when its
+    attempt starts, and handed to the SDK, which keeps its own copy. The path of an attempt
+    that completes has no call of the plugin's own besides the SDK's (start, make current,
+    detach, state, end), and the clock is read only when a duration histogram takes it.
+    """
 
-    def __init__(self, traced: _Traced, task: Any, run: Any) -> None:
+    __slots__ = ("traced",)
+
+    def __init__(self, traced: _Traced) -> None:
         self.traced = traced
-        self.name = f"task {task.name}"
-        # Built once per task (the first attempt's); a retry copies it.
-        self.attributes: dict[str, Any] = {}
-        if traced.span is not None:
-            self.attributes = task_attributes(task, run)
-            self.attributes["taskloom.task.attempt"] = 1
 
     def _open(self, attempt: Any) -> Any:
-        task = attempt.task
+        """The attempt's span, started and registered: None when it is not current (cancelled
+        or timed out before it started), True when only metrics are taken."""
         if not attempt.current:
-            return None  # cancelled or timed out before it started
+            return None
         traced = self.traced
         tel = traced.telemetry
         if tel.tracer is None:
             traced.open[attempt] = True  # metrics only: the outcome is still counted
             return True
-        attrs = self.attributes
+        task = attempt.task
+        attrs = task_attributes(task, traced.run, traced.executor)
+        number = attrs["taskloom.task.attempt"] = attempt.number
         links = None
-        number = attempt.number
         if number != 1:
-            attrs = attrs.copy()
-            attrs["taskloom.task.attempt"] = number
             first = task.stash.get(FIRST_KEY, None)
             if first is not None and first[0] is traced:
                 links = (tel.link(first[1]),)
         span = tel.tracer.start_span(
-            self.name, context=traced.context, attributes=attrs, links=links
+            f"task {task.name}", context=traced.context, attributes=attrs, links=links
         )
         traced.open[attempt] = span
-        return span, tel.attach(tel.set_span_in_context(span))
+        return span
 
-    def _close(self, attempt: Any, opened: Any, started: float,
-               error: BaseException | None) -> None:
-        traced = self.traced
-        tel = traced.telemetry
-        if tel.duration is not None:
-            tel.duration.record(time.perf_counter() - started, _OK if error is None else _ERROR)
-        if opened is None:
+    def _close(self, attempt: Any, span: Any, error: BaseException | None) -> None:
+        """After the body (the span, if any, no longer current): end the span unless the
+        error policies are to decide the attempt's outcome."""
+        if span is None:
             return
-        if opened is not True:
-            span, token = opened
-            tel.detach(token)
-            if error is not None:
-                self._failed(attempt, span, error)
+        traced = self.traced
+        if error is not None and span is not True:
+            self._failed(attempt, span, error)
         if not attempt.current:
             # Ended from outside while it ran: cancelled, or failed by a timeout (whose
             # decision normally ended the span already).
@@ -436,48 +434,58 @@ class AttemptSpan:
         self.traced.remember_first(attempt, span)
 
     def __call__(self, call: Any, attempt: Any) -> Any:
-        opened = self._open(attempt)
-        started = time.perf_counter()
+        traced = self.traced
+        tel = traced.telemetry
+        histogram = tel.duration
+        span = self._open(attempt)
+        started = time.perf_counter() if histogram is not None else 0.0
+        token = None if span is None or span is True else tel.attach(
+            tel.set_span_in_context(span))
         try:
             result = call()
         except BaseException as exc:
-            self._close(attempt, opened, started, exc)
+            if histogram is not None:
+                histogram.record(time.perf_counter() - started, _ERROR)
+            if token is not None:
+                tel.detach(token)
+            self._close(attempt, span, exc)
             raise
-        self._close(attempt, opened, started, None)
+        if histogram is not None:
+            histogram.record(time.perf_counter() - started, _OK)
+        if token is not None:
+            tel.detach(token)
+            if attempt.current:  # the usual end, inline: close_attempt's "completed" case
+                if traced.open.pop(attempt, None) is not None:
+                    span.set_attribute("taskloom.task.state", "completed")
+                    span.end()
+                    if tel.tasks is not None:
+                        tel.tasks.add(1, _FINAL_ATTRS["completed"])
+                return result
+        self._close(attempt, span, None)
         return result
 
     async def acall(self, acall: Any, attempt: Any) -> Any:
-        opened = self._open(attempt)
-        started = time.perf_counter()
+        tel = self.traced.telemetry
+        histogram = tel.duration
+        span = self._open(attempt)
+        started = time.perf_counter() if histogram is not None else 0.0
+        token = None if span is None or span is True else tel.attach(
+            tel.set_span_in_context(span))
         try:
             result = await acall()
         except BaseException as exc:
-            self._close(attempt, opened, started, exc)
+            if histogram is not None:
+                histogram.record(time.perf_counter() - started, _ERROR)
+            if token is not None:
+                tel.detach(token)
+            self._close(attempt, span, exc)
             raise
-        self._close(attempt, opened, started, None)
+        if histogram is not None:
+            histogram.record(time.perf_counter() - started, _OK)
+        if token is not None:
+            tel.detach(token)
+        self._close(attempt, span, None)
         return result
-
-
-class RunSpans:
-    """The run's wrapper: each task's :class:`AttemptSpan`, made at its first attempt."""
-
-    __slots__ = ("run", "traced")
-
-    def __init__(self, traced: _Traced, run: Any) -> None:
-        self.traced = traced
-        self.run = run
-
-    def _for(self, task: Any) -> AttemptSpan:
-        spans: AttemptSpan | None = task.stash_get(SPANS_KEY, None)
-        if spans is None or spans.traced is not self.traced:
-            spans = task.stash[SPANS_KEY] = AttemptSpan(self.traced, task, self.run)
-        return spans
-
-    def __call__(self, call: Any, attempt: Any) -> Any:
-        return self._for(attempt.task)(call, attempt)
-
-    async def acall(self, acall: Any, attempt: Any) -> Any:
-        return await self._for(attempt.task).acall(acall, attempt)
 
 
 def traced(run: Any) -> _Traced | None:
@@ -549,7 +557,7 @@ def taskloom_run_start(run: Any) -> None:
 @hookimpl(tryfirst=True)
 def taskloom_run_wrappers(run: Any) -> Any:
     state = traced(run)
-    return RunSpans(state, run) if state else None
+    return state.wrapper if state else None
 
 
 @hookimpl

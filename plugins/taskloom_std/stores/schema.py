@@ -275,18 +275,22 @@ class LegacyEvents(ValueError):
 
 def dump_events(events: list[tuple[Any, ...]]) -> str:
     """One stored batch as JSON text (never a pickle): ``[names, tasks, states, times]``.
+    ``events``: ``(run id, task, state, time)`` tuples (see :func:`dump_event_columns`)."""
+    # Columns by itemgetter, not zip(*events): that makes an iterator object per change,
+    # and so many new objects set off the garbage collector in the middle of a run.
+    return dump_event_columns(list(map(_TASK, events)), list(map(_STATE, events)),
+                              list(map(_TIME, events)))
+
+
+def dump_event_columns(tasks: list[str], states: list[Any], times: list[float]) -> str:
+    """One stored batch from its columns: the task, the state and the time of each change.
 
     The writer shares the interpreter with the tasks, so the per-change work is kept to C
     loops: a name is written once per batch, a change is an index, a letter and a float
     (packed little-endian, base64); no decimal floats, no string per change.
     """
-    # Columns by itemgetter, not zip(*events): that makes an iterator object per change,
-    # and so many new objects set off the garbage collector in the middle of a run.
-    tasks = list(map(_TASK, events))
-    states = list(map(_STATE, events))
-    times = list(map(_TIME, events))
     names = list(dict.fromkeys(tasks))
-    positions = array("I", map({name: i for i, name in enumerate(names)}.__getitem__, tasks))
+    positions = array("I", map(dict(zip(names, range(len(names)), strict=True)).__getitem__, tasks))
     packed = array("d", times)
     if sys.byteorder == "big":
         positions.byteswap()
@@ -294,8 +298,10 @@ def dump_events(events: list[tuple[Any, ...]]) -> str:
     letters = "".join(states)  # queued as letters (STATE_LETTER): one character each
     if len(letters) != len(states):  # states given as TaskState members or their values
         letters = "".join(_BY_VALUE[str(getattr(state, "value", state))] for state in states)
-    return _ENCODER.encode([names, base64.b64encode(positions.tobytes()).decode(),
-                            letters, base64.b64encode(packed.tobytes()).decode()])
+    # Composed around the names' JSON: the other three are base64 or letters, which need no
+    # escaping, and the encoder would scan every character of them.
+    return (f'[{_ENCODER.encode(names)},"{base64.b64encode(positions.tobytes()).decode()}",'
+            f'"{letters}","{base64.b64encode(packed.tobytes()).decode()}"]')
 
 
 def load_event_states(data: Any) -> tuple[list[str], list[str]]:

@@ -1,12 +1,13 @@
 """The ``sqlite`` store: run history, results and the result cache in one SQLite file.
 
 The engine calls the store directly (:mod:`taskloom.kernel.store`); recording a state change
-only appends a small tuple to an in-memory queue, and a background writer thread turns the
-queues into one transaction per round, at least every ``flush_interval`` seconds and every
+only adds its fields to a flat in-memory queue (no object per record, so nothing for the
+garbage collector to visit), and a background writer thread turns the queues into one
+transaction per round, at least every ``flush_interval`` seconds and every
 ``BUSY_INTERVAL`` (20 ms) while records keep coming, so a run's end has little left to wait
 for. Nothing touches the disk under the engine's lock, and the writer's share of the
-interpreter is kept small (no object per record that the garbage collector must visit, an
-event batch encoded in C loops).
+interpreter is kept small (columns taken from the queues by slices, an event batch encoded
+in C loops, results without a value written without encoding).
 
 Durability (``durability``):
 
@@ -45,7 +46,6 @@ import inspect
 import itertools
 import json
 import logging
-import operator
 import os
 import random
 import socket
@@ -73,11 +73,16 @@ from taskloom_std.stores.errors import (
     StoreVersionError,
 )
 from taskloom_std.stores.history import RunHistory
-from taskloom_std.stores.recording import QueuedRecorder, SafeRecorder
+from taskloom_std.stores.recording import (
+    EVENT_FIELDS,
+    RESULT_FIELDS,
+    FlatRecorder,
+    SafeFlatRecorder,
+)
 from taskloom_std.stores.schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
-    dump_events,
+    dump_event_columns,
     migrate,
     read_version,
 )
@@ -95,7 +100,6 @@ Outcome = tuple[str, bool, Any, "str | None", "str | None"]
 
 
 _ROWS_PER_INSERT = 256
-_NAME = operator.attrgetter("name")
 #: Seconds between writer rounds while records are queued (at most ``flush_interval``).
 BUSY_INTERVAL = 0.02
 
@@ -134,6 +138,27 @@ def _results_insert(rows: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _none_results_insert(rows: int) -> str:
+    """Results of no value and no cache hit: three parameters a row."""
+    return (
+        "INSERT OR REPLACE INTO results(run_id, task, kind, cache_hit, t) VALUES "
+        + ",".join(["(?, ?, 'none', 0, ?)"] * rows)
+    )
+
+
+#: Fields per record in each flat queue (the others hold a tuple per record).
+_FIELDS = {"events": EVENT_FIELDS, "results": RESULT_FIELDS}
+#: Records committed between two checkpoints of the write-ahead log (about SQLite's own
+#: 1,000 pages of a run of no-op tasks).
+CHECKPOINT_RECORDS = 50_000
+
+
+def pending_records(batches: list[tuple[str, list[Any]]]) -> int:
+    """How many records a writer round's batches hold."""
+    return sum(len(rows) // _FIELDS.get(kind, 1) for kind, rows in batches)
+
+
 def _is_locked(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
@@ -154,7 +179,7 @@ def _read_only_copy(path: Path) -> bool:
         return False
 
 
-class SqliteStore(QueuedRecorder, RunHistory):
+class SqliteStore(FlatRecorder, RunHistory):
     """Records runs in a SQLite database (see the module docstring for durability)."""
 
     store_name = "sqlite"
@@ -214,12 +239,18 @@ class SqliteStore(QueuedRecorder, RunHistory):
             return
         self._conn = self._open()
         self._register_owner()
-        self._events: deque[tuple[Any, ...]] = deque()
-        self._results: deque[tuple[Any, ...]] = deque()
+        # The writer checkpoints after a round's waiters are released (_checkpoint), not
+        # inside the COMMIT that crosses SQLite's threshold, where the end of a run waited
+        # for the checkpoint's writes and fsyncs.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._unchecked = 0  # records committed since the last checkpoint
+        # Flat queues (FlatRecorder): a state change or a result is a run of fields.
+        self._events: list[Any] = []
+        self._results: list[Any] = []
         self._errors: deque[tuple[Any, ...]] = deque()
         self._ops: deque[tuple[Any, ...]] = deque()
-        self._events_append = self._events.append
-        self._results_append = self._results.append
+        self._events_extend = self._events.extend
+        self._results_extend = self._results.extend
         self._errors_append = self._errors.append
         self._retry: list[tuple[str, list[tuple[Any, ...]]]] = []
         self._cache_mem: OrderedDict[str, tuple[float, Any]] = OrderedDict()
@@ -514,20 +545,32 @@ class SqliteStore(QueuedRecorder, RunHistory):
                 if self._failure is None or str(self._failure) != str(exc):
                     log.error("%s", exc)
                 self._failure = exc
-            if self._active and not closing:
-                self._poll_cancels()
-            if (self._claims or self._unreleased) and not closing:
-                self._heartbeat()
             with self._cond:
                 self._round_done = number
                 if ok:
                     self._round_ok = number
                 self._cond.notify_all()
+            # What follows is no part of the round: nobody waiting for it waits for these.
+            if self._unchecked >= CHECKPOINT_RECORDS and not closing:
+                self._checkpoint()
+            if self._active and not closing:
+                self._poll_cancels()
+            if (self._claims or self._unreleased) and not closing:
+                self._heartbeat()
             if closing:
                 with self._watch:
                     self._write_number = -1
                     self._watch.notify_all()
                 return
+
+    def _checkpoint(self) -> None:
+        """Copy the committed pages of the write-ahead log into the database (``PASSIVE``:
+        never waiting for readers or writers; what it cannot copy now is copied next time)."""
+        self._unchecked = 0
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # a busy database: tried again after the next rounds
+            log.debug("store %s: checkpoint failed: %s", self.path, exc)
 
     def _watch_loop(self) -> None:
         """Log a write that has run for longer than ``slow_write`` seconds, while it runs."""
@@ -553,9 +596,9 @@ class SqliteStore(QueuedRecorder, RunHistory):
     def _write_round(self) -> None:
         while True:
             batches = self._retry or [
-                ("events", self._drain(self._events)),
+                ("events", self._take(self._events, EVENT_FIELDS)),
                 ("errors", self._drain(self._errors)),
-                ("results", self._drain(self._results)),
+                ("results", self._take(self._results, RESULT_FIELDS)),
                 ("ops", self._drain(self._ops)),
             ]
             if not any(rows for _, rows in batches):
@@ -565,7 +608,7 @@ class SqliteStore(QueuedRecorder, RunHistory):
             try:
                 self._commit(batches)
             except sqlite3.Error as exc:
-                pending = sum(len(rows) for _, rows in batches)
+                pending = pending_records(batches)
                 if _is_locked(exc):
                     raise StoreLockedError(
                         f"store 'sqlite': {pending} records not written: "
@@ -576,6 +619,7 @@ class SqliteStore(QueuedRecorder, RunHistory):
                     f"({type(exc).__name__}; {pending} records not written yet)"
                 ) from exc
             self._retry = []
+            self._unchecked += pending_records(batches)
             if self._failure is not None:
                 log.warning("store 'sqlite': writing to %s works again; nothing was lost",
                             self.path)
@@ -607,11 +651,18 @@ class SqliteStore(QueuedRecorder, RunHistory):
                 self._watch.notify_all()
 
     @staticmethod
-    def _write_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _write_events(conn: sqlite3.Connection, rows: list[Any]) -> None:
+        """One stored batch per run from a flat queue of changes (columns by slices)."""
+        step = EVENT_FIELDS
+        runs = rows[0::step]
         out = []
-        for run_id, group in itertools.groupby(rows, operator.itemgetter(0)):
-            batch = list(group)
-            out.append((run_id, batch[0][3], dump_events(batch)))
+        start = 0
+        for run_id, group in itertools.groupby(runs):
+            end = start + len(list(group))
+            lo, hi = start * step, end * step
+            out.append((run_id, rows[lo + 3], dump_event_columns(
+                rows[lo + 1:hi:step], rows[lo + 2:hi:step], rows[lo + 3:hi:step])))
+            start = end
         conn.executemany("INSERT INTO events(run_id, t, data) VALUES (?, ?, ?)", out)
 
     @staticmethod
@@ -627,22 +678,35 @@ class SqliteStore(QueuedRecorder, RunHistory):
             out,
         )
 
-    def _write_results(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        limit, signer = self.result_limit, self.signer
-        flat: list[Any] = []
-        add = flat.extend
-        for run_id, task, value, t, hit in rows:
-            if value is None:
-                add((run_id, task, "none", None, None, 1 if hit else 0, t))
-                continue
-            kind, data, note = encode(value, limit, signer)
-            add((run_id, task, kind, data, note, 1 if hit else 0, t))
+    def _write_results(self, conn: sqlite3.Connection, rows: list[Any]) -> None:
+        """Results from a flat queue of ``run id, task, value, time, cache hit`` records."""
+        step = RESULT_FIELDS
+        values = rows[2::step]
+        hits = rows[4::step]
+        if values.count(None) == len(values) and hits.count(False) == len(hits):
+            # No body returned anything (and no cache hit): nothing to encode, and the
+            # parameters are the queue's own columns, interleaved by slice assignments.
+            flat: list[Any] = [None] * (3 * len(values))
+            flat[0::3], flat[1::3], flat[2::3] = rows[0::step], rows[1::step], rows[3::step]
+            width, insert = 3, _none_results_insert
+        else:
+            limit, signer = self.result_limit, self.signer
+            flat = []
+            add = flat.extend
+            for i in range(0, len(rows), step):
+                run_id, task, value, t, hit = rows[i:i + step]
+                if value is None:
+                    add((run_id, task, "none", None, None, 1 if hit else 0, t))
+                    continue
+                kind, data, note = encode(value, limit, signer)
+                add((run_id, task, kind, data, note, 1 if hit else 0, t))
+            width, insert = 7, _results_insert
         # Many rows per statement: each statement step releases and retakes the GIL, which
         # the worker threads would otherwise feel once per row.
-        step = _ROWS_PER_INSERT * 7
-        for i in range(0, len(flat), step):
-            chunk = flat[i:i + step]
-            conn.execute(_results_insert(len(chunk) // 7), chunk)
+        chunk_size = _ROWS_PER_INSERT * width
+        for i in range(0, len(flat), chunk_size):
+            chunk = flat[i:i + chunk_size]
+            conn.execute(insert(len(chunk) // width), chunk)
 
     def _write_ops(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         for op in rows:
@@ -660,9 +724,7 @@ class SqliteStore(QueuedRecorder, RunHistory):
                     " trigger = coalesce(excluded.trigger, runs.trigger),"
                     " parent_id = coalesce(excluded.parent_id, runs.parent_id),"
                     " overrides = coalesce(excluded.overrides, runs.overrides)",
-                    (run_id, workflow, self._config_hash(
-                        ((t.name, tuple(t.dependencies), t.config, t.fn)
-                         for t in sorted(tasks, key=_NAME)), ordered=True),
+                    (run_id, workflow, self._tasks_hash(tasks),
                      self.config_path, t,
                      os.getpid(), self._host, trigger, parent, overrides),
                 )
@@ -1163,7 +1225,7 @@ class SqliteStore(QueuedRecorder, RunHistory):
             return self._schedule
 
 
-class SafeSqliteStore(SafeRecorder, SqliteStore):
+class SafeSqliteStore(SafeFlatRecorder, SqliteStore):
     """``durability = "safe"``: a result is committed before its task completes."""
 
 
